@@ -1,0 +1,168 @@
+/*
+ * test_base.c - strings, buffers, arenas, files, sha256, numbers, UTF-8.
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "slm/base.h"
+#include "slm/json.h"
+
+Test(base, str_views) {
+    struct slm_str s = SLM_STR("  hello world \n");
+    struct slm_str t = slm_str_trim(s);
+    cr_assert(slm_str_eq_c(t, "hello world"));
+    cr_assert(slm_str_starts_with(t, SLM_STR("hello")));
+    cr_assert(slm_str_ends_with(t, SLM_STR("world")));
+    cr_assert_eq(slm_str_find(t, SLM_STR("world"), 0), 6);
+    cr_assert_eq(slm_str_find(t, SLM_STR("xyz"), 0), SIZE_MAX);
+    cr_assert(slm_str_eq_nocase(SLM_STR("Q4_K_M"), SLM_STR("q4_k_m")));
+    cr_assert(slm_str_contains_nocase(SLM_STR("model-Q4_K_M.gguf"), SLM_STR("q4_k_m")));
+    cr_assert(slm_str_eq_c(slm_str_sub(t, 6, 100), "world"));
+}
+
+Test(base, buf_cap_is_enforced_and_buffer_unchanged) {
+    struct slm_buf b;
+    slm_buf_init(&b, 8);
+    cr_assert_eq(slm_buf_puts(&b, "12345678"), SLM_OK);
+    cr_assert_eq(slm_buf_putc(&b, '9'), SLM_E_TOO_LARGE);
+    cr_assert_str_eq(b.ptr, "12345678");
+    slm_buf_consume(&b, 3);
+    cr_assert_str_eq(b.ptr, "45678");
+    cr_assert_eq(slm_buf_printf(&b, "%d", 123), SLM_OK);
+    cr_assert_str_eq(b.ptr, "45678123");
+    cr_assert_eq(slm_buf_printf(&b, "%d", 4), SLM_E_TOO_LARGE);
+    char *p = slm_buf_take(&b);
+    cr_assert_str_eq(p, "45678123");
+    free(p);
+    cr_assert_null(b.ptr);
+}
+
+Test(base, buf_printf_long) {
+    struct slm_buf b = {0};
+    char big[1000];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    cr_assert_eq(slm_buf_printf(&b, "[%s]", big), SLM_OK);
+    cr_assert_eq(b.len, 1001);
+    slm_buf_free(&b);
+}
+
+Test(base, arena_cap) {
+    struct slm_arena a;
+    slm_arena_init(&a, 1024);
+    void *p = slm_arena_alloc(&a, 1000);
+    cr_assert_not_null(p);
+    cr_assert_eq(((uintptr_t)p) % 16, 0);
+    cr_assert_null(slm_arena_alloc(&a, 100));
+    slm_arena_free(&a);
+    slm_arena_init(&a, 0);
+    for (int i = 0; i < 10000; i++) {
+        char *s = slm_arena_strndup(&a, "abc", 3);
+        cr_assert_str_eq(s, "abc");
+    }
+    slm_arena_free(&a);
+}
+
+Test(base, sha256_vectors) {
+    char hex[65];
+    slm_sha256_hex("", 0, hex);
+    cr_assert_str_eq(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    slm_sha256_hex("abc", 3, hex);
+    cr_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    const char *m = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    slm_sha256_hex(m, strlen(m), hex);
+    cr_assert_str_eq(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    /* Incremental updates of odd sizes give the same digest. */
+    struct slm_sha256 s;
+    slm_sha256_init(&s);
+    for (const char *p = m; *p; p++) {
+        slm_sha256_update(&s, p, 1);
+    }
+    uint8_t d[32];
+    slm_sha256_final(&s, d);
+    slm_hex_encode(d, 32, hex);
+    cr_assert_str_eq(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    cr_assert(slm_is_sha256_hex(slm_str_c(hex)));
+    cr_assert(!slm_is_sha256_hex(SLM_STR("xyz")));
+}
+
+Test(base, files_atomic_and_capped_read) {
+    char dir[] = "/tmp/slm-test-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char sub[256], path[300];
+    snprintf(sub, sizeof(sub), "%s/a/b/c", dir);
+    cr_assert_eq(slm_mkdir_p(sub, NULL), SLM_OK);
+    snprintf(path, sizeof(path), "%s/file.txt", sub);
+    cr_assert_eq(slm_file_write_atomic(path, "hello", 5, NULL), SLM_OK);
+    struct slm_buf b = {0};
+    cr_assert_eq(slm_file_read(path, 0, &b, NULL), SLM_OK);
+    cr_assert_str_eq(b.ptr, "hello");
+    struct slm_err err;
+    cr_assert_eq(slm_file_read(path, 3, &b, &err), SLM_E_TOO_LARGE);
+    cr_assert(strstr(err.msg, "larger than 3") != NULL);
+    cr_assert_eq(slm_file_read(path, 5, &b, &err), SLM_OK);
+    cr_assert_eq(slm_file_read("/nonexistent/x", 0, &b, &err), SLM_E_NOT_FOUND);
+    cr_assert(strstr(err.msg, "/nonexistent/x") != NULL);
+    char hex[65];
+    cr_assert_eq(slm_sha256_file(path, hex, NULL), SLM_OK);
+    cr_assert_str_eq(hex, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+    slm_buf_free(&b);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+Test(base, numbers_are_strict) {
+    int64_t i;
+    double d;
+    uint64_t u;
+    cr_assert_eq(slm_parse_i64(SLM_STR("-42"), &i), SLM_OK);
+    cr_assert_eq(i, -42);
+    cr_assert_eq(slm_parse_i64(SLM_STR("42x"), &i), SLM_E_INVALID);
+    cr_assert_eq(slm_parse_i64(SLM_STR(""), &i), SLM_E_INVALID);
+    cr_assert_eq(slm_parse_i64(SLM_STR("99999999999999999999"), &i), SLM_E_INVALID);
+    cr_assert_eq(slm_parse_u64(SLM_STR("-1"), &u), SLM_E_INVALID);
+    cr_assert_eq(slm_parse_f64(SLM_STR("0.25"), &d), SLM_OK);
+    cr_assert_float_eq(d, 0.25, 1e-12);
+    cr_assert_eq(slm_parse_f64(SLM_STR("nan"), &d), SLM_E_INVALID);
+    cr_assert_eq(slm_parse_f64(SLM_STR("1e999"), &d), SLM_E_INVALID);
+}
+
+Test(base, utf8_boundaries) {
+    const char *e = "caf\xc3\xa9"; /* café */
+    cr_assert_eq(slm_utf8_complete_len(e, 5), 5);
+    cr_assert_eq(slm_utf8_complete_len(e, 4), 3); /* holds the lead byte */
+    const char *emoji = "\xf0\x9f\x98\x80";
+    cr_assert_eq(slm_utf8_complete_len(emoji, 3), 0);
+    cr_assert_eq(slm_utf8_complete_len(emoji, 4), 4);
+    cr_assert(slm_utf8_valid(e, 5));
+    cr_assert(!slm_utf8_valid(e, 4));
+    cr_assert(!slm_utf8_valid("\xc0\x80", 2)); /* overlong */
+    cr_assert(!slm_utf8_valid("\xed\xa0\x80", 3)); /* surrogate */
+}
+
+Test(base, json_helpers) {
+    json_t *v = NULL;
+    struct slm_err err;
+    cr_assert_eq(slm_json_parse("{\"a\":1,\"a\":2}", 13, "body", &v, &err), SLM_E_INVALID);
+    cr_assert(strstr(err.msg, "body:1:") != NULL);
+    cr_assert_eq(slm_json_parse("{\"n\":3,\"s\":\"x\",\"b\":true}", 24, "body", &v, &err), SLM_OK);
+    int64_t n;
+    const char *s;
+    bool b;
+    cr_assert_eq(slm_json_get_int(v, "n", 0, &n, &err), SLM_OK);
+    cr_assert_eq(n, 3);
+    cr_assert_eq(slm_json_get_int(v, "s", 0, &n, &err), SLM_E_INVALID);
+    cr_assert(strstr(err.msg, "'s'") != NULL);
+    cr_assert_eq(slm_json_get_str(v, "missing", "dflt", &s, &err), SLM_OK);
+    cr_assert_str_eq(s, "dflt");
+    cr_assert_eq(slm_json_get_bool(v, "b", false, &b, &err), SLM_OK);
+    cr_assert(b);
+    struct slm_buf out = {0};
+    cr_assert_eq(slm_json_dump(v, &out), SLM_OK);
+    cr_assert_str_eq(out.ptr, "{\"n\":3,\"s\":\"x\",\"b\":true}");
+    slm_buf_free(&out);
+    json_decref(v);
+}
