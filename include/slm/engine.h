@@ -79,6 +79,15 @@ int slm_gguf_read_info(const char *path, struct slm_model_info *out, struct slm_
  * Borrowed, valid while the model is. */
 const char *slm_model_chat_template(const struct slm_model *model);
 
+/* Quantizes a GGUF model with llama.cpp's quantizer into `out`.
+ * `type` is one of slm_quantize_types() (case-insensitive): Q4_K_M, Q5_K_M,
+ * Q6_K, Q8_0, F16, ... `n_threads` 0 = all cores. SLM_E_INVALID names the
+ * accepted types when `type` is unknown. */
+int slm_quantize(const char *in, const char *out, const char *type, int32_t n_threads,
+                 struct slm_err *err);
+/* The type names slm_quantize accepts, NULL-terminated. */
+const char *const *slm_quantize_types(void);
+
 /* ---------------------------------------------------------------- tokens */
 
 /* Tokenizes `text`. `add_bos` adds the model's BOS when its vocabulary asks
@@ -221,6 +230,7 @@ struct slm_gen_params {
     size_t n_stop;
     int32_t n_top_logprobs;    /* alternatives per token in events, 0..SLM_MAX_TOP_LOGPROBS */
     bool logprobs;             /* compute token log-probs (events and stats) */
+    bool ignore_eos;           /* never sample end-of-generation tokens (benchmarks) */
 };
 
 struct slm_gen_params slm_gen_params_default(void);

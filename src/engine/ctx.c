@@ -94,6 +94,16 @@ int slm_ctx_init(struct slm_model *model, const struct slm_ctx_params *params,
     c->n_vocab = llama_vocab_n_tokens(model->vocab);
     c->cand = malloc((size_t)c->n_vocab * sizeof(*c->cand));
     c->cached = malloc((size_t)llama_n_ctx(c->lc) * sizeof(*c->cached));
+    for (int32_t t = 0; c->cand && t < c->n_vocab; t++) {
+        if (llama_vocab_is_eog(model->vocab, t)) {
+            int32_t *e = realloc(c->eog, (c->n_eog + 1) * sizeof(*e));
+            if (!e) {
+                break;
+            }
+            c->eog = e;
+            c->eog[c->n_eog++] = t;
+        }
+    }
     if (!c->cand || !c->cached || !c->batch.token) {
         slm_ctx_free(c);
         return slm_err_set(err, SLM_E_NOMEM, "out of memory");
@@ -111,6 +121,7 @@ void slm_ctx_free(struct slm_ctx *ctx) {
         llama_free(ctx->lc);
     }
     free(ctx->cand);
+    free(ctx->eog);
     free(ctx->cached);
     free(ctx->adapters);
     free(ctx->scales);
@@ -353,6 +364,11 @@ static int32_t sample_next(struct gen_state *st, struct llama_sampler *chain, fl
         ctx->cand[i].id = i;
         ctx->cand[i].logit = logits[i];
         ctx->cand[i].p = 0.0f;
+    }
+    if (st->p->ignore_eos) {
+        for (size_t i = 0; i < ctx->n_eog; i++) {
+            ctx->cand[ctx->eog[i]].logit = -INFINITY;
+        }
     }
     llama_token_data_array arr = {ctx->cand, (size_t)ctx->n_vocab, -1, false};
     llama_sampler_apply(chain, &arr);

@@ -33,6 +33,8 @@ struct slm_ctx {
     /* Sampling scratch, sized at init: no allocation in the token loop. */
     llama_token_data *cand;
     int32_t n_vocab;
+    int32_t *eog; /* end-of-generation token ids, for ignore_eos */
+    size_t n_eog;
     /* Current adapter set, to notice changes. */
     struct slm_adapter **adapters;
     float *scales;

@@ -22,11 +22,12 @@ static _Thread_local char t_line[1024];
 static _Thread_local size_t t_len;
 static _Thread_local enum ggml_log_level t_level;
 
+/* llama.cpp reports failures through return codes too, which the engine turns
+ * into messages that say what to do; its own log lines are detail, shown with
+ * SLM_LOG=info (errors) or SLM_LOG=debug (everything). */
 static enum slm_log_level map_level(enum ggml_log_level l) {
     switch (l) {
-    case GGML_LOG_LEVEL_ERROR: return SLM_LOG_ERROR;
-    case GGML_LOG_LEVEL_WARN: return SLM_LOG_WARN;
-    case GGML_LOG_LEVEL_INFO: return SLM_LOG_DEBUG; /* llama.cpp's INFO is chatty: our DEBUG */
+    case GGML_LOG_LEVEL_ERROR: return SLM_LOG_INFO;
     default: return SLM_LOG_DEBUG;
     }
 }
@@ -104,7 +105,7 @@ static int diagnose_load_failure(const char *path, struct slm_err *err) {
     }
     return slm_err_set(err, SLM_E_UNSUPPORTED,
                        "%s: could not load architecture '%s' (unsupported by llama.cpp %s, or "
-                       "tensors missing; SLM_LOG=debug shows llama.cpp's reason)",
+                       "tensors missing; SLM_LOG=info shows llama.cpp's reason)",
                        path, arch, llama_version());
 }
 
@@ -318,7 +319,7 @@ int slm_adapter_load(struct slm_model *model, const char *path, struct slm_adapt
         free(a);
         return slm_err_set(err, SLM_E_INVALID,
                            "adapter %s: not a LoRA adapter for this model (architecture or "
-                           "tensor shapes differ; SLM_LOG=debug shows llama.cpp's reason)",
+                           "tensor shapes differ; SLM_LOG=info shows llama.cpp's reason)",
                            path);
     }
     a->model = model;

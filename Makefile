@@ -1,0 +1,37 @@
+# A thin wrapper over CMake for the usual commands. README's two commands
+# (scripts/setup.sh, scripts/test.sh) are what CI runs.
+LLAMA_PREFIX ?= $(shell cat .llama-prefix 2>/dev/null || scripts/llama-deps.sh)
+JOBS ?= $(shell nproc)
+CMAKE_ARGS = -DCMAKE_PREFIX_PATH=$(LLAMA_PREFIX)
+
+.PHONY: all test asan fuzz format lint clean
+
+all:
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS) >/dev/null
+	cmake --build build -j $(JOBS)
+
+test: all
+	cd build && ctest --output-on-failure -j $(JOBS)
+
+asan:
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSLM_SANITIZE=ON $(CMAKE_ARGS) >/dev/null
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && ctest --output-on-failure -j $(JOBS)
+
+# Builds the libFuzzer harnesses; run one with e.g.
+#   build-fuzz/fuzz/fuzz_liquid tests/fuzz/corpus/liquid -max_total_time=60
+fuzz:
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DSLM_FUZZ=ON \
+	    -DSLM_TESTS=OFF $(CMAKE_ARGS) >/dev/null
+	cmake --build build-fuzz -j $(JOBS)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+lint:
+	scripts/check-source.sh
+	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability \
+	    --suppress=missingIncludeSystem -Iinclude -Isrc src
+
+clean:
+	rm -rf build build-asan build-fuzz

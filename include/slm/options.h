@@ -1,0 +1,66 @@
+/*
+ * slm/options.h - generation options under one table of names (part of the
+ * engine module, but needs no model).
+ *
+ * The same option has an Ollama name (Modelfile PARAMETER, chat
+ * `/set parameter`, the Ollama API's `options`) and a CLI flag spelled with
+ * dashes (DESIGN.md). This table is the single place that maps them, checks
+ * types and ranges, and documents them (docs/commands.md mirrors it).
+ */
+#ifndef SLM_OPTIONS_H
+#define SLM_OPTIONS_H
+
+#include <jansson.h>
+
+#include "slm/base.h"
+#include "slm/engine.h"
+
+#define SLM_MAX_STOP 16
+
+struct slm_options {
+    struct slm_sample_params sample;
+    int32_t num_predict; /* max tokens; -1 = until done */
+    int32_t num_ctx;     /* 0 = model default (min(training context, 4096)) */
+    int32_t num_batch;   /* 0 = 512 */
+    int32_t num_thread;  /* 0 = physical cores */
+    char *stop[SLM_MAX_STOP]; /* owned */
+    size_t n_stop;
+};
+
+enum slm_option_type { SLM_OPT_INT, SLM_OPT_FLOAT, SLM_OPT_STRINGS };
+
+struct slm_option_desc {
+    const char *name; /* Ollama name: "num_predict" */
+    const char *flag; /* CLI flag: "max-tokens" */
+    enum slm_option_type type;
+    double min, max;
+    const char *help;
+};
+
+/* The table, terminated by name == NULL. */
+const struct slm_option_desc *slm_option_table(void);
+/* Finds by Ollama name or by flag name (with or without leading dashes). */
+const struct slm_option_desc *slm_option_find(const char *name);
+
+/* Defaults: slm_sample_params_default(), num_predict -1, rest auto. */
+void slm_options_init(struct slm_options *o);
+void slm_options_free(struct slm_options *o);
+int slm_options_copy(struct slm_options *dst, const struct slm_options *src);
+/* Sets one option from text ("0.2", "40", a stop string): SLM_E_INVALID with a
+ * message naming the option and the allowed range. "stop" appends. */
+int slm_options_set_text(struct slm_options *o, const char *name, const char *text,
+                         struct slm_err *err);
+/* Sets one option from a JSON value (number, or string / array of strings for
+ * stop, which then replaces the list). */
+int slm_options_set_json(struct slm_options *o, const char *name, const json_t *value,
+                         struct slm_err *err);
+/* Applies every key of an object (manifest params, Ollama `options`).
+ * Unknown keys are SLM_E_INVALID unless `ignore_unknown`. */
+int slm_options_apply(struct slm_options *o, const json_t *obj, bool ignore_unknown,
+                      struct slm_err *err);
+/* The options that differ from defaults, as an object of Ollama names. */
+json_t *slm_options_to_json(const struct slm_options *o);
+/* The generation parameters these options mean (stop strings borrowed from o). */
+struct slm_gen_params slm_options_gen_params(const struct slm_options *o);
+
+#endif /* SLM_OPTIONS_H */

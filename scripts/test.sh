@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The second README command: the whole test suite, in a normal build and in an
+# ASan+UBSan build, plus the source checks (banned functions) and the fuzz
+# harnesses replaying their seed corpora.
+#
+#   scripts/test.sh             everything
+#   SLM_TEST_QUICK=1 ...        normal build only (for a fast local loop)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+llama_prefix=${SLM_LLAMA_PREFIX:-}
+if [ -z "$llama_prefix" ] && [ -f .llama-prefix ]; then
+    llama_prefix=$(cat .llama-prefix)
+fi
+[ -n "$llama_prefix" ] || llama_prefix=$(scripts/llama-deps.sh)
+
+jobs=$(nproc)
+werror=OFF
+[ "${CI:-}" = true ] && werror=ON
+
+say "source checks"
+scripts/check-source.sh
+
+run_suite() { # name, build dir, extra cmake args...
+    local name=$1 dir=$2
+    shift 2
+    say "$name build"
+    cmake -S . -B "$dir" -DCMAKE_PREFIX_PATH="$llama_prefix" -DSLM_WERROR=$werror "$@" \
+        >/dev/null
+    cmake --build "$dir" -j "$jobs"
+    say "$name tests"
+    (cd "$dir" && ctest --output-on-failure -j "$jobs")
+}
+
+run_suite "normal" build -DCMAKE_BUILD_TYPE=Release
+if [ -z "${SLM_TEST_QUICK:-}" ]; then
+    run_suite "ASan+UBSan" build-asan -DCMAKE_BUILD_TYPE=Debug -DSLM_SANITIZE=ON
+    if command -v clang >/dev/null && ls tests/fuzz/fuzz_*.c >/dev/null 2>&1; then
+        say "fuzz harnesses: replaying seed corpora"
+        CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug \
+            -DCMAKE_PREFIX_PATH="$llama_prefix" -DSLM_FUZZ=ON -DSLM_TESTS=OFF >/dev/null
+        cmake --build build-fuzz -j "$jobs"
+        for f in build-fuzz/fuzz/fuzz_*; do
+            name=$(basename "$f")
+            corpus=tests/fuzz/corpus/${name#fuzz_}
+            [ -d "$corpus" ] || continue
+            "$f" -runs=0 "$corpus" >/dev/null 2>&1 || { echo "fuzz: $name crashed on its corpus" >&2; "$f" -runs=0 "$corpus"; exit 1; }
+            echo "fuzz: $name ok ($(ls "$corpus" | wc -l) seeds)"
+        done
+    fi
+fi
+say "all tests passed"
