@@ -125,7 +125,7 @@ int slm_buf_append_str(struct slm_buf *b, struct slm_str s) SLM_NODISCARD;
 int slm_buf_puts(struct slm_buf *b, const char *s) SLM_NODISCARD;
 int slm_buf_putc(struct slm_buf *b, char c) SLM_NODISCARD;
 int slm_buf_printf(struct slm_buf *b, const char *fmt, ...) SLM_PRINTF(2, 3) SLM_NODISCARD;
-int slm_buf_vprintf(struct slm_buf *b, const char *fmt, va_list ap) SLM_NODISCARD;
+int slm_buf_vprintf(struct slm_buf *b, const char *fmt, va_list ap) SLM_PRINTF(2, 0) SLM_NODISCARD;
 /* Returns the heap string (never NULL: an empty buffer gives "") and resets `b`.
  * Caller frees. NULL only on allocation failure. */
 char *slm_buf_take(struct slm_buf *b);
