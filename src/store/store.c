@@ -1,0 +1,410 @@
+/*
+ * store/store.c - the store on disk: opening $SLM_HOME, blob and manifest
+ * paths, importing blobs (hash, then rename), writing manifests atomically,
+ * resolving a name, alias or local path to a manifest.
+ *
+ * Every write ends in a rename inside the store, so a reader (or a crash)
+ * sees the old state or the new one. Blobs are content-addressed: a blob
+ * under a name always has that sha256.
+ */
+#include "slm/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "slm/json.h"
+#include "store/internal.h"
+
+struct slm_store {
+    char home[PATH_MAX];
+};
+
+int slm_store_open(const char *home, struct slm_store **out, struct slm_err *err) {
+    *out = NULL;
+    char dir[PATH_MAX];
+    const char *env = getenv("SLM_HOME");
+    int n;
+    if (home && home[0]) {
+        n = snprintf(dir, sizeof(dir), "%s", home);
+    } else if (env && env[0]) {
+        n = snprintf(dir, sizeof(dir), "%s", env);
+    } else {
+        const char *h = getenv("HOME");
+        if (!h || !h[0]) {
+            return slm_err_set(err, SLM_E_INVALID, "neither SLM_HOME nor HOME is set");
+        }
+        n = snprintf(dir, sizeof(dir), "%s/.slm", h);
+    }
+    if (n < 0 || (size_t)n >= sizeof(dir) - 128) {
+        return slm_err_set(err, SLM_E_TOO_LARGE, "store path too long");
+    }
+    while (n > 1 && dir[n - 1] == '/') {
+        dir[--n] = '\0';
+    }
+    static const char *const subdirs[] = {"blobs", "manifests", "tmp"};
+    for (size_t i = 0; i < SLM_ARRAY_LEN(subdirs); i++) {
+        char sub[PATH_MAX];
+        slm_path_join(sub, sizeof(sub), dir, subdirs[i]);
+        int rc = slm_mkdir_p(sub, err);
+        if (rc != SLM_OK) {
+            return slm_err_prefix(err, "cannot create the model store");
+        }
+    }
+    struct slm_store *s = calloc(1, sizeof(*s));
+    if (!s) {
+        return slm_err_set(err, SLM_E_NOMEM, "out of memory");
+    }
+    memcpy(s->home, dir, (size_t)n + 1);
+    *out = s;
+    return SLM_OK;
+}
+
+void slm_store_close(struct slm_store *store) {
+    free(store);
+}
+
+const char *slm_store_home(const struct slm_store *store) {
+    return store->home;
+}
+
+size_t slm_store_blob_path(const struct slm_store *store, const char *hex, char *out, size_t cap) {
+    int n = snprintf(out, cap, "%s/blobs/sha256-%s", store->home, hex);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+size_t slm_store_manifest_path(const struct slm_store *store, const struct slm_name *name,
+                               char *out, size_t cap) {
+    int n = snprintf(out, cap, "%s/manifests/%s/%s.json", store->home, name->name, name->tag);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+size_t slm_store_tmp_path(const struct slm_store *store, const char *file, char *out, size_t cap) {
+    int n = snprintf(out, cap, "%s/tmp/%s", store->home, file);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+/* ---------------------------------------------------------------- blobs */
+
+static int write_all(int fd, const char *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Copies `src` into a new temporary file in the store's tmp/, hashing as it
+ * goes. On success `tmp` holds the temporary file's path (caller renames or
+ * unlinks it). */
+static int copy_hashing(struct slm_store *store, const char *src, char *tmp, size_t cap,
+                        char hex[65], struct slm_err *err) {
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        return slm_err_set(err, errno == ENOENT ? SLM_E_NOT_FOUND : SLM_E_IO, "%s: %s", src,
+                           strerror(errno));
+    }
+    int len = snprintf(tmp, cap, "%s/tmp/import-XXXXXX", store->home);
+    int out = len > 0 && (size_t)len < cap ? mkstemp(tmp) : -1;
+    if (out < 0) {
+        int e = errno;
+        close(in);
+        return slm_err_set(err, SLM_E_IO, "%s: %s", tmp, strerror(e));
+    }
+    struct slm_sha256 sha;
+    slm_sha256_init(&sha);
+    enum { CHUNK = 1 << 16 };
+    char *buf = malloc(CHUNK);
+    int rc = buf ? SLM_OK : slm_err_set(err, SLM_E_NOMEM, "out of memory");
+    while (rc == SLM_OK) {
+        ssize_t r = read(in, buf, CHUNK);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r < 0) {
+            rc = slm_err_set(err, SLM_E_IO, "%s: %s", src, strerror(errno));
+        } else if (r == 0) {
+            break;
+        } else if (write_all(out, buf, (size_t)r) != 0) {
+            rc = slm_err_set(err, SLM_E_IO, "%s: %s", tmp, strerror(errno));
+        } else {
+            slm_sha256_update(&sha, buf, (size_t)r);
+        }
+    }
+    free(buf);
+    if (rc == SLM_OK && fsync(out) != 0) {
+        rc = slm_err_set(err, SLM_E_IO, "%s: %s", tmp, strerror(errno));
+    }
+    close(out);
+    close(in);
+    if (rc != SLM_OK) {
+        unlink(tmp);
+        return rc;
+    }
+    uint8_t d[32];
+    slm_sha256_final(&sha, d);
+    slm_hex_encode(d, 32, hex);
+    return SLM_OK;
+}
+
+/* Renames `path` (already hashed to `hex`) to its blob name; a blob already
+ * there with the same size is kept and `path` removed. Across file systems
+ * the file is copied into tmp/ first (and hashed again on the way). */
+static int place_blob(struct slm_store *store, const char *path, const char *hex,
+                      struct slm_err *err) {
+    char blob[PATH_MAX];
+    if (slm_store_blob_path(store, hex, blob, sizeof(blob)) >= sizeof(blob)) {
+        return slm_err_set(err, SLM_E_TOO_LARGE, "store path too long");
+    }
+    if (slm_file_exists(blob) && slm_file_size(blob) == slm_file_size(path)) {
+        unlink(path);
+        return SLM_OK;
+    }
+    if (rename(path, blob) == 0) {
+        slm_fsync_dir_of(blob);
+        return SLM_OK;
+    }
+    if (errno != EXDEV) {
+        return slm_err_set(err, SLM_E_IO, "cannot move %s to %s: %s", path, blob,
+                           strerror(errno));
+    }
+    char tmp[PATH_MAX], got[65];
+    int rc = copy_hashing(store, path, tmp, sizeof(tmp), got, err);
+    if (rc != SLM_OK) {
+        return rc;
+    }
+    if (strcmp(got, hex) != 0) {
+        unlink(tmp);
+        return slm_err_set(err, SLM_E_CORRUPT, "%s changed while it was being imported", path);
+    }
+    if (rename(tmp, blob) != 0) {
+        rc = slm_err_set(err, SLM_E_IO, "cannot move %s to %s: %s", tmp, blob, strerror(errno));
+        unlink(tmp);
+        return rc;
+    }
+    slm_fsync_dir_of(blob);
+    unlink(path);
+    return SLM_OK;
+}
+
+static void lower_hex(const char *in, char out[65]) {
+    for (int i = 0; i < 64; i++) {
+        char c = in[i];
+        out[i] = (c >= 'A' && c <= 'F') ? (char)(c - 'A' + 'a') : c;
+    }
+    out[64] = '\0';
+}
+
+int slm__store_adopt_blob(struct slm_store *store, const char *path, const char *hex,
+                          char digest[72], struct slm_err *err) {
+    int rc = place_blob(store, path, hex, err);
+    if (rc == SLM_OK) {
+        snprintf(digest, 72, "sha256-%s", hex);
+    }
+    return rc;
+}
+
+int slm_store_import_blob(struct slm_store *store, const char *path, const char *expect_hex,
+                          bool move, char digest[72], struct slm_err *err) {
+    char expect[65] = "", got[65];
+    if (expect_hex) {
+        if (!slm_is_sha256_hex(slm_str_c(expect_hex))) {
+            return slm_err_set(err, SLM_E_INVALID, "'%.80s' is not a sha256 (64 hex digits)",
+                               expect_hex);
+        }
+        lower_hex(expect_hex, expect);
+    }
+    char tmp[PATH_MAX];
+    const char *src = path;
+    int rc;
+    if (move) {
+        rc = slm_sha256_file(path, got, err);
+    } else {
+        rc = copy_hashing(store, path, tmp, sizeof(tmp), got, err);
+        src = tmp;
+    }
+    if (rc != SLM_OK) {
+        return rc;
+    }
+    if (expect[0] && strcmp(expect, got) != 0) {
+        if (!move) {
+            unlink(tmp);
+        }
+        return slm_err_set(err, SLM_E_CORRUPT, "%s: sha256 mismatch: expected %s, got %s", path,
+                           expect, got);
+    }
+    if (move) {
+        return slm__store_adopt_blob(store, src, got, digest, err);
+    }
+    rc = place_blob(store, src, got, err);
+    if (rc != SLM_OK) {
+        unlink(tmp);
+        return rc;
+    }
+    snprintf(digest, 72, "sha256-%s", got);
+    return SLM_OK;
+}
+
+/* ---------------------------------------------------------------- manifests */
+
+int slm_store_write_manifest(struct slm_store *store, const struct slm_name *name,
+                             const json_t *doc, struct slm_err *err) {
+    char path[PATH_MAX];
+    if (slm_store_manifest_path(store, name, path, sizeof(path)) >= sizeof(path)) {
+        return slm_err_set(err, SLM_E_TOO_LARGE, "manifest path too long");
+    }
+    char dir[PATH_MAX];
+    memcpy(dir, path, strlen(path) + 1);
+    *strrchr(dir, '/') = '\0';
+    int rc = slm_mkdir_p(dir, err);
+    if (rc != SLM_OK) {
+        return rc;
+    }
+    char *text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (!text) {
+        return slm_err_set(err, SLM_E_NOMEM, "cannot serialize the manifest");
+    }
+    size_t n = strlen(text);
+    /* Manifests end with a newline like any text file. */
+    char *with_nl = realloc(text, n + 2);
+    if (!with_nl) {
+        free(text);
+        return slm_err_set(err, SLM_E_NOMEM, "out of memory");
+    }
+    with_nl[n] = '\n';
+    with_nl[n + 1] = '\0';
+    /* A name that moves to other blobs must not leave the old ones behind. */
+    char (*old)[72] = malloc(80 * sizeof(*old));
+    size_t n_old = old ? slm__store_digests_of(store, path, old, 80) : 0;
+    rc = slm_file_write_atomic(path, with_nl, n + 1, err);
+    free(with_nl);
+    if (rc == SLM_OK && n_old > 0) {
+        slm__store_replaced(store, old, n_old);
+    }
+    free(old);
+    return rc;
+}
+
+int slm_store_read_manifest(struct slm_store *store, const struct slm_name *name,
+                            struct slm_manifest **out, struct slm_err *err) {
+    *out = NULL;
+    char path[PATH_MAX], full[SLM_NAME_MAX + 80];
+    if (slm_store_manifest_path(store, name, path, sizeof(path)) >= sizeof(path)) {
+        return slm_err_set(err, SLM_E_TOO_LARGE, "manifest path too long");
+    }
+    slm_name_format(name, full, sizeof(full));
+    if (!slm_file_exists(path)) {
+        return slm_err_set(err, SLM_E_NOT_FOUND, "model '%s' not found", full);
+    }
+    json_t *doc = NULL;
+    int rc = slm_json_load_file(path, SLM_MANIFEST_MAX, &doc, err);
+    if (rc != SLM_OK) {
+        if (rc == SLM_E_INVALID && err) {
+            char msg[sizeof(err->msg)];
+            memcpy(msg, err->msg, sizeof(msg));
+            return slm_err_set(err, SLM_E_CORRUPT, "%s", msg);
+        }
+        return rc == SLM_E_INVALID ? SLM_E_CORRUPT : rc;
+    }
+    rc = slm_manifest_from_json(store, full, doc, out, err);
+    json_decref(doc);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- resolve */
+
+static int resolve_local(const char *text, struct slm_manifest **out, struct slm_err *err) {
+    char real[PATH_MAX];
+    if (!realpath(text, real)) {
+        return slm_err_set(err, errno == ENOENT ? SLM_E_NOT_FOUND : SLM_E_IO, "%s: %s", text,
+                           strerror(errno));
+    }
+    if (!slm_file_exists(real)) {
+        return slm_err_set(err, SLM_E_INVALID, "%s: not a regular file", text);
+    }
+    struct slm_manifest *m = slm__manifest_new(text);
+    if (!m || !(m->model_path = strdup(real))) {
+        slm_manifest_free(m);
+        return slm_err_set(err, SLM_E_NOMEM, "out of memory");
+    }
+    m->model_size = (uint64_t)slm_file_size(real);
+    *out = m;
+    return SLM_OK;
+}
+
+/* Every blob a manifest points at must exist (a missing one means a damaged
+ * store or a concurrent `slm rm`). */
+static int check_blobs(const struct slm_manifest *m, struct slm_err *err) {
+    const char *missing = NULL;
+    if (!slm_file_exists(m->model_path)) {
+        missing = m->model_path;
+    }
+    for (size_t i = 0; !missing && i < m->n_adapters; i++) {
+        if (!slm_file_exists(m->adapters[i].path)) {
+            missing = m->adapters[i].path;
+        }
+    }
+    if (!missing && m->template_path && !slm_file_exists(m->template_path)) {
+        missing = m->template_path;
+    }
+    if (missing) {
+        return slm_err_set(err, SLM_E_NOT_FOUND,
+                           "model '%.200s' is damaged: blob %s is missing (pull or create it "
+                           "again)",
+                           m->name, missing);
+    }
+    return SLM_OK;
+}
+
+int slm_store_resolve(struct slm_store *store, const char *text, struct slm_manifest **out,
+                      struct slm_err *err) {
+    *out = NULL;
+    if (slm_name_is_local_path(text)) {
+        return resolve_local(text, out, err);
+    }
+    struct slm_name name;
+    int rc = slm_name_parse(text, &name, err);
+    if (rc != SLM_OK) {
+        return rc;
+    }
+    struct slm_err ignore;
+    rc = slm_store_read_manifest(store, &name, out, &ignore);
+    if (rc == SLM_E_NOT_FOUND) {
+        /* An alias may have been pulled under its target's name. */
+        const struct slm_alias *a = slm_alias_find(text);
+        struct slm_name target;
+        if (a && slm_name_parse(a->target, &target, NULL) == SLM_OK) {
+            rc = slm_store_read_manifest(store, &target, out, &ignore);
+        }
+    }
+    if (rc == SLM_E_NOT_FOUND) {
+        char full[SLM_NAME_MAX + 80];
+        slm_name_format(&name, full, sizeof(full));
+        return slm_err_set(err, SLM_E_NOT_FOUND,
+                           "model '%s' not found: pull it with `slm pull %s`, or see `slm list`",
+                           full, text);
+    }
+    if (rc != SLM_OK) {
+        if (err) {
+            *err = ignore;
+        }
+        return rc;
+    }
+    rc = check_blobs(*out, err);
+    if (rc != SLM_OK) {
+        slm_manifest_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
