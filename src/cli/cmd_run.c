@@ -1,0 +1,416 @@
+/*
+ * cli/cmd_run.c - `slm run MODEL [PROMPT]`: one-shot generation streamed to
+ * stdout, piped input as context, or an interactive chat on a terminal.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/session.h"
+#include "slm/grammar.h"
+#include "slm/json.h"
+
+#define STDIN_MAX ((size_t)64 << 20)
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "Usage: slm run MODEL [PROMPT...] [flags]\n"
+            "\n"
+            "Generates from MODEL (a store name such as stories260k, or a path to a .gguf).\n"
+            "  slm run MODEL \"Once upon a time\"      one-shot, streamed to stdout\n"
+            "  cat notes.md | slm run MODEL \"Summarise\"  piped text is the context\n"
+            "  slm run MODEL                         interactive chat on a terminal\n"
+            "\n"
+            "Sampling (Modelfile PARAMETER names in brackets):\n");
+    for (const struct slm_option_desc *d = slm_option_table(); d->name; d++) {
+        char flag[64];
+        snprintf(flag, sizeof(flag), "--%s%s", d->flag,
+                 strcmp(d->flag, "max-tokens") == 0 ? ", -n" : "");
+        fprintf(f, "  %-24s %s [%s]\n", flag, d->help, d->name);
+    }
+    fprintf(f,
+            "\nPrompt and output:\n"
+            "  --system TEXT            system prompt (chat formatting)\n"
+            "  --raw                    no chat template: the prompt is passed as is\n"
+            "  --chat                   apply a chat template even to a model without one "
+            "(ChatML)\n"
+            "  --format json            constrain output to a JSON object\n"
+            "  --json-schema FILE       constrain output to a JSON Schema and validate it\n"
+            "  --adapter FILE[:SCALE]   apply a GGUF LoRA adapter (repeatable)\n"
+            "  --template FILE          Liquid template that renders the user turn from\n"
+            "                           input, system, messages and --vars\n"
+            "  --vars JSON|@FILE        variables for the template\n"
+            "  --interactive            chat even when stdin is not a terminal (line by line)\n"
+            "  --ignore-eos             keep generating past end-of-sequence (benchmarks)\n"
+            "  --token-ids              print generated token ids instead of text\n"
+            "  --verbose                print load time and prompt/generation speed to stderr\n"
+            "\n"
+            "Exit codes: 0 ok, 1 error, 2 bad usage, 3 model not found, 4 output incomplete or\n"
+            "invalid (e.g. --max-tokens cut a JSON answer), 5 input does not fit the context,\n"
+            "130 interrupted.\n");
+}
+
+enum {
+    OPT_SYSTEM = 1000,
+    OPT_RAW,
+    OPT_CHAT,
+    OPT_FORMAT,
+    OPT_SCHEMA,
+    OPT_ADAPTER,
+    OPT_INTERACTIVE,
+    OPT_IGNORE_EOS,
+    OPT_TOKEN_IDS,
+    OPT_VERBOSE,
+    OPT_TEMPLATE,
+    OPT_VARS,
+    OPT_HELP,
+    OPT_SAMPLING = 2000, /* + index in the option table */
+};
+
+struct run_args {
+    const char *model;
+    const char *system;
+    bool raw, chat, interactive, verbose, token_ids, ignore_eos;
+    const char *format;
+    const char *schema_file;
+    const char *template_file;
+    const char *vars;
+    const char *adapter_args[SLM_SESSION_MAX_ADAPTERS];
+    char adapter_paths[SLM_SESSION_MAX_ADAPTERS][1024]; /* FILE part of FILE:SCALE */
+    size_t n_adapter_args;
+    /* Sampling flags, applied after the manifest's parameters. */
+    const char *opt_names[64];
+    const char *opt_values[64];
+    size_t n_opts;
+    struct slm_buf prompt;
+};
+
+static int parse_args(int argc, char **argv, struct run_args *a) {
+    static struct option base_opts[] = {
+        {"system", required_argument, NULL, OPT_SYSTEM},
+        {"raw", no_argument, NULL, OPT_RAW},
+        {"chat", no_argument, NULL, OPT_CHAT},
+        {"format", required_argument, NULL, OPT_FORMAT},
+        {"json-schema", required_argument, NULL, OPT_SCHEMA},
+        {"adapter", required_argument, NULL, OPT_ADAPTER},
+        {"interactive", no_argument, NULL, OPT_INTERACTIVE},
+        {"ignore-eos", no_argument, NULL, OPT_IGNORE_EOS},
+        {"token-ids", no_argument, NULL, OPT_TOKEN_IDS},
+        {"verbose", no_argument, NULL, OPT_VERBOSE},
+        {"template", required_argument, NULL, OPT_TEMPLATE},
+        {"vars", required_argument, NULL, OPT_VARS},
+        {"help", no_argument, NULL, OPT_HELP},
+    };
+    struct option opts[64];
+    size_t n = 0;
+    for (size_t i = 0; i < SLM_ARRAY_LEN(base_opts); i++) {
+        opts[n++] = base_opts[i];
+    }
+    const struct slm_option_desc *table = slm_option_table();
+    for (int i = 0; table[i].name; i++) {
+        opts[n++] = (struct option){table[i].flag, required_argument, NULL, OPT_SAMPLING + i};
+    }
+    opts[n] = (struct option){NULL, 0, NULL, 0};
+
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "hn:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+        case OPT_HELP: usage(stdout); return -1;
+        case OPT_SYSTEM: a->system = optarg; break;
+        case OPT_RAW: a->raw = true; break;
+        case OPT_CHAT: a->chat = true; break;
+        case OPT_FORMAT:
+            if (strcmp(optarg, "json") != 0) {
+                slm_cli_error("run", "--format accepts only 'json' (use --json-schema FILE for "
+                                     "a schema)");
+                return SLM_EXIT_USAGE;
+            }
+            a->format = optarg;
+            break;
+        case OPT_SCHEMA: a->schema_file = optarg; break;
+        case OPT_ADAPTER:
+            if (a->n_adapter_args >= SLM_SESSION_MAX_ADAPTERS) {
+                slm_cli_error("run", "at most %d adapters", SLM_SESSION_MAX_ADAPTERS);
+                return SLM_EXIT_USAGE;
+            }
+            a->adapter_args[a->n_adapter_args++] = optarg;
+            break;
+        case OPT_INTERACTIVE: a->interactive = true; break;
+        case OPT_IGNORE_EOS: a->ignore_eos = true; break;
+        case OPT_TOKEN_IDS: a->token_ids = true; break;
+        case OPT_VERBOSE: a->verbose = true; break;
+        case OPT_TEMPLATE: a->template_file = optarg; break;
+        case OPT_VARS: a->vars = optarg; break;
+        case 'n':
+        case '?':
+        default:
+            if (c == 'n' || c >= OPT_SAMPLING) {
+                if (a->n_opts >= SLM_ARRAY_LEN(a->opt_names)) {
+                    slm_cli_error("run", "too many flags");
+                    return SLM_EXIT_USAGE;
+                }
+                a->opt_names[a->n_opts] = c == 'n' ? "num_predict" : table[c - OPT_SAMPLING].name;
+                a->opt_values[a->n_opts++] = optarg;
+                break;
+            }
+            if (optopt && optopt < 256) {
+                slm_cli_error("run", "unknown or incomplete flag '-%c' (see slm run --help)",
+                              optopt);
+            } else {
+                slm_cli_error("run", "unknown flag or missing value: '%s' (see slm run --help)",
+                              argv[optind - 1]);
+            }
+            return SLM_EXIT_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        slm_cli_error("run", "missing MODEL (see slm run --help)");
+        return SLM_EXIT_USAGE;
+    }
+    a->model = argv[optind++];
+    for (int i = optind; i < argc; i++) {
+        if ((i > optind && slm_buf_putc(&a->prompt, ' ') != SLM_OK) ||
+            slm_buf_puts(&a->prompt, argv[i]) != SLM_OK) {
+            slm_cli_error("run", "prompt too large");
+            return SLM_EXIT_USAGE;
+        }
+    }
+    return SLM_EXIT_OK;
+}
+
+/* Manifest parameters first, then the flags (flags win). */
+static int set_options(struct slm_session *s, const struct run_args *a, struct slm_err *err) {
+    slm_options_init(&s->opt);
+    int rc = slm_options_apply(&s->opt, s->manifest->params, true, err);
+    if (rc != SLM_OK) {
+        return slm_err_prefix(err, "model parameters");
+    }
+    bool stop_from_flags = false;
+    for (size_t i = 0; i < a->n_opts; i++) {
+        if (strcmp(a->opt_names[i], "stop") == 0 && !stop_from_flags) {
+            /* --stop replaces the model's stop list rather than adding to it. */
+            for (size_t k = 0; k < s->opt.n_stop; k++) {
+                free(s->opt.stop[k]);
+            }
+            s->opt.n_stop = 0;
+            stop_from_flags = true;
+        }
+        rc = slm_options_set_text(&s->opt, a->opt_names[i], a->opt_values[i], err);
+        if (rc != SLM_OK) {
+            const struct slm_option_desc *d = slm_option_find(a->opt_names[i]);
+            char msg[sizeof(err->msg)];
+            memcpy(msg, err->msg, sizeof(msg));
+            return slm_err_set(err, SLM_E_INVALID, "--%s: %s", d ? d->flag : a->opt_names[i],
+                               msg);
+        }
+    }
+    return SLM_OK;
+}
+
+static int set_adapters(struct slm_session *s, struct run_args *a, struct slm_err *err) {
+    for (size_t i = 0; i < s->manifest->n_adapters && s->n_adapters < SLM_SESSION_MAX_ADAPTERS;
+         i++) {
+        s->adapter_paths[s->n_adapters] = s->manifest->adapters[i].path;
+        s->scales[s->n_adapters++] = s->manifest->adapters[i].scale;
+    }
+    for (size_t i = 0; i < a->n_adapter_args; i++) {
+        if (s->n_adapters >= SLM_SESSION_MAX_ADAPTERS) {
+            return slm_err_set(err, SLM_E_TOO_LARGE, "at most %d adapters",
+                               SLM_SESSION_MAX_ADAPTERS);
+        }
+        const char *arg = a->adapter_args[i];
+        float scale = 1.0f;
+        const char *colon = strrchr(arg, ':');
+        size_t len = strlen(arg);
+        double v;
+        if (colon && slm_parse_f64(slm_str_c(colon + 1), &v) == SLM_OK) {
+            if (v < -100 || v > 100) {
+                return slm_err_set(err, SLM_E_INVALID, "--adapter %s: scale must be within "
+                                                       "[-100, 100]", arg);
+            }
+            scale = (float)v;
+            len = (size_t)(colon - arg);
+        }
+        if (len >= sizeof(a->adapter_paths[0])) {
+            return slm_err_set(err, SLM_E_INVALID, "--adapter: path too long");
+        }
+        memcpy(a->adapter_paths[i], arg, len);
+        a->adapter_paths[i][len] = '\0';
+        s->adapter_paths[s->n_adapters] = a->adapter_paths[i];
+        s->scales[s->n_adapters++] = scale;
+    }
+    return SLM_OK;
+}
+
+static int set_format(struct slm_session *s, const struct run_args *a, struct slm_err *err) {
+    if (a->format && a->schema_file) {
+        return slm_err_set(err, SLM_E_INVALID, "use --format json or --json-schema, not both");
+    }
+    if (a->format) {
+        s->grammar = strdup(slm_grammar_json_object);
+        s->want_json = true;
+        return s->grammar ? SLM_OK : slm_err_set(err, SLM_E_NOMEM, "out of memory");
+    }
+    if (!a->schema_file) {
+        return SLM_OK;
+    }
+    int rc = slm_json_load_file(a->schema_file, 1 << 20, &s->schema, err);
+    if (rc != SLM_OK) {
+        return rc;
+    }
+    struct slm_buf g = {0};
+    rc = slm_json_schema_to_gbnf(s->schema, &g, err);
+    if (rc != SLM_OK) {
+        slm_buf_free(&g);
+        return slm_err_prefix(err, "%s", a->schema_file);
+    }
+    s->grammar = slm_buf_take(&g);
+    s->want_json = true;
+    return SLM_OK;
+}
+
+/* --template, else the model's TEMPLATE; --vars as JSON text or @file. */
+static int set_template(struct slm_session *s, const struct run_args *a, struct slm_err *err) {
+    if (a->vars) {
+        int rc = a->vars[0] == '@' ? slm_json_load_file(a->vars + 1, 16 << 20, &s->vars, err)
+                                   : slm_json_parse(a->vars, strlen(a->vars), "--vars", &s->vars,
+                                                    err);
+        if (rc != SLM_OK) {
+            return rc;
+        }
+        if (!json_is_object(s->vars)) {
+            return slm_err_set(err, SLM_E_INVALID, "--vars must be a JSON object");
+        }
+    }
+    const char *file = a->template_file ? a->template_file : s->manifest->template_path;
+    if (!file) {
+        if (a->vars) {
+            return slm_err_set(err, SLM_E_INVALID, "--vars needs a template (--template FILE)");
+        }
+        return SLM_OK;
+    }
+    struct slm_liquid_params lp = slm_liquid_params_default();
+    return slm_liquid_parse_file(file, &lp, &s->tmpl, err);
+}
+
+/* Piped stdin is the context: "<stdin>\n\n<prompt>". */
+static int read_input(struct run_args *a, struct slm_buf *input, bool *interactive,
+                      struct slm_err *err) {
+    bool stdin_tty = isatty(STDIN_FILENO);
+    *interactive = a->interactive || (stdin_tty && a->prompt.len == 0);
+    if (*interactive) {
+        return SLM_OK;
+    }
+    if (!stdin_tty) {
+        int rc = slm_file_read("-", STDIN_MAX, input, err);
+        if (rc != SLM_OK) {
+            return rc;
+        }
+    }
+    if (a->prompt.len) {
+        if (input->len) {
+            while (input->len && input->ptr[input->len - 1] == '\n') {
+                input->len--;
+            }
+            if (slm_buf_puts(input, "\n\n") != SLM_OK) {
+                return slm_err_set(err, SLM_E_TOO_LARGE, "input too large");
+            }
+        }
+        if (slm_buf_append_str(input, slm_buf_str(&a->prompt)) != SLM_OK) {
+            return slm_err_set(err, SLM_E_TOO_LARGE, "input too large");
+        }
+    }
+    if (input->len == 0) {
+        return slm_err_set(err, SLM_E_INVALID, "no prompt: give one after MODEL or pipe text in");
+    }
+    return SLM_OK;
+}
+
+static int run_once(struct slm_session *s, const char *input) {
+    struct slm_err err = {0};
+    struct slm_buf answer = {0};
+    slm_cli_trap_signals();
+    int rc = slm_session_turn(s, input, stdout, &answer, &err);
+    bool ended_nl = answer.len && answer.ptr[answer.len - 1] == '\n';
+    if (s->token_ids || !ended_nl) {
+        fputc('\n', stdout);
+    }
+    fflush(stdout);
+    if (s->verbose) {
+        slm_session_print_stats(s);
+    }
+    slm_buf_free(&answer);
+    return rc == SLM_OK ? SLM_EXIT_OK : slm_cli_fail("run", rc, &err);
+}
+
+static int run(int argc, char **argv) {
+    struct run_args a = {0};
+    int code = parse_args(argc, argv, &a);
+    if (code != SLM_EXIT_OK) {
+        slm_buf_free(&a.prompt);
+        return code < 0 ? SLM_EXIT_OK : code;
+    }
+    struct slm_err err = {0};
+    struct slm_session s = {0};
+    struct slm_store *store = NULL;
+    struct slm_buf input = {0};
+    bool interactive = false;
+    int rc = read_input(&a, &input, &interactive, &err);
+    if (rc == SLM_OK) {
+        rc = slm_store_open(NULL, &store, &err);
+    }
+    if (rc == SLM_OK) {
+        rc = slm_store_resolve(store, a.model, &s.manifest, &err);
+    }
+    if (rc == SLM_OK && (rc = set_options(&s, &a, &err)) != SLM_OK) {
+        slm_cli_fail("run", rc, &err);
+        code = SLM_EXIT_USAGE;
+        goto done;
+    }
+    if (rc == SLM_OK) {
+        rc = set_adapters(&s, &a, &err);
+    }
+    if (rc == SLM_OK) {
+        rc = set_format(&s, &a, &err);
+    }
+    if (rc == SLM_OK) {
+        rc = set_template(&s, &a, &err);
+    }
+    if (rc == SLM_OK) {
+        rc = slm_session_open(&s, &err);
+    }
+    if (rc != SLM_OK) {
+        code = slm_cli_fail("run", rc, &err);
+        goto done;
+    }
+    s.messages = json_array();
+    const char *sys = a.system ? a.system : s.manifest->system;
+    s.system = sys ? strdup(sys) : NULL;
+    for (size_t i = 0; i < json_array_size(s.manifest->messages); i++) {
+        json_array_append(s.messages, json_array_get(s.manifest->messages, i));
+    }
+    bool has_template = slm_model_chat_template(s.model) != NULL;
+    s.chat_format = !a.raw && (a.chat || has_template || interactive);
+    if (!s.chat_format && (a.system || json_array_size(s.messages))) {
+        slm_cli_error("run", "warning: --system and MESSAGE need chat formatting; this model has "
+                             "no chat template (add --chat to use ChatML)");
+    }
+    s.token_ids = a.token_ids;
+    s.ignore_eos = a.ignore_eos;
+    s.verbose = a.verbose;
+    code = interactive ? slm_chat_repl(&s) : run_once(&s, slm_buf_cstr(&input));
+done:
+    slm_session_close(&s);
+    slm_store_close(store);
+    slm_buf_free(&input);
+    slm_buf_free(&a.prompt);
+    return code;
+}
+
+const struct slm_cli_command slm_cli_cmd_run = {"run", "Run a model: one-shot, piped or chat", run,
+                                                10};

@@ -1,0 +1,232 @@
+/*
+ * cli/session.c - model + context + options for `slm run`, one turn at a time.
+ */
+#include "cli/session.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "slm/grammar.h"
+#include "slm/json.h"
+
+int slm_session_reload_ctx(struct slm_session *s, struct slm_err *err) {
+    slm_ctx_free(s->ctx);
+    s->ctx = NULL;
+    struct slm_ctx_params cp = slm_ctx_params_default();
+    cp.n_ctx = (uint32_t)s->opt.num_ctx;
+    cp.n_batch = (uint32_t)s->opt.num_batch;
+    cp.n_threads = s->opt.num_thread;
+    int rc = slm_ctx_init(s->model, &cp, &s->ctx, err);
+    if (rc == SLM_OK && s->n_adapters) {
+        rc = slm_ctx_set_adapters(s->ctx, s->adapters, s->scales, s->n_adapters, err);
+    }
+    return rc;
+}
+
+int slm_session_open(struct slm_session *s, struct slm_err *err) {
+    double t0 = slm_time_mono();
+    struct slm_model_params mp = slm_model_params_default();
+    int rc = slm_model_load(s->manifest->model_path, &mp, &s->model, err);
+    if (rc != SLM_OK) {
+        return rc;
+    }
+    for (size_t i = 0; i < s->n_adapters; i++) {
+        rc = slm_adapter_load(s->model, s->adapter_paths[i], &s->adapters[i], err);
+        if (rc != SLM_OK) {
+            s->n_adapters = i; /* free only what was loaded */
+            return rc;
+        }
+    }
+    rc = slm_session_reload_ctx(s, err);
+    s->t_load = slm_time_mono() - t0;
+    return rc;
+}
+
+void slm_session_close(struct slm_session *s) {
+    slm_ctx_free(s->ctx);
+    for (size_t i = 0; i < s->n_adapters; i++) {
+        slm_adapter_free(s->adapters[i]);
+    }
+    slm_model_free(s->model);
+    slm_manifest_free(s->manifest);
+    slm_options_free(&s->opt);
+    free(s->system);
+    free(s->grammar);
+    slm_liquid_free(s->tmpl);
+    json_decref(s->vars);
+    json_decref(s->messages);
+    json_decref(s->schema);
+    memset(s, 0, sizeof(*s));
+}
+
+/* Builds the prompt text for the next turn. */
+static int build_prompt(struct slm_session *s, const char *input, struct slm_buf *out,
+                        struct slm_err *err) {
+    if (!s->chat_format) {
+        return slm_buf_puts(out, input) == SLM_OK ? SLM_OK
+                                                   : slm_err_set(err, SLM_E_TOO_LARGE,
+                                                                 "input too large");
+    }
+    size_t n_hist = json_array_size(s->messages);
+    size_t cap = n_hist + 2;
+    struct slm_chat_msg *msgs = calloc(cap, sizeof(*msgs));
+    if (!msgs) {
+        return slm_err_set(err, SLM_E_NOMEM, "out of memory");
+    }
+    size_t n = 0;
+    if (s->system && s->system[0]) {
+        msgs[n++] = (struct slm_chat_msg){"system", s->system};
+    }
+    for (size_t i = 0; i < n_hist; i++) {
+        const json_t *m = json_array_get(s->messages, i);
+        msgs[n++] = (struct slm_chat_msg){json_string_value(json_object_get(m, "role")),
+                                          json_string_value(json_object_get(m, "content"))};
+    }
+    msgs[n++] = (struct slm_chat_msg){"user", input};
+    int rc = slm_chat_format(s->model, NULL, msgs, n, true, out, err);
+    free(msgs);
+    return rc;
+}
+
+/* Renders the template (if any) into the text of the user turn. Variables:
+ * everything from --vars, then `input`, `system` and `messages` (DESIGN.md). */
+static int render_input(struct slm_session *s, const char *input, struct slm_buf *out,
+                        struct slm_err *err) {
+    if (!s->tmpl) {
+        return slm_buf_puts(out, input) == SLM_OK ? SLM_OK
+                                                   : slm_err_set(err, SLM_E_TOO_LARGE,
+                                                                 "input too large");
+    }
+    json_t *vars = s->vars ? json_deep_copy(s->vars) : json_object();
+    if (!vars) {
+        return slm_err_set(err, SLM_E_NOMEM, "out of memory");
+    }
+    json_object_set_new(vars, "input", json_string(input));
+    json_object_set_new(vars, "system", s->system ? json_string(s->system) : json_null());
+    json_object_set(vars, "messages", s->messages);
+    int rc = slm_liquid_render(s->tmpl, vars, out, err);
+    json_decref(vars);
+    return rc;
+}
+
+struct stream {
+    struct slm_session *s;
+    FILE *out;
+    struct slm_buf *answer;
+    bool tty;
+    int err;
+    int n_ids;
+};
+
+static int on_token(const struct slm_token_event *ev, void *user) {
+    struct stream *st = user;
+    if (slm_cli_interrupted) {
+        return 1;
+    }
+    if (ev->len && slm_buf_append(st->answer, ev->text, ev->len) != SLM_OK) {
+        st->err = SLM_E_TOO_LARGE;
+        return 1;
+    }
+    if (st->s->token_ids) {
+        if (ev->token >= 0) {
+            fprintf(st->out, "%s%d", st->n_ids++ ? " " : "", ev->token);
+        }
+    } else if (ev->len) {
+        fwrite(ev->text, 1, ev->len, st->out);
+    }
+    if (st->tty) {
+        fflush(st->out);
+    }
+    return 0;
+}
+
+static int check_json(struct slm_session *s, const struct slm_buf *answer, struct slm_err *err) {
+    if (s->last.finish == SLM_FINISH_LENGTH || s->last.finish == SLM_FINISH_CONTEXT) {
+        return slm_err_set(err, SLM_E_INCOMPLETE,
+                           "output is incomplete JSON: generation stopped at %d tokens (%s); "
+                           "raise --max-tokens",
+                           s->last.n_gen,
+                           s->last.finish == SLM_FINISH_LENGTH ? "--max-tokens" : "context full");
+    }
+    json_t *v = NULL;
+    int rc = slm_json_parse(answer->ptr ? answer->ptr : "", answer->len, "output", &v, err);
+    if (rc != SLM_OK) {
+        return slm_err_set(err, SLM_E_INCOMPLETE, "output is not valid JSON: %s", err ? err->msg : "");
+    }
+    if (s->schema) {
+        rc = slm_json_schema_validate(s->schema, v, err);
+        if (rc != SLM_OK) {
+            json_decref(v);
+            return slm_err_set(err, SLM_E_INCOMPLETE, "output does not match the schema: %s",
+                               err ? err->msg : "");
+        }
+    }
+    json_decref(v);
+    return SLM_OK;
+}
+
+static int remember_turn(struct slm_session *s, const char *input, const struct slm_buf *answer) {
+    json_t *u = json_pack("{s:s,s:s}", "role", "user", "content", input);
+    json_t *a = json_pack("{s:s,s:s%}", "role", "assistant", "content", slm_buf_cstr(answer),
+                          answer->len);
+    if (!u || !a) {
+        json_decref(u);
+        json_decref(a);
+        return SLM_E_NOMEM;
+    }
+    json_array_append_new(s->messages, u);
+    json_array_append_new(s->messages, a);
+    return SLM_OK;
+}
+
+int slm_session_turn(struct slm_session *s, const char *input, FILE *out, struct slm_buf *answer,
+                     struct slm_err *err) {
+    struct slm_buf prompt = {0};
+    struct slm_buf turn = {0};
+    int32_t *toks = NULL;
+    size_t n_toks = 0;
+    slm_buf_clear(answer);
+    int rc = render_input(s, input, &turn, err);
+    if (rc == SLM_OK) {
+        rc = build_prompt(s, slm_buf_cstr(&turn), &prompt, err);
+    }
+    if (rc == SLM_OK) {
+        rc = slm_tokenize_alloc(s->model, slm_buf_str(&prompt), true, &toks, &n_toks, 0, err);
+    }
+    if (rc != SLM_OK) {
+        goto done;
+    }
+    struct slm_gen_params gp = slm_options_gen_params(&s->opt);
+    gp.sample.grammar = s->grammar;
+    gp.ignore_eos = s->ignore_eos;
+    struct stream st = {s, out, answer, slm_cli_stdout_tty(), SLM_OK, 0};
+    rc = slm_generate(s->ctx, toks, n_toks, &gp, on_token, &st, &s->last, err);
+    if (rc == SLM_OK && st.err != SLM_OK) {
+        rc = slm_err_set(err, st.err, "output too large");
+    }
+    if (rc == SLM_OK && s->last.finish == SLM_FINISH_ABORTED) {
+        rc = slm_err_set(err, SLM_E_ABORTED, "interrupted");
+    }
+    if (rc == SLM_OK && s->want_json) {
+        rc = check_json(s, answer, err);
+    }
+    if (rc == SLM_OK && s->chat_format) {
+        rc = remember_turn(s, slm_buf_cstr(&turn), answer);
+    }
+done:
+    free(toks);
+    slm_buf_free(&turn);
+    slm_buf_free(&prompt);
+    return rc;
+}
+
+void slm_session_print_stats(const struct slm_session *s) {
+    const struct slm_gen_stats *g = &s->last;
+    int32_t evaluated = g->n_prompt - g->n_cached;
+    fprintf(stderr, "load: %.3f s\n", s->t_load);
+    fprintf(stderr, "prompt: %d tokens, %.3f s, %.2f tokens/s\n", evaluated, g->t_prompt,
+            g->t_prompt > 0 ? evaluated / g->t_prompt : 0.0);
+    fprintf(stderr, "generate: %d tokens, %.3f s, %.2f tokens/s\n", g->n_gen, g->t_gen,
+            g->t_gen > 0 ? g->n_gen / g->t_gen : 0.0);
+}

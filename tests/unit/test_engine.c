@@ -1,0 +1,314 @@
+/*
+ * test_engine.c - stop filter, option table, chat formatting, and generation
+ * on the real stories260K model (skipped when ../shared is absent).
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "slm/engine.h"
+#include "slm/options.h"
+
+/* ---------------------------------------------------------------- stop filter */
+
+static void push_all(struct slm_stop_filter *f, const char *const *pieces, size_t n,
+                     struct slm_buf *out) {
+    for (size_t i = 0; i < n && !f->stopped; i++) {
+        cr_assert_eq(slm_stop_filter_push(f, pieces[i], strlen(pieces[i]), out), SLM_OK);
+    }
+    cr_assert_eq(slm_stop_filter_flush(f, out), SLM_OK);
+}
+
+Test(stop_filter, cuts_at_a_stop_string_split_across_pieces) {
+    const char *stop[] = {"END"};
+    const char *pieces[] = {"hello E", "N", "D and more"};
+    struct slm_stop_filter f;
+    struct slm_buf out = {0};
+    slm_stop_filter_init(&f, stop, 1);
+    push_all(&f, pieces, 3, &out);
+    cr_assert(f.stopped);
+    cr_assert_str_eq(out.ptr, "hello ");
+    slm_stop_filter_free(&f);
+    slm_buf_free(&out);
+}
+
+Test(stop_filter, releases_a_false_alarm) {
+    const char *stop[] = {"END"};
+    const char *pieces[] = {"hello E", "ND", "ING"};
+    const char *pieces2[] = {"a E", "x"};
+    struct slm_stop_filter f;
+    struct slm_buf out = {0};
+    slm_stop_filter_init(&f, stop, 1);
+    push_all(&f, pieces2, 2, &out);
+    cr_assert(!f.stopped);
+    cr_assert_str_eq(out.ptr, "a Ex");
+    slm_stop_filter_free(&f);
+    slm_buf_clear(&out);
+    slm_stop_filter_init(&f, stop, 1);
+    push_all(&f, pieces, 3, &out);
+    cr_assert(f.stopped);
+    cr_assert_str_eq(out.ptr, "hello ");
+    slm_stop_filter_free(&f);
+    slm_buf_free(&out);
+}
+
+Test(stop_filter, holds_partial_utf8) {
+    struct slm_stop_filter f;
+    struct slm_buf out = {0};
+    slm_stop_filter_init(&f, NULL, 0);
+    cr_assert_eq(slm_stop_filter_push(&f, "caf\xc3", 4, &out), SLM_OK);
+    cr_assert_str_eq(out.ptr, "caf");
+    cr_assert_eq(slm_stop_filter_push(&f, "\xa9!", 2, &out), SLM_OK);
+    cr_assert_str_eq(out.ptr, "caf\xc3\xa9!");
+    slm_stop_filter_free(&f);
+    slm_buf_free(&out);
+}
+
+Test(stop_filter, earliest_of_several_stops_wins) {
+    const char *stop[] = {"bb", "a"};
+    struct slm_stop_filter f;
+    struct slm_buf out = {0};
+    slm_stop_filter_init(&f, stop, 2);
+    cr_assert_eq(slm_stop_filter_push(&f, "xxbbya", 6, &out), SLM_OK);
+    cr_assert(f.stopped);
+    cr_assert_str_eq(out.ptr, "xx");
+    slm_stop_filter_free(&f);
+    slm_buf_free(&out);
+}
+
+/* ---------------------------------------------------------------- options */
+
+Test(options, names_flags_and_ranges) {
+    struct slm_options o;
+    struct slm_err err;
+    slm_options_init(&o);
+    cr_assert_eq(slm_options_set_text(&o, "temperature", "0.25", &err), SLM_OK);
+    cr_assert_float_eq(o.sample.temperature, 0.25f, 1e-6);
+    cr_assert_eq(slm_options_set_text(&o, "--top-k", "7", &err), SLM_OK);
+    cr_assert_eq(o.sample.top_k, 7);
+    cr_assert_eq(slm_options_set_text(&o, "max-tokens", "12", &err), SLM_OK);
+    cr_assert_eq(o.num_predict, 12);
+    cr_assert_eq(slm_options_set_text(&o, "top_p", "1.5", &err), SLM_E_INVALID);
+    cr_assert(strstr(err.msg, "top_p") != NULL);
+    cr_assert_eq(slm_options_set_text(&o, "top_k", "2.5", &err), SLM_E_INVALID);
+    cr_assert_eq(slm_options_set_text(&o, "nonsense", "1", &err), SLM_E_INVALID);
+    cr_assert(strstr(err.msg, "nonsense") != NULL);
+    cr_assert_eq(slm_options_set_text(&o, "stop", "\n\n", &err), SLM_OK);
+    cr_assert_eq(slm_options_set_text(&o, "stop", "User:", &err), SLM_OK);
+    cr_assert_eq(o.n_stop, 2);
+    cr_assert_eq(slm_options_set_text(&o, "seed", "-1", &err), SLM_OK);
+    cr_assert_eq(o.sample.seed, SLM_SEED_RANDOM);
+    json_t *j = slm_options_to_json(&o);
+    cr_assert_eq(json_integer_value(json_object_get(j, "top_k")), 7);
+    cr_assert_eq(json_array_size(json_object_get(j, "stop")), 2);
+    struct slm_options o2;
+    slm_options_init(&o2);
+    cr_assert_eq(slm_options_apply(&o2, j, false, &err), SLM_OK);
+    cr_assert_eq(o2.sample.top_k, 7);
+    cr_assert_eq(o2.n_stop, 2);
+    json_object_set_new(j, "bogus", json_integer(1));
+    cr_assert_eq(slm_options_apply(&o2, j, false, &err), SLM_E_INVALID);
+    cr_assert_eq(slm_options_apply(&o2, j, true, &err), SLM_OK);
+    json_decref(j);
+    slm_options_free(&o);
+    slm_options_free(&o2);
+}
+
+/* ---------------------------------------------------------------- chat */
+
+Test(chat, chatml_without_a_model) {
+    struct slm_chat_msg msgs[] = {{"system", "Be brief."}, {"user", "Hi"}};
+    struct slm_buf out = {0};
+    cr_assert_eq(slm_chat_format(NULL, NULL, msgs, 2, true, &out, NULL), SLM_OK);
+    cr_assert_str_eq(out.ptr, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi"
+                              "<|im_end|>\n<|im_start|>assistant\n");
+    slm_buf_free(&out);
+    struct slm_err err;
+    cr_assert_eq(slm_chat_format(NULL, "{{ nonsense }}", msgs, 2, true, &out, &err),
+                 SLM_E_UNSUPPORTED);
+}
+
+/* ---------------------------------------------------------------- generation */
+
+static struct slm_model *g_model;
+
+static void load_model(void) {
+    const char *shared = getenv("SLM_SHARED");
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/models/stories260K.gguf", shared ? shared : "../shared");
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cr_skip_test("stories260K.gguf not found under $SLM_SHARED/models: skipping model tests");
+    }
+    fclose(f);
+    struct slm_err err;
+    cr_assert_eq(slm_model_load(path, NULL, &g_model, &err), SLM_OK, "%s", err.msg);
+}
+
+static void unload_model(void) {
+    slm_model_free(g_model);
+}
+
+struct collect {
+    struct slm_buf text;
+    int32_t ids[512];
+    int n;
+};
+
+static int collect_cb(const struct slm_token_event *ev, void *user) {
+    struct collect *c = user;
+    cr_assert_eq(slm_buf_append(&c->text, ev->text, ev->len), SLM_OK);
+    if (ev->token >= 0 && c->n < 512) {
+        c->ids[c->n++] = ev->token;
+    }
+    return 0;
+}
+
+static void gen(struct slm_ctx *ctx, const char *prompt, struct slm_gen_params *gp,
+                struct collect *c, struct slm_gen_stats *st) {
+    int32_t *toks;
+    size_t n;
+    struct slm_err err;
+    cr_assert_eq(slm_tokenize_alloc(g_model, slm_str_c(prompt), true, &toks, &n, 0, &err), SLM_OK);
+    memset(c, 0, sizeof(*c));
+    cr_assert_eq(slm_generate(ctx, toks, n, gp, collect_cb, c, st, &err), SLM_OK, "%s", err.msg);
+    free(toks);
+}
+
+Test(generate, greedy_is_deterministic_and_prefix_reuse_changes_nothing,
+     .init = load_model, .fini = unload_model) {
+    struct slm_ctx *ctx;
+    struct slm_err err;
+    cr_assert_eq(slm_ctx_init(g_model, NULL, &ctx, &err), SLM_OK, "%s", err.msg);
+    struct slm_gen_params gp = slm_gen_params_default();
+    gp.sample.temperature = 0;
+    gp.max_tokens = 40;
+    gp.logprobs = true;
+    struct collect a, b, c;
+    struct slm_gen_stats sa, sb, sc;
+    gen(ctx, "Once upon a time", &gp, &a, &sa);
+    cr_assert_eq(sa.n_gen, 40);
+    cr_assert_eq(sa.finish, SLM_FINISH_LENGTH);
+    cr_assert_eq(sa.n_cached, 0);
+    cr_assert(sa.logprob_min <= 0 && sa.logprob_sum < 0);
+    /* The same prompt again reuses all but the last prompt token. */
+    gen(ctx, "Once upon a time", &gp, &b, &sb);
+    cr_assert_gt(sb.n_cached, 0);
+    cr_assert_str_eq(a.text.ptr, b.text.ptr);
+    cr_assert_arr_eq(a.ids, b.ids, sizeof(int32_t) * 40);
+    /* A fresh context gives the same tokens. */
+    slm_ctx_reset(ctx);
+    gen(ctx, "Once upon a time", &gp, &c, &sc);
+    cr_assert_eq(sc.n_cached, 0);
+    cr_assert_arr_eq(a.ids, c.ids, sizeof(int32_t) * 40);
+    slm_buf_free(&a.text);
+    slm_buf_free(&b.text);
+    slm_buf_free(&c.text);
+    slm_ctx_free(ctx);
+}
+
+Test(generate, seeded_sampling_repeats, .init = load_model, .fini = unload_model) {
+    struct slm_ctx *ctx;
+    cr_assert_eq(slm_ctx_init(g_model, NULL, &ctx, NULL), SLM_OK);
+    struct slm_gen_params gp = slm_gen_params_default();
+    gp.sample.temperature = 1.0f;
+    gp.sample.seed = 42;
+    gp.max_tokens = 30;
+    struct collect a, b;
+    struct slm_gen_stats s;
+    gen(ctx, "The dog", &gp, &a, &s);
+    gen(ctx, "The dog", &gp, &b, &s);
+    cr_assert_str_eq(a.text.ptr, b.text.ptr);
+    slm_buf_free(&a.text);
+    slm_buf_free(&b.text);
+    slm_ctx_free(ctx);
+}
+
+Test(generate, overflow_is_an_error_with_numbers, .init = load_model, .fini = unload_model) {
+    struct slm_ctx_params cp = slm_ctx_params_default();
+    cp.n_ctx = 256;
+    struct slm_ctx *ctx;
+    cr_assert_eq(slm_ctx_init(g_model, &cp, &ctx, NULL), SLM_OK);
+    int32_t toks[600];
+    for (int i = 0; i < 600; i++) {
+        toks[i] = 300;
+    }
+    struct slm_err err;
+    cr_assert_eq(slm_generate(ctx, toks, 600, NULL, NULL, NULL, NULL, &err), SLM_E_OVERFLOW);
+    cr_assert(strstr(err.msg, "600") != NULL, "%s", err.msg);
+    cr_assert(strstr(err.msg, "256") != NULL, "%s", err.msg);
+    slm_ctx_free(ctx);
+}
+
+static int stop_after_3(const struct slm_token_event *ev, void *user) {
+    (void)ev;
+    return ++*(int *)user >= 3;
+}
+
+Test(generate, callback_can_abort_and_top_logprobs_are_sorted, .init = load_model,
+     .fini = unload_model) {
+    struct slm_ctx *ctx;
+    cr_assert_eq(slm_ctx_init(g_model, NULL, &ctx, NULL), SLM_OK);
+    int32_t *toks;
+    size_t n;
+    cr_assert_eq(slm_tokenize_alloc(g_model, SLM_STR("Lily"), true, &toks, &n, 0, NULL), SLM_OK);
+    struct slm_gen_params gp = slm_gen_params_default();
+    gp.sample.temperature = 0;
+    gp.n_top_logprobs = 5;
+    int count = 0;
+    struct slm_gen_stats st;
+    cr_assert_eq(slm_generate(ctx, toks, n, &gp, stop_after_3, &count, &st, NULL), SLM_OK);
+    cr_assert_eq(st.finish, SLM_FINISH_ABORTED);
+    cr_assert_eq(count, 3);
+    free(toks);
+    slm_ctx_free(ctx);
+}
+
+Test(generate, ignore_eos_and_info, .init = load_model, .fini = unload_model) {
+    struct slm_model_info info;
+    slm_model_get_info(g_model, &info);
+    cr_assert_str_eq(info.arch, "llama");
+    cr_assert_eq(info.n_layer, 5);
+    cr_assert_eq(info.n_vocab, 512);
+    cr_assert(!info.has_chat_template);
+    cr_assert_null(slm_model_chat_template(g_model));
+    struct slm_ctx *ctx;
+    cr_assert_eq(slm_ctx_init(g_model, NULL, &ctx, NULL), SLM_OK);
+    struct slm_gen_params gp = slm_gen_params_default();
+    gp.sample.temperature = 0;
+    gp.max_tokens = 300;
+    gp.ignore_eos = true;
+    struct collect c;
+    struct slm_gen_stats st;
+    gen(ctx, "The end.", &gp, &c, &st);
+    cr_assert_eq(st.n_gen, 300);
+    for (int i = 0; i < c.n; i++) {
+        cr_assert(!slm_token_is_eog(g_model, c.ids[i]));
+    }
+    slm_buf_free(&c.text);
+    slm_ctx_free(ctx);
+}
+
+Test(model, load_errors_say_what_is_wrong) {
+    struct slm_model *m;
+    struct slm_err err;
+    cr_assert_eq(slm_model_load("/nonexistent.gguf", NULL, &m, &err), SLM_E_NOT_FOUND);
+    char path[] = "/tmp/slm-notgguf-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    cr_assert_eq(write(fd, "hello world, not a model", 24), 24);
+    close(fd);
+    cr_assert_eq(slm_model_load(path, NULL, &m, &err), SLM_E_INVALID);
+    cr_assert(strstr(err.msg, "not a GGUF") != NULL, "%s", err.msg);
+    struct slm_model_info info;
+    cr_assert_eq(slm_gguf_read_info(path, &info, NULL, &err), SLM_E_INVALID);
+    /* A truncated GGUF header. */
+    fd = open(path, O_WRONLY | O_TRUNC);
+    cr_assert_eq(write(fd, "GGUF\x03\x00\x00\x00\xff\xff", 10), 10);
+    close(fd);
+    int rc = slm_model_load(path, NULL, &m, &err);
+    cr_assert(rc == SLM_E_CORRUPT || rc == SLM_E_INVALID, "%d %s", rc, err.msg);
+    unlink(path);
+}
