@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "slm/json.h"
+#include "slm/liquid.h"
 #include "store/internal.h"
 
 #define TEMPLATE_MAX ((size_t)1 << 20)
@@ -167,6 +168,17 @@ static int do_template(struct create *c, const struct slm_modelfile *mf,
                   what);
     } else if (rc == SLM_OK && !slm_utf8_valid(slm_buf_cstr(&text), text.len)) {
         rc = fail(c, SLM_E_INVALID, line, "TEMPLATE", "%s is not UTF-8 text", what);
+    } else if (rc == SLM_OK) {
+        /* Stored as one blob, so it must parse on its own: a syntax error or an
+         * include/render of another file is reported now, not at run time. */
+        struct slm_liquid_params lp = slm_liquid_params_default();
+        struct slm_liquid_template *parsed = NULL;
+        struct slm_err lerr = {0};
+        rc = slm_liquid_parse(what, slm_buf_cstr(&text), text.len, &lp, &parsed, &lerr);
+        slm_liquid_free(parsed);
+        if (rc != SLM_OK) {
+            rc = fail(c, rc, line, "TEMPLATE", "%s", lerr.msg);
+        }
     }
     char digest[72];
     if (rc == SLM_OK) {
