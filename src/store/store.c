@@ -367,9 +367,74 @@ static int check_blobs(const struct slm_manifest *m, struct slm_err *err) {
     return SLM_OK;
 }
 
+/* Appends one adapter (path, scale 1) to a resolved manifest. */
+static int add_adapter(struct slm_manifest *m, const char *path, struct slm_err *err) {
+    struct slm_manifest_adapter *a = realloc(m->adapters, (m->n_adapters + 1) * sizeof(*a));
+    if (!a) {
+        return slm_err_set(err, SLM_E_NOMEM, "out of memory");
+    }
+    m->adapters = a;
+    a = &m->adapters[m->n_adapters];
+    memset(a, 0, sizeof(*a));
+    a->scale = 1.0f;
+    a->path = strdup(path);
+    if (!a->path) {
+        return slm_err_set(err, SLM_E_NOMEM, "out of memory");
+    }
+    m->n_adapters++;
+    return SLM_OK;
+}
+
+/* "base+adapter": the base model plus an adapter given as a path to a GGUF
+ * LoRA file, or as the name of a store model whose adapters are added. */
+static int resolve_plus(struct slm_store *store, const char *text, const char *plus,
+                        struct slm_manifest **out, struct slm_err *err) {
+    char base[SLM_NAME_MAX + 1024];
+    size_t n = (size_t)(plus - text);
+    if (n == 0 || n >= sizeof(base) || !plus[1]) {
+        return slm_err_set(err, SLM_E_INVALID, "'%s': expected BASE+ADAPTER", text);
+    }
+    memcpy(base, text, n);
+    base[n] = '\0';
+    const char *adapter = plus + 1;
+    int rc = slm_store_resolve(store, base, out, err);
+    if (rc != SLM_OK) {
+        return rc;
+    }
+    char real[PATH_MAX];
+    if (slm_name_is_local_path(adapter) && realpath(adapter, real)) {
+        rc = add_adapter(*out, real, err);
+    } else {
+        struct slm_manifest *am = NULL;
+        rc = slm_store_resolve(store, adapter, &am, err);
+        if (rc == SLM_OK && am->n_adapters == 0) {
+            rc = slm_err_set(err, SLM_E_INVALID,
+                             "'%s' has no adapters (after '+', name an adapter .gguf file or a "
+                             "model created with ADAPTER)",
+                             adapter);
+        }
+        for (size_t i = 0; rc == SLM_OK && am && i < am->n_adapters; i++) {
+            rc = add_adapter(*out, am->adapters[i].path, err);
+            if (rc == SLM_OK) {
+                (*out)->adapters[(*out)->n_adapters - 1].scale = am->adapters[i].scale;
+            }
+        }
+        slm_manifest_free(am);
+    }
+    if (rc != SLM_OK) {
+        slm_manifest_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 int slm_store_resolve(struct slm_store *store, const char *text, struct slm_manifest **out,
                       struct slm_err *err) {
     *out = NULL;
+    const char *plus = strrchr(text, '+');
+    if (plus && !slm_file_exists(text)) {
+        return resolve_plus(store, text, plus, out, err);
+    }
     if (slm_name_is_local_path(text)) {
         return resolve_local(text, out, err);
     }

@@ -686,3 +686,51 @@ Test(store_create, modelfile_into_manifest, .init = make_home, .fini = remove_ho
     cr_assert_eq(slm_store_resolve(st, "me/c", &m, &err), SLM_E_NOT_FOUND);
     slm_store_close(st);
 }
+
+Test(store, resolve_base_plus_adapter, .init = make_home, .fini = remove_home) {
+    struct slm_store *st = NULL;
+    cr_assert_eq(slm_store_open(g_home, &st, NULL), SLM_OK);
+    char model[PATH_MAX], adapter[PATH_MAX], digest[72];
+    snprintf(model, sizeof(model), "%s/model.gguf", g_home);
+    snprintf(adapter, sizeof(adapter), "%s/lora.gguf", g_home);
+    write_file(model, "model bytes");
+    write_file(adapter, "adapter bytes");
+    char text[2 * PATH_MAX + 2];
+    struct slm_manifest *m = NULL;
+    struct slm_err err = {0};
+
+    /* A local base plus an adapter file. */
+    snprintf(text, sizeof(text), "%s+%s", model, adapter);
+    cr_assert_eq(slm_store_resolve(st, text, &m, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(m->n_adapters, 1);
+    cr_assert_str_eq(m->adapters[0].path, adapter);
+    cr_assert_float_eq(m->adapters[0].scale, 1.0f, 1e-6);
+    slm_manifest_free(m);
+
+    /* A store model plus a store model that carries adapters (scales kept). */
+    cr_assert_eq(slm_store_import_blob(st, model, NULL, false, digest, NULL), SLM_OK);
+    char adigest[72];
+    cr_assert_eq(slm_store_import_blob(st, adapter, NULL, false, adigest, NULL), SLM_OK);
+    struct slm_name base, tuned;
+    cr_assert_eq(slm_name_parse("base", &base, NULL), SLM_OK);
+    cr_assert_eq(slm_name_parse("tuned", &tuned, NULL), SLM_OK);
+    json_t *doc = json_pack("{sis{ss}}", "schema", 1, "model", "digest", digest);
+    cr_assert_eq(slm_store_write_manifest(st, &base, doc, NULL), SLM_OK);
+    json_decref(doc);
+    doc = json_pack("{sis{ss}s[{sssf}]}", "schema", 1, "model", "digest", digest, "adapters",
+                    "digest", adigest, "scale", 0.5);
+    cr_assert_eq(slm_store_write_manifest(st, &tuned, doc, NULL), SLM_OK);
+    json_decref(doc);
+    cr_assert_eq(slm_store_resolve(st, "base+tuned", &m, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(m->n_adapters, 1);
+    cr_assert_float_eq(m->adapters[0].scale, 0.5f, 1e-6);
+    slm_manifest_free(m);
+
+    /* Errors: nothing after '+', an adapter name without adapters, a missing file. */
+    cr_assert_eq(slm_store_resolve(st, "base+", &m, &err), SLM_E_INVALID);
+    cr_assert_eq(slm_store_resolve(st, "base+base", &m, &err), SLM_E_INVALID);
+    cr_assert(strstr(err.msg, "no adapters") != NULL, "%s", err.msg);
+    cr_assert_eq(slm_store_resolve(st, "base+nosuch", &m, &err), SLM_E_NOT_FOUND);
+    cr_assert_null(m);
+    slm_store_close(st);
+}
