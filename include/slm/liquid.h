@@ -18,7 +18,8 @@
  * the `load` callback, the in-memory `partials` object, then the `root`
  * directory (a jail: no absolute paths, no "..", symlinks resolved and checked
  * to stay inside). Partials with a literal name are loaded and parsed with the
- * template, so a missing or broken partial is an error at parse time;
+ * template, so a broken partial is an error at parse time, and so is a missing
+ * one in strict mode (lax/warn report it only if it is reached);
  * `{% include some_variable %}` is resolved at render time.
  *
  * Safety: templates cannot run code or read files outside the jail, and every
@@ -126,8 +127,8 @@ void slm_liquid_free(struct slm_liquid_template *t);
  * SLM_E_TOO_LARGE (output), SLM_E_LIMIT (steps, memory, include depth),
  * SLM_E_NOT_FOUND (a partial named at render time), SLM_E_NOMEM.
  */
-int slm_liquid_render(const struct slm_liquid_template *t, const json_t *vars,
-                      struct slm_buf *out, struct slm_err *err);
+int slm_liquid_render(const struct slm_liquid_template *t, const json_t *vars, struct slm_buf *out,
+                      struct slm_err *err);
 
 /* Parses and renders once (for one-off strings). */
 int slm_liquid_render_string(const char *src, size_t len, const json_t *vars,

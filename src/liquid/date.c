@@ -19,9 +19,9 @@
 #include <string.h>
 #include <time.h>
 
-static const char *const month_names[] = {"january", "february", "march",     "april",
-                                          "may",     "june",     "july",      "august",
-                                          "september", "october", "november", "december"};
+static const char *const month_names[] = {"january",   "february", "march",    "april",
+                                          "may",       "june",     "july",     "august",
+                                          "september", "october",  "november", "december"};
 static const char *const day_names[] = {"sunday",   "monday", "tuesday", "wednesday",
                                         "thursday", "friday", "saturday"};
 
@@ -389,9 +389,9 @@ bool slm__lq_parse_date(const struct lq_val *v, int64_t now, int64_t *t, int *ut
 
 static const char *const mon_abbr[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-static const char *const mon_full[] = {"January", "February", "March",     "April",
-                                       "May",     "June",     "July",      "August",
-                                       "September", "October", "November", "December"};
+static const char *const mon_full[] = {"January",   "February", "March",    "April",
+                                       "May",       "June",     "July",     "August",
+                                       "September", "October",  "November", "December"};
 static const char *const day_abbr[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
 static const char *const day_full[] = {"Sunday",   "Monday", "Tuesday", "Wednesday",
                                        "Thursday", "Friday", "Saturday"};
@@ -403,8 +403,7 @@ struct tmx {
     char zone[16];
 };
 
-static void put_text(struct lq_sb *sb, const char *s, int width, char pad, bool upper,
-                     bool swap) {
+static void put_text(struct lq_sb *sb, const char *s, int width, char pad, bool upper, bool swap) {
     size_t n = strlen(s);
     for (int i = (int)n; pad != '-' && i < width; i++) {
         slm__lq_sb_putc(sb, pad == '0' ? ' ' : (pad ? pad : ' '));
@@ -473,8 +472,8 @@ static int iso_week(const struct tm *tm, int *iso_year) {
 
 static void fmt(struct lq_sb *sb, const char *f, size_t n, const struct tmx *x, int depth);
 
-static void conv(struct lq_sb *sb, char c, char pad, int width, bool upper, bool swap,
-                 int colons, const struct tmx *x, int depth) {
+static void conv(struct lq_sb *sb, char c, char pad, int width, bool upper, bool swap, int colons,
+                 const struct tmx *x, int depth) {
     const struct tm *tm = &x->tm;
     int iy;
     switch (c) {
@@ -490,10 +489,17 @@ static void conv(struct lq_sb *sb, char c, char pad, int width, bool upper, bool
     case 'j': put_num(sb, tm->tm_yday + 1, width ? width : 3, pad, '0'); return;
     case 'H': put_num(sb, tm->tm_hour, width ? width : 2, pad, '0'); return;
     case 'k': put_num(sb, tm->tm_hour, width ? width : 2, pad, ' '); return;
-    case 'I': put_num(sb, tm->tm_hour % 12 ? tm->tm_hour % 12 : 12, width ? width : 2, pad, '0'); return;
-    case 'l': put_num(sb, tm->tm_hour % 12 ? tm->tm_hour % 12 : 12, width ? width : 2, pad, ' '); return;
+    case 'I':
+        put_num(sb, tm->tm_hour % 12 ? tm->tm_hour % 12 : 12, width ? width : 2, pad, '0');
+        return;
+    case 'l':
+        put_num(sb, tm->tm_hour % 12 ? tm->tm_hour % 12 : 12, width ? width : 2, pad, ' ');
+        return;
     case 'P': put_text(sb, tm->tm_hour < 12 ? "am" : "pm", width, pad, false, false); return;
-    case 'p': put_text(sb, tm->tm_hour < 12 ? (swap ? "am" : "AM") : (swap ? "pm" : "PM"), width, pad, false, false); return;
+    case 'p':
+        put_text(sb, tm->tm_hour < 12 ? (swap ? "am" : "AM") : (swap ? "pm" : "PM"), width, pad,
+                 false, false);
+        return;
     case 'M': put_num(sb, tm->tm_min, width ? width : 2, pad, '0'); return;
     case 'S': put_num(sb, tm->tm_sec, width ? width : 2, pad, '0'); return;
     case 'L': put_num(sb, 0, width ? width : 3, '0', '0'); return;
@@ -507,8 +513,14 @@ static void conv(struct lq_sb *sb, char c, char pad, int width, bool upper, bool
         put_num(sb, (tm->tm_yday + 7 - (tm->tm_wday + 6) % 7) / 7, width ? width : 2, pad, '0');
         return;
     case 'V': put_num(sb, iso_week(tm, &iy), width ? width : 2, pad, '0'); return;
-    case 'G': iso_week(tm, &iy); put_num(sb, iy, width, pad, '0'); return;
-    case 'g': iso_week(tm, &iy); put_num(sb, iy % 100, width ? width : 2, pad, '0'); return;
+    case 'G':
+        iso_week(tm, &iy);
+        put_num(sb, iy, width, pad, '0');
+        return;
+    case 'g':
+        iso_week(tm, &iy);
+        put_num(sb, iy % 100, width ? width : 2, pad, '0');
+        return;
     case 's': put_num(sb, x->t, width, pad, '0'); return;
     case 'n': slm__lq_sb_putc(sb, '\n'); return;
     case 't': slm__lq_sb_putc(sb, '\t'); return;

@@ -22,12 +22,13 @@ static int pass_through(struct lq_rs *rs, const struct lq_filter *f, struct lq_v
     return SLM_OK;
 }
 
-#define F(n, lo, hi) {#n, lo, hi, false, slm__lqf_##n}
+#define F(n, lo, hi)                                                                               \
+    { #n, lo, hi, false, slm__lqf_##n }
 
 /* Sorted by name after the first entry (the pass-through for unknown filters
  * in lax mode). */
 const struct lq_filter_def slm__lq_filters[] = {
-    {"(unknown)", 0, 32, true, pass_through},
+    {"(unknown)", 0, 0, true, pass_through},
     F(abs, 0, 0),
     F(append, 1, 1),
     F(at_least, 1, 1),
@@ -136,8 +137,8 @@ static bool is_space(unsigned char c) {
 }
 
 /* ASCII whitespace as Ruby's split(" ") sees it (no NUL). */
-static const uint8_t ws_table[256] = {[' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\v'] = 1,
-                                      ['\f'] = 1, ['\r'] = 1};
+static const uint8_t ws_table[256] = {
+    [' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\v'] = 1, ['\f'] = 1, ['\r'] = 1};
 
 static inline bool ws_byte(unsigned char c) {
     return ws_table[c];
@@ -266,15 +267,13 @@ static uint32_t cp_lower(uint32_t c) {
     if (c == 0x38E || c == 0x38F) {
         return c + 63;
     }
-    if (((c >= 0x100 && c <= 0x137) || (c >= 0x14A && c <= 0x177) ||
-         (c >= 0x460 && c <= 0x481) || (c >= 0x48A && c <= 0x4BF) ||
-         (c >= 0x4D0 && c <= 0x52F) || (c >= 0x1E00 && c <= 0x1E95) ||
+    if (((c >= 0x100 && c <= 0x137) || (c >= 0x14A && c <= 0x177) || (c >= 0x460 && c <= 0x481) ||
+         (c >= 0x48A && c <= 0x4BF) || (c >= 0x4D0 && c <= 0x52F) || (c >= 0x1E00 && c <= 0x1E95) ||
          (c >= 0x1EA0 && c <= 0x1EFF)) &&
         c % 2 == 0) {
         return c + 1;
     }
-    if (((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E) ||
-         (c >= 0x4C1 && c <= 0x4CE)) &&
+    if (((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E) || (c >= 0x4C1 && c <= 0x4CE)) &&
         c % 2 == 1) {
         return c + 1;
     }
@@ -316,15 +315,13 @@ static uint32_t cp_upper(uint32_t c) {
     if (c == 0x3CD || c == 0x3CE) {
         return c - 63;
     }
-    if (((c >= 0x101 && c <= 0x137) || (c >= 0x14B && c <= 0x177) ||
-         (c >= 0x461 && c <= 0x481) || (c >= 0x48B && c <= 0x4BF) ||
-         (c >= 0x4D1 && c <= 0x52F) || (c >= 0x1E01 && c <= 0x1E95) ||
+    if (((c >= 0x101 && c <= 0x137) || (c >= 0x14B && c <= 0x177) || (c >= 0x461 && c <= 0x481) ||
+         (c >= 0x48B && c <= 0x4BF) || (c >= 0x4D1 && c <= 0x52F) || (c >= 0x1E01 && c <= 0x1E95) ||
          (c >= 0x1EA1 && c <= 0x1EFF)) &&
         c % 2 == 1) {
         return c - 1;
     }
-    if (((c >= 0x13A && c <= 0x148) || (c >= 0x17A && c <= 0x17E) ||
-         (c >= 0x4C2 && c <= 0x4CE)) &&
+    if (((c >= 0x13A && c <= 0x148) || (c >= 0x17A && c <= 0x17E) || (c >= 0x4C2 && c <= 0x4CE)) &&
         c % 2 == 0) {
         return c - 1;
     }
@@ -340,19 +337,36 @@ static int map_case(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *
         return rc;
     }
     const unsigned char *p = (const unsigned char *)s.ptr;
-    bool change = false;
-    for (size_t i = 0; i < s.len && !change; i++) {
-        unsigned char c = p[i];
-        bool up = mode == CASE_UPPER || (mode == CASE_CAPITAL && i == 0);
-        change = c >= 0x80 || (up ? (c >= 'a' && c <= 'z') : (c >= 'A' && c <= 'Z'));
+    /* ASCII fast path: the first character may map differently (capitalize) */
+    unsigned char first = mode == CASE_LOWER ? 'A' : 'a';
+    unsigned char rest = mode == CASE_UPPER ? 'a' : 'A';
+    size_t i = 0;
+    unsigned flips = 0;
+    if (s.len && p[0] < 0x80) {
+        flips = (unsigned char)(p[0] - first) < 26;
+        i = 1;
     }
-    if (!change) {
+    if (i) {
+        for (; i < s.len && p[i] < 0x80; i++) {
+            flips |= (unsigned char)(p[i] - rest) < 26;
+        }
+    }
+    if (i == s.len && !flips) {
         *v = lq_str(s.ptr, s.len);
         return SLM_OK;
     }
     struct lq_sb sb;
     slm__lq_sb_begin(rs, &sb, s.len + 8);
-    for (size_t i = 0; i < s.len;) {
+    if (i == s.len && sb.cap >= s.len) {
+        char *o = sb.p;
+        o[0] = (char)(p[0] ^ (((unsigned char)(p[0] - first) < 26) << 5));
+        for (size_t k = 1; k < s.len; k++) {
+            o[k] = (char)(p[k] ^ (((unsigned char)(p[k] - rest) < 26) << 5));
+        }
+        sb.n = s.len;
+        return done(rs, f, &sb, v);
+    }
+    for (i = 0; i < s.len;) {
         if (p[i] < 0x80) {
             unsigned char c = p[i];
             bool up = mode == CASE_UPPER || (mode == CASE_CAPITAL && i == 0);
@@ -414,8 +428,8 @@ static size_t char_off(struct slm_str s, size_t ci) {
 
 /* ---------------------------------------------------------------- concatenation */
 
-static int concat2(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *v,
-                   struct slm_str a, struct slm_str b) {
+static int concat2(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *v, struct slm_str a,
+                   struct slm_str b) {
     struct lq_sb sb;
     slm__lq_sb_begin(rs, &sb, a.len + b.len);
     slm__lq_sb_put(&sb, a.ptr, a.len);
@@ -450,8 +464,8 @@ static int escape_html(struct lq_rs *rs, const struct lq_filter *f, struct lq_va
         return rc;
     }
     size_t i = 0;
-    while (i < s.len && s.ptr[i] != '&' && s.ptr[i] != '<' && s.ptr[i] != '>' &&
-           s.ptr[i] != '"' && s.ptr[i] != '\'') {
+    while (i < s.len && s.ptr[i] != '&' && s.ptr[i] != '<' && s.ptr[i] != '>' && s.ptr[i] != '"' &&
+           s.ptr[i] != '\'') {
         i++;
     }
     if (i == s.len) {
@@ -1110,7 +1124,8 @@ static int b64_decode(struct lq_rs *rs, const struct lq_filter *f, struct lq_val
                 }
             }
         }
-        uint32_t x = (uint32_t)q[0] << 18 | (uint32_t)q[1] << 12 | (uint32_t)q[2] << 6 | (uint32_t)q[3];
+        uint32_t x =
+            (uint32_t)q[0] << 18 | (uint32_t)q[1] << 12 | (uint32_t)q[2] << 6 | (uint32_t)q[3];
         char o[3] = {(char)(x >> 16), (char)(x >> 8), (char)x};
         if ((eq == 1 && (x & 0xFF)) || (eq == 2 && (x & 0xFFFF))) {
             goto bad;
@@ -1153,7 +1168,7 @@ LQ_FILTER(size) {
     case LQ_STR: *v = lq_int((int64_t)slm__lq_utf8_len(v->u.s.p, v->u.s.n)); break;
     case LQ_ARR:
     case LQ_JARR:
-    case LQ_RANGE: *v = lq_int((int64_t)slm__lq_seq_len(v)); break;
+    case LQ_RANGE: *v = lq_count(slm__lq_seq_len(v)); break;
     case LQ_JOBJ: *v = lq_int((int64_t)json_object_size(v->u.j)); break;
     default: *v = lq_int(0); break;
     }
@@ -1247,28 +1262,38 @@ static void json_nl(struct lq_sb *sb, int indent, int depth) {
     }
 }
 
-static void json_val(struct lq_sb *sb, const struct lq_val *v, int indent, int depth) {
+/* Charges the render one step per item so that huge ranges stop at the step
+ * limit; returns false once the builder or the budget has failed. */
+static bool json_val(struct lq_rs *rs, struct lq_sb *sb, const struct lq_val *v, int indent,
+                     int depth) {
+    if (sb->failed || rs->steps > rs->max_steps) {
+        return false;
+    }
     if (depth > 64) {
         slm__lq_sb_put(sb, "null", 4);
-        return;
+        return true;
     }
     switch (v->k) {
-    case LQ_STR: json_str(sb, v->u.s.p, v->u.s.n); return;
-    case LQ_INT: slm__lq_write_val(sb, v, 0); return;
+    case LQ_STR: json_str(sb, v->u.s.p, v->u.s.n); return true;
+    case LQ_INT: slm__lq_write_val(sb, v, 0); return true;
     case LQ_FLOAT:
         if (v->u.f != v->u.f || v->u.f - v->u.f != 0) {
             slm__lq_sb_put(sb, "null", 4);
         } else {
             slm__lq_write_val(sb, v, 0);
         }
-        return;
-    case LQ_BOOL: slm__lq_write_val(sb, v, 0); return;
+        return true;
+    case LQ_BOOL: slm__lq_write_val(sb, v, 0); return true;
     case LQ_EMPTY:
-    case LQ_BLANK: slm__lq_sb_put(sb, "\"\"", 2); return;
+    case LQ_BLANK: slm__lq_sb_put(sb, "\"\"", 2); return true;
     case LQ_ARR:
     case LQ_JARR:
     case LQ_RANGE: {
         size_t n = slm__lq_seq_len(v);
+        rs->steps += n;
+        if (rs->steps > rs->max_steps) {
+            return false;
+        }
         slm__lq_sb_putc(sb, '[');
         for (size_t i = 0; i < n; i++) {
             if (i) {
@@ -1276,19 +1301,22 @@ static void json_val(struct lq_sb *sb, const struct lq_val *v, int indent, int d
             }
             json_nl(sb, indent, depth + 1);
             struct lq_val e = slm__lq_seq_get(v, i);
-            json_val(sb, &e, indent, depth + 1);
+            if (!json_val(rs, sb, &e, indent, depth + 1)) {
+                return false;
+            }
         }
         if (n) {
             json_nl(sb, indent, depth);
         }
         slm__lq_sb_putc(sb, ']');
-        return;
+        return true;
     }
     case LQ_JOBJ: {
         const char *key;
         size_t klen;
         json_t *val;
         bool first = true;
+        rs->steps += json_object_size(v->u.j);
         slm__lq_sb_putc(sb, '{');
         json_object_keylen_foreach((json_t *)v->u.j, key, klen, val) {
             if (!first) {
@@ -1299,15 +1327,17 @@ static void json_val(struct lq_sb *sb, const struct lq_val *v, int indent, int d
             json_str(sb, key, klen);
             slm__lq_sb_put(sb, indent > 0 ? ": " : ":", indent > 0 ? 2 : 1);
             struct lq_val e = lq_from_json(val);
-            json_val(sb, &e, indent, depth + 1);
+            if (!json_val(rs, sb, &e, indent, depth + 1)) {
+                return false;
+            }
         }
         if (!first) {
             json_nl(sb, indent, depth);
         }
         slm__lq_sb_putc(sb, '}');
-        return;
+        return true;
     }
-    default: slm__lq_sb_put(sb, "null", 4); return;
+    default: slm__lq_sb_put(sb, "null", 4); return true;
     }
 }
 
@@ -1324,6 +1354,8 @@ LQ_FILTER(json) {
     }
     struct lq_sb sb;
     slm__lq_sb_begin(rs, &sb, 64);
-    json_val(&sb, v, (int)indent, 0);
+    if (!json_val(rs, &sb, v, (int)indent, 0) && !sb.failed) {
+        return slm__lq_charge(rs, 0, f->pos);
+    }
     return done(rs, f, &sb, v);
 }

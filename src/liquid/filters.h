@@ -14,7 +14,7 @@
 #include "liquid/internal.h"
 
 #define LQ_FILTER(name)                                                                            \
-    int slm__lqf_##name(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *v,              \
+    int slm__lqf_##name(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *v,             \
                         const struct lq_val *args)
 
 /* strings (filters.c) */

@@ -84,7 +84,7 @@ int slm__lq_to_list(struct lq_rs *rs, uint32_t pos, const struct lq_val *v,
         flat_fill(v, 0, a->v, &k);
     } else if (v->k == LQ_RANGE) {
         for (size_t i = 0; i < n; i++) {
-            a->v[i] = lq_int(v->u.r.lo + (int64_t)i);
+            a->v[i] = lq_int((int64_t)((uint64_t)v->u.r.lo + (uint64_t)i));
         }
     } else if (n) {
         a->v[0] = *v;
@@ -114,7 +114,7 @@ static int item_prop(const struct lq_val *item, const struct lq_val *prop, struc
             return PROP_OK;
         }
         if (prop->k == LQ_INT || prop->k == LQ_FLOAT) {
-            int64_t i = prop->k == LQ_INT ? prop->u.i : (int64_t)prop->u.f;
+            int64_t i = prop->k == LQ_INT ? prop->u.i : lq_f2i(prop->u.f);
             int64_t n = (int64_t)slm__lq_utf8_len(s.ptr, s.len);
             if (i < 0) {
                 i += n;
@@ -139,7 +139,7 @@ static int item_prop(const struct lq_val *item, const struct lq_val *prop, struc
     }
     case LQ_INT:
         if (prop->k == LQ_INT || prop->k == LQ_FLOAT) {
-            int64_t b = prop->k == LQ_INT ? prop->u.i : (int64_t)prop->u.f;
+            int64_t b = prop->k == LQ_INT ? prop->u.i : lq_f2i(prop->u.f);
             int64_t bit = b < 0 ? 0 : b >= 63 ? (item->u.i < 0) : (item->u.i >> b) & 1;
             *out = lq_int(bit);
             return PROP_OK;
@@ -168,8 +168,8 @@ static int prop_error(struct lq_rs *rs, const struct lq_filter *f, const struct 
         s = (struct slm_str){prop->u.s.p, prop->u.s.n};
     }
     return slm__lq_rt_err(rs, f->pos, SLM_E_INVALID,
-                          "%s: cannot read property '%.*s' of an item that is not a hash",
-                          fname(f), (int)SLM_MIN(s.len, 60), s.ptr);
+                          "%s: cannot read property '%.*s' of an item that is not a hash", fname(f),
+                          (int)SLM_MIN(s.len, 60), s.ptr);
 }
 
 /* ---------------------------------------------------------------- simple */
@@ -319,7 +319,8 @@ LQ_FILTER(map) {
     if (!a) {
         return fail_mem(rs, f);
     }
-    bool self = args[0].k == LQ_STR && args[0].u.s.n == 9 && memcmp(args[0].u.s.p, "to_liquid", 9) == 0;
+    bool self =
+        args[0].k == LQ_STR && args[0].u.s.n == 9 && memcmp(args[0].u.s.p, "to_liquid", 9) == 0;
     for (size_t i = 0; i < l->n; i++) {
         if (self) {
             a->v[i] = l->v[i];
@@ -437,7 +438,8 @@ static int do_sort(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *v
     }
     if (natural) {
         for (size_t i = 0; i < n; i++) {
-            if (items[i].key.k != LQ_NIL && slm__lq_to_str(rs, &items[i].key, &items[i].text) != SLM_OK) {
+            if (items[i].key.k != LQ_NIL &&
+                slm__lq_to_str(rs, &items[i].key, &items[i].text) != SLM_OK) {
                 return fail_mem(rs, f);
             }
         }
@@ -623,8 +625,9 @@ static int filter_array(struct lq_rs *rs, const struct lq_filter *f, struct lq_v
     if (rc != SLM_OK) {
         return rc;
     }
-    struct lq_val none = mode == FA_HAS ? lq_bool(false)
-                         : (mode == FA_WHERE || mode == FA_REJECT) ? lq_arr_val(l) : lq_nil();
+    struct lq_val none = mode == FA_HAS                            ? lq_bool(false)
+                         : (mode == FA_WHERE || mode == FA_REJECT) ? lq_arr_val(l)
+                                                                   : lq_nil();
     if (l->n == 0 || prop->k == LQ_NIL) {
         if (mode == FA_WHERE || mode == FA_REJECT) {
             struct lq_arr *e = slm__lq_arr_new(rs, 0);

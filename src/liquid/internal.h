@@ -4,6 +4,7 @@
  *
  *   lexer.c    template scanner (text / {{ }} / {% %}) and markup tokens
  *   parser.c   tags and expressions -> tree; partials with literal names
+ *   symtab.c   symbol tables (names -> dense ids)
  *   value.c    values: truthiness, equality, comparison, to-string, numbers
  *   render.c   the tree walker: scopes, loops, include/render
  *   filters*.c the standard filters and the extensions
@@ -101,6 +102,23 @@ static inline struct lq_val lq_str(const char *p, size_t n) {
 static inline bool lq_truthy(const struct lq_val *v) {
     return !(v->k == LQ_NIL || (v->k == LQ_BOOL && !v->u.b));
 }
+/* double -> int64 without undefined behaviour: NaN is 0, out of range clamps. */
+static inline int64_t lq_f2i(double f) {
+    if (!(f == f)) {
+        return 0;
+    }
+    if (f >= 9.2e18) {
+        return INT64_MAX;
+    }
+    if (f <= -9.2e18) {
+        return INT64_MIN;
+    }
+    return (int64_t)f;
+}
+/* A count as a Liquid integer (clamped: a range can hold 2^64 numbers). */
+static inline struct lq_val lq_count(size_t n) {
+    return lq_int(n > (size_t)INT64_MAX ? INT64_MAX : (int64_t)n);
+}
 static inline bool lq_is_num(const struct lq_val *v) {
     return v->k == LQ_INT || v->k == LQ_FLOAT;
 }
@@ -110,17 +128,35 @@ static inline struct lq_val lq_from_json(const json_t *j) {
     struct lq_val v;
     v.u.i = 0;
     switch (json_typeof(j)) {
-    case JSON_OBJECT: v.k = LQ_JOBJ; v.u.j = j; break;
-    case JSON_ARRAY: v.k = LQ_JARR; v.u.j = j; break;
+    case JSON_OBJECT:
+        v.k = LQ_JOBJ;
+        v.u.j = j;
+        break;
+    case JSON_ARRAY:
+        v.k = LQ_JARR;
+        v.u.j = j;
+        break;
     case JSON_STRING:
         v.k = LQ_STR;
         v.u.s.p = json_string_value(j);
         v.u.s.n = json_string_length(j);
         break;
-    case JSON_INTEGER: v.k = LQ_INT; v.u.i = (int64_t)json_integer_value(j); break;
-    case JSON_REAL: v.k = LQ_FLOAT; v.u.f = json_real_value(j); break;
-    case JSON_TRUE: v.k = LQ_BOOL; v.u.b = true; break;
-    case JSON_FALSE: v.k = LQ_BOOL; v.u.b = false; break;
+    case JSON_INTEGER:
+        v.k = LQ_INT;
+        v.u.i = (int64_t)json_integer_value(j);
+        break;
+    case JSON_REAL:
+        v.k = LQ_FLOAT;
+        v.u.f = json_real_value(j);
+        break;
+    case JSON_TRUE:
+        v.k = LQ_BOOL;
+        v.u.b = true;
+        break;
+    case JSON_FALSE:
+        v.k = LQ_BOOL;
+        v.u.b = false;
+        break;
     default: v.k = LQ_NIL; break;
     }
     return v;
@@ -148,8 +184,7 @@ struct lq_symtab {
 uint32_t slm__lq_hash(const char *p, size_t n);
 /* Id of `name`, adding it (copied into `arena`) when absent; LQ_NOSYM on
  * allocation failure. */
-uint32_t slm__lq_sym_intern(struct lq_symtab *t, struct slm_arena *arena, const char *p,
-                            size_t n);
+uint32_t slm__lq_sym_intern(struct lq_symtab *t, struct slm_arena *arena, const char *p, size_t n);
 /* Id of `name` or LQ_NOSYM. */
 uint32_t slm__lq_sym_find(const struct lq_symtab *t, const char *p, size_t n);
 int slm__lq_symtab_copy(struct lq_symtab *dst, const struct lq_symtab *src);
@@ -199,10 +234,10 @@ enum lq_seg_kind { SEG_KEY, SEG_INDEX, SEG_DYN };
 
 struct lq_seg {
     uint8_t kind;
-    uint8_t dot;   /* written as .name (size/first/last apply) */
-    uint8_t key;   /* enum lq_key for SEG_KEY */
-    struct slm_str name; /* SEG_KEY */
-    int64_t index;       /* SEG_INDEX */
+    uint8_t dot;               /* written as .name (size/first/last apply) */
+    uint8_t key;               /* enum lq_key for SEG_KEY */
+    struct slm_str name;       /* SEG_KEY */
+    int64_t index;             /* SEG_INDEX */
     const struct lq_prim *dyn; /* SEG_DYN */
 };
 
@@ -219,9 +254,9 @@ struct lq_kwarg {
 };
 
 struct lq_filter {
-    uint16_t id;   /* index in the filter table */
-    uint8_t npos;  /* positional arguments */
-    uint8_t nkw;   /* keyword arguments */
+    uint16_t id;  /* index in the filter table */
+    uint8_t npos; /* positional arguments */
+    uint8_t nkw;  /* keyword arguments */
     uint32_t pos;
     const struct lq_prim *args;
     const struct lq_kwarg *kw;
@@ -320,11 +355,11 @@ struct lq_incarg {
 };
 
 struct lq_include {
-    struct lq_prim name;          /* literal string, or (include only) an expression */
-    const struct lq_unit *unit;   /* resolved at parse time for literal names */
-    const struct lq_prim *with;   /* `with` / `for` expression */
+    struct lq_prim name;        /* literal string, or (include only) an expression */
+    const struct lq_unit *unit; /* resolved at parse time for literal names */
+    const struct lq_prim *with; /* `with` / `for` expression */
     bool is_for;
-    uint32_t bind;                /* alias, or the template name's last component */
+    uint32_t bind; /* alias, or the template name's last component */
     uint32_t nargs;
     const struct lq_incarg *args;
 };
@@ -361,8 +396,8 @@ struct lq_unit {
     const char *src;
     size_t len;
     struct lq_block body;
-    int status;     /* parse status for partials being resolved (SLM_OK when done) */
-    bool parsing;   /* set while the unit's own body is being parsed */
+    int status;   /* parse status for partials being resolved (SLM_OK when done) */
+    bool parsing; /* set while the unit's own body is being parsed */
     struct lq_unit *next;
 };
 
@@ -374,8 +409,8 @@ typedef int (*lq_filter_fn)(struct lq_rs *rs, const struct lq_filter *f, struct 
 
 struct lq_filter_def {
     const char *name;
-    uint8_t min, max;  /* positional argument counts */
-    bool kw;           /* takes keyword arguments */
+    uint8_t min, max; /* positional argument counts */
+    bool kw;          /* takes keyword arguments */
     lq_filter_fn fn;
 };
 
@@ -407,9 +442,9 @@ struct lq_penv {
     const struct slm_liquid_template *t; /* params and loaders */
     struct slm_arena *arena;
     struct lq_symtab *syms;
-    struct lq_unit **units;        /* partials loaded by this parse are added here */
-    struct lq_unit *const *also;   /* and looked up here too (may be NULL) */
-    char ***warnings;              /* NULL: do not record */
+    struct lq_unit **units;      /* partials loaded by this parse are added here */
+    struct lq_unit *const *also; /* and looked up here too (may be NULL) */
+    char ***warnings;            /* NULL: do not record */
     size_t *nwarnings;
     int include_depth;
 };
@@ -419,8 +454,8 @@ struct lq_penv {
 int slm__lq_parse_unit(struct lq_penv *env, const char *name, const char *src, size_t len,
                        struct lq_unit **out, struct slm_err *err);
 /* Reads a partial's source through the template's loaders. */
-int slm__lq_load_source(const struct slm_liquid_template *t, const char *name,
-                        struct slm_buf *src, struct slm_err *err);
+int slm__lq_load_source(const struct slm_liquid_template *t, const char *name, struct slm_buf *src,
+                        struct slm_err *err);
 /* "name:line:col: " prefix for a position in `src`. */
 int slm__lq_errf(struct slm_err *err, int code, const char *name, const char *src, size_t len,
                  size_t pos, const char *fmt, ...) SLM_PRINTF(7, 8);
@@ -436,7 +471,7 @@ struct lq_chunk {
 };
 
 struct lq_mem {
-    char *p;    /* bump pointer in the current chunk */
+    char *p; /* bump pointer in the current chunk */
     char *end;
     struct lq_chunk *chunks;
     size_t total;
@@ -455,7 +490,7 @@ struct lq_slot {
     struct lq_val global;   /* cached lookup in the variables */
     int64_t counter;        /* increment / decrement */
     uint8_t has_root;
-    uint8_t global_state;   /* 0 not looked up, 1 cached */
+    uint8_t global_state; /* 0 not looked up, 1 cached */
     uint8_t has_counter;
 };
 
@@ -486,7 +521,17 @@ struct lq_offset {
     int64_t next;
 };
 
+/* A direct-mapped cache of object[key] lookups for keys written in the
+ * template (the variables do not change during a render). */
+#define LQ_KCACHE 256
+struct lq_kcache {
+    const json_t *obj;
+    const char *key;
+    const json_t *val;
+};
+
 struct lq_rs {
+    struct lq_kcache kcache[LQ_KCACHE];
     const struct slm_liquid_template *t;
     const struct lq_unit *unit; /* for error positions */
     struct lq_ctx *ctx;
@@ -506,7 +551,7 @@ struct lq_rs {
     struct lq_symtab *dyn_syms; /* grown by partials named at render time */
     struct lq_unit *dyn_units;  /* partials parsed during this render */
     struct slm_arena dyn_arena;
-    struct slm_err *err;        /* never NULL (points at errbuf when the caller passed NULL) */
+    struct slm_err *err; /* never NULL (points at errbuf when the caller passed NULL) */
     struct slm_err errbuf;
     struct lq_mem mem;
 };
@@ -547,8 +592,7 @@ int slm__lq_sb_end(struct lq_sb *sb, struct lq_val *out);
 
 /* Runtime errors: "name:line:col: message". In lax mode callers may turn
  * SLM_E_INVALID into inline text (render.c decides). */
-int slm__lq_rt_err(struct lq_rs *rs, uint32_t pos, int code, const char *fmt, ...)
-    SLM_PRINTF(4, 5);
+int slm__lq_rt_err(struct lq_rs *rs, uint32_t pos, int code, const char *fmt, ...) SLM_PRINTF(4, 5);
 /* Charges `n` units of work; SLM_E_LIMIT past max_steps. */
 int slm__lq_charge(struct lq_rs *rs, uint64_t n, uint32_t pos);
 
@@ -560,8 +604,8 @@ void slm__lq_write_val(struct lq_sb *sb, const struct lq_val *v, int depth);
  * Returns SLM_OK or SLM_E_LIMIT. */
 int slm__lq_to_str(struct lq_rs *rs, const struct lq_val *v, struct slm_str *out);
 /* Formats numbers as Ruby does (5, 5.0, 0.1, 1.0e+16). Returns length. */
-size_t slm__lq_fmt_int(int64_t i, char *buf);   /* buf >= 24 */
-size_t slm__lq_fmt_float(double f, char *buf);  /* buf >= 40 */
+size_t slm__lq_fmt_int(int64_t i, char *buf);  /* buf >= 24 */
+size_t slm__lq_fmt_float(double f, char *buf); /* buf >= 40 */
 /* Shortest round-trip digits of f (> 0, finite) into digits (>= 24 bytes):
  * f = 0.DIGITS x 10^decpt. Returns the number of digits. */
 int slm__lq_float_digits(double f, char *digits, int *decpt);

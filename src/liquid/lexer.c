@@ -23,8 +23,7 @@ static bool is_ws(char c) {
 }
 
 static bool is_word(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
 void slm__lq_scan_init(struct lq_scan *sc, const char *src, const char *p, const char *end,

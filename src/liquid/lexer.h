@@ -22,10 +22,10 @@ struct lq_scan {
 
 struct lq_tok {
     int type;
-    const char *start; /* where the token starts (errors) */
-    struct slm_str text;   /* TK_TEXT: the text; TK_OUTPUT / TK_TAG: the markup */
-    struct slm_str name;   /* TK_TAG: the tag name ("#" for inline comments) */
-    bool trim_right;       /* ended with -}} or -%} */
+    const char *start;   /* where the token starts (errors) */
+    struct slm_str text; /* TK_TEXT: the text; TK_OUTPUT / TK_TAG: the markup */
+    struct slm_str name; /* TK_TAG: the tag name ("#" for inline comments) */
+    bool trim_right;     /* ended with -}} or -%} */
 };
 
 void slm__lq_scan_init(struct lq_scan *sc, const char *src, const char *p, const char *end,
@@ -56,16 +56,16 @@ enum lq_t {
     T_RBRACK,
     T_LPAREN,
     T_RPAREN,
-    T_BAD,      /* an unexpected character */
-    T_BADSTR,   /* an unterminated string */
+    T_BAD,    /* an unexpected character */
+    T_BADSTR, /* an unterminated string */
 };
 
 struct lq_lex {
     const char *p, *end;
     /* the current token */
     int t;
-    int op;           /* T_CMP: enum lq_op */
-    const char *tp;   /* token text */
+    int op;         /* T_CMP: enum lq_op */
+    const char *tp; /* token text */
     size_t tn;
     int64_t ival;
     double fval;

@@ -44,8 +44,8 @@ static bool name_ok(const char *name, const char **why) {
         }
         for (size_t i = 0; i < len; i++) {
             char ch = c[i];
-            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                  ch == '.' || ch == '_' || ch == '-')) {
+            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-')) {
                 *why = "has a character other than letters, digits, '.', '_', '-' and '/'";
                 return false;
             }
@@ -101,12 +101,11 @@ int slm_liquid_load_jailed(const char *root, const char *name, size_t max, struc
         int rc = slm_file_read(real, max ? max : ((size_t)1 << 20), src, err);
         return rc;
     }
-    return slm_err_set(err, SLM_E_NOT_FOUND, "partial '%.100s' not found in '%.100s'", name,
-                       root);
+    return slm_err_set(err, SLM_E_NOT_FOUND, "partial '%.100s' not found in '%.100s'", name, root);
 }
 
-int slm__lq_load_source(const struct slm_liquid_template *t, const char *name,
-                        struct slm_buf *src, struct slm_err *err) {
+int slm__lq_load_source(const struct slm_liquid_template *t, const char *name, struct slm_buf *src,
+                        struct slm_err *err) {
     const struct slm_liquid_params *p = &t->params;
     if (p->load) {
         int rc = p->load(p->load_user, name, src, err);

@@ -20,115 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---------------------------------------------------------------- symbols */
-
-uint32_t slm__lq_hash(const char *p, size_t n) {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) {
-        h = (h ^ (unsigned char)p[i]) * 16777619u;
-    }
-    return h;
-}
-
-uint32_t slm__lq_sym_find(const struct lq_symtab *t, const char *p, size_t n) {
-    if (!t->index_cap) {
-        return LQ_NOSYM;
-    }
-    uint32_t h = slm__lq_hash(p, n);
-    uint32_t mask = t->index_cap - 1;
-    for (uint32_t i = h & mask;; i = (i + 1) & mask) {
-        uint32_t e = t->index[i];
-        if (!e) {
-            return LQ_NOSYM;
-        }
-        const struct lq_sym *s = &t->v[e - 1];
-        if (s->hash == h && s->len == n && memcmp(s->name, p, n) == 0) {
-            return e - 1;
-        }
-    }
-}
-
-static bool symtab_reindex(struct lq_symtab *t, uint32_t cap) {
-    uint32_t *idx = calloc(cap, sizeof(*idx));
-    if (!idx) {
-        return false;
-    }
-    for (uint32_t id = 0; id < t->n; id++) {
-        for (uint32_t i = t->v[id].hash & (cap - 1);; i = (i + 1) & (cap - 1)) {
-            if (!idx[i]) {
-                idx[i] = id + 1;
-                break;
-            }
-        }
-    }
-    free(t->index);
-    t->index = idx;
-    t->index_cap = cap;
-    return true;
-}
-
-uint32_t slm__lq_sym_intern(struct lq_symtab *t, struct slm_arena *arena, const char *p,
-                            size_t n) {
-    uint32_t id = slm__lq_sym_find(t, p, n);
-    if (id != LQ_NOSYM) {
-        return id;
-    }
-    if (n > UINT32_MAX / 2 || t->n >= (1u << 24)) {
-        return LQ_NOSYM;
-    }
-    if (t->n == t->cap) {
-        uint32_t cap = t->cap ? t->cap * 2 : 32;
-        struct lq_sym *v = realloc(t->v, cap * sizeof(*v));
-        if (!v) {
-            return LQ_NOSYM;
-        }
-        t->v = v;
-        t->cap = cap;
-    }
-    if ((t->n + 1) * 2 > t->index_cap &&
-        !symtab_reindex(t, t->index_cap ? t->index_cap * 2 : 64)) {
-        return LQ_NOSYM;
-    }
-    char *name = slm_arena_strndup(arena, p, n);
-    if (!name) {
-        return LQ_NOSYM;
-    }
-    id = t->n++;
-    t->v[id] = (struct lq_sym){name, (uint32_t)n, slm__lq_hash(p, n)};
-    uint32_t mask = t->index_cap - 1;
-    for (uint32_t i = t->v[id].hash & mask;; i = (i + 1) & mask) {
-        if (!t->index[i]) {
-            t->index[i] = id + 1;
-            break;
-        }
-    }
-    return id;
-}
-
-int slm__lq_symtab_copy(struct lq_symtab *dst, const struct lq_symtab *src) {
-    memset(dst, 0, sizeof(*dst));
-    if (src->n) {
-        dst->v = malloc(src->cap * sizeof(*dst->v));
-        dst->index = malloc(src->index_cap * sizeof(*dst->index));
-        if (!dst->v || !dst->index) {
-            slm__lq_symtab_free(dst);
-            return SLM_E_NOMEM;
-        }
-        memcpy(dst->v, src->v, src->n * sizeof(*dst->v));
-        memcpy(dst->index, src->index, src->index_cap * sizeof(*dst->index));
-        dst->n = src->n;
-        dst->cap = src->cap;
-        dst->index_cap = src->index_cap;
-    }
-    return SLM_OK;
-}
-
-void slm__lq_symtab_free(struct lq_symtab *t) {
-    free(t->v);
-    free(t->index);
-    memset(t, 0, sizeof(*t));
-}
-
 /* ---------------------------------------------------------------- errors */
 
 void slm__lq_linecol(const char *src, size_t len, size_t pos, int *line, int *col) {
@@ -174,7 +65,7 @@ struct lq_parser {
 };
 
 #define PERR(P, at, ...)                                                                           \
-    slm__lq_errf((P)->err, SLM_E_INVALID, (P)->unit->name, (P)->unit->src, (P)->unit->len,       \
+    slm__lq_errf((P)->err, SLM_E_INVALID, (P)->unit->name, (P)->unit->src, (P)->unit->len,         \
                  (size_t)((at) - (P)->unit->src), __VA_ARGS__)
 
 static uint32_t off(const struct lq_parser *P, const char *at) {
@@ -245,10 +136,10 @@ static uint8_t key_id(const char *p, size_t n) {
         const char *s;
         uint8_t k;
     } keys[] = {
-        {"size", K_SIZE},         {"first", K_FIRST},       {"last", K_LAST},
-        {"index", K_INDEX},       {"index0", K_INDEX0},     {"rindex", K_RINDEX},
-        {"rindex0", K_RINDEX0},   {"length", K_LENGTH},     {"parentloop", K_PARENTLOOP},
-        {"name", K_NAME},         {"col", K_COL},           {"col0", K_COL0},
+        {"size", K_SIZE},           {"first", K_FIRST},       {"last", K_LAST},
+        {"index", K_INDEX},         {"index0", K_INDEX0},     {"rindex", K_RINDEX},
+        {"rindex0", K_RINDEX0},     {"length", K_LENGTH},     {"parentloop", K_PARENTLOOP},
+        {"name", K_NAME},           {"col", K_COL},           {"col0", K_COL0},
         {"col_first", K_COL_FIRST}, {"col_last", K_COL_LAST}, {"row", K_ROW},
     };
     for (size_t i = 0; i < SLM_ARRAY_LEN(keys); i++) {
@@ -264,6 +155,17 @@ static uint32_t intern(struct lq_parser *P, const char *p, size_t n) {
 }
 
 static int parse_prim(struct lq_parser *P, struct lq_lex *lx, struct lq_prim *out);
+
+/* Property names are interned: every "name" segment of a template points at
+ * the same bytes, which lets the renderer cache object[key] lookups. */
+static struct slm_str key_name(struct lq_parser *P, const char *p, size_t n) {
+    uint32_t id = intern(P, p, n);
+    if (id == LQ_NOSYM) {
+        return (struct slm_str){NULL, 0};
+    }
+    const struct lq_sym *y = &P->env->syms->v[id];
+    return (struct slm_str){y->name, y->len};
+}
 
 #define MAX_SEGS 64
 
@@ -309,7 +211,10 @@ static int parse_path(struct lq_parser *P, struct lq_lex *lx, struct lq_prim *ou
             }
             s.kind = SEG_KEY;
             s.dot = 1;
-            s.name = (struct slm_str){lx->tp, lx->tn};
+            s.name = key_name(P, lx->tp, lx->tn);
+            if (!s.name.ptr) {
+                return nomem(P);
+            }
             s.key = key_id(lx->tp, lx->tn);
             slm__lq_lex_next(lx);
         } else if (lx->t == T_LBRACK) {
@@ -328,7 +233,10 @@ static int parse_path(struct lq_parser *P, struct lq_lex *lx, struct lq_prim *ou
             slm__lq_lex_next(lx);
             if (dyn->kind == P_LIT && dyn->u.lit.k == LQ_STR) {
                 s.kind = SEG_KEY;
-                s.name = (struct slm_str){dyn->u.lit.u.s.p, dyn->u.lit.u.s.n};
+                s.name = key_name(P, dyn->u.lit.u.s.p, dyn->u.lit.u.s.n);
+                if (!s.name.ptr) {
+                    return nomem(P);
+                }
                 s.key = key_id(s.name.ptr, s.name.len);
             } else if (dyn->kind == P_LIT && dyn->u.lit.k == LQ_INT) {
                 s.kind = SEG_INDEX;
@@ -361,9 +269,7 @@ static int parse_path(struct lq_parser *P, struct lq_lex *lx, struct lq_prim *ou
 static int64_t lit_to_int(const struct lq_val *v) {
     switch (v->k) {
     case LQ_INT: return v->u.i;
-    case LQ_FLOAT: return v->u.f != v->u.f ? 0 : v->u.f >= 9.2e18 ? INT64_MAX
-                                                : v->u.f <= -9.2e18 ? INT64_MIN
-                                                                   : (int64_t)v->u.f;
+    case LQ_FLOAT: return lq_f2i(v->u.f);
     case LQ_STR: return slm__lq_str_to_i(v->u.s.p, v->u.s.n);
     default: return 0;
     }
@@ -404,9 +310,9 @@ static int parse_prim(struct lq_parser *P, struct lq_lex *lx, struct lq_prim *ou
             const char *w;
             uint8_t k;
             bool b;
-        } lits[] = {{"true", LQ_BOOL, true}, {"false", LQ_BOOL, false}, {"nil", LQ_NIL, false},
-                    {"null", LQ_NIL, false}, {"empty", LQ_EMPTY, false},
-                    {"blank", LQ_BLANK, false}};
+        } lits[] = {{"true", LQ_BOOL, true},    {"false", LQ_BOOL, false},
+                    {"nil", LQ_NIL, false},     {"null", LQ_NIL, false},
+                    {"empty", LQ_EMPTY, false}, {"blank", LQ_BLANK, false}};
         if (!peek_is(lx, T_DOT) && !peek_is(lx, T_LBRACK)) {
             for (size_t i = 0; i < SLM_ARRAY_LEN(lits); i++) {
                 if (slm__lq_lex_is(lx, lits[i].w)) {
@@ -913,8 +819,9 @@ static int loop_attrs(struct lq_parser *P, struct lq_lex *lx, struct lq_for *f, 
         } else if (tablerow && slm__lq_lex_is(lx, "cols")) {
             slot = &f->cols;
         } else {
-            return unexpected(P, lx, tablerow ? "'cols', 'limit' or 'offset'"
-                                              : "'limit', 'offset' or 'reversed'");
+            return unexpected(P, lx,
+                              tablerow ? "'cols', 'limit' or 'offset'"
+                                       : "'limit', 'offset' or 'reversed'");
         }
         slm__lq_lex_next(lx);
         if (lx->t != T_COLON) {
@@ -1149,7 +1056,8 @@ static int tag_cycle(struct lq_parser *P, const struct lq_tok *tk, struct lq_nod
 
 static struct lq_unit *find_unit(struct lq_unit *list, const char *name) {
     for (; list; list = list->next) {
-        if (strcmp(list->name, name) == 0) {
+        /* a unit still being parsed is fine (recursion); a failed one is not */
+        if ((list->parsing || list->status == SLM_OK) && strcmp(list->name, name) == 0) {
             return list;
         }
     }
@@ -1222,8 +1130,8 @@ static int tag_include(struct lq_parser *P, const struct lq_tok *tk, struct lq_n
         return rc;
     }
     if (inc->name.kind == P_LIT && inc->name.u.lit.k == LQ_STR) {
-        const char *nm = slm_arena_strndup(P->env->arena, inc->name.u.lit.u.s.p,
-                                           inc->name.u.lit.u.s.n);
+        const char *nm =
+            slm_arena_strndup(P->env->arena, inc->name.u.lit.u.s.p, inc->name.u.lit.u.s.n);
         if (!nm) {
             return nomem(P);
         }
@@ -1293,6 +1201,26 @@ static int tag_include(struct lq_parser *P, const struct lq_tok *tk, struct lq_n
     return expect_end(P, &lx, render ? "the render tag" : "the include tag");
 }
 
+/* Ollama's Modelfile templates are Go templates ({{ .Prompt }}, {{ if .System }},
+ * {{ end }}); say so instead of a generic syntax error. */
+static bool looks_like_go(struct slm_str m) {
+    m = slm_str_trim(m);
+    if (m.len && m.ptr[0] == '.') {
+        return true;
+    }
+    static const char *const words[] = {"if",  "range", "with",   "else",
+                                        "end", "block", "define", "template"};
+    for (size_t i = 0; i < SLM_ARRAY_LEN(words); i++) {
+        size_t n = strlen(words[i]);
+        if (m.len >= n && memcmp(m.ptr, words[i], n) == 0 &&
+            (m.len == n || m.ptr[n] == ' ' || m.ptr[n] == '\t')) {
+            struct slm_str rest = slm_str_trim(slm_str_sub(m, n, m.len));
+            return rest.len == 0 || rest.ptr[0] == '.' || rest.ptr[0] == '$';
+        }
+    }
+    return false;
+}
+
 static int tag_output(struct lq_parser *P, struct slm_str markup, const char *what,
                       struct lq_node *node) {
     struct lq_lex lx;
@@ -1304,10 +1232,15 @@ static int tag_output(struct lq_parser *P, struct slm_str markup, const char *wh
         return SLM_OK;
     }
     int rc = parse_fexpr(P, &lx, &node->u.out);
-    if (rc != SLM_OK) {
-        return rc;
+    if (rc == SLM_OK) {
+        rc = expect_end(P, &lx, what);
     }
-    return expect_end(P, &lx, what);
+    if (rc == SLM_E_INVALID && looks_like_go(markup)) {
+        return PERR(P, slm_str_trim(markup).ptr,
+                    "this is Go template syntax (as in Ollama's Modelfiles), not Liquid: "
+                    "write {{ prompt }} for {{ .Prompt }} and {%% if x %%}...{%% endif %%}");
+    }
+    return rc;
 }
 
 /* Skips a comment body: nested comment tags are counted, raw bodies skipped,
@@ -1367,9 +1300,9 @@ static int skip_comment(struct lq_parser *P, struct lq_scan *sc, const struct lq
             r++;
         }
         size_t wl = 0;
-        while (r + wl < close && (r[wl] == '_' || (r[wl] >= 'a' && r[wl] <= 'z') ||
-                                  (r[wl] >= '0' && r[wl] <= '9') ||
-                                  (r[wl] >= 'A' && r[wl] <= 'Z'))) {
+        while (r + wl < close &&
+               (r[wl] == '_' || (r[wl] >= 'a' && r[wl] <= 'z') || (r[wl] >= '0' && r[wl] <= '9') ||
+                (r[wl] >= 'A' && r[wl] <= 'Z'))) {
             wl++;
         }
         p = close + 2;
@@ -1422,8 +1355,8 @@ static int parse_tag(struct lq_parser *P, struct lq_scan *sc, const struct lq_to
                 continue;
             }
             size_t j = i + 1;
-            while (j < tk->text.len && (tk->text.ptr[j] == ' ' || tk->text.ptr[j] == '\t' ||
-                                        tk->text.ptr[j] == '\r')) {
+            while (j < tk->text.len &&
+                   (tk->text.ptr[j] == ' ' || tk->text.ptr[j] == '\t' || tk->text.ptr[j] == '\r')) {
                 j++;
             }
             if (j < tk->text.len && tk->text.ptr[j] != '#' && tk->text.ptr[j] != '\n') {
@@ -1548,8 +1481,8 @@ static int parse_body(struct lq_parser *P, struct lq_scan *sc, const char *open_
                         endw = *s;
                     }
                 }
-                return PERR(P, open_at, "'%s' was never closed (expected {%% %s %%})",
-                            open_name, endw);
+                return PERR(P, open_at, "'%s' was never closed (expected {%% %s %%})", open_name,
+                            endw);
             }
             break;
         }
@@ -1601,8 +1534,9 @@ int slm__lq_parse_unit(struct lq_penv *env, const char *name, const char *src, s
                        struct lq_unit **out, struct slm_err *err) {
     const struct slm_liquid_params *p = &env->t->params;
     if (len > p->max_template_bytes) {
-        return slm_err_set(err, SLM_E_TOO_LARGE, "%s: template is %zu bytes, over the %zu-byte limit",
-                           name, len, p->max_template_bytes);
+        return slm_err_set(err, SLM_E_TOO_LARGE,
+                           "%s: template is %zu bytes, over the %zu-byte limit", name, len,
+                           p->max_template_bytes);
     }
     struct lq_unit *u = slm_arena_alloc(env->arena, sizeof(*u));
     char *copy = slm_arena_strndup(env->arena, src, len);
@@ -1614,6 +1548,7 @@ int slm__lq_parse_unit(struct lq_penv *env, const char *name, const char *src, s
     u->src = copy;
     u->len = len;
     u->parsing = true;
+    u->status = SLM_E_INVALID; /* until the parse below succeeds */
     u->next = *env->units;
     *env->units = u;
     struct lq_parser P = {env, u, err, 0, p->max_depth, p->mode};

@@ -43,8 +43,7 @@ int slm__lq_charge(struct lq_rs *rs, uint64_t n, uint32_t pos) {
 
 static int out_fail(struct lq_rs *rs, uint32_t pos, int rc) {
     if (rc == SLM_E_TOO_LARGE) {
-        return slm__lq_rt_err(rs, pos, SLM_E_TOO_LARGE, "output exceeds %zu bytes",
-                              rs->out_max);
+        return slm__lq_rt_err(rs, pos, SLM_E_TOO_LARGE, "output exceeds %zu bytes", rs->out_max);
     }
     return slm__lq_rt_err(rs, pos, rc, "%s", slm_strerror(rc));
 }
@@ -269,7 +268,19 @@ static int step(struct lq_rs *rs, struct lq_val *v, const struct lq_seg *s, uint
     switch (v->k) {
     case LQ_JOBJ:
         if (kp) {
-            const json_t *j = json_object_getn(v->u.j, kp, kn);
+            const json_t *j;
+            if (s->kind == SEG_KEY) {
+                uintptr_t h = ((uintptr_t)v->u.j >> 4) ^ ((uintptr_t)kp >> 2);
+                struct lq_kcache *c = &rs->kcache[(h ^ (h >> 8)) & (LQ_KCACHE - 1)];
+                if (c->obj != v->u.j || c->key != kp) {
+                    c->obj = v->u.j;
+                    c->key = kp;
+                    c->val = json_object_getn(v->u.j, kp, kn);
+                }
+                j = c->val;
+            } else {
+                j = json_object_getn(v->u.j, kp, kn);
+            }
             if (j) {
                 *v = lq_from_json(j);
                 return SLM_OK;
@@ -292,7 +303,7 @@ static int step(struct lq_rs *rs, struct lq_val *v, const struct lq_seg *s, uint
             return index_seq(v, idx, v);
         }
         if (dot && kid == K_SIZE) {
-            *v = lq_int((int64_t)slm__lq_seq_len(v));
+            *v = lq_count(slm__lq_seq_len(v));
             return SLM_OK;
         }
         if (dot && kid == K_FIRST) {
@@ -330,7 +341,7 @@ bool slm__lq_lookup_key(const struct lq_val *v, struct slm_str key, struct lq_va
 }
 
 __attribute__((noinline)) static int resolve(struct lq_rs *rs, const struct lq_prim *p,
-                                              struct lq_val *out) {
+                                             struct lq_val *out) {
     const struct lq_path *path = p->u.var;
     if (path->sym != LQ_NOSYM) {
         lookup_sym(rs, path->sym, out);
@@ -363,11 +374,7 @@ __attribute__((noinline)) static int resolve(struct lq_rs *rs, const struct lq_p
 static int range_bound(struct lq_rs *rs, const struct lq_val *v, uint32_t pos, int64_t *out) {
     switch (v->k) {
     case LQ_INT: *out = v->u.i; return SLM_OK;
-    case LQ_FLOAT:
-        *out = v->u.f != v->u.f ? 0 : v->u.f >= 9.2e18 ? INT64_MAX
-                                    : v->u.f <= -9.2e18 ? INT64_MIN
-                                                        : (int64_t)v->u.f;
-        return SLM_OK;
+    case LQ_FLOAT: *out = lq_f2i(v->u.f); return SLM_OK;
     case LQ_STR: *out = slm__lq_str_to_i(v->u.s.p, v->u.s.n); return SLM_OK;
     case LQ_NIL: *out = 0; return SLM_OK;
     default: return slm__lq_rt_err(rs, pos, SLM_E_INVALID, "range bounds must be numbers");
@@ -568,9 +575,7 @@ static int to_integer(struct lq_rs *rs, const struct lq_val *v, uint32_t pos, co
 static int64_t to_i(const struct lq_val *v) {
     switch (v->k) {
     case LQ_INT: return v->u.i;
-    case LQ_FLOAT: return v->u.f != v->u.f ? 0 : v->u.f >= 9.2e18 ? INT64_MAX
-                                                : v->u.f <= -9.2e18 ? INT64_MIN
-                                                                   : (int64_t)v->u.f;
+    case LQ_FLOAT: return lq_f2i(v->u.f);
     case LQ_STR: return slm__lq_str_to_i(v->u.s.p, v->u.s.n);
     default: return 0;
     }
@@ -653,9 +658,12 @@ static int64_t *offset_slot(struct lq_rs *rs, struct slm_str name) {
 static void window(size_t len, int64_t from, bool has_limit, int64_t limit, size_t *start,
                    size_t *count) {
     int64_t lo = from < 0 ? 0 : from;
-    int64_t hi = (int64_t)len;
+    int64_t hi = len > (size_t)INT64_MAX ? INT64_MAX : (int64_t)len;
     if (has_limit) {
-        int64_t to = limit > INT64_MAX - from ? INT64_MAX : from + limit;
+        int64_t to;
+        if (__builtin_add_overflow(from, limit, &to)) {
+            to = limit > 0 ? INT64_MAX : INT64_MIN;
+        }
         if (to < hi) {
             hi = to;
         }
@@ -718,7 +726,9 @@ static int render_for(struct lq_rs *rs, const struct lq_node *n) {
     } else {
         window(len, from, has_limit, limit, &start, &count);
     }
-    *cont = from + (int64_t)count;
+    if (__builtin_add_overflow(from, (int64_t)count, cont)) {
+        *cont = INT64_MAX;
+    }
     if (count == 0) {
         return f->else_body ? render_block(rs, f->else_body) : SLM_OK;
     }
@@ -862,8 +872,7 @@ static int render_tablerow(struct lq_rs *rs, const struct lq_node *n) {
         loop_attr(loop, K_COL_LAST, &cl);
         loop_attr(loop, K_ROW, &row);
         if (cl.u.b && i + 1 < count) {
-            k = snprintf(buf, sizeof(buf), "</tr>\n<tr class=\"row%lld\">",
-                         (long long)row.u.i + 1);
+            k = snprintf(buf, sizeof(buf), "</tr>\n<tr class=\"row%lld\">", (long long)row.u.i + 1);
             rc = out_put(rs, buf, (size_t)k, n->pos);
         }
     }
@@ -901,10 +910,9 @@ static int render_counter(struct lq_rs *rs, const struct lq_node *n) {
         return mem_fail(rs, n->pos);
     }
     if (!s->has_counter) {
-        struct lq_val g = s->global_state
-                              ? s->global
-                              : global_lookup(rs, syms(rs)->v[n->u.counter].name,
-                                              syms(rs)->v[n->u.counter].len);
+        struct lq_val g = s->global_state ? s->global
+                                          : global_lookup(rs, syms(rs)->v[n->u.counter].name,
+                                                          syms(rs)->v[n->u.counter].len);
         s->counter = g.k == LQ_INT ? g.u.i : 0;
         s->has_counter = 1;
     }
@@ -932,6 +940,10 @@ static int render_cycle(struct lq_rs *rs, const struct lq_node *n) {
         key.k = LQ_STR;
     }
     struct lq_cycle_state *st = NULL;
+    int crc = slm__lq_charge(rs, rs->ncycles, n->pos);
+    if (crc != SLM_OK) {
+        return crc;
+    }
     for (size_t i = 0; i < rs->ncycles; i++) {
         if (rs->cycles[i].key.k == key.k && slm__lq_equal(&rs->cycles[i].key, &key)) {
             st = &rs->cycles[i];
@@ -968,7 +980,7 @@ static int render_cycle(struct lq_rs *rs, const struct lq_node *n) {
 
 static const struct lq_unit *find_unit(struct lq_unit *list, const char *name, size_t n) {
     for (; list; list = list->next) {
-        if (strlen(list->name) == n && memcmp(list->name, name, n) == 0) {
+        if (list->status == SLM_OK && strlen(list->name) == n && memcmp(list->name, name, n) == 0) {
             return list;
         }
     }
@@ -1018,8 +1030,13 @@ static int dynamic_unit(struct lq_rs *rs, const struct lq_node *n, struct lq_val
         return slm__lq_rt_err(rs, n->pos, rc, "partial '%s': %s", nm,
                               lerr.msg[0] ? lerr.msg : slm_strerror(rc));
     }
-    struct lq_penv env = {rs->t, &rs->dyn_arena, rs->dyn_syms, &rs->dyn_units,
-                          (struct lq_unit *const *)&rs->t->units, NULL, NULL,
+    struct lq_penv env = {rs->t,
+                          &rs->dyn_arena,
+                          rs->dyn_syms,
+                          &rs->dyn_units,
+                          (struct lq_unit *const *)&rs->t->units,
+                          NULL,
+                          NULL,
                           rs->include_depth};
     struct lq_unit *pu;
     rc = slm__lq_parse_unit(&env, nm, slm_buf_cstr(&src), src.len, &pu, rs->err);
@@ -1135,8 +1152,8 @@ static int render_include(struct lq_rs *rs, const struct lq_node *n) {
                 rc = mem_fail(rs, n->pos);
             }
             for (size_t i = 0; i < cnt && rc == SLM_OK; i++) {
-                *loop = (struct lq_loop){{u->name, strlen(u->name)}, (int64_t)i, (int64_t)cnt,
-                                         0, false, NULL};
+                *loop = (struct lq_loop){
+                    {u->name, strlen(u->name)}, (int64_t)i, (int64_t)cnt, 0, false, NULL};
                 struct lq_val item = slm__lq_seq_get(&seq, i);
                 rc = slm__lq_charge(rs, 1, n->pos);
                 if (rc == SLM_OK) {
@@ -1301,7 +1318,8 @@ int slm__lq_render(const struct slm_liquid_template *t, const json_t *vars, stru
     rs->out = out;
     size_t start = out->len;
     size_t bmax = out->max ? out->max : SLM_BUF_DEFAULT_MAX;
-    rs->out_max = t->params.max_output_bytes > bmax - start ? bmax : start + t->params.max_output_bytes;
+    rs->out_max =
+        t->params.max_output_bytes > bmax - start ? bmax : start + t->params.max_output_bytes;
     rs->max_steps = t->params.max_steps;
     rs->lax = t->params.mode == SLM_LIQUID_LAX || t->params.mode == SLM_LIQUID_WARN;
     slm_err_clear(&rs->errbuf);

@@ -97,8 +97,7 @@ static int parse_with_root(const char *name, const char *src, size_t len,
         slm__lq_sym_intern(&t->syms, &t->arena, "tablerowloop", 12) == LQ_NOSYM) {
         goto fail;
     }
-    struct lq_penv env = {t,    &t->arena,     &t->syms, &t->units, NULL,
-                          &t->warnings, &t->nwarnings, 0};
+    struct lq_penv env = {t, &t->arena, &t->syms, &t->units, NULL, &t->warnings, &t->nwarnings, 0};
     rc = slm__lq_parse_unit(&env, name, src ? src : "", src ? len : 0, &t->main, err);
     if (rc != SLM_OK) {
         slm_liquid_free(t);
@@ -159,8 +158,8 @@ int slm_liquid_parse_file(const char *path, const struct slm_liquid_params *para
     return rc;
 }
 
-int slm_liquid_render(const struct slm_liquid_template *t, const json_t *vars,
-                      struct slm_buf *out, struct slm_err *err) {
+int slm_liquid_render(const struct slm_liquid_template *t, const json_t *vars, struct slm_buf *out,
+                      struct slm_err *err) {
     if (!t || !out) {
         return slm_err_set(err, SLM_E_INVALID, "liquid: no template or output buffer");
     }

@@ -161,6 +161,9 @@ static int short_digits_fast(double f, char *digits, int *decpt) {
             return 0;
         }
         double r = floor(scaled + 0.5);
+        if (fabs(scaled - r) > 1e-6 * (r > 1 ? r : 1)) {
+            continue; /* not within rounding error of an integer: no m here */
+        }
         for (int d = -1; d <= 1; d++) {
             double m = r + d;
             if (m >= 1 && m / pow10_exact[k] == f) {
@@ -249,8 +252,7 @@ size_t slm__lq_fmt_float(double f, char *buf) {
         } else {
             buf[k++] = '0';
         }
-        k += (size_t)snprintf(buf + k, 16, "e%c%02d", decpt - 1 < 0 ? '-' : '+',
-                              abs(decpt - 1));
+        k += (size_t)snprintf(buf + k, 16, "e%c%02d", decpt - 1 < 0 ? '-' : '+', abs(decpt - 1));
         return k;
     }
     if (decpt <= 0) {
@@ -334,7 +336,13 @@ size_t slm__lq_seq_len(const struct lq_val *v) {
     switch (v->k) {
     case LQ_ARR: return v->u.a->n;
     case LQ_JARR: return json_array_size(v->u.j);
-    case LQ_RANGE: return v->u.r.hi < v->u.r.lo ? 0 : (size_t)(v->u.r.hi - v->u.r.lo) + 1;
+    case LQ_RANGE: {
+        if (v->u.r.hi < v->u.r.lo) {
+            return 0;
+        }
+        uint64_t span = (uint64_t)v->u.r.hi - (uint64_t)v->u.r.lo;
+        return span >= (uint64_t)SIZE_MAX ? SIZE_MAX : (size_t)span + 1;
+    }
     default: return 0;
     }
 }
@@ -343,7 +351,7 @@ struct lq_val slm__lq_seq_get(const struct lq_val *v, size_t i) {
     switch (v->k) {
     case LQ_ARR: return v->u.a->v[i];
     case LQ_JARR: return lq_from_json(json_array_get(v->u.j, i));
-    case LQ_RANGE: return lq_int(v->u.r.lo + (int64_t)i);
+    case LQ_RANGE: return lq_int((int64_t)((uint64_t)v->u.r.lo + (uint64_t)i));
     default: return lq_nil();
     }
 }
