@@ -66,8 +66,8 @@ bench_slm() {
     fi
     bench_log "building ${targets[*]} in $build"
     cmake --build "$build" -j "$jobs" --target "${targets[@]}" >"$BENCH_TMP/build.log" 2>&1 || {
-        grep -E 'error|Error' "$BENCH_TMP/build.log" | head -n 30 >&2
-        bench_die "building ${targets[*]} failed (log above)"
+        grep -v '^\[' "$BENCH_TMP/build.log" | tail -n 30 >&2
+        bench_die "building ${targets[*]} failed (log above; another engineer's file in progress? retry)"
     }
     SLM_BIN=${SLM_BIN:-$build/slm}
     SLM_TOOLS=$build/tools

@@ -25,6 +25,7 @@ struct slm_options {
     int32_t num_thread;  /* 0 = physical cores */
     char *stop[SLM_MAX_STOP]; /* owned */
     size_t n_stop;
+    bool repeat_penalty_set;  /* given explicitly (else off at temperature 0) */
 };
 
 enum slm_option_type { SLM_OPT_INT, SLM_OPT_FLOAT, SLM_OPT_STRINGS };
@@ -60,7 +61,10 @@ int slm_options_apply(struct slm_options *o, const json_t *obj, bool ignore_unkn
                       struct slm_err *err);
 /* The options that differ from defaults, as an object of Ollama names. */
 json_t *slm_options_to_json(const struct slm_options *o);
-/* The generation parameters these options mean (stop strings borrowed from o). */
+/* The generation parameters these options mean (stop strings borrowed from o).
+ * At temperature 0 the default repeat penalty is off, so greedy decoding is
+ * the model's own argmax (as llama.cpp's greedy sampler); a repeat_penalty
+ * given explicitly still applies. */
 struct slm_gen_params slm_options_gen_params(const struct slm_options *o);
 
 #endif /* SLM_OPTIONS_H */

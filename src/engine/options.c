@@ -94,6 +94,7 @@ static int store_number(struct slm_options *o, const struct slm_option_desc *d, 
         s->seed = v < 0 ? SLM_SEED_RANDOM : (uint32_t)v;
     } else if (!strcmp(n, "repeat_penalty")) {
         s->repeat_penalty = (float)v;
+        o->repeat_penalty_set = true;
     } else if (!strcmp(n, "repeat_last_n")) {
         s->repeat_last_n = (int32_t)v;
     } else if (!strcmp(n, "presence_penalty")) {
@@ -249,6 +250,9 @@ json_t *slm_options_to_json(const struct slm_options *o) {
 struct slm_gen_params slm_options_gen_params(const struct slm_options *o) {
     struct slm_gen_params g = slm_gen_params_default();
     g.sample = o->sample;
+    if (g.sample.temperature <= 0.0f && !o->repeat_penalty_set) {
+        g.sample.repeat_penalty = 1.0f;
+    }
     g.max_tokens = o->num_predict;
     g.stop = (const char *const *)o->stop;
     g.n_stop = o->n_stop;

@@ -4,11 +4,11 @@
 # produced for the same prompts (tests/data/greedy/stories260k.json, made by
 # tests/data/greedy/make_fixture.sh from llama-simple and llama-server).
 #
-# For each case: `slm run MODEL PROMPT --temperature 0 --repeat-penalty 1 -n N
-# --raw --token-ids` prints the generated ids (space-separated), and the same
-# without --token-ids prints the continuation text (one trailing newline from
-# slm is allowed). --repeat-penalty 1 because slm's default is Ollama's 1.1,
-# which applies at temperature 0 too; llama-simple's greedy has no penalty.
+# For each case: `slm run MODEL PROMPT --temperature 0 -n N --raw --token-ids`
+# prints the generated ids (space-separated), and the same without
+# --token-ids prints the continuation text (one trailing newline from slm is
+# allowed). At temperature 0 slm's default repeat penalty is off, so this is
+# the model's own argmax, as llama-simple's greedy sampler.
 # Skips (77) when the shared model, jq, or `slm run` is missing.
 set -euo pipefail
 
@@ -43,7 +43,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 n_predict=$(jq -r .n_predict "$fixture")
 n_cases=$(jq '.cases | length' "$fixture")
-greedy=(--temperature 0 --repeat-penalty 1 -n "$n_predict" --raw)
+greedy=(--temperature 0 -n "$n_predict" --raw)
 [ "$n_cases" -gt 0 ] || fail "no cases in $fixture"
 failed=0
 

@@ -116,6 +116,17 @@ Test(options, names_flags_and_ranges) {
     slm_options_free(&o2);
 }
 
+Test(options, default_repeat_penalty_is_off_at_temperature_0) {
+    struct slm_options o;
+    slm_options_init(&o);
+    cr_assert_float_eq(slm_options_gen_params(&o).sample.repeat_penalty, 1.1f, 1e-6);
+    cr_assert_eq(slm_options_set_text(&o, "temperature", "0", NULL), SLM_OK);
+    cr_assert_float_eq(slm_options_gen_params(&o).sample.repeat_penalty, 1.0f, 1e-6);
+    cr_assert_eq(slm_options_set_text(&o, "repeat_penalty", "1.3", NULL), SLM_OK);
+    cr_assert_float_eq(slm_options_gen_params(&o).sample.repeat_penalty, 1.3f, 1e-6);
+    slm_options_free(&o);
+}
+
 /* ---------------------------------------------------------------- chat */
 
 Test(chat, chatml_without_a_model) {
