@@ -149,7 +149,8 @@ struct slm_ctx_params {
     int32_t n_threads;  /* generation threads; 0 = physical cores */
     int32_t n_threads_batch; /* prompt threads; 0 = n_threads */
     bool embeddings;    /* pooled embeddings instead of logits */
-    bool kv_f32;        /* F32 KV cache (exact comparisons); default F16 */
+    bool kv_f32;        /* F32 KV cache and F32 attention (no flash attention), for exact
+                           comparisons; default F16 with flash attention where supported */
 };
 
 struct slm_ctx_params slm_ctx_params_default(void);

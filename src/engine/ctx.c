@@ -8,14 +8,14 @@
  */
 #include "slm/engine.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "engine/internal.h"
+#include "engine/sample.h"
 
-static int32_t physical_cores(void) {
+int32_t slm__physical_cores(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     /* Without topology information assume no SMT on small machines; halve on
      * larger ones, as llama.cpp's own default does for hyper-threaded CPUs. */
@@ -60,7 +60,7 @@ int slm_ctx_init(struct slm_model *model, const struct slm_ctx_params *params,
         p.n_seq_max = 1;
     }
     if (p.n_threads <= 0) {
-        p.n_threads = physical_cores();
+        p.n_threads = slm__physical_cores();
     }
     if (p.n_threads_batch <= 0) {
         p.n_threads_batch = p.n_threads;
@@ -82,6 +82,8 @@ int slm_ctx_init(struct slm_model *model, const struct slm_ctx_params *params,
     if (p.kv_f32) {
         lp.type_k = GGML_TYPE_F32;
         lp.type_v = GGML_TYPE_F32;
+        /* Flash attention would cast the cache back to F16 (and Q with it). */
+        lp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
     }
     c->lc = llama_init_from_model(model->lm, lp);
     if (!c->lc) {
@@ -94,17 +96,8 @@ int slm_ctx_init(struct slm_model *model, const struct slm_ctx_params *params,
     c->n_vocab = llama_vocab_n_tokens(model->vocab);
     c->cand = malloc((size_t)c->n_vocab * sizeof(*c->cand));
     c->cached = malloc((size_t)llama_n_ctx(c->lc) * sizeof(*c->cached));
-    for (int32_t t = 0; c->cand && t < c->n_vocab; t++) {
-        if (llama_vocab_is_eog(model->vocab, t)) {
-            int32_t *e = realloc(c->eog, (c->n_eog + 1) * sizeof(*e));
-            if (!e) {
-                break;
-            }
-            c->eog = e;
-            c->eog[c->n_eog++] = t;
-        }
-    }
-    if (!c->cand || !c->cached || !c->batch.token) {
+    int erc = slm__eog_ids(model, &c->eog, &c->n_eog);
+    if (!c->cand || !c->cached || !c->batch.token || erc != SLM_OK) {
         slm_ctx_free(c);
         return slm_err_set(err, SLM_E_NOMEM, "out of memory");
     }
@@ -219,87 +212,6 @@ const char *slm_finish_name(enum slm_finish f) {
     }
 }
 
-/* Builds the sampler chain in llama.cpp's usual order: penalties, grammar,
- * top-k, top-p, min-p, temperature, then draw (or greedy at temperature 0). */
-static int build_chain(struct slm_ctx *ctx, const struct slm_sample_params *sp, int32_t n_ctx,
-                       struct llama_sampler **out, struct slm_err *err) {
-    struct llama_sampler_chain_params cp = llama_sampler_chain_default_params();
-    cp.no_perf = true;
-    struct llama_sampler *ch = llama_sampler_chain_init(cp);
-    if (!ch) {
-        return slm_err_set(err, SLM_E_NOMEM, "out of memory");
-    }
-    bool penalties = sp->repeat_penalty != 1.0f || sp->presence_penalty != 0.0f ||
-                     sp->frequency_penalty != 0.0f;
-    if (penalties && sp->repeat_last_n != 0) {
-        int32_t last_n = sp->repeat_last_n < 0 ? n_ctx : sp->repeat_last_n;
-        llama_sampler_chain_add(ch, llama_sampler_init_penalties(ctx->n_vocab, last_n, sp->repeat_penalty,
-                                                                 sp->frequency_penalty,
-                                                                 sp->presence_penalty));
-    }
-    if (sp->grammar && sp->grammar[0]) {
-        struct llama_sampler *g = llama_sampler_init_grammar(ctx->model->vocab, sp->grammar, "root");
-        if (!g) {
-            llama_sampler_free(ch);
-            return slm_err_set(err, SLM_E_INVALID,
-                               "the grammar did not parse (SLM_LOG=debug shows where)");
-        }
-        llama_sampler_chain_add(ch, g);
-    }
-    if (sp->temperature <= 0.0f) {
-        llama_sampler_chain_add(ch, llama_sampler_init_greedy());
-    } else {
-        if (sp->top_k > 0) {
-            llama_sampler_chain_add(ch, llama_sampler_init_top_k(sp->top_k));
-        }
-        if (sp->top_p > 0.0f && sp->top_p < 1.0f) {
-            llama_sampler_chain_add(ch, llama_sampler_init_top_p(sp->top_p, 1));
-        }
-        if (sp->min_p > 0.0f) {
-            llama_sampler_chain_add(ch, llama_sampler_init_min_p(sp->min_p, 1));
-        }
-        llama_sampler_chain_add(ch, llama_sampler_init_temp(sp->temperature));
-        uint32_t seed = sp->seed == SLM_SEED_RANDOM ? LLAMA_DEFAULT_SEED : sp->seed;
-        llama_sampler_chain_add(ch, llama_sampler_init_dist(seed));
-    }
-    *out = ch;
-    return SLM_OK;
-}
-
-/* log-sum-exp of the raw logits, for log-probs under the model. */
-static float log_norm(const float *logits, int32_t n) {
-    float mx = logits[0];
-    for (int32_t i = 1; i < n; i++) {
-        mx = logits[i] > mx ? logits[i] : mx;
-    }
-    double s = 0.0;
-    for (int32_t i = 0; i < n; i++) {
-        s += exp((double)(logits[i] - mx));
-    }
-    return mx + (float)log(s);
-}
-
-static void top_logprobs(const float *logits, int32_t n, float lse, int k,
-                         struct slm_top_logprob *top) {
-    for (int j = 0; j < k; j++) {
-        top[j].token = -1;
-        top[j].logprob = -INFINITY;
-    }
-    for (int32_t i = 0; i < n; i++) {
-        float lp = logits[i] - lse;
-        if (lp <= top[k - 1].logprob) {
-            continue;
-        }
-        int j = k - 1;
-        while (j > 0 && top[j - 1].logprob < lp) {
-            top[j] = top[j - 1];
-            j--;
-        }
-        top[j].token = i;
-        top[j].logprob = lp;
-    }
-}
-
 /* ---------------------------------------------------------------- generation */
 
 /* Decodes tokens[0..n) at positions pos.. on sequence 0, asking for logits of
@@ -359,31 +271,15 @@ struct gen_state {
 static int32_t sample_next(struct gen_state *st, struct llama_sampler *chain, float *lp_out,
                            int *n_top) {
     struct slm_ctx *ctx = st->ctx;
-    float *logits = llama_get_logits_ith(ctx->lc, -1);
-    for (int32_t i = 0; i < ctx->n_vocab; i++) {
-        ctx->cand[i].id = i;
-        ctx->cand[i].logit = logits[i];
-        ctx->cand[i].p = 0.0f;
-    }
-    if (st->p->ignore_eos) {
-        for (size_t i = 0; i < ctx->n_eog; i++) {
-            ctx->cand[ctx->eog[i]].logit = -INFINITY;
-        }
-    }
-    llama_token_data_array arr = {ctx->cand, (size_t)ctx->n_vocab, -1, false};
-    llama_sampler_apply(chain, &arr);
-    int32_t tok = arr.data[arr.selected].id;
-    llama_sampler_accept(chain, tok);
+    const float *logits = llama_get_logits_ith(ctx->lc, -1);
+    int32_t tok = slm__sample_token(chain, logits, ctx->n_vocab, ctx->cand, ctx->eog, ctx->n_eog,
+                                    st->p->ignore_eos);
     *n_top = 0;
     *lp_out = 0.0f;
     if (st->p->logprobs || st->p->n_top_logprobs > 0) {
-        float lse = log_norm(logits, ctx->n_vocab);
-        *lp_out = logits[tok] - lse;
         int k = SLM_MIN(st->p->n_top_logprobs, SLM_MAX_TOP_LOGPROBS);
-        if (k > 0) {
-            top_logprobs(logits, ctx->n_vocab, lse, k, st->top);
-            *n_top = k;
-        }
+        *lp_out = slm__token_logprob(logits, ctx->n_vocab, tok, k, st->top);
+        *n_top = SLM_MAX(k, 0);
     }
     return tok;
 }
@@ -440,7 +336,7 @@ int slm_generate(struct slm_ctx *ctx, const int32_t *prompt, size_t n_prompt,
     struct gen_state st = {.ctx = ctx, .p = &p, .cb = cb, .user = user};
     slm_stop_filter_init(&st.stop, p.stop, p.n_stop);
     struct llama_sampler *chain = NULL;
-    int rc = build_chain(ctx, &p.sample, (int32_t)n_ctx, &chain, err);
+    int rc = slm__chain_init(ctx->model, &p.sample, (int32_t)n_ctx, &chain, err);
     if (rc != SLM_OK) {
         goto done;
     }
