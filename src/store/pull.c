@@ -516,7 +516,11 @@ static int pick_target(struct pull *pl, const struct slm_source *src, struct tar
                          "%s is split into several files; slm pulls single-file models only",
                          t->path);
     }
-    snprintf(t->source, sizeof(t->source), "hf.co/%s/%s/%s", src->org, src->repo, t->path);
+    int len = snprintf(t->source, sizeof(t->source), "hf.co/%s/%s/%s", src->org, src->repo,
+                       t->path);
+    if (rc == SLM_OK && (len < 0 || (size_t)len >= sizeof(t->source))) {
+        rc = slm_err_set(err, SLM_E_INVALID, "the file path '%.200s' is too long", t->path);
+    }
     return rc;
 }
 
