@@ -1,0 +1,113 @@
+/*
+ * tune/internal.h - what the tune module's files share; never included
+ * outside src/tune/ (and its unit tests).
+ *
+ * Layout of the training view of a model: one ggml context holds the weight
+ * tensors (frozen base, or trainable F32 weights for full fine-tuning) in one
+ * plain CPU backend buffer (never a repack buffer type: out_prod cannot read
+ * those).
+ */
+#ifndef SLM_TUNE_INTERNAL_H
+#define SLM_TUNE_INTERNAL_H
+
+#include <ggml-backend.h>
+#include <ggml.h>
+#include <gguf.h>
+
+#include "slm/tune.h"
+
+#define SLM_TUNE_N_PROJ 7
+#define SLM_TUNE_GRAPH_SIZE 65536
+
+enum slm__proj { P_Q, P_K, P_V, P_O, P_GATE, P_UP, P_DOWN };
+
+/* GGUF tensor name suffixes of the seven projections ("blk.N.<name>.weight"). */
+extern const char *const slm__proj_gguf[SLM_TUNE_N_PROJ];
+/* Short names used on the command line ("q", "gate", ...). */
+extern const char *const slm__proj_short[SLM_TUNE_N_PROJ];
+
+struct slm__layer {
+    struct ggml_tensor *attn_norm, *ffn_norm;
+    struct ggml_tensor *w[SLM_TUNE_N_PROJ]; /* [n_in, n_out] */
+    struct ggml_tensor *bq, *bk, *bv;       /* qwen2, may be NULL */
+    struct ggml_tensor *q_norm, *k_norm;    /* qwen3, may be NULL */
+};
+
+struct slm__hparams {
+    int32_t n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_rot, n_ctx_train;
+    float eps, rope_base, rope_scale;
+    int rope_type; /* 0 = normal (llama), 2 = neox (qwen) */
+};
+
+struct slm_tune_model {
+    char arch[32];
+    char path[4096];
+    struct slm__hparams hp;
+    struct slm_tune_model_params params;
+    struct ggml_context *ctx_w;
+    ggml_backend_buffer_t buf_w;
+    ggml_backend_t backend;
+    struct ggml_tensor *tok_embd, *output_norm, *output, *rope_freqs;
+    bool tied_output; /* output == tok_embd */
+    struct slm__layer *layers;
+    struct slm_model *vocab; /* engine model, vocabulary only */
+    uint64_t n_params;
+    char base_type[16];
+    /* For writing a full model: the source file's metadata. */
+    struct gguf_context *gguf;
+};
+
+/* LoRA pair of one projection in one layer; NULL when not adapted. */
+struct slm__lora {
+    struct ggml_tensor *a; /* [n_in, r] */
+    struct ggml_tensor *b; /* [r, n_out] */
+};
+
+/* What the forward graph builder needs besides the model. */
+struct slm__graph_in {
+    int32_t T, B, C;                /* tokens per row, rows, loss rows */
+    struct ggml_tensor *tokens;     /* I32 [T*B] */
+    struct ggml_tensor *pos;        /* I32 [T*B] */
+    struct ggml_tensor *mask;       /* F32 [T, T, 1, B] */
+    struct ggml_tensor *out_idx;    /* I32 [C]: which positions get logits */
+    struct slm__lora *lora;         /* n_layer * 7, or NULL */
+    float lora_scale;               /* alpha / r */
+    struct ggml_tensor **drop;      /* n_layer * 4 dropout masks (attn in, o in, ffn in, down in) or NULL */
+};
+
+/* Builds the forward pass up to the logits [n_vocab, C]. */
+struct ggml_tensor *slm__build_forward(struct ggml_context *ctx, const struct slm_tune_model *m,
+                                       const struct slm__graph_in *in);
+
+/* Fills a causal mask for rows whose examples start at `starts` (a block-
+ * diagonal causal mask over packed examples): seg[t] is the example id of
+ * token t in the row; -1 marks padding. */
+void slm__fill_mask(float *mask, const int32_t *seg, int32_t T);
+
+/* Writes a gguf context to `path` atomically (temp file, fsync, rename). */
+int slm__gguf_write_atomic(const struct gguf_context *g, const char *path, struct slm_err *err);
+
+/* The projection's weight tensor name in GGUF: "blk.3.attn_q.weight". */
+void slm__proj_name(int layer, int proj, char *out, size_t cap);
+
+/* Reference logits from libllama (F32 KV cache, no flash attention), with an
+ * optional adapter; `logits` receives n * n_vocab floats. For tests and
+ * evaluation. */
+int slm__llama_logits(const char *model_path, const char *adapter_path, float adapter_scale,
+                      const int32_t *tokens, size_t n, float *logits, int32_t n_threads,
+                      struct slm_err *err);
+
+/* splitmix64: the module's only random source, so runs are reproducible. */
+static inline uint64_t slm__rng_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static inline double slm__rng_unit(uint64_t *s) {
+    return (double)(slm__rng_next(s) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+int32_t slm__default_threads(void);
+
+#endif

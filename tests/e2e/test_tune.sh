@@ -1,0 +1,88 @@
+#!/bin/bash
+# test_tune.sh - the tuning workflow with the real binary on stories260K:
+# data check (and --fix) -> tune, stopped by SIGTERM and by kill -9, resumed to
+# the same adapter bytes as an uninterrupted run -> eval -> fuse -> run with
+# the adapter, the fused model and a created model, all giving the same text.
+source "$(dirname "$0")/lib.sh"
+need_stories
+
+W=$(mktemp -d /tmp/slm-e2e-tune-XXXXXX)
+trap 'rm -rf "$W" "$SLM_HOME"' EXIT
+DATA=$SLM_SRC/tests/data/tune/colors.jsonl
+VALID=$SLM_SRC/tests/data/tune/colors-valid.jsonl
+TUNE=(--valid "$VALID" --steps 60 --lr 1e-2 --rank 8 --ctx-size 128 --threads 1 --eval-every 20 -q)
+
+# --- data check
+out=$("$SLM" data check "$DATA" --model "$STORIES" --labels red,blue,green,big,small,happy,sad,old)
+contains "$out" "64 records" "data check"
+contains "$out" "0 errors" "data check"
+printf '%s\n' '{"prompt":"a","completion":"x"}' '{"prompt":"a","completion":"y"}' \
+    '{"prompt":"b","completion":"x"}' '{"prompt":"b","completion":"x"}' >"$W/bad.jsonl"
+expect_exit 1 "$SLM" data check "$W/bad.jsonl" --fix "$W/fixed.jsonl"
+[ "$(wc -l <"$W/fixed.jsonl")" = 1 ] || fail "--fix should keep one record: $(cat "$W/fixed.jsonl")"
+expect_exit 2 "$SLM" data frobnicate "$DATA"
+expect_exit 3 "$SLM" tune "$STORIES" "$W/missing.jsonl" -o "$W/x.gguf"
+
+# --- an uninterrupted run
+"$SLM" tune "$STORIES" "$DATA" "${TUNE[@]}" -o "$W/full-run.gguf" >"$W/run1.txt"
+contains "$(cat "$W/run1.txt")" "validation loss" "tune report"
+[ -s "$W/full-run.loss.svg" ] || fail "no loss chart"
+grep -q "<polyline" "$W/full-run.loss.svg" || fail "loss chart has no curve"
+
+# --- SIGTERM mid-run: checkpoint, exit 130, then --resume ends with the same bytes
+wait_ckpt() { # file, pid
+    for _ in $(seq 1 600); do
+        [ -s "$1" ] && return 0
+        kill -0 "$2" 2>/dev/null || return 0
+        sleep 0.05
+    done
+}
+"$SLM" tune "$STORIES" "$DATA" "${TUNE[@]}" -o "$W/a.gguf" --checkpoint-every 12 &
+pid=$!
+wait_ckpt "$W/a.gguf.ckpt" $pid
+kill -TERM $pid 2>/dev/null || true
+code=0
+wait $pid || code=$?
+if [ "$code" = 130 ]; then
+    [ -s "$W/a.gguf.ckpt" ] || fail "no checkpoint after SIGTERM"
+    [ -s "$W/a.gguf" ] || fail "an interrupted run keeps its weights so far in the output"
+    "$SLM" tune "$STORIES" "$DATA" "${TUNE[@]}" -o "$W/a.gguf" --resume 2>"$W/resume.txt"
+    contains "$(cat "$W/resume.txt")" "resuming from" "resume"
+else
+    [ "$code" = 0 ] || fail "tune exited $code after SIGTERM"
+fi
+cmp -s "$W/a.gguf" "$W/full-run.gguf" || fail "resumed adapter differs from the uninterrupted run"
+
+# --- kill -9: the last periodic checkpoint survives and --resume finishes the job
+"$SLM" tune "$STORIES" "$DATA" "${TUNE[@]}" -o "$W/b.gguf" --checkpoint-every 12 &
+pid=$!
+wait_ckpt "$W/b.gguf.ckpt" $pid
+kill -9 $pid 2>/dev/null || true
+wait $pid 2>/dev/null || true
+"$SLM" tune "$STORIES" "$DATA" "${TUNE[@]}" -o "$W/b.gguf" --resume 2>/dev/null
+cmp -s "$W/b.gguf" "$W/full-run.gguf" || fail "adapter resumed after kill -9 differs"
+
+# --- a time limit stops the run cleanly (exit 0) with an output
+"$SLM" tune "$STORIES" "$DATA" "${TUNE[@]}" --steps 100000 --time-limit 1 -o "$W/t.gguf" 2>"$W/t.txt"
+contains "$(cat "$W/t.txt")" "time limit" "time-limited run"
+[ -s "$W/t.gguf" ] || fail "no output after the time limit"
+
+# --- eval: the adapter learned the job
+base=$("$SLM" tune eval "$STORIES" "$VALID" --threads 1)
+tuned=$("$SLM" tune eval "$STORIES" "$VALID" --adapter "$W/a.gguf" --threads 1)
+acc() { sed -n 's/.*accuracy \([0-9]*\)\..*/\1/p' <<<"$1"; }
+[ "$(acc "$tuned")" -ge 60 ] || fail "tuned accuracy too low: $tuned"
+[ "$(acc "$base")" -le 50 ] || fail "the base model should not already know: $base"
+
+# --- fuse, run, create
+"$SLM" fuse "$STORIES" "$W/a.gguf" "$W/fused.gguf" >/dev/null
+PROMPT="Mia had a ball. The ball was"
+want=$("$SLM" run "$STORIES" --adapter "$W/a.gguf" --temperature 0 -n 4 "$PROMPT")
+got=$("$SLM" run "$W/fused.gguf" --temperature 0 -n 4 "$PROMPT")
+[ "$want" = "$got" ] || fail "fused model says '$got', base+adapter says '$want'"
+contains "$want" "happy" "tuned output"
+printf 'FROM %s\nADAPTER %s\n' "$STORIES" "$W/a.gguf" >"$W/Modelfile"
+"$SLM" create colors -f "$W/Modelfile" >/dev/null 2>&1
+got=$("$SLM" run colors --temperature 0 -n 4 "$PROMPT")
+[ "$want" = "$got" ] || fail "created model says '$got', base+adapter says '$want'"
+echo "ok"

@@ -1,0 +1,295 @@
+/*
+ * test_tune_data.c - dataset reading (JSONL formats, CSV, rows + Liquid
+ * template), errors that name the line and field, the banking77-style hash
+ * split, and `slm data check` findings. No model needed, except for the
+ * tokenizing tests at the end (skipped without stories260K).
+ */
+#include "test_tune_common.h"
+
+#include "tune/train_internal.h"
+
+static int parse(const char *text, const char *name, struct slm_data_records *out,
+                 struct slm_err *err) {
+    return slm_data_parse(text, strlen(text), name, NULL, out, err);
+}
+
+Test(tune_data, prompt_completion_jsonl) {
+    struct slm_data_records r;
+    struct slm_err err = {0};
+    cr_assert_eq(parse("{\"prompt\":\"a\",\"completion\":\"b\"}\n\n{\"prompt\":\"c\",\"completion\":\"d\"}",
+                       "x.jsonl", &r, &err),
+                 SLM_OK, "%s", err.msg);
+    cr_assert_eq(r.n, 2);
+    cr_assert_eq(r.format, SLM_DATA_PROMPT_COMPLETION);
+    cr_assert_str_eq(r.items[1].prompt, "c");
+    cr_assert_eq(r.items[1].line, 3);
+    slm_data_records_free(&r);
+}
+
+Test(tune_data, errors_name_file_line_and_field) {
+    struct slm_data_records r;
+    struct slm_err err = {0};
+    cr_assert_eq(parse("{\"prompt\":\"a\",\"completion\":\"b\"}\n{\"prompt\":\"a\",\"completion\":3}\n",
+                       "t.jsonl", &r, &err),
+                 SLM_E_INVALID);
+    cr_assert_str_eq(err.msg, "t.jsonl:2: field 'completion' must be a string");
+    cr_assert_eq(parse("{\"prompt\":\"a\",\"completion\":\"b\"}\n{oops\n", "t.jsonl", &r, &err),
+                 SLM_E_INVALID);
+    cr_assert(strncmp(err.msg, "t.jsonl:2:", 10) == 0, "%s", err.msg);
+    cr_assert_eq(parse("[1,2]\n", "t.jsonl", &r, &err), SLM_E_INVALID);
+    cr_assert(strstr(err.msg, "JSON object"), "%s", err.msg);
+    cr_assert_eq(parse("{\"prompt\":\"a\",\"completion\":\"b\"}\n{\"text\":\"x\"}\n", "t.jsonl", &r,
+                       &err),
+                 SLM_E_INVALID);
+    cr_assert(strstr(err.msg, "t.jsonl:2: a text record"), "%s", err.msg);
+    cr_assert_eq(parse("", "t.jsonl", &r, &err), SLM_E_INVALID);
+    cr_assert(strstr(err.msg, "no records"), "%s", err.msg);
+}
+
+Test(tune_data, messages_and_text) {
+    struct slm_data_records r;
+    struct slm_err err = {0};
+    const char *m = "{\"messages\":[{\"role\":\"system\",\"content\":\"s\"},{\"role\":\"user\",\"content\":"
+                    "\"hi\"},{\"role\":\"assistant\",\"content\":\"hello\"}]}\n";
+    cr_assert_eq(parse(m, "m.jsonl", &r, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(r.format, SLM_DATA_MESSAGES);
+    cr_assert_str_eq(r.items[0].completion, "hello");
+    cr_assert_not_null(r.items[0].messages);
+    slm_data_records_free(&r);
+    cr_assert_eq(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", "m.jsonl", &r,
+                       &err),
+                 SLM_E_INVALID);
+    cr_assert(strstr(err.msg, "no assistant turn"), "%s", err.msg);
+    cr_assert_eq(parse("{\"messages\":[{\"role\":\"bot\",\"content\":\"hi\"}]}", "m.jsonl", &r,
+                       &err),
+                 SLM_E_INVALID);
+    cr_assert(strstr(err.msg, "messages[0].role 'bot'"), "%s", err.msg);
+    cr_assert_eq(parse("{\"text\":\"once upon a time\"}", "t.jsonl", &r, &err), SLM_OK);
+    cr_assert_eq(r.format, SLM_DATA_TEXT);
+    cr_assert_str_eq(r.items[0].completion, "once upon a time");
+    slm_data_records_free(&r);
+}
+
+Test(tune_data, csv_quotes_newlines_and_field_counts) {
+    struct slm_data_records r;
+    struct slm_err err = {0};
+    const char *csv = "prompt,completion\r\n\"a, \"\"quoted\"\"\",b\r\n\"multi\nline\",c\n";
+    cr_assert_eq(parse(csv, "d.csv", &r, &err), SLM_OK, "%s", err.msg);
+    cr_assert(r.csv);
+    cr_assert_eq(r.n, 2);
+    cr_assert_str_eq(r.items[0].prompt, "a, \"quoted\"");
+    cr_assert_str_eq(r.items[1].prompt, "multi\nline");
+    cr_assert_eq(r.items[1].line, 3);
+    cr_assert_str_eq(r.csv_header, "prompt,completion");
+    slm_data_records_free(&r);
+    cr_assert_eq(parse("prompt,completion\na,b,c\n", "d.csv", &r, &err), SLM_E_INVALID);
+    cr_assert(strstr(err.msg, "d.csv:2: more fields"), "%s", err.msg);
+    cr_assert_eq(parse("prompt,completion\n\"open,b\n", "d.csv", &r, &err), SLM_E_INVALID);
+    cr_assert(strstr(err.msg, "d.csv:2: unterminated"), "%s", err.msg);
+}
+
+Test(tune_data, rows_with_a_liquid_template) {
+    char *dir = tt_tmpdir();
+    char tpl[4200];
+    snprintf(tpl, sizeof(tpl), "%s/p.liquid", dir);
+    FILE *f = fopen(tpl, "w");
+    fputs("Customer: {{ text | strip }}\nIntent:", f);
+    fclose(f);
+    struct slm_data_read_params p = slm_data_read_params_default();
+    p.prompt_template = tpl;
+    p.completion_field = "category";
+    struct slm_data_records r;
+    struct slm_err err = {0};
+    const char *csv = "text,category\n  where is my card? ,card_arrival\n";
+    cr_assert_eq(slm_data_parse(csv, strlen(csv), "b.csv", &p, &r, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(r.format, SLM_DATA_ROWS);
+    cr_assert_str_eq(r.items[0].prompt, "Customer: where is my card?\nIntent:");
+    cr_assert_str_eq(r.items[0].completion, "card_arrival");
+    slm_data_records_free(&r);
+    p.completion_field = "label";
+    cr_assert_eq(slm_data_parse(csv, strlen(csv), "b.csv", &p, &r, &err), SLM_E_INVALID);
+    cr_assert(strstr(err.msg, "b.csv:2: completion field 'label'"), "%s", err.msg);
+    p.prompt_template = NULL;
+    cr_assert_eq(slm_data_parse(csv, strlen(csv), "b.csv", &p, &r, &err), SLM_E_INVALID);
+    cr_assert(strstr(err.msg, "--template"), "%s", err.msg);
+    tt_rmdir(dir);
+}
+
+Test(tune_data, hash_split_is_the_design_split) {
+    struct slm_data_records r, held;
+    struct slm_err err = {0};
+    struct slm_data_read_params p = slm_data_read_params_default();
+    p.format = SLM_DATA_PROMPT_COMPLETION;
+    struct slm_buf j = {0};
+    for (int i = 0; i < 200; i++) {
+        cr_assert_eq(slm_buf_printf(&j, "{\"text\":\"message %d\",\"prompt\":\"p\",\"completion\":\"c\"}\n", i), SLM_OK);
+    }
+    cr_assert_eq(slm_data_parse(j.ptr, j.len, "s.jsonl", &p, &r, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(slm_data_split_hash(&r, "text", 10, &held, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(r.n + held.n, 200);
+    for (size_t i = 0; i < held.n; i++) {
+        const char *t = json_string_value(json_object_get(held.items[i].row, "text"));
+        char hex[65];
+        slm_sha256_hex(t, strlen(t), hex);
+        int first = (hex[0] >= 'a' ? hex[0] - 'a' + 10 : hex[0] - '0') * 16 +
+                    (hex[1] >= 'a' ? hex[1] - 'a' + 10 : hex[1] - '0');
+        cr_assert_eq(first % 10, 0);
+    }
+    cr_assert(held.n > 5 && held.n < 50, "held %zu", held.n);
+    cr_assert_eq(slm_data_split_hash(&r, "nope", 10, &held, &err), SLM_E_INVALID);
+    slm_data_records_free(&r);
+    slm_data_records_free(&held);
+    slm_buf_free(&j);
+}
+
+Test(tune_data, check_finds_duplicates_contradictions_labels_json_overlap) {
+    const char *d = "{\"prompt\":\"a b\",\"completion\":\"x\"}\n"
+                    "{\"prompt\":\"a b\",\"completion\":\"x\"}\n"
+                    "{\"prompt\":\"Q\",\"completion\":\"y\"}\n"
+                    "{\"prompt\":\"q!\",\"completion\":\"z\"}\n"
+                    "{\"prompt\":\"e\",\"completion\":\"x\"}\n"
+                    "{\"prompt\":\"E.\",\"completion\":\"x\"}\n"
+                    "{\"prompt\":\"v\",\"completion\":\"y\"}\n";
+    struct slm_data_records r, v;
+    struct slm_err err = {0};
+    cr_assert_eq(parse(d, "c.jsonl", &r, &err), SLM_OK);
+    cr_assert_eq(parse("{\"prompt\":\"V\",\"completion\":\"y\"}\n", "v.jsonl", &v, &err), SLM_OK);
+    const char *labels[] = {"x", "y"};
+    struct slm_data_check_params cp = {0};
+    cp.labels = labels;
+    cp.n_labels = 2;
+    cp.valid = &v;
+    struct slm_data_check_report rep;
+    cr_assert_eq(slm_data_check(&r, &cp, &rep, &err), SLM_OK);
+    cr_assert_eq(rep.count[SLM_ISSUE_DUPLICATE], 1);
+    cr_assert_eq(rep.count[SLM_ISSUE_NEAR_DUPLICATE], 1); /* e / E. */
+    cr_assert_eq(rep.count[SLM_ISSUE_CONTRADICTION], 2);  /* Q -> y, q! -> z */
+    cr_assert_eq(rep.count[SLM_ISSUE_NOT_A_LABEL], 1);    /* z */
+    cr_assert_eq(rep.count[SLM_ISSUE_IN_VALID], 1);       /* v */
+    cr_assert(rep.n_errors > 0);
+    cr_assert(rep.drop[1] && !rep.drop[0] && rep.drop[2] && rep.drop[3] && rep.drop[6]);
+    char *dir = tt_tmpdir();
+    char out[4200];
+    snprintf(out, sizeof(out), "%s/fixed.jsonl", dir);
+    cr_assert_eq(slm_data_write_kept(out, &r, rep.drop, &err), SLM_OK);
+    struct slm_data_records fixed;
+    cr_assert_eq(slm_data_read(out, NULL, &fixed, &err), SLM_OK);
+    cr_assert_eq(fixed.n, r.n - rep.n_dropped);
+    slm_data_records_free(&fixed);
+    slm_data_check_report_free(&rep);
+
+    /* JSON outputs: checked automatically when most look like JSON. */
+    const char *j = "{\"prompt\":\"1\",\"completion\":\"{\\\"a\\\":1}\"}\n"
+                    "{\"prompt\":\"2\",\"completion\":\"{\\\"a\\\":2}\"}\n"
+                    "{\"prompt\":\"3\",\"completion\":\"{\\\"a\\\":3}\"}\n"
+                    "{\"prompt\":\"4\",\"completion\":\"{\\\"a\\\":4}\"}\n"
+                    "{\"prompt\":\"5\",\"completion\":\"{\\\"a\\\":\"}\n";
+    struct slm_data_records jr;
+    cr_assert_eq(parse(j, "j.jsonl", &jr, &err), SLM_OK);
+    cr_assert_eq(slm_data_check(&jr, NULL, &rep, &err), SLM_OK);
+    cr_assert(rep.checked_json);
+    cr_assert_eq(rep.count[SLM_ISSUE_BAD_JSON], 1);
+    slm_data_check_report_free(&rep);
+    slm_data_records_free(&jr);
+    slm_data_records_free(&r);
+    slm_data_records_free(&v);
+    tt_rmdir(dir);
+}
+
+/* ---------------------------------------------------------------- tokenizing */
+
+Test(tune_data, completion_tokens_are_the_only_targets) {
+    const char *path = tt_stories();
+    TT_NEED(path);
+    struct slm_err err = {0};
+    struct slm_tune_model *m = NULL;
+    cr_assert_eq(slm_tune_model_load(path, NULL, &m, &err), SLM_OK, "%s", err.msg);
+    struct slm_dataset *ds = tt_dataset(m, "{\"prompt\":\"Once upon a time\",\"completion\":\" there was a dog.\"}\n", 0);
+    const uint8_t *train;
+    size_t n;
+    const int32_t *tok = slm_dataset_example(ds, 0, &train, &n);
+    cr_assert_not_null(tok);
+    size_t n_prompt = 0, n_comp = 0;
+    bool seen_target = false;
+    for (size_t i = 0; i < n; i++) {
+        if (train[i]) {
+            seen_target = true;
+            n_comp++;
+        } else {
+            cr_assert(!seen_target, "a prompt token after the completion started");
+            n_prompt++;
+        }
+    }
+    cr_assert(n_prompt >= 4 && n_comp >= 4);
+    cr_assert_eq(tok[n - 1], slm_tune_model_eos(m), "completions end with EOS");
+    uint64_t nt, ng;
+    slm_dataset_stats(ds, &nt, &ng, NULL);
+    cr_assert_eq(ng, n_comp);
+    slm_dataset_free(ds);
+
+    /* Cut at n_ctx, and counted. */
+    ds = tt_dataset(m, "{\"text\":\"one two three four five six seven eight nine ten\"}\n", 4);
+    size_t cut;
+    slm_dataset_stats(ds, NULL, NULL, &cut);
+    cr_assert_eq(cut, 1);
+    slm_dataset_example(ds, 0, NULL, &n);
+    cr_assert_eq(n, 4);
+    slm_dataset_free(ds);
+
+    /* A long prompt loses its start, not the completion. */
+    ds = tt_dataset(m, "{\"prompt\":\"one two three four five six seven eight nine ten\","
+                       "\"completion\":\" dog\"}\n",
+                    6);
+    tok = slm_dataset_example(ds, 0, &train, &n);
+    cr_assert_eq(n, 6);
+    cr_assert(train[n - 1] && train[n - 2], "the completion and EOS survive the cut");
+    cr_assert(!train[0] && !train[1]);
+    slm_dataset_free(ds);
+    slm_tune_model_free(m);
+}
+
+Test(tune_data, messages_mask_everything_but_assistant_turns) {
+    const char *path = tt_stories();
+    TT_NEED(path);
+    struct slm_err err = {0};
+    struct slm_tune_model *m = NULL;
+    cr_assert_eq(slm_tune_model_load(path, NULL, &m, &err), SLM_OK, "%s", err.msg);
+    /* stories260K has no chat template: ChatML is used (DESIGN.md). */
+    struct slm_dataset *ds = tt_dataset(
+        m,
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":"
+        "\"hello\"},{\"role\":\"user\",\"content\":\"bye\"},{\"role\":\"assistant\",\"content\":"
+        "\"see you\"}]}\n",
+        0);
+    const uint8_t *train;
+    size_t n;
+    slm_dataset_example(ds, 0, &train, &n);
+    int runs = 0;
+    for (size_t i = 0; i < n; i++) {
+        runs += train[i] && (i == 0 || !train[i - 1]);
+    }
+    cr_assert_eq(runs, 2, "two assistant turns carry loss, got %d runs", runs);
+    cr_assert(!train[0]);
+    slm_dataset_free(ds);
+    slm_tune_model_free(m);
+}
+
+Test(tune_data, loss_chart_svg) {
+    char *dir = tt_tmpdir();
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/loss.svg", dir);
+    const float train[] = {5.0f, 4.0f, NAN, 3.0f, 2.5f};
+    const float valid[] = {5.5f, 3.1f};
+    const uint32_t vstep[] = {0, 5};
+    struct slm_err err = {0};
+    cr_assert_eq(slm_tune_write_svg(path, train, 5, valid, vstep, 2, &err), SLM_OK, "%s", err.msg);
+    struct slm_buf b = {0};
+    cr_assert_eq(slm_file_read(path, 0, &b, &err), SLM_OK);
+    cr_assert(strstr(b.ptr, "<svg") && strstr(b.ptr, "</svg>"));
+    cr_assert(strstr(b.ptr, "<polyline"));
+    cr_assert(!strstr(b.ptr, "nan") && !strstr(b.ptr, "inf"), "non-finite values leaked");
+    slm_buf_free(&b);
+    /* Nothing to draw still makes a valid (empty) chart. */
+    cr_assert_eq(slm_tune_write_svg(path, NULL, 0, NULL, NULL, 0, &err), SLM_OK);
+    tt_rmdir(dir);
+}
