@@ -1,0 +1,447 @@
+/*
+ * server/internal.h - what the server's files share; never included outside
+ * src/server/ (and the server's tests and fuzz harness).
+ *
+ * The pieces, in the order a request meets them:
+ *   server.c   libmicrohttpd daemon, connections, bodies, auth, routing, logs
+ *   parse.c    request bodies (OpenAI and Ollama) -> struct srv_gen_req
+ *   prompt.c   model resolution, options, prompt text, tokens, grammar
+ *   tools.c    tool prompts (Liquid, per model family), tool-call parsing
+ *   job.c      submitting to the backend and reading answers back
+ *   openai.c   the /v1 routes: responses and SSE chunks
+ *   ollama*.c  the /api routes: NDJSON lines, model management
+ *   stream.c   the content reader behind every streamed response
+ *   reply.c    JSON replies and errors in each API's shape
+ *   metrics.c  counters and histograms for /metrics
+ */
+#ifndef SLM_SERVER_INTERNAL_H
+#define SLM_SERVER_INTERNAL_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "slm/liquid.h"
+#include "slm/options.h"
+#include "slm/server.h"
+#include "slm/store.h"
+
+/* ---------------------------------------------------------------- limits */
+
+#define SRV_DEFAULT_MAX_BODY ((size_t)8 << 20)
+#define SRV_DEFAULT_MAX_CONNECTIONS 256u
+#define SRV_MAX_CHOICES 16 /* n x prompts of one request */
+#define SRV_MAX_EMBED_INPUTS 2048
+#define SRV_MAX_MESSAGES 4096
+#define SRV_MAX_TOOLS 128
+#define SRV_MAX_ADAPTERS 16
+#define SRV_MAX_TEXT ((size_t)16 << 20) /* generated text kept per choice */
+#define SRV_MAX_PROMPT_TEXT ((size_t)64 << 20)
+#define SRV_MAX_LOGPROB_RECORDS ((size_t)1 << 17)
+#define SRV_POLL_MS 50 /* how often waiting threads look at the client and the clock */
+
+/* ---------------------------------------------------------------- errors */
+
+enum srv_api { SRV_API_OPENAI = 0, SRV_API_OLLAMA = 1, SRV_API_PLAIN = 2 };
+
+/* An error as the client sees it: HTTP status, OpenAI type/code, message. */
+struct srv_error {
+    int status;       /* HTTP status */
+    const char *type; /* "invalid_request_error", "not_found_error", ... (static) */
+    const char *code; /* "model_not_found", "context_length_exceeded", ... or NULL */
+    char param[64];   /* the request field at fault, "" = none */
+    char msg[512];
+    int retry_after; /* seconds for Retry-After, 0 = no header */
+};
+
+/* Fills `e` with the HTTP status, type and code for an slm status (SLM_E_*)
+ * and returns `rc`, so `return srv_fail(e, rc, err)` works. */
+int srv_fail(struct srv_error *e, int rc, const struct slm_err *err);
+/* A 400 invalid_request_error naming `param` (may be NULL). Returns SLM_E_INVALID. */
+int srv_bad(struct srv_error *e, const char *param, const char *fmt, ...) SLM_PRINTF(3, 4);
+/* Any status/type/code. Returns `rc`. */
+int srv_error_set(struct srv_error *e, int rc, int status, const char *type, const char *code,
+                  const char *fmt, ...) SLM_PRINTF(6, 7);
+
+/* ---------------------------------------------------------------- requests */
+
+enum srv_kind {
+    SRV_KIND_CHAT = 0,   /* messages, chat-formatted */
+    SRV_KIND_COMPLETION, /* OpenAI /v1/completions: prompts as given */
+    SRV_KIND_GENERATE,   /* Ollama /api/generate: chat-formatted unless raw or no template */
+    SRV_KIND_EMBED,      /* embeddings of inputs */
+};
+
+enum srv_format { SRV_FMT_TEXT = 0, SRV_FMT_JSON, SRV_FMT_SCHEMA };
+enum srv_tool_choice { SRV_TOOLS_OFF = 0, SRV_TOOLS_AUTO, SRV_TOOLS_REQUIRED, SRV_TOOLS_NAMED };
+
+#define SRV_KEEP_ALIVE_UNSET (-2)
+
+/* A generation or embedding request, parsed and checked. Strings and JSON
+ * marked borrowed point into `body`. */
+struct srv_gen_req {
+    enum srv_api api;
+    enum srv_kind kind;
+    json_t *body;      /* owned reference */
+    const char *model; /* borrowed */
+    /* CHAT: [{role, content (string), tool_calls?, tool_call_id?, name?}] with
+     * roles system/user/assistant/tool (developer -> system) and content
+     * parts joined. Owned. */
+    json_t *messages;
+    /* COMPLETION / GENERATE / EMBED: array of strings or of token-id arrays.
+     * Owned. */
+    json_t *inputs;
+    const char *system; /* GENERATE: the request's system prompt, borrowed, or NULL */
+    bool raw;           /* GENERATE: no template, no chat formatting */
+    bool stream;
+    bool include_usage; /* OpenAI stream_options.include_usage */
+    json_t *options;    /* Ollama-named options to apply over the model's (owned) */
+    bool logprobs;
+    int top_logprobs; /* 0..SLM_MAX_TOP_LOGPROBS */
+    enum srv_format format;
+    const json_t *schema; /* SRV_FMT_SCHEMA: borrowed */
+    const json_t
+        *tools; /* array of {type: function, function: {name, description, parameters}}, borrowed */
+    enum srv_tool_choice tool_choice;
+    const char *tool_name; /* SRV_TOOLS_NAMED, borrowed */
+    bool parallel_tool_calls;
+    int64_t keep_alive_ms;   /* SRV_KEEP_ALIVE_UNSET when not given; -1 = forever */
+    int n;                   /* choices per prompt */
+    bool echo;               /* COMPLETION: prepend the prompt */
+    const json_t *variables; /* template variables (object) or NULL, borrowed */
+    bool truncate;           /* EMBED: cut inputs to the context instead of failing */
+    bool base64;             /* EMBED: OpenAI encoding_format base64 */
+    int dimensions;          /* EMBED: 0 = all */
+    bool load_only;          /* Ollama: no prompt/messages = load (or unload) the model */
+    bool ignore_eos;         /* extension (as llama-server): never stop at end-of-generation */
+};
+
+enum srv_route_id {
+    SRV_R_OPENAI_CHAT = 0,
+    SRV_R_OPENAI_COMPLETIONS,
+    SRV_R_OPENAI_EMBEDDINGS,
+    SRV_R_OLLAMA_CHAT,
+    SRV_R_OLLAMA_GENERATE,
+    SRV_R_OLLAMA_EMBED,
+    SRV_R_OLLAMA_EMBEDDINGS,
+    SRV_R_COUNT_GEN,
+};
+
+/* Parses a request body for one of the generation/embedding routes. On
+ * success one srv_gen_req_free() is owed; on failure nothing is owed and `e`
+ * holds the 4xx to send. Untrusted input: fuzzed by tests/fuzz/fuzz_request.c. */
+int srv_parse_request(enum srv_route_id route, const char *body, size_t len,
+                      struct srv_gen_req *out, struct srv_error *e);
+void srv_gen_req_free(struct srv_gen_req *g);
+
+/* Ollama keep_alive: a number of seconds or a Go duration ("5m", "1h30m",
+ * "300ms", "-1"). Negative means forever (-1). */
+int srv_parse_duration_ms(const json_t *v, int64_t *out_ms);
+int srv_parse_duration_text(const char *s, int64_t *out_ms);
+
+/* ---------------------------------------------------------------- tools */
+
+/* How one model family writes tool calls and reads tool results. */
+struct srv_tool_family {
+    const char *name;         /* "hermes", "llama3", "mistral" */
+    const char *template_src; /* built-in Liquid source (templates/tools/<name>.liquid) */
+    const char *call_open;    /* text before a call's JSON ("<tool_call>\n"), "" for bare JSON */
+    const char *call_close;   /* text after it */
+    const char *args_key;     /* "arguments" or "parameters" */
+    const char *result_role;  /* role tool results are sent as */
+    const char *result_open;  /* text around a tool result */
+    const char *result_close;
+    bool array_calls; /* calls are written as one JSON array after call_open */
+};
+
+/* The built-in families, NULL-terminated by name == NULL. */
+const struct srv_tool_family *srv_tool_families(void);
+/* Picks the family for a model from its architecture and chat template. */
+const struct srv_tool_family *srv_tool_family_for(const char *arch, const char *chat_template);
+
+/* Checks `tools` (OpenAI/Ollama shape) and tool_choice; normalizes nothing. */
+int srv_tools_check(const json_t *tools, struct srv_error *e);
+/* Renders the tool prompt (system text) with variables tools, tool_choice,
+ * tool_name, system, family. */
+int srv_tools_render(const struct slm_liquid_template *tmpl, const json_t *tools,
+                     const char *tool_choice, const char *tool_name, const char *system,
+                     const struct srv_tool_family *fam, struct slm_buf *out, struct slm_err *err);
+/* GBNF that makes the model write exactly one call (or, with `parallel`, one
+ * or more) of the tools (only `only_name` when not NULL), in the family's
+ * syntax. */
+int srv_tools_grammar(const json_t *tools, const char *only_name, bool parallel,
+                      const struct srv_tool_family *fam, struct slm_buf *out, struct slm_err *err);
+/*
+ * Finds tool calls in model output: <tool_call>{...}</tool_call> blocks, a
+ * bare JSON call or array of calls (optionally in a ```json fence),
+ * [TOOL_CALLS][...]; "arguments" or "parameters". Only calls of declared
+ * tools count; a bare JSON call counts only with `allow_bare` (the whole
+ * answer is the call). *calls gets [{name, arguments (object)}] (new reference, maybe
+ * empty) and `content` the text outside the calls (trimmed). Untrusted input:
+ * fuzzed.
+ */
+int srv_tools_parse(const char *text, size_t len, const json_t *tools, bool allow_bare,
+                    json_t **calls, struct slm_buf *content);
+/* Where a tool call may start in `text` for streaming: returns the number of
+ * leading bytes that are surely plain content (the rest is held back). */
+size_t srv_tools_safe_prefix(const struct srv_tool_family *fam, const char *text, size_t len,
+                             bool at_start);
+/* The text an assistant tool call is replayed as in a conversation. */
+int srv_tools_format_call(const struct srv_tool_family *fam, const char *name,
+                          const json_t *arguments, struct slm_buf *out);
+
+/* ---------------------------------------------------------------- create */
+
+/* The Modelfile an /api/create body means (FROM a store name, inline SYSTEM,
+ * TEMPLATE, PARAMETER, MESSAGE, LICENSE), appended to `b`; every value is
+ * checked so the text means only what the fields say, and nothing names a
+ * server file. Untrusted input: fuzzed. */
+int srv_create_modelfile(const json_t *body, struct slm_buf *b, struct srv_error *e);
+
+/* ---------------------------------------------------------------- metrics */
+
+struct srv_metrics;
+int srv_metrics_init(struct srv_metrics **out);
+void srv_metrics_free(struct srv_metrics *m);
+void srv_metrics_request(struct srv_metrics *m, const char *route, int status, double seconds);
+void srv_metrics_tokens(struct srv_metrics *m, const char *model, const struct slm_gen_stats *st);
+void srv_metrics_ttft(struct srv_metrics *m, double seconds);
+void srv_metrics_reject(struct srv_metrics *m, const char *reason);
+void srv_metrics_inflight(struct srv_metrics *m, int delta);
+void srv_metrics_waiting(struct srv_metrics *m, int delta);
+int srv_metrics_render(struct srv_metrics *m, uint32_t models_loaded, struct slm_buf *out);
+
+/* ---------------------------------------------------------------- server */
+
+/* Facts about a model file, cached by path (read from the GGUF header). */
+struct srv_model_facts {
+    struct slm_model_info info;
+    char *chat_template; /* owned, "" when none */
+};
+
+struct srv_loaded_name {
+    char path[1024];
+    char name[SLM_NAME_MAX + 80];
+    char digest[72];
+};
+
+struct slm_server {
+    struct slm_server_params p;
+    char *host;
+    char *api_key;
+    struct MHD_Daemon *daemon;
+    uint16_t port;
+    atomic_bool stopping;
+    atomic_uint_fast64_t next_id;
+    atomic_int active; /* requests between arrival and completion */
+    struct srv_metrics *metrics;
+
+    pthread_mutex_t store_lock; /* guards store, facts, names */
+    struct slm_store *store;
+    struct {
+        char path[1024];
+        int64_t mtime;
+        struct srv_model_facts f;
+    } facts[64];
+    size_t n_facts, next_fact;
+    struct srv_loaded_name names[64]; /* path -> the name it was last asked for (/api/ps) */
+    size_t n_names, next_name;
+
+    struct slm_liquid_template *tool_tmpl;      /* --tool-template, or NULL */
+    struct slm_liquid_template *family_tmpl[8]; /* built-in, parsed at open */
+};
+
+/* Per-request state (MHD's con_cls). */
+struct srv_conn {
+    struct slm_server *srv;
+    struct MHD_Connection *conn;
+    struct slm_buf body;
+    bool too_large;
+    bool is_stream;
+    char id[24];
+    const char *route; /* for metrics and logs (static) */
+    enum srv_api api;
+    int status; /* what was queued */
+    double t0;
+    char model[128]; /* for the log line */
+    int32_t prompt_tokens, gen_tokens;
+};
+
+/* Copies the cached facts of the model at `path` (reading the GGUF header the
+ * first time). out->chat_template is a new copy the caller frees. */
+int srv_model_facts(struct slm_server *s, const char *path, struct srv_model_facts *out,
+                    struct slm_err *err);
+void srv_model_facts_free(struct srv_model_facts *f);
+/* Remembers that `path` was loaded as `name` (for /api/ps). */
+void srv_note_name(struct slm_server *s, const char *path, const char *name, const char *digest);
+bool srv_lookup_name(struct slm_server *s, const char *path, struct srv_loaded_name *out);
+
+/* True when the client of `conn` has closed its side (checked without
+ * blocking). */
+bool srv_client_gone(struct MHD_Connection *conn);
+
+/* ---------------------------------------------------------------- replies */
+
+/* Queues a JSON reply (takes ownership of `body`). */
+enum MHD_Result srv_reply_json(struct srv_conn *rc, int status, json_t *body);
+/* Queues an error in the shape of `api`. */
+enum MHD_Result srv_reply_error(struct srv_conn *rc, enum srv_api api, const struct srv_error *e);
+enum MHD_Result srv_reply_text(struct srv_conn *rc, int status, const char *content_type,
+                               const char *text, size_t len);
+/* The body of an error in each API's shape (new reference). */
+json_t *srv_error_json(enum srv_api api, const struct srv_error *e);
+/* Compact JSON (floats with 9 significant digits) appended to `out`. */
+int srv_json_dump(const json_t *v, struct slm_buf *out);
+/* Model text as a JSON string: invalid UTF-8 becomes U+FFFD (new reference). */
+json_t *srv_json_text(const char *p, size_t n);
+/* Adds the headers every reply carries (request id). */
+void srv_add_common_headers(struct srv_conn *rc, struct MHD_Response *r);
+
+/* ---------------------------------------------------------------- jobs */
+
+/* One sequence of a job: one prompt x one choice. */
+struct srv_item {
+    int index; /* choice index in the response */
+    int prompt_index;
+    int32_t *toks; /* prompt tokens (owned) */
+    size_t n_toks;
+    char *prompt_text; /* for echo (owned) or NULL */
+    struct slm_request *req;
+    struct slm_buf text;         /* all released text */
+    size_t new_from;             /* where the last poll's text starts */
+    struct slm_req_token *fresh; /* token records of the last poll */
+    size_t n_fresh;
+    struct slm_req_token *recs; /* every record, when logprobs are wanted */
+    size_t n_recs, cap_recs;
+    size_t sent;    /* bytes of text already streamed as content */
+    bool started;   /* first output arrived (it left the queue) */
+    bool role_sent; /* streaming: the first chunk went out */
+    bool done;
+    int rc;
+    struct slm_err err;
+    struct slm_gen_stats stats;
+    float *embedding; /* EMBED: copied vector (owned) */
+    int32_t n_embd;
+};
+
+struct srv_job {
+    struct slm_server *srv;
+    struct srv_conn *conn;
+    struct srv_gen_req *g; /* owned */
+    char id[48];
+    int64_t created;  /* unix seconds */
+    char *model_name; /* as the client named it */
+    struct slm_manifest *man;
+    struct srv_model_facts facts;
+    struct slm_sched *sched;
+    struct slm_model *model;
+    bool pinned;
+    struct slm_adapter *adapters[SRV_MAX_ADAPTERS];
+    float scales[SRV_MAX_ADAPTERS];
+    size_t n_adapters;
+    struct slm_options opt;
+    char *grammar;
+    const struct srv_tool_family *family;
+    bool tools_on;
+    bool chat_formatted;
+    struct srv_item *items;
+    size_t n_items;
+    double t_start, t_load, t_first;
+    double deadline; /* slm_time_mono() seconds, 0 = none */
+    bool finished;   /* every item done and results read */
+    bool counted;    /* metrics recorded */
+};
+
+/* Resolves the model, applies options, builds and tokenizes the prompts,
+ * pins the scheduler. Takes ownership of `g` (even on failure). On success
+ * one srv_job_free() is owed. */
+int srv_job_prepare(struct slm_server *s, struct srv_conn *rc, struct srv_gen_req *g,
+                    struct srv_job **out, struct srv_error *e);
+/* Submits every item. */
+int srv_job_submit(struct srv_job *j, struct srv_error *e);
+/* Reads what is new for every unfinished item, waiting up to `timeout_ms` for
+ * the first; sets item->new_from / fresh. Marks items done (results read).
+ * *changed says whether anything arrived. */
+int srv_job_poll(struct srv_job *j, int timeout_ms, bool *changed);
+/* Polls until every item is done; cancels on client disconnect
+ * (SLM_E_ABORTED), shutdown (SLM_E_ABORTED, 503) or deadline (SLM_E_TIMEOUT). */
+int srv_job_wait(struct srv_job *j, struct srv_error *e);
+/* Checks client, shutdown and deadline; cancels and fills `e` when one hits. */
+int srv_job_check_alive(struct srv_job *j, struct srv_error *e);
+void srv_job_cancel(struct srv_job *j);
+void srv_job_free(struct srv_job *j);
+/* The first failed item's status as an error (or SLM_OK). */
+int srv_job_item_error(struct srv_job *j, struct srv_error *e);
+/* finish_reason for an item: "stop", "length", "tool_calls" (decided by caller). */
+const char *srv_finish_reason(const struct srv_item *it);
+/* Checks JSON output (format json / schema). SLM_OK, SLM_E_INCOMPLETE (cut by
+ * the length limit) or SLM_E_INVALID with `err`. */
+int srv_job_check_json(const struct srv_job *j, const struct srv_item *it, struct slm_err *err);
+/* Sum of prompt/generated/cached tokens over items. */
+void srv_job_usage(const struct srv_job *j, int64_t *prompt, int64_t *gen, int64_t *cached);
+/* The text of token `tok` (raw piece) appended to out. */
+int srv_job_token_text(const struct srv_job *j, int32_t tok, struct slm_buf *out);
+/* [{token, logprob, bytes, top_logprobs: [...]}] for token records. */
+json_t *srv_logprobs_content(const struct srv_job *j, const struct slm_req_token *recs, size_t n);
+/* Streaming: how much of an item's text may go out now (tool calls are held
+ * back until they can be parsed whole). */
+size_t srv_job_releasable(const struct srv_job *j, const struct srv_item *it);
+/* The model's context per sequence as configured (0 = unknown). */
+uint32_t srv_job_n_ctx(const struct srv_job *j);
+
+/* ---------------------------------------------------------------- streams */
+
+struct srv_stream;
+typedef int (*srv_stream_step_fn)(struct srv_stream *st);
+typedef void (*srv_stream_free_fn)(void *ctx);
+
+struct srv_stream {
+    struct slm_server *srv;
+    struct srv_conn *rc;
+    struct slm_buf out; /* formatted bytes not yet handed to MHD */
+    size_t off;
+    bool finished;           /* nothing more will be added to `out` */
+    srv_stream_step_fn step; /* adds to `out` (may wait ~SRV_POLL_MS) or sets finished */
+    srv_stream_free_fn free_ctx;
+    void *ctx;
+};
+
+/* Queues a streamed reply (chunked) of `content_type`, produced by `step`.
+ * Takes ownership of ctx (freed with free_ctx) even on failure. */
+enum MHD_Result srv_reply_stream(struct srv_conn *rc, const char *content_type,
+                                 srv_stream_step_fn step, void *ctx, srv_stream_free_fn free_ctx);
+
+/* ---------------------------------------------------------------- routes */
+
+enum MHD_Result srv_openai_generate(struct srv_conn *rc, enum srv_route_id route);
+enum MHD_Result srv_openai_models(struct srv_conn *rc, const char *one);
+enum MHD_Result srv_ollama_generate(struct srv_conn *rc, enum srv_route_id route);
+enum MHD_Result srv_ollama_tags(struct srv_conn *rc);
+enum MHD_Result srv_ollama_show(struct srv_conn *rc);
+enum MHD_Result srv_ollama_ps(struct srv_conn *rc);
+enum MHD_Result srv_ollama_version(struct srv_conn *rc);
+enum MHD_Result srv_ollama_pull(struct srv_conn *rc);
+enum MHD_Result srv_ollama_create(struct srv_conn *rc);
+enum MHD_Result srv_ollama_copy(struct srv_conn *rc);
+enum MHD_Result srv_ollama_delete(struct srv_conn *rc);
+enum MHD_Result srv_metrics_route(struct srv_conn *rc);
+
+/* Embeddings (OpenAI and Ollama share the job). */
+enum MHD_Result srv_embed(struct srv_conn *rc, enum srv_route_id route);
+
+/* ---------------------------------------------------------------- helpers */
+
+/* A random id with `prefix` ("chatcmpl-" + 24 hex digits). */
+void srv_make_id(const char *prefix, char *out, size_t cap);
+/* RFC 3339 UTC with nanoseconds, as Ollama writes times. */
+void srv_format_time(int64_t unix_ms, char *out, size_t cap);
+/* Parses a JSON body into an object; 400 when it is not one. */
+int srv_parse_object(const struct slm_buf *body, json_t **out, struct srv_error *e);
+/* True when a model name looks like a file path (refused over HTTP: a
+ * client cannot make the server open files). */
+bool srv_name_is_path(const char *name);
+/* "292.80K", "135.00M", "1.54B" as Ollama shows parameter counts. */
+void srv_format_params(uint64_t n, char *out, size_t cap);
+
+#endif /* SLM_SERVER_INTERNAL_H */
