@@ -7,7 +7,8 @@
 #                       [--gen 64] [--parallel 4] [--threads 2] [--quant Q8_0] [--reps 3]
 #
 # For each concurrency C, R streamed POST /v1/completions requests go out, at
-# most C at a time; each has its own random prompt of `prompt` token ids and
+# most C at a time; each has its own random prompt of `prompt` token ids (new
+# ones for every run, so no server answers from its prompt cache) and
 # generates `gen` tokens (greedy, end-of-generation ignored). Measured by the
 # client: generated tokens per second over the whole run (R x gen / wall
 # time), time to first token and request latency (p50, p95).
@@ -83,9 +84,9 @@ wait_health() { # port pid log
     bench_die "the server did not come up"
 }
 
-run_load() { # port model concurrency -> the client's line
+run_load() { # port model concurrency seed -> the client's line
     python3 "$load" "$1" "$2" --requests "$requests" --concurrency "$3" --prompt "$prompt" \
-        --gen "$gen" || bench_die "the load generator failed on port $1"
+        --gen "$gen" --seed "$4" || bench_die "the load generator failed on port $1"
 }
 
 field() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
@@ -126,7 +127,9 @@ for c in $concurrency; do
         for side in slm peer; do
             port=$slm_port
             [ $side = slm ] || port=$peer_port
-            line=$(run_load "$port" bench "$c")
+            # Fresh prompts for every run (the same ones for both servers in a
+            # round): neither server finds them in its prompt cache.
+            line=$(run_load "$port" bench "$c" $((r * 1000 + c)))
             bench_log "$side, concurrency $c, rep $r: $line"
             for m in $metrics; do
                 res[$side,$c,$m]="${res[$side,$c,$m]:-} $(field "$m" "$line")"

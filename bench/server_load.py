@@ -6,8 +6,9 @@
 Sends R streamed POST /v1/completions requests, at most C at a time, each with
 its own P random token ids (ids 1000..30999, the same for every server given
 the seed), "max_tokens": G, "ignore_eos": true, "temperature": 0. Time to
-first token is measured from the moment a request is sent to the first SSE
-event carrying text; latency to the end of its stream.
+first token is measured from the moment a request is sent to its first SSE
+event with a choice (servers send one per token or group of tokens); latency
+to the end of its stream.
 
 Prints one line: wall_s= tok_s= ttft_p50_ms= ttft_p95_ms= lat_p50_ms= lat_p95_ms=
 (tok_s = R x G / wall time). Checks first that a whole (non-streamed) answer
@@ -38,8 +39,7 @@ def one(port, body, out, i):
     for line in r:
         if ttft is None and line.startswith(b"data: ") and not line.startswith(b"data: [DONE]"):
             d = json.loads(line[6:])
-            ch = d.get("choices") or [{}]
-            if ch[0].get("text"):
+            if d.get("choices"):
                 ttft = time.monotonic() - t0
     c.close()
     out[i] = (ttft if ttft is not None else float("nan"), time.monotonic() - t0)

@@ -111,6 +111,8 @@ bool srv_lookup_name(struct slm_server *s, const char *path, struct srv_loaded_n
 
 /* ---------------------------------------------------------------- connections */
 
+/* A peer that shut down its sending side reads as gone: HTTP clients do not
+ * half-close while they wait for an answer. */
 bool srv_client_gone(struct MHD_Connection *conn) {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);

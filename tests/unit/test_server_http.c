@@ -561,7 +561,10 @@ Test(server_gen, model_template_renders_the_user_turn) {
 /* ---------------------------------------------------------------- limits and lifetimes */
 
 static void slow_setup(void) {
-    setup_with("Once upon a time there was a little girl who liked to play outside all day.", 0);
+    setup_with("Once upon a time there was a little girl who liked to play outside all day. "
+               "She had a red ball and a small dog. One day the dog ran after the ball into the "
+               "woods, and the girl ran after the dog, and they found a tiny house made of bread.",
+               0);
     g_fake.delay_ms = 100;
     g_fake.piece = 1;
 }
@@ -591,22 +594,29 @@ Test(server_slow, a_client_that_leaves_cancels_its_request) {
     leave_early("/v1/chat/completions",
                 "{\"model\":\"stories\",\"stream\":true,\"messages\":[{\"role\":\"user\","
                 "\"content\":\"x\"}]}");
-    for (int i = 0; i < 40 && atomic_load(&g_fake.freed) < 1; i++) {
+    for (int i = 0; i < 200 && atomic_load(&g_fake.freed) < 1; i++) {
         slm_sleep_ms(50);
     }
     cr_assert_eq(atomic_load(&g_fake.cancelled), 1, "the request was not cancelled");
     cr_assert_eq(atomic_load(&g_fake.freed), 1, "the request was not freed");
     leave_early("/api/chat", "{\"model\":\"stories\",\"stream\":false,\"messages\":[{\"role\":"
                              "\"user\",\"content\":\"x\"}]}");
-    for (int i = 0; i < 40 && atomic_load(&g_fake.freed) < 2; i++) {
+    for (int i = 0; i < 200 && atomic_load(&g_fake.freed) < 2; i++) {
         slm_sleep_ms(50);
     }
     cr_assert_eq(atomic_load(&g_fake.freed), 2, "the non-streaming request was not freed");
 }
 
+static double g_t_close;
+
 static void *close_soon(void *arg) {
     (void)arg;
-    slm_sleep_ms(300);
+    /* Once the request is streaming (however loaded the machine is). */
+    for (int i = 0; i < 400 && atomic_load(&g_fake.submitted) == 0; i++) {
+        slm_sleep_ms(25);
+    }
+    slm_sleep_ms(200);
+    g_t_close = slm_time_mono();
     stop_server();
     return NULL;
 }
@@ -614,14 +624,13 @@ static void *close_soon(void *arg) {
 Test(server_slow, closing_the_server_ends_streams) {
     pthread_t th;
     pthread_create(&th, NULL, close_soon, NULL);
-    double t0 = slm_time_mono();
     struct resp r = http_ex("POST", "/v1/chat/completions",
                             "{\"model\":\"stories\",\"stream\":true,\"messages\":[{\"role\":"
                             "\"user\",\"content\":\"x\"}]}",
                             NULL, false);
     pthread_join(th, NULL);
     cr_assert_eq(r.curl_rc, CURLE_OK, "the stream was cut: %s", slm_buf_cstr(&r.body));
-    cr_assert_lt(slm_time_mono() - t0, 5.0, "close waited for the whole answer");
+    cr_assert_lt(slm_time_mono() - g_t_close, 5.0, "close waited for the whole answer (20 s)");
     cr_assert(strstr(slm_buf_cstr(&r.body), "shutting down") != NULL, "%s", slm_buf_cstr(&r.body));
     resp_free(&r);
     cr_assert_eq(atomic_load(&g_fake.active), 0);
