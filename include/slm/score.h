@@ -60,9 +60,8 @@ int slm_scorer_init_params(struct slm_model *model, struct slm_adapter *const *a
                            struct slm_err *err);
 /* The same with n_ctx, max_candidates and n_threads given (0 = default). */
 int slm_scorer_init(struct slm_model *model, struct slm_adapter *const *adapters,
-                    const float *scales, size_t n_adapters, uint32_t n_ctx,
-                    uint32_t max_candidates, int32_t n_threads, struct slm_scorer **out,
-                    struct slm_err *err);
+                    const float *scales, size_t n_adapters, uint32_t n_ctx, uint32_t max_candidates,
+                    int32_t n_threads, struct slm_scorer **out, struct slm_err *err);
 void slm_scorer_free(struct slm_scorer *s);
 
 struct slm_model *slm_scorer_model(const struct slm_scorer *s);
@@ -78,8 +77,8 @@ uint32_t slm_scorer_n_ctx(const struct slm_scorer *s);
  * token outside the vocabulary. After an error the cached prompt is dropped.
  */
 int slm_scorer_score(struct slm_scorer *s, const int32_t *prompt, size_t n_prompt,
-                     const int32_t *const *cand, const size_t *cand_len, size_t n_cand,
-                     float *logp, struct slm_err *err);
+                     const int32_t *const *cand, const size_t *cand_len, size_t n_cand, float *logp,
+                     struct slm_err *err);
 
 /*
  * Next-token logits after `prompt` (n_vocab floats, borrowed until the next

@@ -55,7 +55,7 @@ void slm_signal_token_conf(const float *logprobs, size_t n, double quantile,
 /* ---------------------------------------------------------------- input */
 
 struct slm_input_signals {
-    size_t n_chars;       /* code points; each byte of an invalid UTF-8 sequence counts as one */
+    size_t n_chars; /* code points; each byte of an invalid UTF-8 sequence counts as one */
     size_t n_bytes;
     size_t n_lines;       /* '\n'-separated lines (0 for empty text) */
     size_t max_line;      /* longest line in chars, without its '\n' (a '\r' before it too) */
@@ -99,7 +99,8 @@ enum slm_label_correction {
 
 #define SLM_LABEL_CORR_DEFAULT SLM_LABEL_CORR_PRIOR
 
-const char *slm_label_correction_name(enum slm_label_correction c); /* "none" | "prior" | "length" */
+const char *
+slm_label_correction_name(enum slm_label_correction c); /* "none" | "prior" | "length" */
 /* Parses a name above; SLM_E_INVALID for anything else. */
 int slm_label_correction_parse(const char *name, enum slm_label_correction *out);
 
@@ -188,11 +189,11 @@ struct slm_calib_params {
 
 /* One point of the curve: escalate every item with confidence < threshold. */
 struct slm_calib_point {
-    double threshold;   /* INFINITY = escalate everything */
+    double threshold; /* INFINITY = escalate everything */
     size_t n_escalated;
     double share_escalated;
-    double accuracy;    /* expected: local correct kept + cloud correct escalated, over n */
-    double cost;        /* total: local_cost per kept item + cloud cost per escalated item */
+    double accuracy; /* expected: local correct kept + cloud correct escalated, over n */
+    double cost;     /* total: local_cost per kept item + cloud cost per escalated item */
 };
 
 /*
