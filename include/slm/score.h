@@ -1,0 +1,103 @@
+/*
+ * slm/score.h - exact scoring of candidate continuations (labels) of one
+ * prompt, over an already loaded model, in one decode.
+ *
+ * The prompt is decoded once on sequence 0; its KV cells are then made to
+ * belong to every candidate's sequence (a unified KV cache, so sharing a cell
+ * costs nothing), and the tokens of all candidates follow in one batch, each
+ * in its own sequence. 77 banking labels cost about one prompt plus 77 short
+ * continuations. llama.cpp caps the sequences of one context (LLAMA_MAX_SEQ,
+ * 256 in v0.5.0, llama_max_parallel_sequences()); past it, and when the
+ * candidates' tokens do not fit the context at once, candidates are scored in
+ * chunks over the same prompt cells (one extra decode per chunk, never the
+ * prompt again).
+ *
+ * The prompt's KV stays after a call: the next call reuses its longest common
+ * prefix with the new prompt (a label check after the same system prompt
+ * decodes only the new input).
+ *
+ * Ownership: a scorer borrows its model and adapters; they outlive it. It owns
+ * its own llama context, so it shares the weights with the server's model pool
+ * without touching the pool's contexts.
+ * Thread safety: one thread at a time per scorer; several scorers over one
+ * model may run on different threads.
+ */
+#ifndef SLM_SCORE_H
+#define SLM_SCORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "slm/base.h"
+
+struct slm_model;
+struct slm_adapter;
+
+struct slm_scorer;
+
+struct slm_scorer_params {
+    uint32_t n_ctx;          /* KV cells: the prompt plus the candidates of a chunk; 0 = 2048 */
+    uint32_t max_candidates; /* candidates scored side by side (sequences = this + 1, capped at
+                                llama's maximum); more are scored in chunks; 0 = 255 */
+    int32_t n_threads;       /* 0 = physical cores */
+    bool kv_f32;             /* F32 KV cache, no flash attention: scores equal a one-by-one
+                                evaluation to ~1e-6 (default F16 KV: ~1e-3) */
+};
+
+struct slm_scorer_params slm_scorer_params_default(void);
+
+/*
+ * Makes a scorer over `model` with `n_adapters` LoRA adapters applied at
+ * `scales` (both arrays borrowed for the call only; the adapters themselves
+ * must outlive the scorer). `params` NULL = defaults. SLM_E_INVALID for an
+ * adapter of another model, SLM_E_BACKEND when llama.cpp cannot make the
+ * context. If init fails nothing is owed; on success one slm_scorer_free().
+ */
+int slm_scorer_init_params(struct slm_model *model, struct slm_adapter *const *adapters,
+                           const float *scales, size_t n_adapters,
+                           const struct slm_scorer_params *params, struct slm_scorer **out,
+                           struct slm_err *err);
+/* The same with n_ctx, max_candidates and n_threads given (0 = default). */
+int slm_scorer_init(struct slm_model *model, struct slm_adapter *const *adapters,
+                    const float *scales, size_t n_adapters, uint32_t n_ctx, uint32_t max_candidates,
+                    int32_t n_threads, struct slm_scorer **out, struct slm_err *err);
+void slm_scorer_free(struct slm_scorer *s);
+
+struct slm_model *slm_scorer_model(const struct slm_scorer *s);
+uint32_t slm_scorer_n_ctx(const struct slm_scorer *s);
+
+/*
+ * logp[k] = sum_j log p(cand[k][j] | prompt, cand[k][<j]) for k < n_cand
+ * (natural log; 0 for an empty candidate). `prompt` must not be empty (it
+ * holds the BOS when the model wants one). Arrays are borrowed for the call.
+ * Reuses the KV of the longest common prefix with the previous call's prompt.
+ * SLM_E_OVERFLOW (both numbers in the message) when the prompt plus the
+ * longest candidate does not fit n_ctx; SLM_E_INVALID for an empty prompt or a
+ * token outside the vocabulary. After an error the cached prompt is dropped.
+ */
+int slm_scorer_score(struct slm_scorer *s, const int32_t *prompt, size_t n_prompt,
+                     const int32_t *const *cand, const size_t *cand_len, size_t n_cand, float *logp,
+                     struct slm_err *err);
+
+/*
+ * Next-token logits after `prompt` (n_vocab floats, borrowed until the next
+ * call on `s`), with the same prefix reuse. Errors as slm_scorer_score.
+ */
+int slm_scorer_logits(struct slm_scorer *s, const int32_t *prompt, size_t n_prompt,
+                      const float **logits, int32_t *n_vocab, struct slm_err *err);
+
+/* What the last call did (for tests and metrics). */
+struct slm_scorer_stats {
+    size_t n_prompt_reused;  /* prompt tokens whose KV was kept from the call before */
+    size_t n_prompt_decoded; /* prompt tokens decoded */
+    size_t n_cand_decoded;   /* candidate tokens decoded */
+    size_t n_chunks;         /* decodes of candidate tokens (1 unless chunked; 0 if none needed) */
+};
+
+void slm_scorer_last_stats(const struct slm_scorer *s, struct slm_scorer_stats *out);
+
+/* Forgets the cached prompt (the next call decodes it all). */
+void slm_scorer_reset(struct slm_scorer *s);
+
+#endif /* SLM_SCORE_H */
