@@ -1,0 +1,393 @@
+/*
+ * policy.c - one request through a route: the cheap input checks, the local
+ * target, the checks on its answer, escalation down the chain of upstream
+ * pools, the local answer as a marked fallback when every upstream fails,
+ * shadow sampling, and the ledger row (slm_router_chat()).
+ *
+ * Money: `cost` is what the request was charged (the answering upstream's
+ * usage at its member's prices, plus anything failed attempts were charged);
+ * `cloud_cost` is the all-cloud baseline: the first upstream pool's first
+ * member's prices applied to the upstream's usage when the request went up,
+ * else to the local token counts.
+ */
+#include "router_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "slm/json.h"
+
+struct outcome {
+    const char *where; /* "local" | "escalated" | "local_fallback" | "error" */
+    json_t *checks;
+    struct slm_buf reason;
+    struct slm_router_local_result local;
+    bool local_ran;
+    struct slm_upstream_result up;
+    bool up_ok;
+    size_t up_pool;
+    double cost_failed;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static uint64_t next_rand(struct slm_router *r) {
+    pthread_mutex_lock(&r->mu);
+    uint64_t z = (r->rng += 0x9E3779B97F4A7C15ull);
+    pthread_mutex_unlock(&r->mu);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double uniform01(struct slm_router *r) {
+    return (double)(next_rand(r) >> 11) / (double)(1ull << 53);
+}
+
+static const struct slm_upstream_member *baseline_member(const struct slm_router *r,
+                                                         const struct slm_router_route *route) {
+    if (route->n_escalate == 0) {
+        return NULL;
+    }
+    const struct slm_router_pool *p = &r->cfg->pools[route->escalate[0]];
+    return p->n_members ? &p->members[0] : NULL;
+}
+
+static const char *answer_text(const json_t *response) {
+    const json_t *choice = json_array_get(json_object_get(response, "choices"), 0);
+    const json_t *msg = json_object_get(choice, "message");
+    const char *t = json_string_value(json_object_get(msg, "content"));
+    return t ? t : "";
+}
+
+static json_t *slm_field(const struct outcome *o, const char *target) {
+    return json_pack("{s:s, s:s, s:s, s:O}", "route", o->where, "reason", slm_buf_cstr(&o->reason),
+                     "target", target, "checks", o->checks);
+}
+
+static json_t *local_response(struct slm_router *r, const char *route_name,
+                              const struct outcome *o) {
+    pthread_mutex_lock(&r->mu);
+    uint64_t n = ++r->n_requests;
+    pthread_mutex_unlock(&r->mu);
+    char id[64];
+    snprintf(id, sizeof(id), "chatcmpl-slm-%llu", (unsigned long long)n);
+    const struct slm_router_local_result *l = &o->local;
+    return json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s%}, s:s}], s:{s:I, s:I, s:I}}",
+                     "id", id, "object", "chat.completion", "created",
+                     (json_int_t)(slm_time_unix_ms() / 1000), "model", route_name, "choices",
+                     "index", 0, "message", "role", "assistant", "content",
+                     slm_buf_cstr(&l->text), l->text.len, "finish_reason",
+                     l->finish ? l->finish : "stop", "usage", "prompt_tokens",
+                     (json_int_t)l->n_prompt, "completion_tokens", (json_int_t)l->n_gen,
+                     "total_tokens", (json_int_t)(l->n_prompt + l->n_gen));
+}
+
+/* ---------------------------------------------------------------- shadow */
+
+struct shadow_job {
+    struct slm_router *r;
+    size_t pool;
+    json_t *request;
+    char *answer;
+    struct slm_ledger_row row;
+    char *strs[5]; /* owned copies behind row's strings */
+};
+
+static void shadow_job_free(struct shadow_job *j) {
+    json_decref(j->request);
+    free(j->answer);
+    for (size_t i = 0; i < SLM_ARRAY_LEN(j->strs); i++) {
+        free(j->strs[i]);
+    }
+    free(j);
+}
+
+static void write_row(struct slm_router *r, const struct slm_ledger_row *row) {
+    if (!r->ledger) {
+        return;
+    }
+    struct slm_err err = {0};
+    if (slm_ledger_add(r->ledger, row, &err) != SLM_OK) {
+        /* the client has its answer; losing the meter row is reported, not fatal */
+        SLM_LOG(SLM_LOG_ERROR, "router: ledger write failed: %s", err.msg);
+    }
+}
+
+static void *shadow_main(void *arg) {
+    struct shadow_job *j = arg;
+    struct slm_router *r = j->r;
+    struct slm_upstream_result res;
+    memset(&res, 0, sizeof(res));
+    struct slm_err err = {0};
+    if (slm_upstream_chat(r->upstreams[j->pool], j->request, 0, NULL, &res, &err) == SLM_OK) {
+        j->row.shadow = slm__answers_agree(j->answer, answer_text(res.response)) ? 1 : 0;
+    } else {
+        SLM_LOG(SLM_LOG_WARN, "router: shadow call failed: %s", err.msg);
+    }
+    j->row.shadow_cost = res.cost;
+    slm_upstream_result_free(&res);
+    write_row(r, &j->row);
+    shadow_job_free(j);
+    pthread_mutex_lock(&r->mu);
+    if (--r->shadow_running == 0) {
+        pthread_cond_broadcast(&r->shadow_done);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+/* Hands the row to a shadow thread (which writes it when the shadow call is
+ * done). False when no thread could be started: the caller writes it. */
+static bool start_shadow(struct slm_router *r, const struct slm_router_route *route,
+                         const json_t *request, const char *answer,
+                         const struct slm_ledger_row *row) {
+    struct shadow_job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        return false;
+    }
+    j->r = r;
+    j->pool = route->escalate[0];
+    j->request = json_deep_copy(request);
+    j->answer = strdup(answer);
+    j->row = *row;
+    const char *src[5] = {row->request_id, row->route, row->where, row->target, row->reason};
+    const char **dst[5] = {&j->row.request_id, &j->row.route, &j->row.where, &j->row.target,
+                           &j->row.reason};
+    bool ok = j->request && j->answer;
+    for (size_t i = 0; i < 5 && ok; i++) {
+        j->strs[i] = src[i] ? strdup(src[i]) : NULL;
+        ok = !src[i] || j->strs[i];
+        *dst[i] = j->strs[i];
+    }
+    j->row.adapter = NULL;
+    j->row.shadow = -1;
+    pthread_attr_t attr;
+    pthread_t th;
+    if (ok) {
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_mutex_lock(&r->mu);
+        r->shadow_running++;
+        pthread_mutex_unlock(&r->mu);
+        ok = pthread_create(&th, &attr, shadow_main, j) == 0;
+        pthread_attr_destroy(&attr);
+        if (!ok) {
+            pthread_mutex_lock(&r->mu);
+            r->shadow_running--;
+            pthread_mutex_unlock(&r->mu);
+        }
+    }
+    if (!ok) {
+        shadow_job_free(j);
+    }
+    return ok;
+}
+
+/* ---------------------------------------------------------------- the policy */
+
+static int escalate(struct slm_router *r, const struct slm_router_route *route,
+                    const json_t *request, const volatile int *cancel, struct outcome *o,
+                    struct slm_err *err) {
+    for (size_t i = 0; i < route->n_escalate; i++) {
+        size_t pi = route->escalate[i];
+        struct slm_err uerr = {0};
+        memset(&o->up, 0, sizeof(o->up));
+        int rc = slm_upstream_chat(r->upstreams[pi], request, route->deadline_s, cancel, &o->up,
+                                   &uerr);
+        if (rc == SLM_OK) {
+            o->up_ok = true;
+            o->up_pool = pi;
+            return SLM_OK;
+        }
+        o->cost_failed += o->up.cost;
+        slm_upstream_result_free(&o->up);
+        if (rc == SLM_E_ABORTED) {
+            return slm_err_set(err, rc, "cancelled");
+        }
+        SLM_LOG(SLM_LOG_WARN, "router: route=%s upstream=%s failed: %s", route->name,
+                r->cfg->pools[pi].name, uerr.msg);
+        if (slm_buf_printf(&o->reason, "%supstream %s failed: %s", o->reason.len ? "; " : "",
+                           r->cfg->pools[pi].name, uerr.msg) != SLM_OK) {
+            /* the reason is capped; the ledger keeps what fits */
+        }
+    }
+    return SLM_OK;
+}
+
+static int decide(struct slm_router *r, const struct slm_router_route *route,
+                  const struct slm__req_view *rv, const json_t *request,
+                  const volatile int *cancel, struct outcome *o, struct slm_err *err) {
+    const struct slm_router_checks *c = &route->checks;
+    const struct slm_router_local *t = &r->cfg->locals[route->local];
+    struct slm_input_signals in;
+    slm_signal_input(rv->input, strlen(rv->input), &in);
+    int failed = slm__checks_input(c, &in, o->checks, &o->reason);
+    /* an unusual input goes straight up: the local model is not even asked */
+    if (failed == 0 || route->n_escalate == 0) {
+        int rc = slm__local_run(r, route->local, rv, request, cancel, &o->local, err);
+        o->local_ran = true;
+        if (rc != SLM_OK) {
+            return rc;
+        }
+        if (o->local.status != SLM_OK && !c->local_error) {
+            return slm_err_set(err, o->local.status, "local target '%s': %s", t->name,
+                               o->local.error);
+        }
+        failed += slm__checks_output(c, t, &o->local, rv->input, o->checks, &o->reason);
+    }
+    if (failed == 0) {
+        o->where = "local";
+        return SLM_OK;
+    }
+    int rc = escalate(r, route, request, cancel, o, err);
+    if (rc != SLM_OK) {
+        return rc;
+    }
+    if (o->up_ok) {
+        o->where = "escalated";
+        return SLM_OK;
+    }
+    if (!o->local_ran) {
+        rc = slm__local_run(r, route->local, rv, request, cancel, &o->local, err);
+        o->local_ran = true;
+        if (rc != SLM_OK) {
+            return rc;
+        }
+    }
+    if (o->local.status != SLM_OK) {
+        o->where = "error";
+        return slm_err_set(err, route->n_escalate ? SLM_E_UPSTREAM : o->local.status,
+                           "route '%s': the local target failed (%s) and %s", route->name,
+                           o->local.error,
+                           route->n_escalate ? "every upstream failed" : "there is no upstream");
+    }
+    o->where = "local_fallback";
+    return SLM_OK;
+}
+
+static void fill_row(struct slm_router *r, const struct slm_router_route *route,
+                     const struct slm__req_view *rv, const struct outcome *o, double t0,
+                     const char *target, struct slm_ledger_row *row) {
+    *row = slm_ledger_row_default();
+    row->request_id = rv->id;
+    row->route = route->name;
+    row->where = o->where;
+    row->target = target;
+    const struct slm_router_local *t = &r->cfg->locals[route->local];
+    row->adapter = !o->up_ok && t->n_adapters ? t->adapters[0].path : NULL;
+    row->latency_ms = (slm_time_mono() - t0) * 1000.0;
+    row->reason = o->reason.len ? slm_buf_cstr(&o->reason) : NULL;
+    const struct slm_upstream_member *base = baseline_member(r, route);
+    if (o->up_ok) {
+        row->tokens_in = o->up.tokens_in;
+        row->tokens_out = o->up.tokens_out;
+        row->cost = o->up.cost + o->cost_failed;
+    } else {
+        row->tokens_in = o->local.n_prompt;
+        row->tokens_out = o->local.n_gen;
+        row->cost = o->cost_failed;
+    }
+    row->cloud_cost = base ? slm_upstream_price(base, row->tokens_in, row->tokens_out) : 0.0;
+}
+
+static void fill_info(struct slm_router_info *info, const struct slm_router_route *route,
+                      const struct outcome *o, const char *target) {
+    if (!info) {
+        return;
+    }
+    snprintf(info->route, sizeof(info->route), "%s", o->where);
+    snprintf(info->reason, sizeof(info->reason), "%s", slm_buf_cstr(&o->reason));
+    snprintf(info->target, sizeof(info->target), "%s", target);
+    snprintf(info->name, sizeof(info->name), "%s", route->name);
+}
+
+static int route_not_found(const struct slm_router *r, const char *name, struct slm_err *err) {
+    char names[160] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < r->cfg->n_routes && used + 1 < sizeof(names); i++) {
+        int n = snprintf(names + used, sizeof(names) - used, "%s%s", i ? ", " : "",
+                         r->cfg->routes[i].name);
+        used += n > 0 ? (size_t)n : 0;
+    }
+    return slm_err_set(err, SLM_E_NOT_FOUND, "no route named '%s' (routes: %s)", name, names);
+}
+
+int slm_router_chat(struct slm_router *r, const json_t *request, const volatile int *cancel,
+                    json_t **response, struct slm_router_info *info, struct slm_err *err) {
+    *response = NULL;
+    double t0 = slm_time_mono();
+    struct slm__req_view rv;
+    int rc = slm__req_view_init(request, &rv, err);
+    if (rc != SLM_OK) {
+        return rc;
+    }
+    const struct slm_router_route *route = slm_router_config_route(r->cfg, rv.model);
+    if (!route) {
+        rc = route_not_found(r, rv.model, err);
+        slm__req_view_free(&rv);
+        return rc;
+    }
+    struct outcome o;
+    memset(&o, 0, sizeof(o));
+    slm_buf_init(&o.reason, 4096);
+    o.checks = json_object();
+    o.where = "error";
+    rc = o.checks ? decide(r, route, &rv, request, cancel, &o, err)
+                  : slm_err_set(err, SLM_E_NOMEM, "out of memory");
+    char target[256];
+    if (o.up_ok) {
+        snprintf(target, sizeof(target), "%s/%s", r->cfg->pools[o.up_pool].name, o.up.model);
+    } else {
+        snprintf(target, sizeof(target), "%s", r->cfg->locals[route->local].name);
+    }
+    json_t *resp = NULL;
+    if (rc == SLM_OK) {
+        resp = o.up_ok ? json_deep_copy(o.up.response) : local_response(r, route->name, &o);
+        json_t *field = slm_field(&o, target);
+        if (!resp || !field || json_object_set_new(resp, "slm", field) != 0) {
+            json_decref(resp);
+            resp = NULL;
+            rc = slm_err_set(err, SLM_E_NOMEM, "out of memory");
+        }
+    }
+    if (rc != SLM_E_ABORTED) {
+        if (rc != SLM_OK) {
+            o.where = "error";
+        }
+        struct slm_ledger_row row;
+        fill_row(r, route, &rv, &o, t0, target, &row);
+        bool shadowed = rc == SLM_OK && strcmp(o.where, "local") == 0 && route->shadow > 0 &&
+                        route->n_escalate > 0 && uniform01(r) < route->shadow &&
+                        start_shadow(r, route, request, slm_buf_cstr(&o.local.text), &row);
+        if (!shadowed) {
+            write_row(r, &row);
+        }
+    }
+    fill_info(info, route, &o, target);
+    slm_router_local_result_free(&o.local);
+    slm_upstream_result_free(&o.up);
+    json_decref(o.checks);
+    slm_buf_free(&o.reason);
+    slm__req_view_free(&rv);
+    *response = resp;
+    return rc;
+}
+
+int slm_router_run_local(struct slm_router *r, const char *route_name, const json_t *request,
+                         const volatile int *cancel, struct slm_router_local_result *out,
+                         struct slm_err *err) {
+    memset(out, 0, sizeof(*out));
+    const struct slm_router_route *route = slm_router_config_route(r->cfg, route_name);
+    if (!route) {
+        return route_not_found(r, route_name, err);
+    }
+    struct slm__req_view rv;
+    int rc = slm__req_view_init(request, &rv, err);
+    if (rc == SLM_OK) {
+        rc = slm__local_run(r, route->local, &rv, request, cancel, out, err);
+    }
+    slm__req_view_free(&rv);
+    return rc;
+}
