@@ -167,7 +167,7 @@ struct slm_cost_report {
     size_t n_groups;
     struct slm_cost_stats total;
     int64_t first_ms, last_ms; /* time_ms of the first and last row counted; 0 when empty */
-    double period_days;  /* max(1, (until or last_ms) - (since or first_ms)) in days; 0 when empty */
+    double period_days;  /* max(1, (last_ms - first_ms) in days); 0 when empty */
     double busy_hours;   /* length of the union of [time_ms - latency_ms, time_ms], in hours */
     struct slm_cost_params params;
     struct slm_cost_breakeven breakeven;
