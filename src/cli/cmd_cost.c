@@ -141,9 +141,8 @@ static void print_breakeven(const struct slm_cost_report *r) {
     }
     printf("break-even: avoided %.4f/day - energy %.4f/day (%.0f W x %.2f h/day busy x %.4f/kWh)\n"
            "            = %.4f/month (x %.2f days)\n",
-           b->avoided_per_day, b->energy_per_day, p->power_watts,
-           r->busy_hours / r->period_days, p->kwh_price, b->monthly_savings,
-           SLM_COST_DAYS_PER_MONTH);
+           b->avoided_per_day, b->energy_per_day, p->power_watts, r->busy_hours / r->period_days,
+           p->kwh_price, b->monthly_savings, SLM_COST_DAYS_PER_MONTH);
     if (b->never) {
         printf("            hardware %.2f: never pays for itself at this rate\n",
                p->hardware_price);
@@ -239,5 +238,5 @@ static int run(int argc, char **argv) {
     return code;
 }
 
-const struct slm_cli_command slm_cli_cmd_cost = {"cost", "Show the router's spend and savings",
-                                                 run, 45};
+const struct slm_cli_command slm_cli_cmd_cost = {"cost", "Show the router's spend and savings", run,
+                                                 45};

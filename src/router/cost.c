@@ -49,9 +49,8 @@ double slm_cost_percentile(const double *sorted, size_t n, double q) {
     return sorted[i < n ? i : n - 1];
 }
 
-void slm_cost_breakeven_compute(const struct slm_cost_params *p, double avoided,
-                                double period_days, double busy_hours,
-                                struct slm_cost_breakeven *out) {
+void slm_cost_breakeven_compute(const struct slm_cost_params *p, double avoided, double period_days,
+                                double busy_hours, struct slm_cost_breakeven *out) {
     memset(out, 0, sizeof(*out));
     if (!(period_days > 0)) {
         return;
@@ -206,12 +205,9 @@ static int push_group(struct slm_cost_report *r, size_t *cap, const struct slm_c
 
 static const char *key_expr(enum slm_cost_group by) {
     switch (by) {
-    case SLM_COST_BY_ROUTE:
-        return "route";
-    case SLM_COST_BY_TARGET:
-        return "target";
-    default:
-        return "strftime('%Y-%m-%d', time_ms / 1000, 'unixepoch')";
+    case SLM_COST_BY_ROUTE: return "route";
+    case SLM_COST_BY_TARGET: return "target";
+    default: return "strftime('%Y-%m-%d', time_ms / 1000, 'unixepoch')";
     }
 }
 
@@ -351,8 +347,8 @@ int slm_cost_report(struct slm_ledger *l, const struct slm_cost_query *q,
          * extrapolated into a daily rate. */
         out->period_days = SLM_MAX(1.0, (double)(out->last_ms - out->first_ms) / MS_PER_DAY);
     }
-    slm_cost_breakeven_compute(&out->params, out->total.avoided, out->period_days,
-                               out->busy_hours, &out->breakeven);
+    slm_cost_breakeven_compute(&out->params, out->total.avoided, out->period_days, out->busy_hours,
+                               &out->breakeven);
     return SLM_OK;
 }
 
@@ -399,14 +395,14 @@ json_t *slm_cost_report_json(const struct slm_cost_report *r) {
         slm_cost_format_day(r->first_ms, first, sizeof(first));
         slm_cost_format_day(r->last_ms, last, sizeof(last));
     }
-    json_t *params = json_pack("{sf sf sf}", "hardware_price", r->params.hardware_price,
-                               "power_watts", r->params.power_watts, "kwh_price",
-                               r->params.kwh_price);
+    json_t *params =
+        json_pack("{sf sf sf}", "hardware_price", r->params.hardware_price, "power_watts",
+                  r->params.power_watts, "kwh_price", r->params.kwh_price);
     return json_pack("{ss sI sI ss ss sf sf so so so so}", "by", group_name(r->by), "first_ms",
-                     (json_int_t)r->first_ms, "last_ms", (json_int_t)r->last_ms, "first_day",
-                     first, "last_day", last, "period_days", r->period_days, "busy_hours",
-                     r->busy_hours, "groups", groups, "total", stats_json(&r->total), "params",
-                     params, "breakeven", breakeven_json(&r->breakeven));
+                     (json_int_t)r->first_ms, "last_ms", (json_int_t)r->last_ms, "first_day", first,
+                     "last_day", last, "period_days", r->period_days, "busy_hours", r->busy_hours,
+                     "groups", groups, "total", stats_json(&r->total), "params", params,
+                     "breakeven", breakeven_json(&r->breakeven));
 }
 
 /* ---------------------------------------------------------------- series */

@@ -21,21 +21,11 @@ static int put_escaped(struct slm_buf *out, const char *s) {
     int rc = SLM_OK;
     for (; rc == SLM_OK && *s; s++) {
         switch (*s) {
-        case '&':
-            rc = slm_buf_puts(out, "&amp;");
-            break;
-        case '<':
-            rc = slm_buf_puts(out, "&lt;");
-            break;
-        case '>':
-            rc = slm_buf_puts(out, "&gt;");
-            break;
-        case '"':
-            rc = slm_buf_puts(out, "&quot;");
-            break;
-        case '\'':
-            rc = slm_buf_puts(out, "&apos;");
-            break;
+        case '&': rc = slm_buf_puts(out, "&amp;"); break;
+        case '<': rc = slm_buf_puts(out, "&lt;"); break;
+        case '>': rc = slm_buf_puts(out, "&gt;"); break;
+        case '"': rc = slm_buf_puts(out, "&quot;"); break;
+        case '\'': rc = slm_buf_puts(out, "&apos;"); break;
         default:
             /* Control bytes are not allowed in XML 1.0 text. */
             rc = slm_buf_putc(out, (unsigned char)*s < 0x20 ? ' ' : *s);
@@ -130,8 +120,8 @@ static int legend(struct slm_buf *o, const struct slm_cost_point *last) {
         last->cloud - last->spend);
 }
 
-int slm_cost_svg(const struct slm_cost_point *pts, size_t n, const char *title,
-                 struct slm_buf *out, struct slm_err *err) {
+int slm_cost_svg(const struct slm_cost_point *pts, size_t n, const char *title, struct slm_buf *out,
+                 struct slm_err *err) {
     struct frame f = {0, 1, 1};
     if (n > 0) {
         f.t0 = pts[0].time_ms;
@@ -145,10 +135,11 @@ int slm_cost_svg(const struct slm_cost_point *pts, size_t n, const char *title,
                             "<title>",
                             SVG_W, SVG_H, SVG_W, SVG_H);
     rc = rc ? rc : put_escaped(out, title ? title : "slm cost");
-    rc = rc ? rc : slm_buf_printf(out,
-                                  "</title>\n<rect width=\"100%%\" height=\"100%%\" "
-                                  "fill=\"white\"/>\n<text x=\"%d\" y=\"20\" font-size=\"15\">",
-                                  LEFT);
+    rc = rc ? rc
+            : slm_buf_printf(out,
+                             "</title>\n<rect width=\"100%%\" height=\"100%%\" "
+                             "fill=\"white\"/>\n<text x=\"%d\" y=\"20\" font-size=\"15\">",
+                             LEFT);
     rc = rc ? rc : put_escaped(out, title ? title : "slm cost");
     rc = rc ? rc : slm_buf_puts(out, "</text>\n");
     rc = rc ? rc : axes(out, &f);

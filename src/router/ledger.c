@@ -88,14 +88,10 @@ void slm__ledger_unlock(struct slm_ledger *l) {
 static int status_of(int rc) {
     switch (rc & 0xff) {
     case SQLITE_NOTADB:
-    case SQLITE_CORRUPT:
-        return SLM_E_CORRUPT;
-    case SQLITE_NOMEM:
-        return SLM_E_NOMEM;
-    case SQLITE_TOOBIG:
-        return SLM_E_TOO_LARGE;
-    default:
-        return SLM_E_IO;
+    case SQLITE_CORRUPT: return SLM_E_CORRUPT;
+    case SQLITE_NOMEM: return SLM_E_NOMEM;
+    case SQLITE_TOOBIG: return SLM_E_TOO_LARGE;
+    default: return SLM_E_IO;
     }
 }
 
@@ -249,8 +245,7 @@ static int migrate(struct slm_ledger *l, struct slm_err *err) {
     return SLM_OK;
 }
 
-static int configure(struct slm_ledger *l, const struct slm_ledger_params *p,
-                     struct slm_err *err) {
+static int configure(struct slm_ledger *l, const struct slm_ledger_params *p, struct slm_err *err) {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(l->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
     if (rc == SQLITE_OK) {
@@ -269,7 +264,8 @@ static int configure(struct slm_ledger *l, const struct slm_ledger_params *p,
     }
     /* NORMAL in WAL mode: a commit is in the OS when the call returns (kill -9 safe);
      * FULL adds an fsync per commit for power loss. */
-    rc = sqlite3_exec(l->db, p->durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+    rc = sqlite3_exec(l->db,
+                      p->durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
                       NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         return slm__ledger_db_err(l, rc, "setting synchronous", err);
@@ -304,8 +300,8 @@ int slm_ledger_open_ex(const struct slm_ledger_params *params, struct slm_ledger
         st = default_path(l->path, sizeof(l->path), err);
     }
     if (st == SLM_OK && p.must_exist && !slm_file_exists(l->path)) {
-        st = slm_err_set(err, SLM_E_NOT_FOUND, "%s: no ledger there (nothing routed yet?)",
-                         l->path);
+        st =
+            slm_err_set(err, SLM_E_NOT_FOUND, "%s: no ledger there (nothing routed yet?)", l->path);
     }
     if (st == SLM_OK) {
         st = check_header(l->path, err);
@@ -315,9 +311,8 @@ int slm_ledger_open_ex(const struct slm_ledger_params *params, struct slm_ledger
         return st;
     }
     pthread_mutex_init(&l->mu, NULL);
-    int rc = sqlite3_open_v2(l->path, &l->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        l->path, &l->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         st = slm__ledger_db_err(l, rc, "cannot open", err);
         goto fail;

@@ -719,8 +719,8 @@ Test(cost, days_parse_and_format) {
     cr_assert_str_eq(out, "2024-02-29");
     slm_cost_format_day(ms + DAY, out, sizeof(out));
     cr_assert_str_eq(out, "2024-03-01");
-    static const char *const bad[] = {"2026-02-29", "2026-13-01", "2026-00-10", "2026-04-31",
-                                      "2026-1-01",  "2026/11/01", "26-11-01",   "",
+    static const char *const bad[] = {"2026-02-29",  "2026-13-01", "2026-00-10", "2026-04-31",
+                                      "2026-1-01",   "2026/11/01", "26-11-01",   "",
                                       "2026-11-01x", "1969-12-31", "abcd-ef-gh"};
     for (size_t i = 0; i < SLM_ARRAY_LEN(bad); i++) {
         cr_assert_eq(slm_cost_parse_day(bad[i], &ms), SLM_E_INVALID, "'%s' accepted", bad[i]);
