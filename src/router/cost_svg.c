@@ -87,8 +87,10 @@ static int axes(struct slm_buf *o, const struct frame *f) {
         int64_t t = f->t0 + (f->t1 - f->t0) * i / 4;
         char label[32];
         time_label(t, with_time, label, sizeof(label));
-        rc = slm_buf_printf(o, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s</text>\n",
-                            px(f, t), SVG_H - BOTTOM + 20, label);
+        /* The end labels stay inside the picture. */
+        const char *anchor = i == 0 ? "start" : i == 4 ? "end" : "middle";
+        rc = slm_buf_printf(o, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"%s\">%s</text>\n",
+                            px(f, t), SVG_H - BOTTOM + 20, anchor, label);
     }
     return rc;
 }
