@@ -50,8 +50,9 @@ struct slm_ledger_row {
                                answered; NULL is stored as "" */
     const char *adapter;    /* NULL = none */
     int64_t tokens_in, tokens_out;
-    double latency_ms;  /* wall time of the whole request (>= 0) */
-    const char *reason; /* the failed check(s) that escalated, e.g. "label_prob<0.62"; NULL = none */
+    double latency_ms; /* wall time of the whole request (>= 0) */
+    /* the failed check(s) that escalated, e.g. "label_prob<0.62"; NULL = none */
+    const char *reason;
     double cost;        /* what this request cost (cloud charges; 0 for local) */
     double cloud_cost;  /* what it would have cost had it gone to the cloud (all-cloud baseline) */
     int shadow;         /* -1 = not shadowed, 0 = shadow disagreed, 1 = agreed */
@@ -122,19 +123,19 @@ struct slm_cost_query {
 
 /* Aggregates over one group of rows (or all of them). Definitions in docs/cost.md. */
 struct slm_cost_stats {
-    char key[256];     /* day, route or target ("total" for the totals) */
-    int64_t requests;  /* rows */
-    int64_t local;     /* where = "local" */
-    int64_t escalated; /* where = "escalated" */
-    int64_t fallback;  /* where = "local_fallback" */
-    int64_t errors;    /* where = "error" */
-    double share_local;            /* local / requests (0 when empty) */
-    int64_t tokens_in, tokens_out; /* sums */
-    double cost;                   /* sum of cost */
-    double shadow_cost;            /* sum of shadow_cost */
-    double spend;                  /* cloud spend = cost + shadow_cost */
-    double cloud_cost;             /* all-cloud baseline = sum of cloud_cost */
-    double avoided;                /* spend avoided = cloud_cost - spend (may be < 0) */
+    char key[256];                   /* day, route or target ("total" for the totals) */
+    int64_t requests;                /* rows */
+    int64_t local;                   /* where = "local" */
+    int64_t escalated;               /* where = "escalated" */
+    int64_t fallback;                /* where = "local_fallback" */
+    int64_t errors;                  /* where = "error" */
+    double share_local;              /* local / requests (0 when empty) */
+    int64_t tokens_in, tokens_out;   /* sums */
+    double cost;                     /* sum of cost */
+    double shadow_cost;              /* sum of shadow_cost */
+    double spend;                    /* cloud spend = cost + shadow_cost */
+    double cloud_cost;               /* all-cloud baseline = sum of cloud_cost */
+    double avoided;                  /* spend avoided = cloud_cost - spend (may be < 0) */
     int64_t shadowed, shadow_agreed; /* rows with shadow >= 0, rows with shadow = 1 */
     double p50_ms, p95_ms;           /* latency percentiles (nearest rank), 0 when empty */
 };
@@ -153,9 +154,8 @@ struct slm_cost_breakeven {
 #define SLM_COST_DAYS_PER_MONTH 30.44
 
 /* The pure arithmetic above. */
-void slm_cost_breakeven_compute(const struct slm_cost_params *p, double avoided,
-                                double period_days, double busy_hours,
-                                struct slm_cost_breakeven *out);
+void slm_cost_breakeven_compute(const struct slm_cost_params *p, double avoided, double period_days,
+                                double busy_hours, struct slm_cost_breakeven *out);
 
 /* Nearest-rank percentile of `n` values sorted ascending: v[ceil(q * n) - 1] (q in 0..1,
  * clamped; q = 0 gives v[0]); 0 when n = 0. */
@@ -167,8 +167,9 @@ struct slm_cost_report {
     size_t n_groups;
     struct slm_cost_stats total;
     int64_t first_ms, last_ms; /* time_ms of the first and last row counted; 0 when empty */
-    double period_days;  /* max(1, (until or last_ms) - (since or first_ms)) in days; 0 when empty */
-    double busy_hours;   /* length of the union of [time_ms - latency_ms, time_ms], in hours */
+    double period_days;        /* max(1, (last_ms - first_ms) in days); 0 when empty */
+    /* length of the union of the intervals [time_ms - latency_ms, time_ms], in hours */
+    double busy_hours;
     struct slm_cost_params params;
     struct slm_cost_breakeven breakeven;
 };

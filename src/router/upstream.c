@@ -46,7 +46,7 @@ struct slm_upstream_pool {
     pthread_mutex_t lock;
     pthread_cond_t changed; /* a slot freed, or the pool is stopping */
     uint64_t rng;
-    bool stop;
+    volatile int stop; /* also the health probes' cancel flag */
     bool health_started;
     pthread_t health;
 };
@@ -221,7 +221,7 @@ void slm_upstream_pool_free(struct slm_upstream_pool *pool) {
         return;
     }
     pthread_mutex_lock(&pool->lock);
-    pool->stop = true;
+    pool->stop = 1;
     pthread_cond_broadcast(&pool->changed);
     pthread_mutex_unlock(&pool->lock);
     if (pool->health_started) {
@@ -261,7 +261,7 @@ static void health_round(struct slm_upstream_pool *pool) {
         struct slm__up_exchange x;
         /* A probe never waits long: a slow /models says as much as a dead one. */
         slm__up_http(m->url_models, m->m.api_key, NULL, 0, SLM_MIN(m->m.timeout_s, 5.0),
-                     (const volatile int *)&pool->stop, &x);
+                     &pool->stop, &x);
         bool ok = x.outcome == SLM__UP_HTTP && x.status >= 200 && x.status < 300;
         slm_buf_free(&x.body);
         if (ok) {
