@@ -84,6 +84,17 @@ static json_t *local_response(struct slm_router *r, const char *route_name,
                      "total_tokens", (json_int_t)(l->n_prompt + l->n_gen));
 }
 
+/* What goes upstream: the request minus the fields only slm reads (a batch
+ * line's "id", template "variables"), which OpenAI-style servers refuse. */
+static json_t *upstream_body(const json_t *request) {
+    json_t *body = json_copy((json_t *)request);
+    if (body) {
+        json_object_del(body, "id");
+        json_object_del(body, "variables");
+    }
+    return body;
+}
+
 /* ---------------------------------------------------------------- shadow */
 
 struct shadow_job {
@@ -149,7 +160,7 @@ static bool start_shadow(struct slm_router *r, const struct slm_router_route *ro
     }
     j->r = r;
     j->pool = route->escalate[0];
-    j->request = json_deep_copy(request);
+    j->request = upstream_body(request);
     j->answer = strdup(answer);
     j->row = *row;
     const char *src[5] = {row->request_id, row->route, row->where, row->target, row->reason};
@@ -190,21 +201,27 @@ static bool start_shadow(struct slm_router *r, const struct slm_router_route *ro
 static int escalate(struct slm_router *r, const struct slm_router_route *route,
                     const json_t *request, const volatile int *cancel, struct outcome *o,
                     struct slm_err *err) {
+    json_t *body = upstream_body(request);
+    if (!body) {
+        return slm_err_set(err, SLM_E_NOMEM, "out of memory");
+    }
+    int out = SLM_OK;
     for (size_t i = 0; i < route->n_escalate; i++) {
         size_t pi = route->escalate[i];
         struct slm_err uerr = {0};
         memset(&o->up, 0, sizeof(o->up));
-        int rc = slm_upstream_chat(r->upstreams[pi], request, route->deadline_s, cancel, &o->up,
+        int rc = slm_upstream_chat(r->upstreams[pi], body, route->deadline_s, cancel, &o->up,
                                    &uerr);
         if (rc == SLM_OK) {
             o->up_ok = true;
             o->up_pool = pi;
-            return SLM_OK;
+            break;
         }
         o->cost_failed += o->up.cost;
         slm_upstream_result_free(&o->up);
         if (rc == SLM_E_ABORTED) {
-            return slm_err_set(err, rc, "cancelled");
+            out = slm_err_set(err, rc, "cancelled");
+            break;
         }
         SLM_LOG(SLM_LOG_WARN, "router: route=%s upstream=%s failed: %s", route->name,
                 r->cfg->pools[pi].name, uerr.msg);
@@ -213,7 +230,8 @@ static int escalate(struct slm_router *r, const struct slm_router_route *route,
             /* the reason is capped; the ledger keeps what fits */
         }
     }
-    return SLM_OK;
+    json_decref(body);
+    return out;
 }
 
 static int decide(struct slm_router *r, const struct slm_router_route *route,
