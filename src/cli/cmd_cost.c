@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "slm/json.h"
 #include "slm/ledger.h"
+#include "slm/router.h"
 
 static const char *const CMD = "cost";
 
@@ -20,7 +21,8 @@ static const char *const CMD = "cost";
 #define SVG_MAX_POINTS 400
 
 static void usage(void) {
-    printf("Usage: slm cost [--ledger PATH] [--by day|route|target] [--since YYYY-MM-DD]\n"
+    printf("Usage: slm cost [--ledger PATH] [--router ROUTER.yaml] [--by day|route|target]\n"
+           "                [--since YYYY-MM-DD]\n"
            "                [--until YYYY-MM-DD] [--json] [--svg FILE]\n"
            "                [--hardware-price X --power-watts W --kwh-price Y]\n"
            "\n"
@@ -30,6 +32,8 @@ static void usage(void) {
            "\n"
            "Options:\n"
            "  --ledger PATH         the ledger (default $SLM_HOME/ledger.db)\n"
+           "  --router FILE         take the ledger and the break-even prices from router.yaml's\n"
+           "                        meter: section (flags given here still win)\n"
            "  --by KEY              group rows by day (UTC, default), route or target\n"
            "  --since YYYY-MM-DD    only requests from that day on (UTC)\n"
            "  --until YYYY-MM-DD    only requests up to and including that day (UTC)\n"
@@ -48,8 +52,9 @@ static void usage(void) {
 }
 
 struct cost_args {
-    const char *ledger, *svg;
+    const char *ledger, *svg, *router;
     bool json;
+    bool price_set[3]; /* hardware, watts, kwh given as flags (they win over --router) */
     struct slm_cost_query q;
     struct slm_cost_params p;
 };
@@ -86,6 +91,8 @@ static int parse_args(int argc, char **argv, struct cost_args *a) {
         bool ok = true;
         if (strcmp(f, "--ledger") == 0) {
             a->ledger = v;
+        } else if (strcmp(f, "--router") == 0) {
+            a->router = v;
         } else if (strcmp(f, "--svg") == 0) {
             a->svg = v;
         } else if (strcmp(f, "--by") == 0) {
@@ -100,10 +107,13 @@ static int parse_args(int argc, char **argv, struct cost_args *a) {
             a->q.until_ms += 86400000; /* the whole day is included */
         } else if (strcmp(f, "--hardware-price") == 0) {
             ok = slm_cli_float(CMD, f, v, 0, DBL_MAX, &a->p.hardware_price);
+            a->price_set[0] = true;
         } else if (strcmp(f, "--power-watts") == 0) {
             ok = slm_cli_float(CMD, f, v, 0, 1e7, &a->p.power_watts);
+            a->price_set[1] = true;
         } else if (strcmp(f, "--kwh-price") == 0) {
             ok = slm_cli_float(CMD, f, v, 0, 1e6, &a->p.kwh_price);
+            a->price_set[2] = true;
         } else {
             slm_cli_error(CMD, "unknown option '%s' (see slm cost --help)", f);
             return SLM_EXIT_USAGE;
@@ -178,6 +188,8 @@ static void print_table(const struct slm_cost_report *r, const char *path) {
     print_breakeven(r);
 }
 
+static int report(const struct cost_args *ap);
+
 static int write_svg(struct slm_ledger *l, const struct cost_args *a, struct slm_err *err) {
     struct slm_cost_point *pts = NULL;
     size_t n = 0;
@@ -194,12 +206,42 @@ static int write_svg(struct slm_ledger *l, const struct cost_args *a, struct slm
     return rc;
 }
 
+/* --router: the meter section of router.yaml supplies the prices (flags still win) and the
+ * ledger path (unless --ledger is given). */
+static int apply_router(struct cost_args *a, struct slm_router_config **cfg) {
+    struct slm_err err = {0};
+    int rc = slm_router_config_load(a->router, cfg, &err);
+    if (rc != SLM_OK) {
+        return slm_cli_fail(CMD, rc, &err);
+    }
+    const struct slm_router_meter *m = &(*cfg)->meter;
+    a->p.hardware_price = a->price_set[0] ? a->p.hardware_price : m->cost.hardware_price;
+    a->p.power_watts = a->price_set[1] ? a->p.power_watts : m->cost.power_watts;
+    a->p.kwh_price = a->price_set[2] ? a->p.kwh_price : m->cost.kwh_price;
+    if (!a->ledger && m->ledger) {
+        a->ledger = m->ledger;
+    }
+    return -1;
+}
+
 static int run(int argc, char **argv) {
     struct cost_args a = {0};
     int code = parse_args(argc, argv, &a);
     if (code >= 0) {
         return code;
     }
+    struct slm_router_config *cfg = NULL;
+    if (a.router && (code = apply_router(&a, &cfg)) >= 0) {
+        return code;
+    }
+    code = report(&a);
+    slm_router_config_free(cfg);
+    return code;
+}
+
+static int report(const struct cost_args *ap) {
+    struct cost_args a = *ap;
+    int code;
     struct slm_ledger_params lp = slm_ledger_params_default();
     lp.path = a.ledger;
     lp.must_exist = true;
