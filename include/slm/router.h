@@ -50,10 +50,10 @@ struct slm_router_local {
     char *system;        /* system prompt used when the request has none, or NULL */
     char **labels;       /* label set (from a list or a file, one label a line), or NULL */
     size_t n_labels;
-    bool score_labels;   /* label_mode: score (default with labels) = answer by scoring every
-                            label; generate = free generation, labels only for `in_labels` */
+    bool score_labels; /* label_mode: score (default with labels) = answer by scoring every
+                          label; generate = free generation, labels only for `in_labels` */
     enum slm_label_correction correction;
-    double timeout_s;    /* local deadline; 0 = none */
+    double timeout_s; /* local deadline; 0 = none */
 };
 
 /* One pool: the `upstreams:` entries that share a name. Strings owned. */
@@ -84,11 +84,11 @@ struct slm_router_checks {
     char *liquid;          /* a Liquid condition over output/input/json that must be true */
     int64_t output_chars_min, output_chars_max; /* 0 = off */
     int64_t output_tokens_min, output_tokens_max;
-    bool local_error;      /* a local error escalates (default true); false = answer the error */
+    bool local_error; /* a local error escalates (default true); false = answer the error */
 };
 
 struct slm_router_route {
-    char *name;  /* the request's "model" */
+    char *name;   /* the request's "model" */
     size_t local; /* index into config->locals */
     struct slm_router_checks checks;
     size_t *escalate; /* indexes into config->pools, in order */
@@ -182,12 +182,12 @@ int slm_router_chat(struct slm_router *r, const json_t *request, const volatile 
 
 /* What the local target said and the signals the checks read. */
 struct slm_router_local_result {
-    int status;               /* SLM_OK or the local error (overflow, timeout, ...) */
-    char error[256];          /* message when status != SLM_OK */
-    struct slm_buf text;      /* the answer (a label for label routes) */
-    const char *finish;       /* "stop" | "length" | ... */
-    int64_t n_prompt, n_gen;  /* tokens */
-    float *logprobs;          /* n_gen token log-probs (generation), malloc'ed */
+    int status;              /* SLM_OK or the local error (overflow, timeout, ...) */
+    char error[256];         /* message when status != SLM_OK */
+    struct slm_buf text;     /* the answer (a label for label routes) */
+    const char *finish;      /* "stop" | "length" | ... */
+    int64_t n_prompt, n_gen; /* tokens */
+    float *logprobs;         /* n_gen token log-probs (generation), malloc'ed */
     struct slm_token_conf tok;
     bool has_label;
     double label_prob, label_margin;

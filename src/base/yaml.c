@@ -335,9 +335,9 @@ static int resolve_plain(struct builder *b, const char *s, yaml_mark_t mark, jso
     static const char *const nulls[] = {"", "~", "null", "Null", "NULL", NULL};
     static const char *const trues[] = {"true", "True", "TRUE", NULL};
     static const char *const falses[] = {"false", "False", "FALSE", NULL};
-    static const char *const specials[] = {".inf", ".Inf", ".INF", "+.inf", "-.inf", "+.Inf",
-                                           "-.Inf", "+.INF", "-.INF", ".nan", ".NaN", ".NAN",
-                                           NULL};
+    static const char *const specials[] = {".inf",  ".Inf",  ".INF",  "+.inf", "-.inf",
+                                           "+.Inf", "-.Inf", "+.INF", "-.INF", ".nan",
+                                           ".NaN",  ".NAN",  NULL};
     if (word_in(s, nulls)) {
         *out = json_null();
     } else if (word_in(s, trues)) {
@@ -481,8 +481,7 @@ static int on_alias(struct builder *b, const yaml_event_t *ev) {
             continue;
         }
         if (b->depth + a->depth > b->p.max_depth) {
-            return fail(b, SLM_E_LIMIT, ev->start_mark, "nesting deeper than %d",
-                        b->p.max_depth);
+            return fail(b, SLM_E_LIMIT, ev->start_mark, "nesting deeper than %d", b->p.max_depth);
         }
         int rc = count_node(b, a->n_nodes, ev->start_mark);
         if (rc != SLM_OK) {
@@ -631,8 +630,7 @@ int slm_yaml_parse(const char *name, const char *data, size_t len,
     }
     name = name ? name : "yaml";
     if (len > b.p.max_bytes) {
-        return slm_err_set(err, SLM_E_TOO_LARGE, "%s: larger than %zu bytes", name,
-                           b.p.max_bytes);
+        return slm_err_set(err, SLM_E_TOO_LARGE, "%s: larger than %zu bytes", name, b.p.max_bytes);
     }
     b.err = err;
     b.doc = calloc(1, sizeof(*b.doc));
@@ -658,7 +656,8 @@ int slm_yaml_parse(const char *name, const char *data, size_t len,
 
 int slm_yaml_load_file(const char *path, const struct slm_yaml_params *params,
                        struct slm_yaml_doc **out, struct slm_err *err) {
-    size_t max = params && params->max_bytes ? params->max_bytes : slm_yaml_params_default().max_bytes;
+    size_t max =
+        params && params->max_bytes ? params->max_bytes : slm_yaml_params_default().max_bytes;
     struct slm_buf buf = {0};
     *out = NULL;
     int rc = slm_file_read(path, max, &buf, err);

@@ -140,8 +140,7 @@ static int route_one(struct batch *b, json_t *req, const char *id) {
     } else {
         json_decref(resp);
         line = json_pack("{s:s, s:{s:s, s:s}, s:s, s:s}", "id", id, "error", "code",
-                         slm_strerror(rc), "message", err.msg, "route", "error", "reason",
-                         err.msg);
+                         slm_strerror(rc), "message", err.msg, "route", "error", "reason", err.msg);
         b->failed++;
     }
     rc = line ? write_line(b, line) : SLM_E_NOMEM;
@@ -257,8 +256,8 @@ static json_t *row_request(const json_t *row, const char *route, const char **an
     if (json_is_array(msgs)) {
         return json_pack("{s:s, s:O}", "model", route, "messages", msgs);
     }
-    return json_pack("{s:s, s:[{s:s, s:s}]}", "model", route, "messages", "role", "user",
-                     "content", input);
+    return json_pack("{s:s, s:[{s:s, s:s}]}", "model", route, "messages", "role", "user", "content",
+                     input);
 }
 
 static bool same_answer(const char *a, const char *b) {

@@ -89,12 +89,12 @@ int slm__checks_input(const struct slm_router_checks *c, const struct slm_input_
                           (double)c->input_chars, true);
     }
     if (!isnan(c->input_nontext)) {
-        failed += at_most(checks, reason, "input_nontext", in->nontext_share, c->input_nontext,
-                          false);
+        failed +=
+            at_most(checks, reason, "input_nontext", in->nontext_share, c->input_nontext, false);
     }
     if (c->input_line > 0) {
-        failed += at_most(checks, reason, "input_line", (double)in->max_line,
-                          (double)c->input_line, true);
+        failed += at_most(checks, reason, "input_line", (double)in->max_line, (double)c->input_line,
+                          true);
     }
     return failed;
 }
@@ -115,9 +115,8 @@ static int check_regex(const char *pattern, const char *text, size_t len, char *
     if (md && mc) {
         pcre2_set_match_limit(mc, REGEX_MATCH_LIMIT);
         /* invalid UTF-8 from a model is a non-match, never undefined behaviour */
-        rc = slm_utf8_valid(text, len)
-                 ? pcre2_match(re, (PCRE2_SPTR)text, len, 0, 0, md, mc)
-                 : PCRE2_ERROR_BADUTFOFFSET;
+        rc = slm_utf8_valid(text, len) ? pcre2_match(re, (PCRE2_SPTR)text, len, 0, 0, md, mc)
+                                       : PCRE2_ERROR_BADUTFOFFSET;
     }
     if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
         snprintf(detail, cap, "match failed (%d)", rc);
@@ -175,8 +174,8 @@ static int output_checks(const struct slm_router_checks *c, const struct slm_rou
     }
     if (c->json_schema) {
         struct slm_err serr = {0};
-        int rc = slm_json_output_check(c->json_schema, trimmed.ptr, trimmed.len, truncated, NULL,
-                                       &serr);
+        int rc =
+            slm_json_output_check(c->json_schema, trimmed.ptr, trimmed.len, truncated, NULL, &serr);
         if (rc == SLM_E_INVALID && json_is_object(parsed) == false && parsed &&
             slm_json_schema_validate(c->json_schema, parsed, &serr) == SLM_OK) {
             rc = SLM_OK; /* a schema for a non-object value */
@@ -250,8 +249,8 @@ static int output_checks(const struct slm_router_checks *c, const struct slm_rou
 }
 
 int slm__checks_output(const struct slm_router_checks *c, const struct slm_router_local *t,
-                       const struct slm_router_local_result *res, const char *input,
-                       json_t *checks, struct slm_buf *reason) {
+                       const struct slm_router_local_result *res, const char *input, json_t *checks,
+                       struct slm_buf *reason) {
     int failed = 0;
     if (c->input_tokens > 0 && res->n_prompt > 0) {
         failed += at_most(checks, reason, "input_tokens", (double)res->n_prompt,

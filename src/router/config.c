@@ -37,8 +37,8 @@ static int verr(struct vctx *v, int code, const json_t *parent, const char *key,
 
 static int verr(struct vctx *v, int code, const json_t *parent, const char *key, size_t index,
                 const char *path, const char *fmt, ...) {
-    struct slm_yaml_pos pos = key ? slm_yaml_pos_key(v->doc, parent, key)
-                                  : slm_yaml_pos_index(v->doc, parent, index);
+    struct slm_yaml_pos pos =
+        key ? slm_yaml_pos_key(v->doc, parent, key) : slm_yaml_pos_index(v->doc, parent, index);
     char msg[200];
     va_list ap;
     va_start(ap, fmt);
@@ -107,8 +107,8 @@ static int get_str(struct vctx *v, const json_t *obj, const char *path, const ch
     return *out ? SLM_OK : SLM_E_NOMEM;
 }
 
-static int get_num(struct vctx *v, const json_t *obj, const char *path, const char *key,
-                   double lo, double hi, double *out) {
+static int get_num(struct vctx *v, const json_t *obj, const char *path, const char *key, double lo,
+                   double hi, double *out) {
     const json_t *val = json_object_get(obj, key);
     if (!val || json_is_null(val)) {
         return SLM_OK;
@@ -127,8 +127,8 @@ static int get_num(struct vctx *v, const json_t *obj, const char *path, const ch
     return SLM_OK;
 }
 
-static int get_int(struct vctx *v, const json_t *obj, const char *path, const char *key,
-                   int64_t lo, int64_t hi, int64_t *out) {
+static int get_int(struct vctx *v, const json_t *obj, const char *path, const char *key, int64_t lo,
+                   int64_t hi, int64_t *out) {
     const json_t *val = json_object_get(obj, key);
     if (!val || json_is_null(val)) {
         return SLM_OK;
@@ -259,8 +259,7 @@ static int parse_labels(struct vctx *v, const json_t *obj, const char *path,
                     "expected a list of labels or a file name (one label a line)");
     }
     if (t->n_labels == 0 || t->n_labels > MAX_LABELS) {
-        return verr(v, SLM_E_INVALID, obj, "labels", 0, p, "expected 1 to %d labels",
-                    MAX_LABELS);
+        return verr(v, SLM_E_INVALID, obj, "labels", 0, p, "expected 1 to %d labels", MAX_LABELS);
     }
     for (size_t i = 0; i < t->n_labels; i++) {
         for (size_t j = 0; j < i; j++) {
@@ -319,8 +318,8 @@ static int parse_adapters(struct vctx *v, const json_t *obj, const char *path,
 
 static int parse_local(struct vctx *v, const json_t *parent, const char *name, const json_t *obj,
                        struct slm_router_local *t) {
-    static const char *const keys[] = {"model",  "adapters", "parameters", "template",
-                                       "labels", "label_mode", "label_correction", "system",
+    static const char *const keys[] = {"model",   "adapters",   "parameters",       "template",
+                                       "labels",  "label_mode", "label_correction", "system",
                                        "timeout", NULL};
     char path[256];
     snprintf(path, sizeof(path), "local.%s", name);
@@ -400,8 +399,8 @@ static int parse_local(struct vctx *v, const json_t *parent, const char *name, c
     if (rc == SLM_OK && corr && slm_label_correction_parse(corr, &t->correction) != SLM_OK) {
         char p[256];
         subpath(p, sizeof(p), path, "label_correction");
-        rc = verr(v, SLM_E_INVALID, obj, "label_correction", 0, p,
-                  "expected prior, length or none");
+        rc =
+            verr(v, SLM_E_INVALID, obj, "label_correction", 0, p, "expected prior, length or none");
     }
     free(mode);
     free(corr);
@@ -435,10 +434,10 @@ struct pool_sets {
 
 static int parse_member(struct vctx *v, const json_t *list, size_t i, const json_t *obj,
                         struct slm_router_config *cfg, struct pool_sets *sets) {
-    static const char *const keys[] = {"name", "base_url", "api_key_env", "model", "price_in",
-                                       "price_out", "timeout", "max_concurrency", "max_attempts",
-                                       "backoff_base", "backoff_max", "breaker_failures",
-                                       "breaker_cooldown", "health_interval", NULL};
+    static const char *const keys[] = {
+        "name",        "base_url",         "api_key_env",      "model",           "price_in",
+        "price_out",   "timeout",          "max_concurrency",  "max_attempts",    "backoff_base",
+        "backoff_max", "breaker_failures", "breaker_cooldown", "health_interval", NULL};
     char path[64];
     snprintf(path, sizeof(path), "upstreams[%zu]", i);
     int rc = want_object(v, list, NULL, i, path, obj);
@@ -472,8 +471,7 @@ static int parse_member(struct vctx *v, const json_t *list, size_t i, const json
         free(name);
     }
     struct slm_router_pool *pool = &cfg->pools[pi];
-    struct slm_upstream_member *nm =
-        realloc(pool->members, (pool->n_members + 1) * sizeof(*nm));
+    struct slm_upstream_member *nm = realloc(pool->members, (pool->n_members + 1) * sizeof(*nm));
     char **ne = realloc(pool->api_key_envs, (pool->n_members + 1) * sizeof(*ne));
     if (nm) {
         pool->members = nm;
@@ -511,7 +509,7 @@ static int parse_member(struct vctx *v, const json_t *list, size_t i, const json
         return rc;
     }
     m->max_concurrency = (int)conc;
-    static const char *const pk[] = {"max_attempts",     "backoff_base",   "backoff_max",
+    static const char *const pk[] = {"max_attempts",     "backoff_base",     "backoff_max",
                                      "breaker_failures", "breaker_cooldown", "health_interval"};
     static const double lo[] = {1, 0, 0, 1, 0, -1}, hi[] = {100, 3600, 3600, 1000, 86400, 86400};
     for (size_t k = 0; k < 6; k++) {
@@ -598,10 +596,9 @@ static int parse_thresholds(struct vctx *v, const json_t *obj, const char *path,
 }
 
 static const char *const threshold_keys[] = {
-    "token_mean",       "token_min",        "token_quantile",    "token_q",
-    "label_prob",       "label_margin",     "input_tokens",      "input_chars",
-    "input_nontext",    "input_line",       "output_chars_min",  "output_chars_max",
-    "output_tokens_min", "output_tokens_max", NULL};
+    "token_mean",       "token_min",        "token_quantile",    "token_q",           "label_prob",
+    "label_margin",     "input_tokens",     "input_chars",       "input_nontext",     "input_line",
+    "output_chars_min", "output_chars_max", "output_tokens_min", "output_tokens_max", NULL};
 
 static int parse_regex(struct vctx *v, const json_t *obj, const char *path, char **out) {
     int rc = get_str(v, obj, path, "regex", false, out);
@@ -610,8 +607,8 @@ static int parse_regex(struct vctx *v, const json_t *obj, const char *path, char
     }
     int ecode;
     PCRE2_SIZE eoff;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)*out, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &ecode,
-                                   &eoff, NULL);
+    pcre2_code *re =
+        pcre2_compile((PCRE2_SPTR)*out, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &ecode, &eoff, NULL);
     if (!re) {
         PCRE2_UCHAR buf[128];
         pcre2_get_error_message(ecode, buf, sizeof(buf));
@@ -682,8 +679,8 @@ static int parse_liquid_check(struct vctx *v, const json_t *obj, const char *pat
 
 static int parse_checks(struct vctx *v, const json_t *route, const char *rpath,
                         const struct slm_router_local *t, struct slm_router_checks *c) {
-    static const char *const extra[] = {"json", "json_schema", "regex", "in_labels", "liquid",
-                                        "local_error"};
+    static const char *const extra[] = {"json",      "json_schema", "regex",
+                                        "in_labels", "liquid",      "local_error"};
     const char *keys[SLM_ARRAY_LEN(extra) + 20];
     size_t nk = 0;
     for (const char *const *k = threshold_keys; *k; k++) {
@@ -715,8 +712,8 @@ static int parse_checks(struct vctx *v, const json_t *route, const char *rpath,
     /* checks that cannot apply to this target are mistakes, not no-ops */
     char p[256];
     const char *bad = NULL, *why = NULL;
-    if (t->score_labels && (!isnan(c->token_mean) || !isnan(c->token_min) ||
-                            !isnan(c->token_quantile))) {
+    if (t->score_labels &&
+        (!isnan(c->token_mean) || !isnan(c->token_min) || !isnan(c->token_quantile))) {
         bad = !isnan(c->token_mean) ? "token_mean"
                                     : (!isnan(c->token_min) ? "token_min" : "token_quantile");
         why = "needs a generating target (this target scores labels; use label_prob)";
@@ -774,8 +771,8 @@ static int parse_escalate(struct vctx *v, const json_t *obj, const char *path,
 
 static int parse_route(struct vctx *v, const json_t *list, size_t i, const json_t *obj,
                        struct slm_router_config *cfg, struct slm_router_route *r) {
-    static const char *const keys[] = {"name", "local", "checks", "escalate", "shadow",
-                                       "deadline", NULL};
+    static const char *const keys[] = {"name",   "local",    "checks", "escalate",
+                                       "shadow", "deadline", NULL};
     char path[64];
     snprintf(path, sizeof(path), "routes[%zu]", i);
     checks_default(&r->checks);
@@ -835,8 +832,8 @@ static int parse_meter(struct vctx *v, const json_t *root, struct slm_router_con
         rc = check_keys(v, obj, "meter", keys);
     }
     const json_t *l = json_object_get(obj, "ledger");
-    if (rc == SLM_OK && (json_is_false(l) || (json_is_string(l) &&
-                                               strcmp(json_string_value(l), "off") == 0))) {
+    if (rc == SLM_OK &&
+        (json_is_false(l) || (json_is_string(l) && strcmp(json_string_value(l), "off") == 0))) {
         cfg->meter.off = true;
     } else if (rc == SLM_OK) {
         rc = get_path(v, obj, "meter", "ledger", false, &cfg->meter.ledger);

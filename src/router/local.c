@@ -134,8 +134,8 @@ static int resolve(struct slm_router *r, struct slm__local_rt *lt, struct slm_er
 
 /* Label targets keep their model pinned and own a scorer + label set. */
 static int setup_labels(struct slm_router *r, struct slm__local_rt *lt, struct slm_err *err) {
-    int rc = slm_pool_acquire(r->pool, lt->model_path, -2, &lt->pinned_sched, &lt->pinned_model,
-                              err);
+    int rc =
+        slm_pool_acquire(r->pool, lt->model_path, -2, &lt->pinned_sched, &lt->pinned_model, err);
     if (rc != SLM_OK) {
         return rc;
     }
@@ -283,10 +283,9 @@ static int render_prompt(const struct slm__local_rt *lt, const struct slm_model 
 
 /* The request may set temperature, top_p, max_tokens, seed, stop. */
 static int request_options(const json_t *request, struct slm_options *o, struct slm_err *err) {
-    static const char *const map[][2] = {{"temperature", "temperature"}, {"top_p", "top_p"},
-                                         {"max_tokens", "num_predict"},
-                                         {"max_completion_tokens", "num_predict"},
-                                         {"seed", "seed"},             {"stop", "stop"}};
+    static const char *const map[][2] = {
+        {"temperature", "temperature"},           {"top_p", "top_p"}, {"max_tokens", "num_predict"},
+        {"max_completion_tokens", "num_predict"}, {"seed", "seed"},   {"stop", "stop"}};
     for (size_t i = 0; i < SLM_ARRAY_LEN(map); i++) {
         const json_t *v = json_object_get(request, map[i][0]);
         if (v && !json_is_null(v) && slm_options_set_json(o, map[i][1], v, err) != SLM_OK) {
@@ -404,8 +403,8 @@ static int run_labels(struct slm__local_rt *lt, const struct slm__req_view *rv,
     if (rc == SLM_OK) {
         struct slm_label_result lr;
         pthread_mutex_lock(&lt->mu);
-        rc = slm_label_set_score(lt->labels, lt->scorer, slm_buf_str(&prompt),
-                                 slm_buf_str(&empty), &lr, err);
+        rc = slm_label_set_score(lt->labels, lt->scorer, slm_buf_str(&prompt), slm_buf_str(&empty),
+                                 &lr, err);
         if (rc == SLM_OK) {
             out->has_label = true;
             out->label_index = lr.best;

@@ -74,14 +74,13 @@ static json_t *local_response(struct slm_router *r, const char *route_name,
     char id[64];
     snprintf(id, sizeof(id), "chatcmpl-slm-%llu", (unsigned long long)n);
     const struct slm_router_local_result *l = &o->local;
-    return json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s%}, s:s}], s:{s:I, s:I, s:I}}",
-                     "id", id, "object", "chat.completion", "created",
+    return json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s%}, s:s}], s:{s:I, s:I, s:I}}", "id",
+                     id, "object", "chat.completion", "created",
                      (json_int_t)(slm_time_unix_ms() / 1000), "model", route_name, "choices",
-                     "index", 0, "message", "role", "assistant", "content",
-                     slm_buf_cstr(&l->text), l->text.len, "finish_reason",
-                     l->finish ? l->finish : "stop", "usage", "prompt_tokens",
-                     (json_int_t)l->n_prompt, "completion_tokens", (json_int_t)l->n_gen,
-                     "total_tokens", (json_int_t)(l->n_prompt + l->n_gen));
+                     "index", 0, "message", "role", "assistant", "content", slm_buf_cstr(&l->text),
+                     l->text.len, "finish_reason", l->finish ? l->finish : "stop", "usage",
+                     "prompt_tokens", (json_int_t)l->n_prompt, "completion_tokens",
+                     (json_int_t)l->n_gen, "total_tokens", (json_int_t)(l->n_prompt + l->n_gen));
 }
 
 /* What goes upstream: the request minus the fields only slm reads (a batch
@@ -210,8 +209,8 @@ static int escalate(struct slm_router *r, const struct slm_router_route *route,
         size_t pi = route->escalate[i];
         struct slm_err uerr = {0};
         memset(&o->up, 0, sizeof(o->up));
-        int rc = slm_upstream_chat(r->upstreams[pi], body, route->deadline_s, cancel, &o->up,
-                                   &uerr);
+        int rc =
+            slm_upstream_chat(r->upstreams[pi], body, route->deadline_s, cancel, &o->up, &uerr);
         if (rc == SLM_OK) {
             o->up_ok = true;
             o->up_pool = pi;
@@ -235,8 +234,8 @@ static int escalate(struct slm_router *r, const struct slm_router_route *route,
 }
 
 static int decide(struct slm_router *r, const struct slm_router_route *route,
-                  const struct slm__req_view *rv, const json_t *request,
-                  const volatile int *cancel, struct outcome *o, struct slm_err *err) {
+                  const struct slm__req_view *rv, const json_t *request, const volatile int *cancel,
+                  struct outcome *o, struct slm_err *err) {
     const struct slm_router_checks *c = &route->checks;
     const struct slm_router_local *t = &r->cfg->locals[route->local];
     struct slm_input_signals in;

@@ -24,8 +24,8 @@ struct slm__local_rt {
     char **adapter_paths; /* manifest adapters, then the config's */
     float *adapter_scales;
     size_t n_adapters;
-    struct slm_options opts;   /* manifest params, then the config's parameters */
-    const char *system;        /* config's, else the manifest's (borrowed) */
+    struct slm_options opts; /* manifest params, then the config's parameters */
+    const char *system;      /* config's, else the manifest's (borrowed) */
     struct slm_manifest *manifest;
     struct slm_liquid_template *tmpl; /* NULL = chat template */
     /* label scoring: the model stays pinned in the pool while the router lives */
@@ -44,7 +44,7 @@ struct slm_router {
     struct slm_ledger *ledger;
     bool own_ledger;
     struct slm_upstream_pool **upstreams; /* per cfg->pools */
-    struct slm__local_rt *locals;          /* per cfg->locals */
+    struct slm__local_rt *locals;         /* per cfg->locals */
     int32_t n_threads;
     pthread_mutex_t mu; /* rng, request counter, shadow bookkeeping */
     pthread_cond_t shadow_done;
@@ -56,11 +56,11 @@ struct slm_router {
 /* The parts of an OpenAI chat request the router reads. */
 struct slm__req_view {
     const char *model;
-    const json_t *messages; /* array, borrowed */
-    char *input;            /* last user message's text (heap) */
-    const char *system;     /* first system message, or NULL (borrowed) */
+    const json_t *messages;  /* array, borrowed */
+    char *input;             /* last user message's text (heap) */
+    const char *system;      /* first system message, or NULL (borrowed) */
     const json_t *variables; /* object or NULL (borrowed) */
-    const char *id;         /* request "id" if any (batch), or NULL */
+    const char *id;          /* request "id" if any (batch), or NULL */
 };
 
 int slm__req_view_init(const json_t *request, struct slm__req_view *v, struct slm_err *err);
@@ -81,8 +81,8 @@ int slm__checks_input(const struct slm_router_checks *c, const struct slm_input_
 /* Every check on a local result (input token count, confidence, labels,
  * output checks, local error). Returns the number that failed. */
 int slm__checks_output(const struct slm_router_checks *c, const struct slm_router_local *t,
-                       const struct slm_router_local_result *res, const char *input,
-                       json_t *checks, struct slm_buf *reason);
+                       const struct slm_router_local_result *res, const char *input, json_t *checks,
+                       struct slm_buf *reason);
 /* Normalised comparison of two answers for shadow agreement. */
 bool slm__answers_agree(const char *a, const char *b);
 

@@ -159,11 +159,13 @@ Test(router, errors_name_line_and_key) {
                  "routes[0].checks.token_mean: needs a generating target");
     expect_error("token_mean: 0.4", "label_prob: 0.4",
                  "routes[1].checks.label_prob: needs a local target with labels");
-    expect_error("    api_key_env: CLOUD_KEY\n", "    api_key_env: CLOUD_KEY\n    max_attempts: 3\n",
+    expect_error("    api_key_env: CLOUD_KEY\n",
+                 "    api_key_env: CLOUD_KEY\n    max_attempts: 3\n",
                  "upstreams[1].max_attempts: differs from an earlier member");
     expect_error("temperature: 0,", "temperature: hot,", ":7: local.tiny.parameters.temperature:");
-    expect_error("  - name: answer", "  - name: intent", "routes[1].name: route 'intent' is "
-                                                         "defined twice");
+    expect_error("  - name: answer", "  - name: intent",
+                 "routes[1].name: route 'intent' is "
+                 "defined twice");
     expect_error("base_url: http://127.0.0.1:11/v1", "base_url: ftp://x",
                  "upstreams[2].base_url: expected an http");
     expect_error("shadow: 0.1", "shadow: 1.5", "routes[0].shadow: expected a number between 0");
@@ -190,8 +192,7 @@ Test(router, thresholds_include_overrides_and_is_validated) {
     cr_assert(strstr(err.msg, "thresholds.yaml:4: routes.nope: no route named"), "%s", err.msg);
     write_file("thresholds.yaml", "routes:\n  intent:\n    json: true\n");
     cr_assert_neq(parse(b.ptr, &cfg, &err), SLM_OK);
-    cr_assert(strstr(err.msg, "thresholds.yaml:3: routes.intent.json: unknown key"), "%s",
-              err.msg);
+    cr_assert(strstr(err.msg, "thresholds.yaml:3: routes.intent.json: unknown key"), "%s", err.msg);
     slm_buf_free(&b);
 }
 
