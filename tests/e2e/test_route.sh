@@ -207,7 +207,7 @@ expect_exit 2 "$SLM" route --router "$work/router.yaml" "$work/in5.jsonl"
 # ---- 6. the ledger against the fake clouds' own logs
 "$SLM" cost --ledger "$work/ledger.db" --json >"$work/cost.json" || fail "slm cost"
 total() { jq ".total.$1" "$work/cost.json"; }
-want_rows=$(($(wc -l <"$work/out1.jsonl") + 3 + 40 + 6 + 2))
+want_rows=$(($(wc -l <"$work/out1.jsonl") + 3 + 40 + 6 + 4 + 2 + 1))
 [ "$(total requests)" = "$want_rows" ] || fail "ledger requests $(total requests), want $want_rows"
 cloud_ok=$(cat "$work/main.log" "$work/flaky.log" "$work/down.log" | jq -s '[.[] | select(.status == 200)] | length')
 [ "$(total escalated)" = "$cloud_ok" ] ||
