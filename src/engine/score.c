@@ -153,6 +153,11 @@ void slm_scorer_last_stats(const struct slm_scorer *s, struct slm_scorer_stats *
     *out = s->stats;
 }
 
+int32_t slm_model_eos(const struct slm_model *model) {
+    llama_token t = llama_vocab_eos(model->vocab);
+    return t == LLAMA_TOKEN_NULL ? -1 : (int32_t)t;
+}
+
 void slm_scorer_reset(struct slm_scorer *s) {
     llama_memory_clear(llama_get_memory(s->lc), true);
     s->n_cached = 0;
