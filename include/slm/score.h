@@ -97,6 +97,10 @@ struct slm_scorer_stats {
 
 void slm_scorer_last_stats(const struct slm_scorer *s, struct slm_scorer_stats *out);
 
+/* The model's end-of-sequence token (what a tuned label ends with), -1 when
+ * it has none. */
+int32_t slm_model_eos(const struct slm_model *model);
+
 /* Forgets the cached prompt (the next call decodes it all). */
 void slm_scorer_reset(struct slm_scorer *s);
 

@@ -358,7 +358,8 @@ int slm_tune_forward_logits(struct slm_tune_model *model, struct slm_trainer *tr
  * Scores candidate completions with libllama itself (the inference path, not
  * the training graph): the log-probability of each candidate's tokens after a
  * prompt. Used to measure label accuracy before and after tuning and to check
- * fused models. One context, `n_labels` + 1 sequences sharing the prompt.
+ * fused models. A thin owner of a model (+ adapter) loaded from paths and an
+ * engine scorer over them (slm/score.h): every candidate in one decode.
  */
 struct slm_tune_scorer;
 

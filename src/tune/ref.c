@@ -6,13 +6,13 @@
  * The context uses an F32 KV cache and no flash attention: libllama's default
  * F16 cache alone differs from an exact forward pass by about 1e-2.
  */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <llama.h>
 
 #include "slm/engine.h"
+#include "slm/score.h"
 #include "tune/internal.h"
 
 static int decode_all(struct llama_context *lc, const int32_t *tokens, size_t n, int32_t n_vocab,
@@ -91,166 +91,60 @@ done:
 
 /* ---------------------------------------------------------------- scorer */
 
+/* A thin owner of what the engine scorer borrows: the model and the adapter
+ * it loads from paths. */
 struct slm_tune_scorer {
-    struct llama_model *lm;
-    struct llama_adapter_lora *ad;
-    struct llama_context *lc;
-    struct llama_batch batch;
-    uint32_t n_ctx, n_seq;
-    int32_t n_vocab;
+    struct slm_model *model;
+    struct slm_adapter *ad;
+    struct slm_scorer *sc;
 };
 
 int slm_tune_scorer_init(const char *model, const char *adapter, uint32_t n_ctx,
                          uint32_t n_candidates, int32_t n_threads, struct slm_tune_scorer **out,
                          struct slm_err *err) {
-    slm_engine_init();
     struct slm_tune_scorer *s = calloc(1, sizeof(*s));
     if (!s) {
         return slm_err_set(err, SLM_E_NOMEM, "out of memory");
     }
-    int rc = SLM_OK;
-    struct llama_model_params mp = llama_model_default_params();
+    struct slm_model_params mp = slm_model_params_default();
     mp.n_gpu_layers = 0;
-    s->lm = llama_model_load_from_file(model, mp);
-    if (!s->lm) {
-        rc = slm_err_set(err, SLM_E_INVALID, "%s: libllama could not load the model", model);
-        goto fail;
+    int rc = slm_model_load(model, &mp, &s->model, err);
+    if (rc == SLM_OK && adapter) {
+        rc = slm_adapter_load(s->model, adapter, &s->ad, err);
     }
-    if (adapter && !(s->ad = llama_adapter_lora_init(s->lm, adapter))) {
-        rc = slm_err_set(err, SLM_E_INVALID, "%s: not a LoRA adapter for %s", adapter, model);
-        goto fail;
+    if (rc == SLM_OK) {
+        float one = 1.0f;
+        struct slm_scorer_params sp = slm_scorer_params_default();
+        sp.n_ctx = n_ctx < 64 ? 64 : n_ctx;
+        sp.max_candidates = n_candidates ? n_candidates : 1;
+        sp.n_threads = n_threads > 0 ? n_threads : slm__default_threads();
+        rc = slm_scorer_init_params(s->model, &s->ad, &one, s->ad ? 1 : 0, &sp, &s->sc, err);
     }
-    s->n_ctx = n_ctx < 64 ? 64 : n_ctx;
-    s->n_seq = n_candidates + 1;
-    struct llama_context_params cp = llama_context_default_params();
-    cp.n_ctx = s->n_ctx;
-    cp.n_batch = s->n_ctx;
-    cp.n_ubatch = s->n_ctx;
-    cp.n_seq_max = s->n_seq;
-    cp.kv_unified = true;
-    cp.n_threads = n_threads > 0 ? n_threads : slm__default_threads();
-    cp.n_threads_batch = cp.n_threads;
-    s->lc = llama_init_from_model(s->lm, cp);
-    if (!s->lc) {
-        rc = slm_err_set(err, SLM_E_BACKEND, "cannot create a llama context of %u tokens",
-                         s->n_ctx);
-        goto fail;
+    if (rc != SLM_OK) {
+        slm_tune_scorer_free(s);
+        return rc;
     }
-    float one = 1.0f;
-    if (s->ad && llama_set_adapters_lora(s->lc, &s->ad, 1, &one) != 0) {
-        rc = slm_err_set(err, SLM_E_BACKEND, "cannot apply the adapter");
-        goto fail;
-    }
-    s->batch = llama_batch_init((int32_t)s->n_ctx, 0, 1);
-    s->n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(s->lm));
     *out = s;
     return SLM_OK;
-fail:
-    slm_tune_scorer_free(s);
-    return rc;
 }
 
 void slm_tune_scorer_free(struct slm_tune_scorer *s) {
     if (!s) {
         return;
     }
-    if (s->lc) {
-        llama_batch_free(s->batch);
-        llama_free(s->lc);
-    }
-    if (s->ad) {
-        llama_adapter_lora_free(s->ad);
-    }
-    if (s->lm) {
-        llama_model_free(s->lm);
-    }
+    slm_scorer_free(s->sc);
+    slm_adapter_free(s->ad);
+    slm_model_free(s->model);
     free(s);
-}
-
-static void batch_add(struct llama_batch *b, int32_t tok, int32_t pos, int32_t seq, bool logits) {
-    int32_t i = b->n_tokens++;
-    b->token[i] = tok;
-    b->pos[i] = pos;
-    b->n_seq_id[i] = 1;
-    b->seq_id[i][0] = seq;
-    b->logits[i] = logits;
-}
-
-static float log_softmax_at(const float *row, int32_t n, int32_t tok) {
-    float mx = row[0];
-    for (int32_t v = 1; v < n; v++) {
-        mx = row[v] > mx ? row[v] : mx;
-    }
-    double z = 0;
-    for (int32_t v = 0; v < n; v++) {
-        z += exp((double)(row[v] - mx));
-    }
-    return (float)((double)(row[tok] - mx) - log(z));
-}
-
-static int decode_prompt(struct slm_tune_scorer *s, const int32_t *prompt, size_t n,
-                         struct slm_err *err) {
-    llama_memory_clear(llama_get_memory(s->lc), true);
-    s->batch.n_tokens = 0;
-    for (size_t i = 0; i < n; i++) {
-        batch_add(&s->batch, prompt[i], (int32_t)i, 0, i + 1 == n);
-    }
-    int32_t rc = llama_decode(s->lc, s->batch);
-    return rc == 0 ? SLM_OK : slm_err_set(err, SLM_E_BACKEND, "llama_decode failed (%d)", (int)rc);
 }
 
 int slm_tune_scorer_score(struct slm_tune_scorer *s, const int32_t *prompt, size_t n_prompt,
                           const int32_t *const *cand, const size_t *cand_len, size_t n_cand,
                           float *scores, struct slm_err *err) {
-    size_t total = n_prompt;
-    for (size_t k = 0; k < n_cand; k++) {
-        total += cand_len[k];
-    }
-    if (n_prompt == 0 || total > s->n_ctx || n_cand + 1 > s->n_seq) {
-        return slm_err_set(err, SLM_E_OVERFLOW,
-                           "scoring needs %zu tokens and %zu sequences; the scorer has %u and %u",
-                           total, n_cand + 1, s->n_ctx, s->n_seq);
-    }
-    int rc = decode_prompt(s, prompt, n_prompt, err);
-    if (rc != SLM_OK) {
-        return rc;
-    }
-    const float *last = llama_get_logits_ith(s->lc, -1);
-    llama_memory_t mem = llama_get_memory(s->lc);
-    s->batch.n_tokens = 0;
-    for (size_t k = 0; k < n_cand; k++) {
-        scores[k] = cand_len[k] ? log_softmax_at(last, s->n_vocab, cand[k][0]) : 0.0f;
-        llama_memory_seq_cp(mem, 0, (llama_seq_id)(k + 1), -1, -1);
-        /* The last token's logits predict nothing we score. */
-        for (size_t j = 0; j + 1 < cand_len[k]; j++) {
-            batch_add(&s->batch, cand[k][j], (int32_t)(n_prompt + j), (int32_t)(k + 1), true);
-        }
-    }
-    if (s->batch.n_tokens > 0) {
-        int32_t drc = llama_decode(s->lc, s->batch);
-        if (drc != 0) {
-            return slm_err_set(err, SLM_E_BACKEND, "llama_decode failed (%d)", (int)drc);
-        }
-    }
-    int32_t i = 0;
-    for (size_t k = 0; k < n_cand; k++) {
-        for (size_t j = 0; j + 1 < cand_len[k]; j++, i++) {
-            scores[k] += log_softmax_at(llama_get_logits_ith(s->lc, i), s->n_vocab, cand[k][j + 1]);
-        }
-    }
-    return SLM_OK;
+    return slm_scorer_score(s->sc, prompt, n_prompt, cand, cand_len, n_cand, scores, err);
 }
 
 int slm_tune_scorer_logits(struct slm_tune_scorer *s, const int32_t *tokens, size_t n,
                            const float **logits, int32_t *n_vocab, struct slm_err *err) {
-    if (n == 0 || n > s->n_ctx) {
-        return slm_err_set(err, SLM_E_OVERFLOW, "%zu tokens do not fit the scorer's %u", n,
-                           s->n_ctx);
-    }
-    int rc = decode_prompt(s, tokens, n, err);
-    if (rc == SLM_OK) {
-        *logits = llama_get_logits_ith(s->lc, -1);
-        *n_vocab = s->n_vocab;
-    }
-    return rc;
+    return slm_scorer_logits(s->sc, tokens, n, logits, n_vocab, err);
 }
