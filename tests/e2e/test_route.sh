@@ -117,7 +117,7 @@ req() { # id, route, content
         req "e-$k" "$k" "Once upon a time"
     done
     req e-input_nontext input_nontext $'Once\x01\x02 upon a time'
-    req e-local_error local_error "$(printf 'Once upon a time there was a girl %.0s' $(seq 150))"
+    req e-local_error local_error "$(printf 'Once upon a time there was a girl %.0s' $(seq 600))"
 } >"$work/in1.jsonl"
 "$SLM" route --router "$work/router.yaml" "$work/in1.jsonl" -o "$work/out1.jsonl" \
     2>"$work/route1.err" || fail "slm route failed: $(cat "$work/route1.err")"

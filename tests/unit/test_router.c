@@ -144,12 +144,12 @@ static void expect_error(const char *from, const char *to, const char *msg) {
 
 Test(router, errors_name_line_and_key) {
     expect_error("label_prob: 0.5", "label_prob: 2",
-                 "router.yaml:27: routes[0].checks.label_prob: expected a number between 0 and 1");
+                 "router.yaml:28: routes[0].checks.label_prob: expected a number between 0 and 1");
     expect_error("label_prob: 0.5", "lable_prob: 0.5",
-                 "router.yaml:27: routes[0].checks.lable_prob: unknown key");
+                 "router.yaml:28: routes[0].checks.lable_prob: unknown key");
     expect_error("escalate: [cloud, backup]", "escalate: [cloud, bakup]",
                  "routes[0].escalate[1]: no upstream named 'bakup'");
-    expect_error("local: tiny", "local: tinny", ":25: routes[0].local: no local target named");
+    expect_error("local: tiny", "local: tinny", ":26: routes[0].local: no local target named");
     expect_error("template: intent.liquid", "template: missing.liquid",
                  ":5: local.tiny.template: no such file");
     expect_error("regex: '^\\{'", "regex: '('", "routes[1].checks.regex: bad regex");
@@ -169,7 +169,7 @@ Test(router, errors_name_line_and_key) {
     expect_error("base_url: http://127.0.0.1:11/v1", "base_url: ftp://x",
                  "upstreams[2].base_url: expected an http");
     expect_error("shadow: 0.1", "shadow: 1.5", "routes[0].shadow: expected a number between 0");
-    expect_error("meter:", "meters:", ":40: meters: unknown key");
+    expect_error("meter:", "meters:", ":41: meters: unknown key");
     expect_error("json_schema: {type: object, required: [a]}",
                  "json_schema: {type: object, multipleOf: 2}", "routes[1].checks.json_schema:");
     expect_error("    model: smollm2:135m\n", "", "local.chat.model: required");
@@ -295,7 +295,7 @@ Test(router, output_checks) {
     c.regex = "^[a-z]+$";
     c.in_labels = true;
     c.output_chars_max = 3;
-    result_text(&res, "maybe", 0, 2);
+    result_text(&res, "Maybe!", 0, 2);
     cr_assert_eq(run_checks(&c, &t, &res, reason), 3);
     cr_assert_str_eq(reason, "regex,in_labels,output_chars_max>3");
     slm_router_local_result_free(&res);
