@@ -189,6 +189,10 @@ int slm_log_level_parse(const char *s, enum slm_log_level *out);
 
 /* ---------------------------------------------------------------- files */
 
+/* write(2) until all `n` bytes are written (EINTR retried); 0, or -1 with
+ * errno set. */
+int slm_write_all(int fd, const void *data, size_t n);
+
 /* Reads a whole file into `out` (cleared first), at most `max` bytes
  * (0 = SLM_BUF_DEFAULT_MAX); SLM_E_TOO_LARGE past it. "-" reads stdin. */
 int slm_file_read(const char *path, size_t max, struct slm_buf *out, struct slm_err *err);
@@ -228,8 +232,8 @@ bool slm_is_sha256_hex(struct slm_str s);
 
 /* ---------------------------------------------------------------- time */
 
-double slm_time_mono(void);       /* seconds, monotonic */
-int64_t slm_time_unix_ms(void);   /* wall clock, milliseconds since epoch */
+double slm_time_mono(void);     /* seconds, monotonic */
+int64_t slm_time_unix_ms(void); /* wall clock, milliseconds since epoch */
 void slm_sleep_ms(int64_t ms);
 
 /* ---------------------------------------------------------------- numbers */

@@ -160,6 +160,7 @@ struct slm_pool_entry {
     uint64_t size_bytes;   /* weights + KV */
     int64_t expires_at_ms; /* unix ms, or -1 for never */
     uint32_t in_use;
+    struct slm_sched_stats stats; /* the model's scheduler, at the time of the call */
 };
 
 /* Fills up to `cap` entries for /api/ps; returns how many are loaded. */

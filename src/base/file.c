@@ -73,7 +73,7 @@ int slm_file_read(const char *path, size_t max, struct slm_buf *out, struct slm_
     return rc;
 }
 
-static int write_all(int fd, const void *data, size_t n) {
+int slm_write_all(int fd, const void *data, size_t n) {
     const char *p = data;
     while (n > 0) {
         ssize_t w = write(fd, p, n);
@@ -124,7 +124,7 @@ int slm_file_write_atomic(const char *path, const void *data, size_t n, struct s
     if (fd < 0) {
         return slm_err_set(err, SLM_E_IO, "%s: %s", tmp, strerror(errno));
     }
-    if (write_all(fd, data, n) != 0 || fsync(fd) != 0) {
+    if (slm_write_all(fd, data, n) != 0 || fsync(fd) != 0) {
         int e = errno;
         close(fd);
         unlink(tmp);

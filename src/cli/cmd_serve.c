@@ -36,6 +36,9 @@ static void usage(FILE *f) {
             "  --batch-size N        tokens per decode step (default 512)\n"
             "  --max-queue N         requests waiting per model before 429 (default 64)\n"
             "  --max-contexts N      distinct adapter sets served at once per model (default 4)\n"
+            "  --kv-type T           KV cache type: f16 (default; flash attention) or f32 (twice\n"
+            "                        the memory; results independent of batch composition to\n"
+            "                        ~1e-6, for comparisons and tests)\n"
             "  --memory-budget SIZE  weights + KV kept loaded, e.g. 8G (default 75%% of RAM)\n"
             "  --keep-alive DUR      idle time before a model is unloaded, e.g. 5m, 1h, -1 =\n"
             "                        forever (default 5m; requests may set keep_alive)\n"
@@ -72,6 +75,7 @@ enum {
     OPT_MAX_CONN,
     OPT_TIMEOUT,
     OPT_TOOL_TEMPLATE,
+    OPT_KV_TYPE,
     OPT_HELP,
 };
 
@@ -230,6 +234,13 @@ static int parse_one(int c, const char *val, struct serve_args *a) {
         a->sp.request_timeout = (double)v;
         break;
     case OPT_TOOL_TEMPLATE: a->sp.tool_template = val; break;
+    case OPT_KV_TYPE:
+        if (strcmp(val, "f16") != 0 && strcmp(val, "f32") != 0) {
+            slm_cli_error("serve", "--kv-type: expected f16 or f32, got '%s'", val);
+            code = SLM_EXIT_USAGE;
+        }
+        a->pp.sched.kv_f32 = strcmp(val, "f32") == 0;
+        break;
     default: code = SLM_EXIT_USAGE; break;
     }
     return code;
@@ -254,6 +265,7 @@ static int parse_args(int argc, char **argv, struct serve_args *a) {
         {"max-connections", required_argument, NULL, OPT_MAX_CONN},
         {"request-timeout", required_argument, NULL, OPT_TIMEOUT},
         {"tool-template", required_argument, NULL, OPT_TOOL_TEMPLATE},
+        {"kv-type", required_argument, NULL, OPT_KV_TYPE},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };

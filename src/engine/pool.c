@@ -461,6 +461,7 @@ size_t slm_pool_list(struct slm_pool *pool, struct slm_pool_entry *out, size_t c
             snprintf(o->path, sizeof(o->path), "%s", e->path);
             o->size_bytes = e->size_bytes;
             o->in_use = e->in_use;
+            slm_sched_get_stats(e->sched, &o->stats);
             if (e->keep_alive_ms < 0) {
                 o->expires_at_ms = -1;
             } else {

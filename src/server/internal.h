@@ -210,7 +210,10 @@ void srv_metrics_ttft(struct srv_metrics *m, double seconds);
 void srv_metrics_reject(struct srv_metrics *m, const char *reason);
 void srv_metrics_inflight(struct srv_metrics *m, int delta);
 void srv_metrics_waiting(struct srv_metrics *m, int delta);
-int srv_metrics_render(struct srv_metrics *m, uint32_t models_loaded, struct slm_buf *out);
+/* The loaded models' scheduler gauges come from `loaded` (pool entries) with
+ * their names (`names[i]`, the store name asked for, or the file's path). */
+int srv_metrics_render(struct srv_metrics *m, const struct slm_pool_entry *loaded,
+                       const char *const *names, size_t n_loaded, struct slm_buf *out);
 
 /* ---------------------------------------------------------------- server */
 

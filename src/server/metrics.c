@@ -276,9 +276,52 @@ static int render_models(struct srv_metrics *m, struct slm_buf *b) {
     return rc;
 }
 
-int srv_metrics_render(struct srv_metrics *m, uint32_t models_loaded, struct slm_buf *b) {
+/* Gauges read from each loaded model's scheduler: what it is doing now and
+ * its throughput so far (tokens over the seconds spent on them). */
+static int render_loaded(const struct slm_pool_entry *ents, const char *const *names, size_t n,
+                         struct slm_buf *b) {
+    static const struct {
+        const char *name, *help;
+        int field;
+    } gauges[] = {
+        {"slm_queue_depth", "Requests waiting for a sequence, by model.", 0},
+        {"slm_sequences_active", "Sequences generating now, by model.", 1},
+        {"slm_batch_tokens", "Tokens in the model's last decode step (the batch size).", 2},
+        {"slm_prompt_tokens_per_second",
+         "Prompt tokens evaluated per second of prompt work since the model loaded.", 3},
+        {"slm_generation_tokens_per_second",
+         "Tokens generated per second of generation work since the model loaded.", 4},
+        {"slm_model_memory_bytes", "Weights and KV cache of a loaded model.", 5},
+    };
+    int rc = SLM_OK;
+    for (size_t g = 0; rc == SLM_OK && g < SLM_ARRAY_LEN(gauges); g++) {
+        rc = head(b, gauges[g].name, "gauge", gauges[g].help);
+        for (size_t i = 0; rc == SLM_OK && i < n; i++) {
+            const struct slm_sched_stats *st = &ents[i].stats;
+            double v = 0;
+            switch (gauges[g].field) {
+            case 0: v = st->queue_depth; break;
+            case 1: v = st->active; break;
+            case 2: v = st->last_batch; break;
+            case 3:
+                v = st->prompt_seconds > 0 ? (double)st->prompt_tokens / st->prompt_seconds : 0;
+                break;
+            case 4: v = st->gen_seconds > 0 ? (double)st->gen_tokens / st->gen_seconds : 0; break;
+            default: v = (double)ents[i].size_bytes; break;
+            }
+            rc = series(b, gauges[g].name, "", "model", names[i], NULL, NULL);
+            rc = rc == SLM_OK ? slm_buf_printf(b, " %.6g\n", v) : rc;
+        }
+    }
+    return rc;
+}
+
+int srv_metrics_render(struct srv_metrics *m, const struct slm_pool_entry *loaded,
+                       const char *const *names, size_t n_loaded, struct slm_buf *b) {
+    uint32_t models_loaded = (uint32_t)n_loaded;
     pthread_mutex_lock(&m->lock);
     int rc = render_routes(m, b);
+    rc = rc == SLM_OK ? render_loaded(loaded, names, n_loaded, b) : rc;
     rc = rc == SLM_OK ? render_models(m, b) : rc;
     rc = rc == SLM_OK ? head(b, "slm_time_to_first_token_seconds", "histogram",
                              "Time from a request's arrival to its first generated token.")

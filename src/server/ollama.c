@@ -152,6 +152,7 @@ static int emit_end(struct srv_job *j, struct slm_buf *out) {
         return ndjson(out, srv_error_json(SRV_API_OLLAMA, &e));
     }
     int rc = SLM_OK;
+    bool called = false;
     if (j->tools_on) {
         json_t *calls = NULL;
         struct slm_buf rest = {0};
@@ -161,12 +162,20 @@ static int emit_end(struct srv_job *j, struct slm_buf *out) {
         if (json_array_size(calls)) {
             rc = ndjson(out, part(j, rest.ptr, rest.len, ollama_tool_calls(calls)));
             it->sent = it->text.len;
+            called = true;
         }
         json_decref(calls);
         slm_buf_free(&rest);
     }
-    if (rc == SLM_OK && it->sent < it->text.len) {
-        rc = ndjson(out, part(j, it->text.ptr + it->sent, it->text.len - it->sent, NULL));
+    /* The last poll's text and log-prob records (not sent by ollama_step,
+     * which leaves a finished answer's end to this function). */
+    bool lp = j->g->logprobs && it->n_fresh && !called;
+    if (rc == SLM_OK && (it->sent < it->text.len || lp)) {
+        json_t *v = part(j, it->text.ptr + it->sent, it->text.len - it->sent, NULL);
+        if (lp && v) {
+            json_object_set_new(v, "logprobs", srv_logprobs_content(j, it->fresh, it->n_fresh));
+        }
+        rc = ndjson(out, v);
         it->sent = it->text.len;
     }
     json_t *final = part(j, "", 0, NULL);

@@ -353,7 +353,10 @@ static int oai_step(struct srv_stream *st) {
     }
     for (size_t i = 0; rc == SLM_OK && changed && i < j->n_items; i++) {
         struct srv_item *it = &j->items[i];
-        if (!it->done) {
+        /* An item that finished in this poll still has this poll's text and
+         * log-prob records to send (they are gone after the next poll);
+         * with tools, its end is parsed for calls first (emit_end). */
+        if (!it->done || (!j->tools_on && (it->n_fresh || it->sent < it->text.len))) {
             rc = emit_delta(os, it, srv_job_releasable(j, it), &st->out);
         }
     }

@@ -604,13 +604,22 @@ void slm_server_close(struct slm_server *s) {
 enum MHD_Result srv_metrics_route(struct srv_conn *rc) {
     struct slm_server *s = rc->srv;
     const struct slm_server_backend *b = &s->p.backend;
-    struct slm_pool_entry *ents = calloc(64, sizeof(*ents));
-    uint32_t loaded = ents ? (uint32_t)b->list(b->user, ents, 64) : 0;
-    free(ents);
+    enum { CAP = 64 };
+    struct slm_pool_entry *ents = calloc(CAP, sizeof(*ents));
+    struct srv_loaded_name *names = calloc(CAP, sizeof(*names));
+    const char *labels[CAP];
+    size_t loaded = ents && names ? b->list(b->user, ents, CAP) : 0;
+    loaded = SLM_MIN(loaded, (size_t)CAP);
+    for (size_t i = 0; i < loaded; i++) {
+        labels[i] = srv_lookup_name(s, ents[i].path, &names[i]) ? names[i].name : ents[i].path;
+    }
     struct slm_buf out = {0};
     slm_buf_init(&out, (size_t)8 << 20);
     enum MHD_Result ok;
-    if (srv_metrics_render(s->metrics, loaded, &out) == SLM_OK) {
+    int rrc = srv_metrics_render(s->metrics, ents, labels, loaded, &out);
+    free(ents);
+    free(names);
+    if (rrc == SLM_OK) {
         ok = srv_reply_text(rc, 200, "text/plain; version=0.0.4; charset=utf-8", slm_buf_cstr(&out),
                             out.len);
     } else {

@@ -49,13 +49,13 @@ struct pull {
     struct slm_store *store;
     const struct slm_pull_params *p;
     struct slm_pull_result *res;
-    char base[1024];          /* endpoint or mirror URL, without a trailing '/' */
+    char base[1024];           /* endpoint or mirror URL, without a trailing '/' */
     char mirror_dir[PATH_MAX]; /* set when the mirror is a folder */
-    bool send_token;          /* base is the Hugging Face endpoint */
+    bool send_token;           /* base is the Hugging Face endpoint */
     int max_retries;
     int backoff_ms;
-    const char *file;         /* base name of the file, for progress */
-    uint64_t total;           /* expected size, 0 when unknown */
+    const char *file; /* base name of the file, for progress */
+    uint64_t total;   /* expected size, 0 when unknown */
 };
 
 static void note(struct pull *pl, const char *fmt, ...) SLM_PRINTF(2, 3);
@@ -102,27 +102,12 @@ struct xfer {
     struct slm_buf *buf;
     int fd;
     struct slm_sha256 *sha;
-    uint64_t offset;   /* bytes in the file before this transfer's first byte */
-    uint64_t written;  /* bytes this transfer wrote */
+    uint64_t offset;  /* bytes in the file before this transfer's first byte */
+    uint64_t written; /* bytes this transfer wrote */
     bool asked_range;
     bool checked;
-    int cb_error;      /* a status from the write callback */
+    int cb_error; /* a status from the write callback */
 };
-
-static int write_fd(int fd, const char *p, size_t n) {
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
 
 static size_t on_data(char *ptr, size_t size, size_t nmemb, void *user) {
     struct xfer *x = user;
@@ -150,7 +135,7 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *user) {
         }
         return n;
     }
-    if (write_fd(x->fd, ptr, n) != 0) {
+    if (slm_write_all(x->fd, ptr, n) != 0) {
         x->cb_error = SLM_E_IO;
         return 0;
     }
@@ -167,8 +152,8 @@ static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_of
     if (x->buf) {
         return 0;
     }
-    uint64_t total = x->pl->total ? x->pl->total
-                                  : (dltotal > 0 ? x->offset + (uint64_t)dltotal : 0);
+    uint64_t total =
+        x->pl->total ? x->pl->total : (dltotal > 0 ? x->offset + (uint64_t)dltotal : 0);
     return report(x->pl, x->offset + (uint64_t)(dlnow > 0 ? dlnow : 0), total);
 }
 
@@ -182,10 +167,8 @@ static bool transient_curl(CURLcode c) {
     case CURLE_OPERATION_TIMEDOUT:
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-        return true;
-    default:
-        return false;
+    case CURLE_HTTP2_STREAM: return true;
+    default: return false;
     }
 }
 
@@ -247,10 +230,10 @@ static enum outcome transfer(struct pull *pl, const char *url, struct xfer *x, l
         return XFER_OK;
     }
     if (x->cb_error) {
-        *status = x->cb_error == SLM_E_TOO_LARGE
-                      ? slm_err_set(err, SLM_E_TOO_LARGE, "%s: response too large", url)
-                      : slm_err_set(err, SLM_E_IO, "cannot write the download: %s",
-                                    strerror(errno));
+        *status =
+            x->cb_error == SLM_E_TOO_LARGE
+                ? slm_err_set(err, SLM_E_TOO_LARGE, "%s: response too large", url)
+                : slm_err_set(err, SLM_E_IO, "cannot write the download: %s", strerror(errno));
         return XFER_FATAL;
     }
     if (c == CURLE_ABORTED_BY_CALLBACK) {
@@ -311,8 +294,8 @@ static int http_small(struct pull *pl, const char *url, struct slm_buf *out, str
             return status;
         }
         if (attempt >= pl->max_retries) {
-            return slm_err_set(err, SLM_E_UPSTREAM, "%s: %s (gave up after %d retries)", url,
-                               why, attempt);
+            return slm_err_set(err, SLM_E_UPSTREAM, "%s: %s (gave up after %d retries)", url, why,
+                               attempt);
         }
         int ms = backoff(pl, attempt);
         note(pl, "%s: %s; retrying in %.1fs", url, why, ms / 1000.0);
@@ -516,8 +499,8 @@ static int pick_target(struct pull *pl, const struct slm_source *src, struct tar
                          "%s is split into several files; slm pulls single-file models only",
                          t->path);
     }
-    int len = snprintf(t->source, sizeof(t->source), "hf.co/%s/%s/%s", src->org, src->repo,
-                       t->path);
+    int len =
+        snprintf(t->source, sizeof(t->source), "hf.co/%s/%s/%s", src->org, src->repo, t->path);
     if (rc == SLM_OK && (len < 0 || (size_t)len >= sizeof(t->source))) {
         rc = slm_err_set(err, SLM_E_INVALID, "the file path '%.200s' is too long", t->path);
     }
@@ -592,7 +575,7 @@ static int copy_local(struct pull *pl, const char *from, int fd, struct slm_sha2
             }
             break;
         }
-        if (write_fd(fd, buf, (size_t)r) != 0) {
+        if (slm_write_all(fd, buf, (size_t)r) != 0) {
             rc = slm_err_set(err, SLM_E_IO, "cannot write the download: %s", strerror(errno));
             break;
         }
@@ -655,8 +638,10 @@ static int download(struct pull *pl, const char *url, const char *local, const c
                     rc = restart_file(fd, &sha, &have, partial, err);
                 }
                 if (attempt >= pl->max_retries) {
-                    rc = slm_err_set(err, SLM_E_UPSTREAM, "%s: %s (gave up after %d retries; "
-                                     "pull again to resume)", url, why, attempt);
+                    rc = slm_err_set(err, SLM_E_UPSTREAM,
+                                     "%s: %s (gave up after %d retries; "
+                                     "pull again to resume)",
+                                     url, why, attempt);
                     break;
                 }
                 int ms = backoff(pl, attempt);
@@ -817,8 +802,8 @@ static int resolve_target(struct pull *pl, const struct slm_source *src, struct 
         lower(g);
         if (expect[0] && strcmp(expect, g) != 0) {
             return slm_err_set(err, SLM_E_CORRUPT,
-                               "--sha256 %s differs from the published digest %s of %s", g,
-                               expect, t->path);
+                               "--sha256 %s differs from the published digest %s of %s", g, expect,
+                               t->path);
         }
         memcpy(expect, g, 65);
     }

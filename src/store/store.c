@@ -90,21 +90,6 @@ size_t slm_store_tmp_path(const struct slm_store *store, const char *file, char 
 
 /* ---------------------------------------------------------------- blobs */
 
-static int write_all(int fd, const char *p, size_t n) {
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Copies `src` into a new temporary file in the store's tmp/, hashing as it
  * goes. On success `tmp` holds the temporary file's path (caller renames or
  * unlinks it). */
@@ -136,7 +121,7 @@ static int copy_hashing(struct slm_store *store, const char *src, char *tmp, siz
             rc = slm_err_set(err, SLM_E_IO, "%s: %s", src, strerror(errno));
         } else if (r == 0) {
             break;
-        } else if (write_all(out, buf, (size_t)r) != 0) {
+        } else if (slm_write_all(out, buf, (size_t)r) != 0) {
             rc = slm_err_set(err, SLM_E_IO, "%s: %s", tmp, strerror(errno));
         } else {
             slm_sha256_update(&sha, buf, (size_t)r);
@@ -176,8 +161,7 @@ static int place_blob(struct slm_store *store, const char *path, const char *hex
         return SLM_OK;
     }
     if (errno != EXDEV) {
-        return slm_err_set(err, SLM_E_IO, "cannot move %s to %s: %s", path, blob,
-                           strerror(errno));
+        return slm_err_set(err, SLM_E_IO, "cannot move %s to %s: %s", path, blob, strerror(errno));
     }
     char tmp[PATH_MAX], got[65];
     int rc = copy_hashing(store, path, tmp, sizeof(tmp), got, err);
@@ -285,7 +269,7 @@ int slm_store_write_manifest(struct slm_store *store, const struct slm_name *nam
     with_nl[n] = '\n';
     with_nl[n + 1] = '\0';
     /* A name that moves to other blobs must not leave the old ones behind. */
-    char (*old)[72] = malloc(80 * sizeof(*old));
+    char(*old)[72] = malloc(80 * sizeof(*old));
     size_t n_old = old ? slm__store_digests_of(store, path, old, 80) : 0;
     rc = slm_file_write_atomic(path, with_nl, n + 1, err);
     free(with_nl);

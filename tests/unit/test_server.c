@@ -476,7 +476,17 @@ Test(server_metrics, renders_prometheus_text) {
     srv_metrics_ttft(m, 0.02);
     srv_metrics_reject(m, "queue_full");
     struct slm_buf b = {0};
-    cr_assert_eq(srv_metrics_render(m, 2, &b), SLM_OK);
+    struct slm_pool_entry ents[2] = {
+        {.size_bytes = 1000,
+         .stats = {.queue_depth = 3,
+                   .active = 2,
+                   .last_batch = 7,
+                   .gen_tokens = 50,
+                   .gen_seconds = 0.5}},
+        {.size_bytes = 2000},
+    };
+    const char *names[2] = {"m1:latest", "m2:latest"};
+    cr_assert_eq(srv_metrics_render(m, ents, names, 2, &b), SLM_OK);
     const char *want[] = {
         "slm_http_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 1",
         "slm_http_requests_total{route=\"/v1/chat/completions\",status=\"429\"} 1",
@@ -487,6 +497,12 @@ Test(server_metrics, renders_prometheus_text) {
         "slm_time_to_first_token_seconds_bucket{le=\"0.025\"} 1",
         "slm_rejected_requests_total{reason=\"queue_full\"} 1",
         "slm_models_loaded 2",
+        "slm_queue_depth{model=\"m1:latest\"} 3",
+        "slm_sequences_active{model=\"m1:latest\"} 2",
+        "slm_batch_tokens{model=\"m1:latest\"} 7",
+        "slm_generation_tokens_per_second{model=\"m1:latest\"} 100",
+        "slm_generation_tokens_per_second{model=\"m2:latest\"} 0",
+        "slm_model_memory_bytes{model=\"m2:latest\"} 2000",
         "# TYPE slm_http_request_duration_seconds histogram",
     };
     for (size_t i = 0; i < SLM_ARRAY_LEN(want); i++) {

@@ -60,11 +60,26 @@ await main("openai", async () => {
     const v = JSON.parse(j.choices[0].message.content);
     check(["happy", "sad"].includes(v.mood) && Number.isInteger(v.age), "json_schema output", v);
 
-    const tools = [{ type: "function", function: { name: "set_mood", description: "Record a mood", parameters: { type: "object", properties: { mood: { enum: ["happy", "sad"] } }, required: ["mood"] } } }];
-    const t = await client.chat.completions.create({ model, messages: user("Lily was"), tools, tool_choice: "required", temperature: 1, seed: 2, max_tokens: 200 });
-    const call = t.choices[0].message.tool_calls?.[0];
-    check(t.choices[0].finish_reason === "tool_calls" && call?.function.name === "set_mood", "tool call", t.choices[0]);
-    check(["happy", "sad"].includes(JSON.parse(call.function.arguments).mood), "tool arguments", call);
+    // Two tools, a call required: whichever the model picks, its arguments
+    // validate against that tool's schema (the grammar allows nothing else).
+    const tools = [
+        { type: "function", function: { name: "set_mood", description: "Record a mood", parameters: { type: "object", properties: { mood: { enum: ["happy", "sad"] } }, required: ["mood"], additionalProperties: false } } },
+        { type: "function", function: { name: "add_friend", description: "Add a friend", parameters: { type: "object", properties: { name: { type: "string", maxLength: 12 }, age: { type: "integer", minimum: 1, maximum: 12 } }, required: ["name", "age"], additionalProperties: false } } },
+    ];
+    const valid = {
+        set_mood: (a) => Object.keys(a).length === 1 && ["happy", "sad"].includes(a.mood),
+        add_friend: (a) => Object.keys(a).length === 2 && typeof a.name === "string" && a.name.length <= 12 && Number.isInteger(a.age) && a.age >= 1 && a.age <= 12,
+    };
+    const picked = new Set();
+    let t, call;
+    for (const seed of [2, 3, 4, 5, 6, 7]) {
+        t = await client.chat.completions.create({ model, messages: user("Lily was"), tools, tool_choice: "required", temperature: 1, seed, max_tokens: 200 });
+        call = t.choices[0].message.tool_calls?.[0];
+        check(t.choices[0].finish_reason === "tool_calls" && call && valid[call.function.name], "tool call", t.choices[0]);
+        check(valid[call.function.name](JSON.parse(call.function.arguments)), `arguments valid for ${call.function.name}`, call);
+        picked.add(call.function.name);
+    }
+    console.log(`openai: required tool calls picked ${[...picked].join(" and ")}; every call's arguments validate`);
     // The result goes back in the conversation.
     const r = await client.chat.completions.create({
         model, max_tokens: 8, tools,
