@@ -72,6 +72,8 @@ struct slm_server_backend {
 /* The backend over a model pool (borrowed: it must outlive the server). */
 struct slm_server_backend slm_server_backend_pool(struct slm_pool *pool);
 
+struct slm_router;
+
 struct slm_server_params {
     const char *host; /* address to bind; NULL = "127.0.0.1" */
     uint16_t port;    /* 0 = any free port (see slm_server_port) */
@@ -97,6 +99,10 @@ struct slm_server_params {
      * built-in template of the model's family (templates/tools/). */
     const char *tool_template;
     struct slm_server_backend backend; /* copied */
+    /* `slm serve --router`: chat requests whose "model" names one of its
+     * routes go through it (slm/router.h); everything else is served as
+     * usual. Borrowed (must outlive the server); NULL = no router. */
+    struct slm_router *router;
 };
 
 /* Defaults as documented above; `backend` is zeroed and must be set. */

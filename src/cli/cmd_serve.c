@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "slm/router.h"
 #include "slm/server.h"
 
 static void usage(FILE *f) {
@@ -48,6 +49,10 @@ static void usage(FILE *f) {
             "                        beyond the context); asking for more: 400\n"
             "  --max-connections N   open connections (default 256)\n"
             "  --request-timeout S   seconds a request may run (default: none); past it: 504\n"
+            "Router:\n"
+            "  --router FILE         router.yaml: chat requests whose model names a route go\n"
+            "                        local first and escalate per its checks (docs/router.md);\n"
+            "                        other models are served as usual\n"
             "Tools:\n"
             "  --tool-template FILE  Liquid template for tool prompts (default: built in per\n"
             "                        model family, templates/tools/)\n"
@@ -76,6 +81,7 @@ enum {
     OPT_TIMEOUT,
     OPT_TOOL_TEMPLATE,
     OPT_KV_TYPE,
+    OPT_ROUTER,
     OPT_HELP,
 };
 
@@ -83,6 +89,7 @@ struct serve_args {
     struct slm_server_params sp;
     struct slm_pool_params pp;
     long long ctx_size;
+    const char *router_path; /* --router */
 };
 
 /* "8M", "512K", "2GB", "1048576" -> bytes. */
@@ -234,6 +241,7 @@ static int parse_one(int c, const char *val, struct serve_args *a) {
         a->sp.request_timeout = (double)v;
         break;
     case OPT_TOOL_TEMPLATE: a->sp.tool_template = val; break;
+    case OPT_ROUTER: a->router_path = val; break;
     case OPT_KV_TYPE:
         if (strcmp(val, "f16") != 0 && strcmp(val, "f32") != 0) {
             slm_cli_error("serve", "--kv-type: expected f16 or f32, got '%s'", val);
@@ -266,6 +274,7 @@ static int parse_args(int argc, char **argv, struct serve_args *a) {
         {"request-timeout", required_argument, NULL, OPT_TIMEOUT},
         {"tool-template", required_argument, NULL, OPT_TOOL_TEMPLATE},
         {"kv-type", required_argument, NULL, OPT_KV_TYPE},
+        {"router", required_argument, NULL, OPT_ROUTER},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -303,12 +312,25 @@ static int serve(struct serve_args *a, const sigset_t *sigs) {
         a->pp.sched.n_ctx = (uint32_t)(a->ctx_size * par);
     }
     a->sp.n_ctx_seq = (uint32_t)a->ctx_size; /* 0: the scheduler's default, as the server knows */
+    struct slm_router *router = NULL;
     int rc = slm_pool_init(&a->pp, &pool, &err);
+    if (rc == SLM_OK && a->router_path) {
+        struct slm_router_params rp = slm_router_params_default();
+        rp.pool = pool;
+        rp.n_threads = a->pp.sched.n_threads;
+        rc = slm_router_load(a->router_path, &rp, &router, &err);
+        if (rc != SLM_OK) {
+            slm_pool_free(pool);
+            return slm_cli_fail("serve", rc, &err); /* the message names file, line and key */
+        }
+        a->sp.router = router;
+    }
     if (rc == SLM_OK) {
         a->sp.backend = slm_server_backend_pool(pool);
         rc = slm_server_open(&a->sp, &srv, &err);
     }
     if (rc != SLM_OK) {
+        slm_router_free(router);
         slm_pool_free(pool);
         int code = slm_cli_fail("serve", rc, &err);
         return rc == SLM_E_INVALID ? SLM_EXIT_USAGE : code; /* a flag's value is at fault */
@@ -317,11 +339,21 @@ static int serve(struct serve_args *a, const sigset_t *sigs) {
     slm_server_url(srv, url, sizeof(url));
     printf("slm serve: listening on %s (OpenAI %s/v1, Ollama %s/api)%s\n", url, url, url,
            a->sp.api_key ? "; API key required" : "");
+    if (router) {
+        const struct slm_router_config *cfg = slm_router_get_config(router);
+        printf("slm serve: router %s: %zu route%s (", cfg->path, cfg->n_routes,
+               cfg->n_routes == 1 ? "" : "s");
+        for (size_t i = 0; i < cfg->n_routes; i++) {
+            printf("%s%s", i ? ", " : "", cfg->routes[i].name);
+        }
+        printf(")\n");
+    }
     fflush(stdout);
     int sig = 0;
     sigwait(sigs, &sig);
     fprintf(stderr, "slm serve: %s, shutting down\n", sig == SIGTERM ? "SIGTERM" : "interrupted");
     slm_server_close(srv);
+    slm_router_free(router);
     slm_pool_free(pool);
     return SLM_EXIT_OK;
 }

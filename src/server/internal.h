@@ -269,6 +269,8 @@ struct srv_conn {
     double t0;
     char model[128]; /* for the log line */
     int32_t prompt_tokens, gen_tokens;
+    char x_route[24];   /* router: x-slm-route ("" = not routed) */
+    char x_reason[256]; /* router: x-slm-reason */
 };
 
 /* Copies the cached facts of the model at `path` (reading the GGUF header the
@@ -283,6 +285,11 @@ bool srv_lookup_name(struct slm_server *s, const char *path, struct srv_loaded_n
 /* True when the client of `conn` has closed its side (checked without
  * blocking). */
 bool srv_client_gone(struct MHD_Connection *conn);
+
+/* `slm serve --router`: answers POST /v1/chat/completions through the router
+ * when the body's "model" names a route (*handled set); otherwise returns
+ * with *handled false and the usual path serves the request. */
+enum MHD_Result srv_router_chat(struct srv_conn *rc, bool *handled);
 
 /* ---------------------------------------------------------------- replies */
 

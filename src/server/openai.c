@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "slm/json.h"
+#include "slm/router.h"
 
 /* ---------------------------------------------------------------- logprobs */
 
@@ -448,6 +449,18 @@ enum MHD_Result srv_openai_models(struct srv_conn *rc, const char *one) {
         json_array_append_new(data, model_object(name, list[i].modified_ms));
     }
     free(list);
+    /* `--router`: its routes are models too (what clients put in "model"). */
+    const struct slm_router_config *rcfg = s->p.router ? slm_router_get_config(s->p.router) : NULL;
+    for (size_t i = 0; rcfg && i < rcfg->n_routes; i++) {
+        const char *name = rcfg->routes[i].name;
+        if (one && !found && strcmp(one, name) == 0) {
+            found = json_pack("{s:s,s:s,s:i,s:s}", "id", name, "object", "model", "created", 0,
+                              "owned_by", "slm-router");
+        } else if (!one) {
+            json_array_append_new(data, json_pack("{s:s,s:s,s:i,s:s}", "id", name, "object",
+                                                  "model", "created", 0, "owned_by", "slm-router"));
+        }
+    }
     if (one) {
         json_decref(data);
         if (!found) {

@@ -54,6 +54,12 @@ json_t *srv_error_json(enum srv_api api, const struct srv_error *e) {
 
 void srv_add_common_headers(struct srv_conn *rc, struct MHD_Response *r) {
     MHD_add_response_header(r, "X-Request-Id", rc->id);
+    if (rc->x_route[0]) {
+        MHD_add_response_header(r, "x-slm-route", rc->x_route);
+        if (rc->x_reason[0]) {
+            MHD_add_response_header(r, "x-slm-reason", rc->x_reason);
+        }
+    }
 }
 
 static enum MHD_Result queue(struct srv_conn *rc, int status, struct MHD_Response *r) {

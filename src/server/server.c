@@ -250,6 +250,13 @@ static enum MHD_Result dispatch(struct srv_conn *rc, const struct route *r, cons
             r->gen == SRV_R_OLLAMA_EMBEDDINGS) {
             return srv_embed(rc, r->gen);
         }
+        if (r->gen == SRV_R_OPENAI_CHAT && rc->srv->p.router) {
+            bool handled = false;
+            enum MHD_Result res = srv_router_chat(rc, &handled);
+            if (handled) {
+                return res;
+            }
+        }
         return r->api == SRV_API_OLLAMA ? srv_ollama_generate(rc, r->gen)
                                         : srv_openai_generate(rc, r->gen);
     case RK_TAGS: return srv_ollama_tags(rc);

@@ -1,0 +1,167 @@
+/*
+ * server/router.c - `slm serve --router router.yaml`: a POST
+ * /v1/chat/completions whose "model" names a route of the router goes through
+ * slm_router_chat() (slm/router.h): local model first, checks, escalation,
+ * ledger. Every other request (other models, other routes) is served as
+ * without a router, so the router is a drop-in base URL.
+ *
+ * The router answers whole: a streamed request gets the whole answer as SSE
+ * events once the checks have passed (or the upstream has answered), because
+ * an answer that may still escalate cannot be shown token by token. The
+ * response carries x-slm-route / x-slm-reason headers and an "slm" field.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/internal.h"
+#include "slm/json.h"
+#include "slm/router.h"
+
+/* Watches the client while the router works: a client that leaves cancels. */
+struct watch {
+    struct MHD_Connection *conn;
+    volatile int cancel;
+    volatile int stop;
+};
+
+static void *watch_main(void *arg) {
+    struct watch *w = arg;
+    while (!w->stop) {
+        if (srv_client_gone(w->conn)) {
+            w->cancel = 1;
+            break;
+        }
+        slm_sleep_ms(SRV_POLL_MS);
+    }
+    return NULL;
+}
+
+/* The chat.completion `resp` as chat.completion.chunk events. */
+static int to_sse(const json_t *resp, bool include_usage, struct slm_buf *out) {
+    json_t *base = json_deep_copy(resp);
+    if (!base) {
+        return SLM_E_NOMEM;
+    }
+    json_t *choices = json_incref(json_object_get(base, "choices"));
+    json_t *usage = json_incref(json_object_get(base, "usage"));
+    json_object_del(base, "choices");
+    json_object_del(base, "usage");
+    json_object_set_new(base, "object", json_string("chat.completion.chunk"));
+    int rc = SLM_OK;
+    size_t i;
+    json_t *c;
+    json_array_foreach(choices, i, c) {
+        const json_t *msg = json_object_get(c, "message");
+        json_t *delta = json_pack("{s:s}", "role", "assistant");
+        const json_t *content = json_object_get(msg, "content");
+        json_object_set_new(delta, "content",
+                            json_is_string(content) ? json_incref((json_t *)content)
+                                                    : json_string(""));
+        const json_t *calls = json_object_get(msg, "tool_calls");
+        if (json_array_size(calls)) {
+            json_t *cs = json_deep_copy(calls);
+            size_t k;
+            json_t *call;
+            json_array_foreach(cs, k, call) {
+                json_object_set_new(call, "index", json_integer((json_int_t)k));
+            }
+            json_object_set_new(delta, "tool_calls", cs);
+        }
+        json_t *lp = json_object_get(c, "logprobs");
+        json_t *first = json_deep_copy(base);
+        json_object_set_new(first, "choices",
+                            json_pack("[{s:O,s:o,s:O,s:n}]", "index", json_object_get(c, "index"),
+                                      "delta", delta, "logprobs", lp ? lp : json_null(),
+                                      "finish_reason"));
+        json_t *last = json_deep_copy(base);
+        const json_t *fin = json_object_get(c, "finish_reason");
+        json_object_set_new(last, "choices",
+                            json_pack("[{s:O,s:{},s:n,s:O}]", "index", json_object_get(c, "index"),
+                                      "delta", "logprobs", "finish_reason",
+                                      fin ? fin : json_string("stop")));
+        rc = rc == SLM_OK ? slm_buf_puts(out, "data: ") : rc;
+        rc = rc == SLM_OK ? srv_json_dump(first, out) : rc;
+        rc = rc == SLM_OK ? slm_buf_puts(out, "\n\ndata: ") : rc;
+        rc = rc == SLM_OK ? srv_json_dump(last, out) : rc;
+        rc = rc == SLM_OK ? slm_buf_puts(out, "\n\n") : rc;
+        json_decref(first);
+        json_decref(last);
+    }
+    if (rc == SLM_OK && include_usage && usage) {
+        json_t *u = json_deep_copy(base);
+        json_object_set_new(u, "choices", json_array());
+        json_object_set(u, "usage", usage);
+        rc = slm_buf_puts(out, "data: ");
+        rc = rc == SLM_OK ? srv_json_dump(u, out) : rc;
+        rc = rc == SLM_OK ? slm_buf_puts(out, "\n\n") : rc;
+        json_decref(u);
+    }
+    rc = rc == SLM_OK ? slm_buf_puts(out, "data: [DONE]\n\n") : rc;
+    json_decref(choices);
+    json_decref(usage);
+    json_decref(base);
+    return rc;
+}
+
+enum MHD_Result srv_router_chat(struct srv_conn *rc, bool *handled) {
+    struct slm_server *s = rc->srv;
+    *handled = false;
+    json_t *body = NULL;
+    if (!s->p.router ||
+        slm_json_parse(slm_buf_cstr(&rc->body), rc->body.len, "request", &body, NULL) != SLM_OK) {
+        return MHD_NO; /* not the router's: the usual path answers (or says what is wrong) */
+    }
+    const char *model = json_string_value(json_object_get(body, "model"));
+    if (!model || !slm_router_config_route(slm_router_get_config(s->p.router), model)) {
+        json_decref(body);
+        return MHD_NO;
+    }
+    *handled = true;
+    snprintf(rc->model, sizeof(rc->model), "%s", model);
+    bool stream = json_is_true(json_object_get(body, "stream"));
+    bool usage =
+        json_is_true(json_object_get(json_object_get(body, "stream_options"), "include_usage"));
+
+    struct watch w = {.conn = rc->conn};
+    pthread_t th;
+    bool watching = pthread_create(&th, NULL, watch_main, &w) == 0;
+    json_t *resp = NULL;
+    struct slm_router_info info = {0};
+    struct slm_err err = {0};
+    int r = slm_router_chat(s->p.router, body, &w.cancel, &resp, &info, &err);
+    w.stop = 1;
+    if (watching) {
+        pthread_join(th, NULL);
+    }
+    json_decref(body);
+    if (r == SLM_E_ABORTED && w.cancel) {
+        return MHD_NO; /* the client left */
+    }
+    if (r != SLM_OK) {
+        struct srv_error e = {0};
+        srv_fail(&e, r, &err);
+        return srv_reply_error(rc, SRV_API_OPENAI, &e);
+    }
+    snprintf(rc->x_route, sizeof(rc->x_route), "%s", info.route);
+    snprintf(rc->x_reason, sizeof(rc->x_reason), "%s", info.reason);
+    const json_t *u = json_object_get(resp, "usage");
+    rc->prompt_tokens = (int32_t)json_integer_value(json_object_get(u, "prompt_tokens"));
+    rc->gen_tokens = (int32_t)json_integer_value(json_object_get(u, "completion_tokens"));
+    if (!stream) {
+        return srv_reply_json(rc, 200, resp);
+    }
+    struct slm_buf out = {0};
+    slm_buf_init(&out, SRV_MAX_TEXT * 4);
+    int src = to_sse(resp, usage, &out);
+    json_decref(resp);
+    enum MHD_Result ok;
+    if (src == SLM_OK) {
+        ok = srv_reply_text(rc, 200, "text/event-stream", out.ptr, out.len);
+    } else {
+        struct srv_error e = {0};
+        srv_fail(&e, src, NULL);
+        ok = srv_reply_error(rc, SRV_API_OPENAI, &e);
+    }
+    slm_buf_free(&out);
+    return ok;
+}
