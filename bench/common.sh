@@ -3,7 +3,7 @@
 #
 # What it gives a benchmark script:
 #   bench_init                 checks the tools it needs; sets SLM_ROOT, BENCH_TMP (removed on exit)
-#   bench_slm                  builds slm + mkmodel (Release, own build dir); sets SLM_BIN, SLM_TOOLS
+#   bench_slm [TARGET...]      builds slm + mkmodel (+ TARGETs) (Release, own build dir); sets SLM_BIN, SLM_TOOLS
 #   bench_peers                builds llama.cpp's tools once (scripts/llama-deps.sh --tools);
 #                              sets PEER_BIN (llama-bench, llama-server, ...) and SLM_VOCAB_DIR
 #   bench_model NAME ARGS...   prints the path of a cached synthetic model, making it with
@@ -54,7 +54,7 @@ bench_slm() {
     bench_llama_prefix
     local build=${SLM_BENCH_BUILD:-$SLM_ROOT/build-bench}
     local jobs=${SLM_BENCH_JOBS:-2}
-    local targets=(mkmodel)
+    local targets=(mkmodel "$@")
     [ -n "${SLM_BIN:-}" ] || targets+=(slm)
     if [ ! -f "$build/CMakeCache.txt" ]; then
         bench_log "configuring $build (Release)"

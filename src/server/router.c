@@ -12,28 +12,54 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "server/internal.h"
 #include "slm/json.h"
 #include "slm/router.h"
 
-/* Watches the client while the router works: a client that leaves cancels. */
+/* Watches the client while the router works: a client that leaves cancels.
+ * The watcher sleeps on a condition variable so that the answer is not held
+ * back by its polling interval when the router finishes. */
 struct watch {
     struct MHD_Connection *conn;
     volatile int cancel;
-    volatile int stop;
+    bool stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
 };
 
 static void *watch_main(void *arg) {
     struct watch *w = arg;
+    pthread_mutex_lock(&w->mu);
     while (!w->stop) {
-        if (srv_client_gone(w->conn)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)SRV_POLL_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+        if (!w->stop && srv_client_gone(w->conn)) {
             w->cancel = 1;
             break;
         }
-        slm_sleep_ms(SRV_POLL_MS);
     }
+    pthread_mutex_unlock(&w->mu);
     return NULL;
+}
+
+static void watch_end(struct watch *w, pthread_t th, bool started) {
+    pthread_mutex_lock(&w->mu);
+    w->stop = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    if (started) {
+        pthread_join(th, NULL);
+    }
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
 }
 
 /* The chat.completion `resp` as chat.completion.chunk events. */
@@ -123,16 +149,15 @@ enum MHD_Result srv_router_chat(struct srv_conn *rc, bool *handled) {
         json_is_true(json_object_get(json_object_get(body, "stream_options"), "include_usage"));
 
     struct watch w = {.conn = rc->conn};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
     pthread_t th;
     bool watching = pthread_create(&th, NULL, watch_main, &w) == 0;
     json_t *resp = NULL;
     struct slm_router_info info = {0};
     struct slm_err err = {0};
     int r = slm_router_chat(s->p.router, body, &w.cancel, &resp, &info, &err);
-    w.stop = 1;
-    if (watching) {
-        pthread_join(th, NULL);
-    }
+    watch_end(&w, th, watching);
     json_decref(body);
     if (r == SLM_E_ABORTED && w.cancel) {
         return MHD_NO; /* the client left */
