@@ -110,6 +110,15 @@ struct slm_label_set_params {
                            "card" then stops, rather than going on to "card_arrival") */
     bool add_bos;       /* the prompt starts with BOS when the model wants one (default true) */
     bool parse_special; /* special tokens in the prompt text ("<|im_start|>") (default true) */
+    /* How a label's tokens follow the prompt. false (default): the label is
+     * tokenized alone and its tokens appended to the prompt's, exactly as
+     * `slm tune` builds a prompt + completion example, so a model tuned on the
+     * same template scores its labels the way it learned them (on banking77
+     * with stories260K tuned by slm tune: 82% against 16% the other way).
+     * true: the tokens the label has as a continuation of the prompt's text
+     * (SentencePiece "Intent: card" -> "▁card"), for models that were not
+     * tuned by slm and read the label as running text. */
+    bool continuation;
     size_t max_prompt_tokens; /* 0 = 1 << 20 */
 };
 

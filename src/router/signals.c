@@ -2,8 +2,10 @@
  * router/signals.c - token confidence, input signals and label sets
  * (slm/signals.h). The calibration math is in calib.c.
  *
- * Label tokens are the tokens a label has after the prompt's text, not the
- * label tokenized alone: with SentencePiece "Intent: card" has a "▁card"
+ * By default a label is tokenized alone and appended to the prompt's tokens,
+ * as `slm tune` builds its examples (see slm_label_set_params.continuation).
+ * With `continuation`, label tokens are the tokens a label has after the
+ * prompt's text, not the label tokenized alone: with SentencePiece "Intent: card" has a "▁card"
  * where "card" alone would start differently, and BPE may merge across the
  * boundary. Only the end of the prompt can interact with the label, so the
  * boundary is worked out on the prompt's last bytes (TAIL_BYTES, starting at a
@@ -155,6 +157,7 @@ struct slm_label_set {
     char tail[TAIL_BYTES];
     size_t tail_len;
     bool tail_valid;
+    bool alone_ready; /* lt holds the labels tokenized alone (continuation off) */
     size_t drop; /* prompt tokens the labels' tokens start before (see bind_tail) */
     /* Scratch. */
     struct toks prompt, tmp, tail_tok;
@@ -422,10 +425,15 @@ static int score_after(struct slm_label_set *ls, struct slm_scorer *sc, struct s
                        double *dst, struct slm_err *err) {
     int rc = tokenize(ls->model, text, ls->p.add_bos, ls->p.parse_special, &ls->prompt,
                       ls->p.max_prompt_tokens, err);
-    if (rc == SLM_OK) {
+    if (rc == SLM_OK && !ls->p.continuation) {
+        if (!ls->alone_ready) {
+            rc = labels_alone(ls, err);
+            ls->alone_ready = rc == SLM_OK;
+        }
+    } else if (rc == SLM_OK) {
         rc = bind_tail(ls, text, err);
     }
-    if (rc == SLM_OK && !drop_matches(ls)) {
+    if (rc == SLM_OK && ls->p.continuation && !drop_matches(ls)) {
         ls->tail_valid = false;
         rc = labels_alone(ls, err);
     }

@@ -264,6 +264,7 @@ static struct slm_label_set *set(enum slm_label_correction c, bool eos) {
     struct slm_label_set_params p = slm_label_set_params_default();
     p.correction = c;
     p.add_eos = eos;
+    p.continuation = true; /* these tests compare with the text scored whole */
     struct slm_label_set *ls;
     struct slm_err err;
     cr_assert_eq(slm_label_set_init(g_model, k_labels, 4, &p, &ls, &err), SLM_OK, "%s", err.msg);
@@ -372,6 +373,38 @@ Test(labels, prior_subtraction_and_length_normalisation) {
     slm_label_set_free(none2);
     slm_label_set_free(pr);
     slm_label_set_free(len);
+    slm_scorer_free(sc);
+}
+
+Test(labels, by_default_labels_follow_the_prompt_as_slm_tune_writes_them) {
+    /* slm tune tokenizes the rendered prompt (with BOS) and the completion
+     * alone (no BOS), then appends EOS: the default label set scores exactly
+     * that sequence, whatever the text would tokenize to as a whole. */
+    struct slm_scorer *sc = scorer();
+    struct slm_label_set_params p = slm_label_set_params_default();
+    p.correction = SLM_LABEL_CORR_NONE;
+    struct slm_label_set *ls;
+    struct slm_err err;
+    cr_assert_eq(slm_label_set_init(g_model, k_labels, 4, &p, &ls, &err), SLM_OK, "%s", err.msg);
+    const char *prompt = "Customer: my dog ran away\nIntent:";
+    struct slm_label_result r;
+    cr_assert_eq(slm_label_set_score(ls, sc, slm_str_c(prompt), SLM_STR_NULL, &r, &err), SLM_OK,
+                 "%s", err.msg);
+    int32_t pt[256];
+    int64_t np = slm_tokenize(g_model, slm_str_c(prompt), true, true, pt, 256);
+    cr_assert_gt(np, 0);
+    for (size_t k = 0; k < 4; k++) {
+        int32_t lt[64];
+        int64_t nl = slm_tokenize(g_model, slm_str_c(k_labels[k]), false, false, lt, 63);
+        cr_assert_gt(nl, 0);
+        lt[nl++] = slm_model_eos(g_model);
+        const int32_t *c = lt;
+        size_t n = (size_t)nl;
+        float lp;
+        cr_assert_eq(slm_scorer_score(sc, pt, (size_t)np, &c, &n, 1, &lp, &err), SLM_OK);
+        cr_assert(fabs(r.logp[k] - lp) < 1e-4, "label %zu: %f vs %f", k, r.logp[k], (double)lp);
+    }
+    slm_label_set_free(ls);
     slm_scorer_free(sc);
 }
 
