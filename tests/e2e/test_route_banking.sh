@@ -35,13 +35,13 @@ open(f"{out}/labels.txt", "w").write("\n".join(labels) + "\n")
 with open(f"{out}/gold.jsonl", "w") as g:
     for r in dev:
         g.write(json.dumps({"input": r["text"], "answer": r["category"]}) + "\n")
-# every 4th dev row: 60 for calibration, the next 150 for the run (disjoint)
+# every 4th dev row: 40 for calibration, the next 150 for the run (disjoint)
 sample = dev[::4]
 with open(f"{out}/calib.jsonl", "w") as c:
-    for r in sample[:60]:
+    for r in sample[:40]:
         c.write(json.dumps({"input": r["text"], "answer": r["category"]}) + "\n")
 with open(f"{out}/in.jsonl", "w") as i:
-    for n, r in enumerate(sample[60:210]):
+    for n, r in enumerate(sample[40:190]):
         i.write(json.dumps({"id": f"b{n}", "model": "banking",
                             "messages": [{"role": "user", "content": r["text"]}]}) + "\n")
 EOF
