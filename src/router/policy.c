@@ -316,6 +316,11 @@ static void fill_info(struct slm_router_info *info, const struct slm_router_rout
     }
     snprintf(info->route, sizeof(info->route), "%s", o->where);
     snprintf(info->reason, sizeof(info->reason), "%s", slm_buf_cstr(&o->reason));
+    for (char *c = info->reason; *c; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+            *c = ' '; /* it becomes an HTTP header value */
+        }
+    }
     snprintf(info->target, sizeof(info->target), "%s", target);
     snprintf(info->name, sizeof(info->name), "%s", route->name);
 }
