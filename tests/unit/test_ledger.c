@@ -127,6 +127,14 @@ Test(ledger, default_path_is_under_slm_home) {
     cr_assert(slm_file_exists(want));
 }
 
+Test(ledger, creates_a_missing_folder) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%.200s/a/b/meter.db", g_dir);
+    struct slm_ledger *l = open_ok(path);
+    slm_ledger_close(l);
+    cr_assert(slm_file_exists(path));
+}
+
 Test(ledger, must_exist_does_not_create) {
     struct slm_ledger_params p = slm_ledger_params_default();
     p.path = g_db;
