@@ -96,8 +96,8 @@ static int check_member(const struct slm_upstream_member *m, size_t i, struct sl
                            m->base_url ? m->base_url : "");
     }
     if (!(m->price_in_per_m >= 0) || !(m->price_out_per_m >= 0) || !(m->timeout_s >= 0) ||
-        m->max_concurrency < 0 || !isfinite(m->price_in_per_m) ||
-        !isfinite(m->price_out_per_m) || !isfinite(m->timeout_s)) {
+        m->max_concurrency < 0 || !isfinite(m->price_in_per_m) || !isfinite(m->price_out_per_m) ||
+        !isfinite(m->timeout_s)) {
         return slm_err_set(err, SLM_E_INVALID,
                            "%.120s: prices, timeout and max_concurrency must be non-negative",
                            m->base_url);
@@ -395,8 +395,8 @@ static void settle(struct slm_upstream_pool *pool, struct member *m, bool ok, bo
         if (transport) {
             m->healthy = false;
         }
-        if (probe || (m->breaker == BREAKER_CLOSED &&
-                      m->consecutive_failures >= pool->breaker_failures)) {
+        if (probe ||
+            (m->breaker == BREAKER_CLOSED && m->consecutive_failures >= pool->breaker_failures)) {
             m->breaker = BREAKER_OPEN;
             m->opened_at = now;
             SLM_LOG(SLM_LOG_WARN, "upstream=%s member=%s breaker open after %d failures",
@@ -454,18 +454,21 @@ static double remaining(const struct call *c) {
 
 static int fail_deadline(struct call *c, struct slm_err *err) {
     if (c->res->attempts == 0) {
-        return slm_err_set(err, SLM_E_TIMEOUT, "pool '%s': deadline of %.1f s passed before any "
-                           "attempt", c->pool->name, c->deadline - c->t0);
+        return slm_err_set(err, SLM_E_TIMEOUT,
+                           "pool '%s': deadline of %.1f s passed before any "
+                           "attempt",
+                           c->pool->name, c->deadline - c->t0);
     }
     return slm_err_set(err, SLM_E_TIMEOUT,
                        "pool '%s': deadline of %.1f s passed after %d attempt%s (last: %.100s: "
-                       "%s)", c->pool->name, c->deadline - c->t0, c->res->attempts,
+                       "%s)",
+                       c->pool->name, c->deadline - c->t0, c->res->attempts,
                        c->res->attempts == 1 ? "" : "s", c->res->member, c->reason);
 }
 
 static int fail_aborted(struct call *c, struct slm_err *err) {
-    return slm_err_set(err, SLM_E_ABORTED, "pool '%s': cancelled after %d attempt%s",
-                       c->pool->name, c->res->attempts, c->res->attempts == 1 ? "" : "s");
+    return slm_err_set(err, SLM_E_ABORTED, "pool '%s': cancelled after %d attempt%s", c->pool->name,
+                       c->res->attempts, c->res->attempts == 1 ? "" : "s");
 }
 
 /* Sleeps until `until` (monotonic) in short slices so cancellation is seen quickly. */
@@ -512,8 +515,8 @@ static int fail_broken(struct call *c, struct slm_err *err) {
     snprintf(c->res->member, sizeof(c->res->member), "%s", m->m.base_url);
     return slm_err_set(err, SLM_E_UPSTREAM,
                        "pool '%s': every member's circuit breaker is open (%.100s: %d consecutive "
-                       "failures, half-open in %.1f s)", pool->name, m->m.base_url, fails,
-                       SLM_MAX(left, 0.0));
+                       "failures, half-open in %.1f s)",
+                       pool->name, m->m.base_url, fails, SLM_MAX(left, 0.0));
 }
 
 /* Takes a slot on some member, waiting while every available member is at its concurrency cap. */
@@ -723,8 +726,13 @@ int slm_upstream_chat(struct slm_upstream_pool *pool, const json_t *request, dou
     if (!tried) {
         return slm_err_set(err, SLM_E_NOMEM, "out of memory");
     }
-    struct call c = {.pool = pool, .request = request, .t0 = slm_time_mono(), .cancel = cancel,
-                     .tried = tried, .res = out, .same = true};
+    struct call c = {.pool = pool,
+                     .request = request,
+                     .t0 = slm_time_mono(),
+                     .cancel = cancel,
+                     .tried = tried,
+                     .res = out,
+                     .same = true};
     c.deadline = deadline_s > 0 ? c.t0 + deadline_s : 0;
     int rc = SLM_E_UPSTREAM;
     for (int n = 0; n < pool->max_attempts; n++) {
@@ -745,9 +753,11 @@ int slm_upstream_chat(struct slm_upstream_pool *pool, const json_t *request, dou
             break;
         }
         enum verdict v = attempt(&c, idx, err);
-        rc = v == V_OK ? SLM_OK : v == V_FATAL ? (err ? err->code : SLM_E_UPSTREAM)
+        rc = v == V_OK        ? SLM_OK
+             : v == V_FATAL   ? (err ? err->code : SLM_E_UPSTREAM)
              : v == V_TIMEOUT ? fail_deadline(&c, err)
-             : v == V_ABORTED ? fail_aborted(&c, err) : SLM_E_UPSTREAM;
+             : v == V_ABORTED ? fail_aborted(&c, err)
+                              : SLM_E_UPSTREAM;
         if (v != V_RETRY) {
             break;
         }

@@ -53,23 +53,17 @@ static size_t on_header(char *p, size_t size, size_t n, void *user) {
 
 static enum slm__up_outcome classify(CURLcode rc, bool too_large) {
     switch (rc) {
-    case CURLE_OK:
-        return SLM__UP_HTTP;
-    case CURLE_OPERATION_TIMEDOUT:
-        return SLM__UP_TIMEOUT;
+    case CURLE_OK: return SLM__UP_HTTP;
+    case CURLE_OPERATION_TIMEDOUT: return SLM__UP_TIMEOUT;
     case CURLE_COULDNT_CONNECT:
     case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-        return SLM__UP_REFUSED;
+    case CURLE_COULDNT_RESOLVE_PROXY: return SLM__UP_REFUSED;
     case CURLE_GOT_NOTHING:
     case CURLE_RECV_ERROR:
     case CURLE_SEND_ERROR:
-    case CURLE_PARTIAL_FILE:
-        return SLM__UP_RESET;
-    case CURLE_WRITE_ERROR:
-        return too_large ? SLM__UP_TOO_LARGE : SLM__UP_ERROR;
-    default:
-        return SLM__UP_ERROR;
+    case CURLE_PARTIAL_FILE: return SLM__UP_RESET;
+    case CURLE_WRITE_ERROR: return too_large ? SLM__UP_TOO_LARGE : SLM__UP_ERROR;
+    default: return SLM__UP_ERROR;
     }
 }
 

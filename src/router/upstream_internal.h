@@ -20,10 +20,10 @@ enum slm__up_outcome {
 
 struct slm__up_exchange {
     enum slm__up_outcome outcome;
-    int status;               /* HTTP status when outcome is SLM__UP_HTTP, else 0 */
-    struct slm_buf body;      /* the response body (capped); caller frees */
-    double retry_after_s;     /* parsed Retry-After, -1 when absent or not understood */
-    char detail[128];         /* libcurl's message for SLM__UP_ERROR */
+    int status;           /* HTTP status when outcome is SLM__UP_HTTP, else 0 */
+    struct slm_buf body;  /* the response body (capped); caller frees */
+    double retry_after_s; /* parsed Retry-After, -1 when absent or not understood */
+    char detail[128];     /* libcurl's message for SLM__UP_ERROR */
 };
 
 /* One request: `method` "GET" or "POST" (then `body` of `body_len` bytes, JSON), bearer `api_key`

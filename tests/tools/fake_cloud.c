@@ -44,7 +44,14 @@
 
 #include "slm/json.h"
 
-enum fault_kind { FAULT_OK, FAULT_STATUS, FAULT_TIMEOUT, FAULT_RESET, FAULT_MALFORMED, FAULT_NOUSAGE };
+enum fault_kind {
+    FAULT_OK,
+    FAULT_STATUS,
+    FAULT_TIMEOUT,
+    FAULT_RESET,
+    FAULT_MALFORMED,
+    FAULT_NOUSAGE
+};
 
 struct fault {
     enum fault_kind kind;
@@ -152,8 +159,8 @@ static void log_line(uint64_t n, int status, const char *fault, const char *mode
         return;
     }
     json_t *o = json_pack("{s:f, s:I, s:i, s:s, s:s, s:I, s:I, s:f, s:s, s:s}", "time",
-                          (double)slm_time_unix_ms() / 1000.0, "n", (json_int_t)n, "status",
-                          status, "fault", fault, "model", model ? model : "", "prompt_tokens",
+                          (double)slm_time_unix_ms() / 1000.0, "n", (json_int_t)n, "status", status,
+                          "fault", fault, "model", model ? model : "", "prompt_tokens",
                           (json_int_t)pt, "completion_tokens", (json_int_t)ct, "charge", charge,
                           "input", input ? input : "", "answer", answer ? answer : "");
     char *line = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
@@ -239,7 +246,7 @@ static bool authorized(struct MHD_Connection *c) {
 struct parsed {
     json_t *req;
     const char *model;
-    char *input;  /* last user message */
+    char *input; /* last user message */
     int64_t prompt_tokens;
 };
 
@@ -276,8 +283,8 @@ static enum MHD_Result answer_ok(struct MHD_Connection *c, uint64_t n, const str
                                  enum fault_kind kind) {
     const char *answer = lookup_answer(p->input);
     int64_t ct = count_tokens(slm_str_c(answer));
-    double charge = (double)p->prompt_tokens * g_opt.price_in / 1e6 +
-                    (double)ct * g_opt.price_out / 1e6;
+    double charge =
+        (double)p->prompt_tokens * g_opt.price_in / 1e6 + (double)ct * g_opt.price_out / 1e6;
     const char *model = p->model ? p->model : g_opt.model;
     if (kind == FAULT_MALFORMED) {
         log_line(n, 200, "malformed", model, p->prompt_tokens, ct, charge, p->input, answer);
@@ -285,10 +292,10 @@ static enum MHD_Result answer_ok(struct MHD_Connection *c, uint64_t n, const str
     }
     char id[48];
     snprintf(id, sizeof(id), "chatcmpl-fake-%llu", (unsigned long long)n);
-    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s}, s:s}]}", "id", id,
-                          "object", "chat.completion", "created", (json_int_t)time(NULL), "model",
-                          model, "choices", "index", 0, "message", "role", "assistant",
-                          "content", answer, "finish_reason", "stop");
+    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s}, s:s}]}", "id", id, "object",
+                          "chat.completion", "created", (json_int_t)time(NULL), "model", model,
+                          "choices", "index", 0, "message", "role", "assistant", "content", answer,
+                          "finish_reason", "stop");
     if (o && kind != FAULT_NOUSAGE) {
         json_object_set_new(o, "usage",
                             json_pack("{s:I, s:I, s:I}", "prompt_tokens",
@@ -351,8 +358,8 @@ static enum MHD_Result serve_models(struct MHD_Connection *c) {
     if (!authorized(c)) {
         return send_error(c, 401, "Incorrect API key provided", NULL);
     }
-    json_t *o = json_pack("{s:s, s:[{s:s, s:s, s:s}]}", "object", "list", "data", "id",
-                          g_opt.model, "object", "model", "owned_by", "fake_cloud");
+    json_t *o = json_pack("{s:s, s:[{s:s, s:s, s:s}]}", "object", "list", "data", "id", g_opt.model,
+                          "object", "model", "owned_by", "fake_cloud");
     char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
     enum MHD_Result ret = send_body(c, 200, body ? body : "{}", NULL);
     free(body);

@@ -158,7 +158,8 @@ static struct log_summary read_log(const struct cloud *c) {
     return s;
 }
 
-/* The pool logs every failed attempt at WARN; the tests provoke hundreds. SLM_LOG=debug shows them. */
+/* The pool logs every failed attempt at WARN; the tests provoke hundreds. SLM_LOG=debug shows them.
+ */
 static void quiet(void) {
     enum slm_log_level level = SLM_LOG_ERROR;
     const char *e = getenv("SLM_LOG");
@@ -173,16 +174,23 @@ TestSuite(upstream, .init = quiet, .fini = stop_all);
 /* ---------------------------------------------------------------- pools */
 
 static struct slm_upstream_member member(const char *url) {
-    return (struct slm_upstream_member){.base_url = url, .model = "cloud-model",
-                                        .price_in_per_m = 3.0, .price_out_per_m = 15.0,
+    return (struct slm_upstream_member){.base_url = url,
+                                        .model = "cloud-model",
+                                        .price_in_per_m = 3.0,
+                                        .price_out_per_m = 15.0,
                                         .timeout_s = 5.0};
 }
 
 static struct slm_upstream_params fast_params(const struct slm_upstream_member *m, size_t n) {
-    return (struct slm_upstream_params){.name = "cloud", .members = m, .n_members = n,
-                                        .max_attempts = 3, .backoff_base_s = 0.01,
-                                        .backoff_max_s = 2.0, .breaker_failures = 5,
-                                        .breaker_cooldown_s = 30, .health_interval_s = -1,
+    return (struct slm_upstream_params){.name = "cloud",
+                                        .members = m,
+                                        .n_members = n,
+                                        .max_attempts = 3,
+                                        .backoff_base_s = 0.01,
+                                        .backoff_max_s = 2.0,
+                                        .breaker_failures = 5,
+                                        .breaker_cooldown_s = 30,
+                                        .health_interval_s = -1,
                                         .seed = 42};
 }
 
@@ -194,8 +202,8 @@ static struct slm_upstream_pool *open_pool(const struct slm_upstream_params *p) 
 }
 
 static json_t *chat_request(const char *text) {
-    return json_pack("{s:s, s:b, s:[{s:s, s:s}, {s:s, s:s}]}", "model", "route-name", "stream",
-                     1, "messages", "role", "system", "content", "Classify the message.", "role",
+    return json_pack("{s:s, s:b, s:[{s:s, s:s}, {s:s, s:s}]}", "model", "route-name", "stream", 1,
+                     "messages", "role", "system", "content", "Classify the message.", "role",
                      "user", "content", text);
 }
 
@@ -217,9 +225,10 @@ static const char *answer_of(const struct slm_upstream_result *r) {
 static void write_gold(const char *path) {
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f);
-    fputs("{\"input\": \"my card was declined at the shop\", \"answer\": \"declined_card_payment\"}\n"
-          "{\"input\": \"how do I top up\", \"answer\": \"top_up_by_card\"}\n",
-          f);
+    fputs(
+        "{\"input\": \"my card was declined at the shop\", \"answer\": \"declined_card_payment\"}\n"
+        "{\"input\": \"how do I top up\", \"answer\": \"top_up_by_card\"}\n",
+        f);
     fclose(f);
 }
 
@@ -247,13 +256,14 @@ Test(upstream, reply_parsing_is_defensive) {
     cr_expect_eq(r.tokens_in, 12);
     cr_expect_eq(r.tokens_out, 3);
     json_decref(r.body);
-    const char *odd = "{\"choices\":[{}],\"usage\":{\"prompt_tokens\":-4,\"completion_tokens\":\"9\"}}";
+    const char *odd =
+        "{\"choices\":[{}],\"usage\":{\"prompt_tokens\":-4,\"completion_tokens\":\"9\"}}";
     cr_assert_eq(slm_upstream_parse_reply(odd, strlen(odd), &r, &err), SLM_OK);
     cr_expect_eq(r.tokens_in, 0);
     cr_expect_eq(r.tokens_out, 0);
     json_decref(r.body);
-    static const char *const bad[] = {"", "{", "[]", "{\"choices\":[]}", "{\"choices\":{}}",
-                                      "{\"x\":1}", "null"};
+    static const char *const bad[] = {
+        "", "{", "[]", "{\"choices\":[]}", "{\"choices\":{}}", "{\"x\":1}", "null"};
     for (size_t i = 0; i < SLM_ARRAY_LEN(bad); i++) {
         cr_expect_eq(slm_upstream_parse_reply(bad[i], strlen(bad[i]), &r, &err), SLM_E_CORRUPT,
                      "%s", bad[i]);
@@ -292,9 +302,8 @@ Test(upstream, answers_and_cost_match_the_cloud_log) {
     char gold[128];
     snprintf(gold, sizeof(gold), "%s/gold.jsonl", work_dir());
     write_gold(gold);
-    struct cloud *c = cloud_start((const char *[]){"--gold", gold, "--price-in", "3",
-                                                   "--price-out", "15", "--tokens", "bytes4",
-                                                   NULL});
+    struct cloud *c = cloud_start((const char *[]){"--gold", gold, "--price-in", "3", "--price-out",
+                                                   "15", "--tokens", "bytes4", NULL});
     struct slm_upstream_member m = member(c->url);
     struct slm_upstream_params p = fast_params(&m, 1);
     struct slm_upstream_pool *pool = open_pool(&p);
@@ -324,8 +333,8 @@ Test(upstream, answers_and_cost_match_the_cloud_log) {
     cr_expect_eq(s.lines, 3);
     cr_expect_eq(s.prompt_tokens, tin);
     cr_expect_eq(s.completion_tokens, tout);
-    cr_expect_float_eq(s.charge, cost, 1e-12, "cloud charged %.12g, client priced %.12g",
-                       s.charge, cost);
+    cr_expect_float_eq(s.charge, cost, 1e-12, "cloud charged %.12g, client priced %.12g", s.charge,
+                       cost);
     cr_expect_str_eq(s.last_model, "cloud-model"); /* the member's model, not the route's */
     slm_upstream_pool_free(pool);
 }
@@ -370,8 +379,8 @@ Test(upstream, retry_after_seconds_is_honoured) {
 }
 
 Test(upstream, retry_after_http_date_is_honoured) {
-    struct cloud *c = cloud_start((const char *[]){"--faults", "429", "--retry-after", "date:2",
-                                                   NULL});
+    struct cloud *c =
+        cloud_start((const char *[]){"--faults", "429", "--retry-after", "date:2", NULL});
     struct slm_upstream_member m = member(c->url);
     struct slm_upstream_params p = fast_params(&m, 1);
     struct slm_upstream_pool *pool = open_pool(&p);
@@ -407,8 +416,8 @@ Test(upstream, server_errors_then_success) {
 }
 
 Test(upstream, every_attempt_failing_is_a_clear_error) {
-    struct cloud *c = cloud_start((const char *[]){"--faults", "429x10", "--retry-after", "0",
-                                                   NULL});
+    struct cloud *c =
+        cloud_start((const char *[]){"--faults", "429x10", "--retry-after", "0", NULL});
     struct slm_upstream_member m = member(c->url);
     struct slm_upstream_params p = fast_params(&m, 1);
     struct slm_upstream_pool *pool = open_pool(&p);
@@ -425,8 +434,8 @@ Test(upstream, every_attempt_failing_is_a_clear_error) {
 }
 
 Test(upstream, timeout_then_success_and_timeouts_only) {
-    struct cloud *c = cloud_start((const char *[]){"--faults", "timeout,ok,timeout,timeout",
-                                                   "--hang-s", "5", NULL});
+    struct cloud *c = cloud_start(
+        (const char *[]){"--faults", "timeout,ok,timeout,timeout", "--hang-s", "5", NULL});
     struct slm_upstream_member m = member(c->url);
     m.timeout_s = 0.3;
     struct slm_upstream_params p = fast_params(&m, 1);
@@ -469,8 +478,8 @@ Test(upstream, connection_refused) {
     struct slm_upstream_result r;
     struct slm_err err;
     cr_assert_eq(call(pool, "hi", 0, NULL, &r, &err), SLM_E_UPSTREAM);
-    cr_expect(strstr(err.msg, "connection refused after 3 attempts") && strstr(err.msg, url),
-              "%s", err.msg);
+    cr_expect(strstr(err.msg, "connection refused after 3 attempts") && strstr(err.msg, url), "%s",
+              err.msg);
     cr_expect_str_eq(r.member, url);
     slm_upstream_result_free(&r);
     struct slm_upstream_member_stats st;
@@ -491,8 +500,7 @@ Test(upstream, wrong_key_is_not_retried) {
     cr_assert_eq(call(pool, "hi", 0, NULL, &r, &err), SLM_E_UPSTREAM);
     cr_expect_eq(r.attempts, 1);
     cr_expect_eq(r.http_status, 401);
-    cr_expect(strstr(err.msg, "HTTP 401") && strstr(err.msg, "Incorrect API key"), "%s",
-              err.msg);
+    cr_expect(strstr(err.msg, "HTTP 401") && strstr(err.msg, "Incorrect API key"), "%s", err.msg);
     cr_expect_null(strstr(err.msg, "sk-wrong"), "the key leaked into: %s", err.msg);
     slm_upstream_result_free(&r);
     cr_expect_eq(read_log(c).lines, 1);
@@ -704,8 +712,8 @@ Test(upstream, deadline_bounds_the_whole_call) {
 }
 
 Test(upstream, retry_after_beyond_the_deadline_gives_up_early) {
-    struct cloud *c = cloud_start((const char *[]){"--faults", "429", "--retry-after", "1.5",
-                                                   NULL});
+    struct cloud *c =
+        cloud_start((const char *[]){"--faults", "429", "--retry-after", "1.5", NULL});
     struct slm_upstream_member m = member(c->url);
     struct slm_upstream_params p = fast_params(&m, 1);
     struct slm_upstream_pool *pool = open_pool(&p);
