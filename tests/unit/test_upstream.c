@@ -127,10 +127,12 @@ struct log_summary {
     double charge;
     int64_t prompt_tokens, completion_tokens;
     char last_model[64];
+    size_t client_ports; /* distinct client source ports: connections the cloud saw */
 };
 
 static struct log_summary read_log(const struct cloud *c) {
     struct log_summary s = {0};
+    json_int_t ports[64];
     struct slm_buf b = {0};
     if (slm_file_read(c->log, 0, &b, NULL) != SLM_OK) {
         return s;
@@ -151,6 +153,14 @@ static struct log_summary read_log(const struct cloud *c) {
         s.completion_tokens += json_integer_value(json_object_get(o, "completion_tokens"));
         snprintf(s.last_model, sizeof(s.last_model), "%s",
                  json_string_value(json_object_get(o, "model")));
+        json_int_t port = json_integer_value(json_object_get(o, "client_port"));
+        bool seen = false;
+        for (size_t i = 0; i < s.client_ports && i < 64; i++) {
+            seen = seen || ports[i] == port;
+        }
+        if (!seen && s.client_ports < 64) {
+            ports[s.client_ports++] = port;
+        }
         json_decref(o);
         pos = end + 1;
     }
@@ -336,6 +346,8 @@ Test(upstream, answers_and_cost_match_the_cloud_log) {
     cr_expect_float_eq(s.charge, cost, 1e-12, "cloud charged %.12g, client priced %.12g", s.charge,
                        cost);
     cr_expect_str_eq(s.last_model, "cloud-model"); /* the member's model, not the route's */
+    cr_expect_eq(s.client_ports, 1, "%zu connections for 3 sequential calls: no keep-alive",
+                 s.client_ports);
     slm_upstream_pool_free(pool);
 }
 
