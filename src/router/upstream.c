@@ -321,8 +321,7 @@ static bool available(struct slm_upstream_pool *pool, struct member *m, double n
         return false;
     }
     if (m->breaker == BREAKER_HALF_OPEN && m->probe_in_flight) {
-        *busy = true;
-        return false;
+        return false; /* one trial at a time; the others fail fast like an open breaker */
     }
     if (m->in_flight >= m->m.max_concurrency) {
         *busy = true;

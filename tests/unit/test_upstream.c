@@ -551,6 +551,26 @@ Test(upstream, pool_with_a_member_down_still_answers) {
     slm_upstream_pool_free(pool);
 }
 
+Test(upstream, rate_limited_member_is_left_for_another) {
+    struct cloud *a = cloud_start((const char *[]){"--faults", "429", "--retry-after", "5", NULL});
+    struct cloud *b = cloud_start(NULL);
+    struct slm_upstream_member ms[2] = {member(a->url), member(b->url)};
+    struct slm_upstream_params p = fast_params(ms, 2);
+    p.backoff_max_s = 10;
+    struct slm_upstream_pool *pool = open_pool(&p);
+    for (int i = 0; i < 3; i++) {
+        struct slm_upstream_result r;
+        struct slm_err err;
+        cr_assert_eq(call(pool, "hi", 0, NULL, &r, &err), SLM_OK, "%s", err.msg);
+        cr_expect_str_eq(r.member, b->url);
+        cr_expect_lt(r.latency_s, 2.0, "waited %.3f s for a member that asked for 5", r.latency_s);
+        slm_upstream_result_free(&r);
+    }
+    cr_expect_eq(read_log(a).lines, 1, "the rate-limited member was asked again too soon");
+    cr_expect_eq(read_log(b).ok, 3);
+    slm_upstream_pool_free(pool);
+}
+
 Test(upstream, breaker_opens_then_half_opens_after_cooldown) {
     struct cloud *c = cloud_start((const char *[]){"--faults", "500x3", NULL});
     struct slm_upstream_member m = member(c->url);
@@ -720,6 +740,10 @@ Test(upstream, deadline_bounds_the_whole_call) {
     cr_expect_lt(r.latency_s, 2.0);
     cr_expect(strstr(err.msg, "deadline of 0.3 s"), "%s", err.msg);
     slm_upstream_result_free(&r);
+    struct slm_upstream_member_stats st;
+    slm_upstream_pool_stats(pool, &st, 1);
+    cr_expect(st.healthy, "our own deadline is not the member's failure");
+    cr_expect_eq(st.failures, 0);
     slm_upstream_pool_free(pool);
 }
 
