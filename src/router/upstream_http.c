@@ -199,7 +199,8 @@ void slm__up_http(struct slm__up_conn *conn, const char *url, const char *api_ke
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
         x->status = (int)code;
     } else if (x->outcome == SLM__UP_ERROR) {
-        snprintf(x->detail, sizeof(x->detail), "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+        snprintf(x->detail, sizeof(x->detail), "%.120s",
+                 errbuf[0] ? errbuf : curl_easy_strerror(rc));
     }
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
