@@ -88,8 +88,12 @@ void slm_signal_input(const char *text, size_t len, struct slm_input_signals *ou
  *  - LENGTH: divide each label's log-likelihood by its token count (mean
  *    per-token log-prob).
  *
- * The default (SLM_LABEL_CORR_DEFAULT) and the measurements behind it are in
- * docs/internals/labels.md.
+ * The default is PRIOR: it removes exactly the input-independent part of a
+ * label's score (length and any other preference the model has before reading
+ * the input) and leaves a probability with a real range to threshold on;
+ * LENGTH flattens every distribution towards 1/n, which starves the router's
+ * threshold of signal. Measurements (banking77 dev, stories260K) and the
+ * reasoning are in docs/internals/labels.md.
  */
 enum slm_label_correction {
     SLM_LABEL_CORR_NONE = 0,
