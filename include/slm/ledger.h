@@ -73,7 +73,7 @@ struct slm_ledger_params {
 struct slm_ledger_params slm_ledger_params_default(void);
 
 /* Opens/creates the SQLite db (WAL, schema versioned, migrations), `path` NULL =
- * $SLM_HOME/ledger.db (the folder is created). Errors: SLM_E_IO (cannot open or
+ * $SLM_HOME/ledger.db (a missing folder is created). Errors: SLM_E_IO (cannot open or
  * write), SLM_E_CORRUPT (not a SQLite file, or a SQLite file that is not a
  * ledger), SLM_E_UNSUPPORTED (schema newer than SLM_LEDGER_SCHEMA_VERSION).
  * If it fails nothing is owed; on success one slm_ledger_close() is owed. */
@@ -86,6 +86,7 @@ void slm_ledger_close(struct slm_ledger *l); /* NULL is a no-op */
 const char *slm_ledger_path(const struct slm_ledger *l);
 
 /* Appends one row, committed (durable against kill -9) before it returns. Thread-safe.
+ * Strings longer than 1024 bytes are stored cut at a UTF-8 boundary.
  * SLM_E_INVALID when route or where is missing or where is not one of the four values,
  * when numbers are negative or not finite, or when shadow is not -1/0/1; SLM_E_IO when
  * the write fails (e.g. disk full, or another process holds the lock past the timeout). */

@@ -159,10 +159,13 @@ const struct slm_router_config *slm_router_get_config(const struct slm_router *r
 
 /* Where a request was answered, for the x-slm-route / x-slm-reason headers. */
 struct slm_router_info {
-    char route[24];   /* "local" | "escalated" | "local_fallback" */
-    char reason[256]; /* failed checks, e.g. "label_prob<0.62"; "" when none */
-    char target[256]; /* the local target name, or "pool/model" that answered */
-    char name[128];   /* the route's name */
+    char route[24];     /* "local" | "escalated" | "local_fallback" */
+    char reason[256];   /* failed checks, e.g. "label_prob<0.62"; "" when none */
+    char target[256];   /* the local target name, or "pool/model" that answered */
+    char name[128];     /* the route's name */
+    double total_ms;    /* the whole call */
+    double local_ms;    /* in the local target (resolve, render, tokenize, generate or score) */
+    double upstream_ms; /* in upstream calls (retries and failed pools included) */
 };
 
 /*

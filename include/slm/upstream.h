@@ -32,9 +32,10 @@
 
 /* One member of a pool: an OpenAI-compatible server. Strings are copied at open. */
 struct slm_upstream_member {
-    const char *base_url;   /* "http://127.0.0.1:8080/v1" (POST {base_url}/chat/completions) */
-    const char *api_key;    /* the key itself (config resolves it from the named env var); NULL = none */
-    const char *model;      /* model name sent upstream; NULL = keep the request's "model" */
+    const char *base_url; /* "http://127.0.0.1:8080/v1" (POST {base_url}/chat/completions) */
+    const char
+        *api_key;      /* the key itself (config resolves it from the named env var); NULL = none */
+    const char *model; /* model name sent upstream; NULL = keep the request's "model" */
     double price_in_per_m;  /* cost of 1M prompt tokens (currency units, e.g. USD) */
     double price_out_per_m; /* cost of 1M completion tokens */
     double timeout_s;       /* one attempt's deadline; 0 = 60 */
@@ -51,8 +52,9 @@ struct slm_upstream_params {
     double backoff_max_s;      /* cap of one backoff (and of an honoured Retry-After); 0 = 8 */
     int breaker_failures;      /* consecutive failures that open a member's breaker; 0 = 5 */
     double breaker_cooldown_s; /* open -> half-open after this; 0 = 30 */
-    double health_interval_s;  /* GET {base_url}/models probe of unhealthy members; 0 = 10, <0 = off */
-    uint64_t seed;             /* jitter RNG seed (tests); 0 = from time */
+    double
+        health_interval_s; /* GET {base_url}/models probe of unhealthy members; 0 = 10, <0 = off */
+    uint64_t seed;         /* jitter RNG seed (tests); 0 = from time */
 };
 
 struct slm_upstream_pool;

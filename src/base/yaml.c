@@ -470,6 +470,37 @@ static int on_scalar(struct builder *b, const yaml_event_t *ev) {
     return attach(b, v, ev->start_mark);
 }
 
+/* Values copied from an anchor are located at the alias that copied them. */
+static int locate_copy(struct slm_yaml_doc *d, const json_t *v, struct slm_yaml_pos pos) {
+    int rc = SLM_OK;
+    if (json_is_object(v)) {
+        rc = pos_put(d, v, NULL, SIZE_MAX, pos);
+        const char *k;
+        json_t *c;
+        json_object_foreach((json_t *)v, k, c) {
+            if (rc == SLM_OK) {
+                rc = pos_put(d, v, k, SIZE_MAX, pos);
+            }
+            if (rc == SLM_OK) {
+                rc = locate_copy(d, c, pos);
+            }
+        }
+    } else if (json_is_array(v)) {
+        rc = pos_put(d, v, NULL, SIZE_MAX, pos);
+        size_t i;
+        json_t *c;
+        json_array_foreach(v, i, c) {
+            if (rc == SLM_OK) {
+                rc = pos_put(d, v, NULL, i, pos);
+            }
+            if (rc == SLM_OK) {
+                rc = locate_copy(d, c, pos);
+            }
+        }
+    }
+    return rc;
+}
+
 static int on_alias(struct builder *b, const yaml_event_t *ev) {
     if (expecting_key(b)) {
         return fail(b, SLM_E_INVALID, ev->start_mark, "an alias cannot be a key");
@@ -488,7 +519,8 @@ static int on_alias(struct builder *b, const yaml_event_t *ev) {
             return rc;
         }
         json_t *copy = json_deep_copy(a->value);
-        if (!copy) {
+        if (!copy || locate_copy(b->doc, copy, mark_pos(ev->start_mark)) != SLM_OK) {
+            json_decref(copy);
             return fail(b, SLM_E_NOMEM, ev->start_mark, "out of memory");
         }
         return attach(b, copy, ev->start_mark);

@@ -149,7 +149,7 @@ static void print_breakeven(const struct slm_cost_report *r) {
                "estimate it\n");
         return;
     }
-    printf("break-even: avoided %.4f/day - energy %.4f/day (%.0f W x %.2f h/day busy x %.4f/kWh)\n"
+    printf("break-even: avoided %.4f/day - energy %.4f/day (%.0f W x %.3g h/day busy x %.4f/kWh)\n"
            "            = %.4f/month (x %.2f days)\n",
            b->avoided_per_day, b->energy_per_day, p->power_watts, r->busy_hours / r->period_days,
            p->kwh_price, b->monthly_savings, SLM_COST_DAYS_PER_MONTH);
@@ -183,7 +183,7 @@ static void print_table(const struct slm_cost_report *r, const char *path) {
     char first[16], last[16];
     slm_cost_format_day(r->first_ms, first, sizeof(first));
     slm_cost_format_day(r->last_ms, last, sizeof(last));
-    printf("\nperiod: %s .. %s (%.2f days), local machine busy %.2f h\n", first, last,
+    printf("\nperiod: %s .. %s (%.2f days), local machine busy %.3g h\n", first, last,
            r->period_days, r->busy_hours);
     print_breakeven(r);
 }

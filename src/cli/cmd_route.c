@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "cli/progress.h"
 #include "slm/json.h"
 #include "slm/router.h"
 #include "slm/yaml.h"
@@ -45,6 +44,48 @@ static void usage(void) {
            "  --cloud-accuracy P  accuracy assumed for escalated rows (default 0.92)\n"
            "  --out FILE          default: router.yaml's include, else thresholds.yaml beside it\n"
            "See docs/router.md.\n");
+}
+
+/* ---------------------------------------------------------------- progress */
+
+/* A one-line bar counted in requests (cli/progress.h counts bytes), redrawn at
+ * most ten times a second, only on a terminal. */
+struct line_progress {
+    bool enabled, drawn;
+    double t_start, t_last;
+};
+
+static void lp_init(struct line_progress *p) {
+    memset(p, 0, sizeof(*p));
+    p->enabled = slm_cli_stderr_tty();
+    p->t_start = slm_time_mono();
+}
+
+static void lp_update(struct line_progress *p, const char *label, size_t done, size_t total,
+                      bool force) {
+    double now = slm_time_mono();
+    if (!p->enabled || (!force && now - p->t_last < 0.1)) {
+        return;
+    }
+    p->t_last = now;
+    double rate = now > p->t_start ? (double)done / (now - p->t_start) : 0;
+    int pct = total ? (int)(100.0 * (double)done / (double)total) : 0;
+    char bar[21];
+    for (int i = 0; i < 20; i++) {
+        bar[i] = i < pct / 5 ? '=' : ' ';
+    }
+    bar[20] = '\0';
+    double eta = rate > 0 && total > done ? (double)(total - done) / rate : 0;
+    fprintf(stderr, "\r%s %3d%% [%s] %zu/%zu  %.1f/s  ETA %.0fs\033[K", label, pct, bar, done,
+            total, rate, eta);
+    p->drawn = true;
+}
+
+static void lp_finish(struct line_progress *p) {
+    if (p->drawn) {
+        fputc('\n', stderr);
+        p->drawn = false;
+    }
 }
 
 /* ---------------------------------------------------------------- resume */
@@ -169,8 +210,8 @@ static int batch_run(struct batch *b, const char *in_path, const char *out_path,
         return SLM_EXIT_ERROR;
     }
     size_t total = count_lines(in_path), lineno = 0;
-    struct slm_cli_progress prog;
-    slm_cli_progress_init(&prog, slm_cli_stderr_tty());
+    struct line_progress prog;
+    lp_init(&prog);
     bool skipping = resume != NULL;
     char *line = NULL;
     size_t cap = 0;
@@ -178,7 +219,7 @@ static int batch_run(struct batch *b, const char *in_path, const char *out_path,
     int code = SLM_EXIT_OK;
     while (code == SLM_EXIT_OK && !slm_cli_interrupted && (n = getline(&line, &cap, in)) >= 0) {
         lineno++;
-        slm_cli_progress_update(&prog, "route", lineno, total);
+        lp_update(&prog, "route", lineno, total, false);
         struct slm_str s = slm_str_trim(slm_str_n(line, (size_t)n));
         if (s.len == 0) {
             continue;
@@ -194,7 +235,7 @@ static int batch_run(struct batch *b, const char *in_path, const char *out_path,
         }
         if (rc != SLM_OK) {
             json_decref(req);
-            slm_cli_progress_finish(&prog);
+            lp_finish(&prog);
             slm_cli_error(CMD, "%s%s", err.msg, fail_bad ? "" : " (skipped)");
             b->bad++;
             code = fail_bad ? SLM_EXIT_ERROR : SLM_EXIT_OK;
@@ -213,7 +254,8 @@ static int batch_run(struct batch *b, const char *in_path, const char *out_path,
         free(id);
         json_decref(req);
     }
-    slm_cli_progress_finish(&prog);
+    lp_update(&prog, "route", lineno, total, true);
+    lp_finish(&prog);
     if (skipping && code == SLM_EXIT_OK) {
         slm_cli_error(CMD, "%s ends with id '%s', which is not in %s: not resuming", out_path,
                       resume, in_path);
@@ -367,13 +409,13 @@ static int calib_collect(struct slm_router *r, const struct calib_args *a,
     char *line = NULL;
     size_t cap = 0, lineno = 0, total = count_lines(a->data);
     ssize_t n;
-    struct slm_cli_progress prog;
-    slm_cli_progress_init(&prog, slm_cli_stderr_tty());
+    struct line_progress prog;
+    lp_init(&prog);
     int code = SLM_EXIT_OK;
     while (code == SLM_EXIT_OK && !slm_cli_interrupted && (n = getline(&line, &cap, f)) >= 0 &&
            (a->limit <= 0 || (long long)d->n < a->limit)) {
         lineno++;
-        slm_cli_progress_update(&prog, "calibrate", lineno, total);
+        lp_update(&prog, "calibrate", lineno, total, false);
         struct slm_str s = slm_str_trim(slm_str_n(line, (size_t)n));
         json_t *row = NULL;
         struct slm_err err = {0};
@@ -400,7 +442,7 @@ static int calib_collect(struct slm_router *r, const struct calib_args *a,
             d->cost[d->n] = slm_upstream_price(base, res.n_prompt, res.n_gen);
             d->n++;
         } else if (rc != SLM_E_ABORTED) {
-            slm_cli_progress_finish(&prog);
+            lp_finish(&prog);
             slm_cli_error(CMD, "%s:%zu: %s", a->data, lineno,
                           err.msg[0] ? err.msg : "needs \"answer\" and \"input\" or \"messages\"");
         }
@@ -410,7 +452,7 @@ static int calib_collect(struct slm_router *r, const struct calib_args *a,
         json_decref(req);
         json_decref(row);
     }
-    slm_cli_progress_finish(&prog);
+    lp_finish(&prog);
     free(line);
     fclose(f);
     return slm_cli_interrupted ? SLM_EXIT_INTERRUPTED : code;

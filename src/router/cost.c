@@ -119,7 +119,7 @@ int slm_cost_parse_day(const char *s, int64_t *ms) {
 }
 
 size_t slm_cost_format_day(int64_t ms, char *out, size_t cap) {
-    int64_t days = ms >= 0 ? ms / 86400000 : -((-ms + 86399999) / 86400000);
+    int64_t days = ms / 86400000 - (ms % 86400000 < 0); /* floor, without negating ms */
     int64_t y, m, d;
     civil_from_days(days, &y, &m, &d);
     int n = snprintf(out, cap, "%04lld-%02lld-%02lld", (long long)y, (long long)m, (long long)d);
@@ -155,7 +155,19 @@ static int cmp_double(const void *a, const void *b) {
 
 static void bind_range(sqlite3_stmt *st, const struct slm_cost_query *q) {
     sqlite3_bind_int64(st, 1, q->since_ms > 0 ? q->since_ms : INT64_MIN);
-    sqlite3_bind_int64(st, 2, q->until_ms > 0 ? q->until_ms : INT64_MAX);
+    /* until is exclusive; the SQL compares inclusively so "no end" reaches INT64_MAX. */
+    sqlite3_bind_int64(st, 2, q->until_ms > 0 ? q->until_ms - 1 : INT64_MAX);
+}
+
+/* Token sums saturate: a hand-edited ledger may hold any integers. */
+static int64_t sat_add(int64_t a, int64_t b) {
+    if (b > 0 && a > INT64_MAX - b) {
+        return INT64_MAX;
+    }
+    if (b < 0 && a < INT64_MIN - b) {
+        return INT64_MIN;
+    }
+    return a + b;
 }
 
 /* Adds one row (columns from the scan below) to `s`. */
@@ -171,8 +183,8 @@ static void stats_add(struct slm_cost_stats *s, sqlite3_stmt *st) {
     } else {
         s->errors++;
     }
-    s->tokens_in += sqlite3_column_int64(st, 2);
-    s->tokens_out += sqlite3_column_int64(st, 3);
+    s->tokens_in = sat_add(s->tokens_in, sqlite3_column_int64(st, 2));
+    s->tokens_out = sat_add(s->tokens_out, sqlite3_column_int64(st, 3));
     s->cost += sqlite3_column_double(st, 5);
     s->cloud_cost += sqlite3_column_double(st, 6);
     int shadow = sqlite3_column_int(st, 7);
@@ -218,7 +230,7 @@ static int scan_groups(struct slm_ledger *l, sqlite3 *db, const struct slm_cost_
     char sql[512];
     snprintf(sql, sizeof(sql),
              "SELECT %s AS k, where_ran, tokens_in, tokens_out, latency_ms, cost, cloud_cost,"
-             " shadow, shadow_cost, time_ms FROM requests WHERE time_ms >= ?1 AND time_ms < ?2"
+             " shadow, shadow_cost, time_ms FROM requests WHERE time_ms >= ?1 AND time_ms <= ?2"
              " ORDER BY k, latency_ms",
              key_expr(q->by));
     sqlite3_stmt *st = NULL;
@@ -279,8 +291,8 @@ static int busy_time(struct slm_ledger *l, sqlite3 *db, const struct slm_cost_qu
                      double *hours, struct slm_err *err) {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db,
-                                "SELECT time_ms - latency_ms AS s, time_ms FROM requests"
-                                " WHERE time_ms >= ?1 AND time_ms < ?2 ORDER BY s",
+                                "SELECT time_ms - max(latency_ms, 0) AS s, time_ms FROM requests"
+                                " WHERE time_ms >= ?1 AND time_ms <= ?2 ORDER BY s",
                                 -1, &st, NULL);
     if (rc != SQLITE_OK) {
         return slm__ledger_db_err(l, rc, "reading the ledger", err);
@@ -339,13 +351,16 @@ int slm_cost_report(struct slm_ledger *l, const struct slm_cost_query *q,
         slm_cost_report_free(out);
         return status;
     }
-    qsort(all.v, all.n, sizeof(double), cmp_double);
+    if (all.n > 0) {
+        qsort(all.v, all.n, sizeof(double), cmp_double);
+    }
     stats_finish(&out->total, all.v, all.n);
     free(all.v);
     if (out->total.requests > 0) {
         /* Less than a day of data counts as one day, so a short burst is not
          * extrapolated into a daily rate. */
-        out->period_days = SLM_MAX(1.0, (double)(out->last_ms - out->first_ms) / MS_PER_DAY);
+        out->period_days =
+            SLM_MAX(1.0, ((double)out->last_ms - (double)out->first_ms) / MS_PER_DAY);
     }
     slm_cost_breakeven_compute(&out->params, out->total.avoided, out->period_days, out->busy_hours,
                                &out->breakeven);
@@ -363,23 +378,30 @@ void slm_cost_report_free(struct slm_cost_report *r) {
 
 /* ---------------------------------------------------------------- JSON */
 
+/* A JSON number, or null for what JSON cannot hold (inf from a hand-edited ledger). */
+static json_t *num(double v) {
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
 static json_t *stats_json(const struct slm_cost_stats *s) {
-    return json_pack("{ss sI sI sI sI sI sf sI sI sf sf sf sf sf sI sI sf sf}", "key", s->key,
+    return json_pack("{ss sI sI sI sI sI so sI sI so so so so so sI sI so so}", "key", s->key,
                      "requests", (json_int_t)s->requests, "local", (json_int_t)s->local,
                      "escalated", (json_int_t)s->escalated, "local_fallback",
                      (json_int_t)s->fallback, "errors", (json_int_t)s->errors, "share_local",
-                     s->share_local, "tokens_in", (json_int_t)s->tokens_in, "tokens_out",
-                     (json_int_t)s->tokens_out, "cost", s->cost, "shadow_cost", s->shadow_cost,
-                     "spend", s->spend, "cloud_cost", s->cloud_cost, "avoided", s->avoided,
-                     "shadowed", (json_int_t)s->shadowed, "shadow_agreed",
-                     (json_int_t)s->shadow_agreed, "p50_ms", s->p50_ms, "p95_ms", s->p95_ms);
+                     num(s->share_local), "tokens_in", (json_int_t)s->tokens_in, "tokens_out",
+                     (json_int_t)s->tokens_out, "cost", num(s->cost), "shadow_cost",
+                     num(s->shadow_cost), "spend", num(s->spend), "cloud_cost", num(s->cloud_cost),
+                     "avoided", num(s->avoided), "shadowed", (json_int_t)s->shadowed,
+                     "shadow_agreed", (json_int_t)s->shadow_agreed, "p50_ms", num(s->p50_ms),
+                     "p95_ms", num(s->p95_ms));
 }
 
 static json_t *breakeven_json(const struct slm_cost_breakeven *b) {
-    json_t *months = b->computed && !b->never ? json_real(b->months) : json_null();
-    return json_pack("{sb sf sf sf sb so}", "computed", b->computed, "avoided_per_day",
-                     b->avoided_per_day, "energy_per_day", b->energy_per_day, "monthly_savings",
-                     b->monthly_savings, "never", b->never, "months", months);
+    json_t *months = b->computed && !b->never ? num(b->months) : json_null();
+    return json_pack("{sb so so so sb so}", "computed", b->computed, "avoided_per_day",
+                     num(b->avoided_per_day), "energy_per_day", num(b->energy_per_day),
+                     "monthly_savings", num(b->monthly_savings), "never", b->never, "months",
+                     months);
 }
 
 json_t *slm_cost_report_json(const struct slm_cost_report *r) {
@@ -396,13 +418,13 @@ json_t *slm_cost_report_json(const struct slm_cost_report *r) {
         slm_cost_format_day(r->last_ms, last, sizeof(last));
     }
     json_t *params =
-        json_pack("{sf sf sf}", "hardware_price", r->params.hardware_price, "power_watts",
-                  r->params.power_watts, "kwh_price", r->params.kwh_price);
-    return json_pack("{ss sI sI ss ss sf sf so so so so}", "by", group_name(r->by), "first_ms",
+        json_pack("{so so so}", "hardware_price", num(r->params.hardware_price), "power_watts",
+                  num(r->params.power_watts), "kwh_price", num(r->params.kwh_price));
+    return json_pack("{ss sI sI ss ss so so so so so so}", "by", group_name(r->by), "first_ms",
                      (json_int_t)r->first_ms, "last_ms", (json_int_t)r->last_ms, "first_day", first,
-                     "last_day", last, "period_days", r->period_days, "busy_hours", r->busy_hours,
-                     "groups", groups, "total", stats_json(&r->total), "params", params,
-                     "breakeven", breakeven_json(&r->breakeven));
+                     "last_day", last, "period_days", num(r->period_days), "busy_hours",
+                     num(r->busy_hours), "groups", groups, "total", stats_json(&r->total), "params",
+                     params, "breakeven", breakeven_json(&r->breakeven));
 }
 
 /* ---------------------------------------------------------------- series */
@@ -412,7 +434,7 @@ static int time_range(struct slm_ledger *l, sqlite3 *db, const struct slm_cost_q
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db,
                                 "SELECT min(time_ms), max(time_ms), count(*) FROM requests"
-                                " WHERE time_ms >= ?1 AND time_ms < ?2",
+                                " WHERE time_ms >= ?1 AND time_ms <= ?2",
                                 -1, &st, NULL);
     if (rc == SQLITE_OK) {
         bind_range(st, q);
@@ -436,21 +458,22 @@ static int scan_series(struct slm_ledger *l, sqlite3 *db, const struct slm_cost_
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db,
                                 "SELECT time_ms, cost + shadow_cost, cloud_cost FROM requests"
-                                " WHERE time_ms >= ?1 AND time_ms < ?2 ORDER BY time_ms, id",
+                                " WHERE time_ms >= ?1 AND time_ms <= ?2 ORDER BY time_ms, id",
                                 -1, &st, NULL);
     if (rc != SQLITE_OK) {
         return slm__ledger_db_err(l, rc, "reading the ledger", err);
     }
     bind_range(st, q);
-    double spend = 0, cloud = 0, span = (double)(hi - lo);
+    double spend = 0, cloud = 0, span = (double)hi - (double)lo;
     size_t last_bucket = SIZE_MAX;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t t = sqlite3_column_int64(st, 0);
         spend += sqlite3_column_double(st, 1);
         cloud += sqlite3_column_double(st, 2);
         /* Equal slices of [lo, hi]; the last one also holds hi itself. */
-        size_t b = span > 0 ? (size_t)((double)(t - lo) / span * (double)max_points) : 0;
-        b = b < max_points ? b : max_points - 1;
+        double x = span > 0 ? ((double)t - (double)lo) / span * (double)max_points : 0;
+        /* Clamped before the conversion: hand-edited ledgers may hold any times. */
+        size_t b = x >= 1 ? (x < (double)max_points ? (size_t)x : max_points - 1) : 0;
         if (b != last_bucket) {
             (*n)++;
             last_bucket = b;

@@ -50,12 +50,12 @@ static double nice_max(double v) {
 }
 
 struct frame {
-    int64_t t0, t1;
+    double t0, t1; /* ms; doubles so any int64 times subtract safely */
     double ymax;
 };
 
 static double px(const struct frame *f, int64_t t) {
-    return LEFT + (double)(t - f->t0) / (double)(f->t1 - f->t0) * PLOT_W;
+    return LEFT + ((double)t - f->t0) / (f->t1 - f->t0) * PLOT_W;
 }
 
 static double py(const struct frame *f, double v) {
@@ -82,15 +82,15 @@ static int axes(struct slm_buf *o, const struct frame *f) {
                             "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.4g</text>\n",
                             LEFT, y, LEFT + PLOT_W, y, LEFT - 6, y + 4, v);
     }
-    bool with_time = f->t1 - f->t0 < 4 * 86400000LL;
+    bool with_time = f->t1 - f->t0 < 4 * 86400000.0;
     for (int i = 0; rc == SLM_OK && i <= 4; i++) {
-        int64_t t = f->t0 + (f->t1 - f->t0) * i / 4;
+        int64_t t = (int64_t)(f->t0 + (f->t1 - f->t0) * i / 4);
         char label[32];
         time_label(t, with_time, label, sizeof(label));
         /* The end labels stay inside the picture. */
         const char *anchor = i == 0 ? "start" : i == 4 ? "end" : "middle";
-        rc = slm_buf_printf(o, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"%s\">%s</text>\n",
-                            px(f, t), SVG_H - BOTTOM + 20, anchor, label);
+        rc = slm_buf_printf(o, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"%s\">%s</text>\n", px(f, t),
+                            SVG_H - BOTTOM + 20, anchor, label);
     }
     return rc;
 }
@@ -126,8 +126,8 @@ int slm_cost_svg(const struct slm_cost_point *pts, size_t n, const char *title, 
                  struct slm_err *err) {
     struct frame f = {0, 1, 1};
     if (n > 0) {
-        f.t0 = pts[0].time_ms;
-        f.t1 = pts[n - 1].time_ms > f.t0 ? pts[n - 1].time_ms : f.t0 + 1;
+        f.t0 = (double)pts[0].time_ms;
+        f.t1 = (double)pts[n - 1].time_ms > f.t0 ? (double)pts[n - 1].time_ms : f.t0 + 1;
         f.ymax = nice_max(SLM_MAX(pts[n - 1].cloud, pts[n - 1].spend));
     }
     int rc = slm_buf_printf(out,

@@ -28,6 +28,7 @@ struct outcome {
     bool up_ok;
     size_t up_pool;
     double cost_failed;
+    double local_ms, upstream_ms;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -243,7 +244,9 @@ static int decide(struct slm_router *r, const struct slm_router_route *route,
     int failed = slm__checks_input(c, &in, o->checks, &o->reason);
     /* an unusual input goes straight up: the local model is not even asked */
     if (failed == 0 || route->n_escalate == 0) {
+        double t0 = slm_time_mono();
         int rc = slm__local_run(r, route->local, rv, request, cancel, &o->local, err);
+        o->local_ms += (slm_time_mono() - t0) * 1000.0;
         o->local_ran = true;
         if (rc != SLM_OK) {
             return rc;
@@ -258,7 +261,9 @@ static int decide(struct slm_router *r, const struct slm_router_route *route,
         o->where = "local";
         return SLM_OK;
     }
+    double t_up = slm_time_mono();
     int rc = escalate(r, route, request, cancel, o, err);
+    o->upstream_ms = (slm_time_mono() - t_up) * 1000.0;
     if (rc != SLM_OK) {
         return rc;
     }
@@ -267,7 +272,9 @@ static int decide(struct slm_router *r, const struct slm_router_route *route,
         return SLM_OK;
     }
     if (!o->local_ran) {
+        double t0 = slm_time_mono();
         rc = slm__local_run(r, route->local, rv, request, cancel, &o->local, err);
+        o->local_ms += (slm_time_mono() - t0) * 1000.0;
         o->local_ran = true;
         if (rc != SLM_OK) {
             return rc;
@@ -310,12 +317,20 @@ static void fill_row(struct slm_router *r, const struct slm_router_route *route,
 }
 
 static void fill_info(struct slm_router_info *info, const struct slm_router_route *route,
-                      const struct outcome *o, const char *target) {
+                      const struct outcome *o, const char *target, double t0) {
     if (!info) {
         return;
     }
+    info->total_ms = (slm_time_mono() - t0) * 1000.0;
+    info->local_ms = o->local_ms;
+    info->upstream_ms = o->upstream_ms;
     snprintf(info->route, sizeof(info->route), "%s", o->where);
     snprintf(info->reason, sizeof(info->reason), "%s", slm_buf_cstr(&o->reason));
+    for (char *c = info->reason; *c; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+            *c = ' '; /* it becomes an HTTP header value */
+        }
+    }
     snprintf(info->target, sizeof(info->target), "%s", target);
     snprintf(info->name, sizeof(info->name), "%s", route->name);
 }
@@ -382,7 +397,7 @@ int slm_router_chat(struct slm_router *r, const json_t *request, const volatile 
             write_row(r, &row);
         }
     }
-    fill_info(info, route, &o, target);
+    fill_info(info, route, &o, target, t0);
     slm_router_local_result_free(&o.local);
     slm_upstream_result_free(&o.up);
     json_decref(o.checks);

@@ -33,6 +33,8 @@ struct member {
     bool probe_in_flight; /* the one half-open trial request */
     bool healthy;
     double retry_at; /* slm_time_mono() before which the member asked us to wait (Retry-After) */
+    struct slm__up_conn **idle; /* max_concurrency slots of kept-alive connections */
+    int n_idle;
 };
 
 struct slm_upstream_pool {
@@ -96,8 +98,8 @@ static int check_member(const struct slm_upstream_member *m, size_t i, struct sl
                            m->base_url ? m->base_url : "");
     }
     if (!(m->price_in_per_m >= 0) || !(m->price_out_per_m >= 0) || !(m->timeout_s >= 0) ||
-        m->max_concurrency < 0 || !isfinite(m->price_in_per_m) ||
-        !isfinite(m->price_out_per_m) || !isfinite(m->timeout_s)) {
+        m->max_concurrency < 0 || !isfinite(m->price_in_per_m) || !isfinite(m->price_out_per_m) ||
+        !isfinite(m->timeout_s)) {
         return slm_err_set(err, SLM_E_INVALID,
                            "%.120s: prices, timeout and max_concurrency must be non-negative",
                            m->base_url);
@@ -115,12 +117,17 @@ static int copy_member(struct member *dst, const struct slm_upstream_member *src
     dst->url_chat = join_url(src->base_url, "/chat/completions");
     dst->url_models = join_url(src->base_url, "/models");
     dst->healthy = true;
-    bool ok = dst->m.base_url && dst->url_chat && dst->url_models &&
+    dst->idle = calloc((size_t)dst->m.max_concurrency, sizeof(*dst->idle));
+    bool ok = dst->idle && dst->m.base_url && dst->url_chat && dst->url_models &&
               (!src->api_key || dst->m.api_key) && (!src->model || dst->m.model);
     return ok ? SLM_OK : SLM_E_NOMEM;
 }
 
 static void free_member(struct member *m) {
+    for (int i = 0; i < m->n_idle; i++) {
+        slm__up_conn_free(m->idle[i]);
+    }
+    free(m->idle);
     free((char *)m->m.base_url);
     if (m->m.api_key) {
         memset((char *)m->m.api_key, 0, strlen(m->m.api_key));
@@ -260,7 +267,7 @@ static void health_round(struct slm_upstream_pool *pool) {
         }
         struct slm__up_exchange x;
         /* A probe never waits long: a slow /models says as much as a dead one. */
-        slm__up_http(m->url_models, m->m.api_key, NULL, 0, SLM_MIN(m->m.timeout_s, 5.0),
+        slm__up_http(NULL, m->url_models, m->m.api_key, NULL, 0, SLM_MIN(m->m.timeout_s, 5.0),
                      &pool->stop, &x);
         bool ok = x.outcome == SLM__UP_HTTP && x.status >= 200 && x.status < 300;
         slm_buf_free(&x.body);
@@ -314,8 +321,7 @@ static bool available(struct slm_upstream_pool *pool, struct member *m, double n
         return false;
     }
     if (m->breaker == BREAKER_HALF_OPEN && m->probe_in_flight) {
-        *busy = true;
-        return false;
+        return false; /* one trial at a time; the others fail fast like an open breaker */
     }
     if (m->in_flight >= m->m.max_concurrency) {
         *busy = true;
@@ -372,10 +378,18 @@ static enum pick pick_member(struct slm_upstream_pool *pool, const bool *tried, 
     return PICK_OK;
 }
 
-/* Under the lock: records an attempt's end on the member's breaker, health and counters.
- * `counts` is false for failures that say nothing about the member (a 400 for a bad request). */
-static void settle(struct slm_upstream_pool *pool, struct member *m, bool ok, bool counts,
-                   bool transport, double retry_after_s) {
+/* What an attempt's end says about the member. */
+enum blame {
+    BLAME_NONE,    /* it answered */
+    BLAME_MEMBER,  /* it failed: counts toward its breaker */
+    BLAME_DOWN,    /* it failed at the transport level or with a 5xx: also marks it unhealthy */
+    BLAME_REQUEST, /* it refused this request (a 4xx): a failure in the stats only */
+    BLAME_NOBODY,  /* we gave up (cancel, our own deadline): not a failure at all */
+};
+
+/* Under the lock: records an attempt's end on the member's breaker, health and counters. */
+static void settle(struct slm_upstream_pool *pool, struct member *m, enum blame blame,
+                   double retry_after_s) {
     double now = slm_time_mono();
     m->in_flight--;
     bool probe = m->breaker == BREAKER_HALF_OPEN && m->probe_in_flight;
@@ -383,28 +397,27 @@ static void settle(struct slm_upstream_pool *pool, struct member *m, bool ok, bo
     if (retry_after_s >= 0) {
         m->retry_at = now + SLM_MIN(retry_after_s, pool->backoff_max_s);
     }
-    if (ok) {
+    if (blame == BLAME_NONE) {
         m->consecutive_failures = 0;
         m->breaker = BREAKER_CLOSED;
         m->healthy = true;
-    } else {
+    } else if (blame == BLAME_MEMBER || blame == BLAME_DOWN) {
         m->failures++;
-    }
-    if (!ok && counts) {
         m->consecutive_failures++;
-        if (transport) {
+        if (blame == BLAME_DOWN) {
             m->healthy = false;
         }
-        if (probe || (m->breaker == BREAKER_CLOSED &&
-                      m->consecutive_failures >= pool->breaker_failures)) {
+        if (probe ||
+            (m->breaker == BREAKER_CLOSED && m->consecutive_failures >= pool->breaker_failures)) {
             m->breaker = BREAKER_OPEN;
             m->opened_at = now;
             SLM_LOG(SLM_LOG_WARN, "upstream=%s member=%s breaker open after %d failures",
                     pool->name, m->m.base_url, m->consecutive_failures);
         }
-    } else if (!ok && probe) {
-        m->breaker = BREAKER_HALF_OPEN; /* an uninformative answer: let another probe through */
+    } else if (blame == BLAME_REQUEST) {
+        m->failures++;
     }
+    /* After an uninformative end the breaker stays half-open: the next request is the probe. */
     pthread_cond_broadcast(&pool->changed);
 }
 
@@ -454,18 +467,21 @@ static double remaining(const struct call *c) {
 
 static int fail_deadline(struct call *c, struct slm_err *err) {
     if (c->res->attempts == 0) {
-        return slm_err_set(err, SLM_E_TIMEOUT, "pool '%s': deadline of %.1f s passed before any "
-                           "attempt", c->pool->name, c->deadline - c->t0);
+        return slm_err_set(err, SLM_E_TIMEOUT,
+                           "pool '%s': deadline of %.1f s passed before any "
+                           "attempt",
+                           c->pool->name, c->deadline - c->t0);
     }
     return slm_err_set(err, SLM_E_TIMEOUT,
                        "pool '%s': deadline of %.1f s passed after %d attempt%s (last: %.100s: "
-                       "%s)", c->pool->name, c->deadline - c->t0, c->res->attempts,
+                       "%s)",
+                       c->pool->name, c->deadline - c->t0, c->res->attempts,
                        c->res->attempts == 1 ? "" : "s", c->res->member, c->reason);
 }
 
 static int fail_aborted(struct call *c, struct slm_err *err) {
-    return slm_err_set(err, SLM_E_ABORTED, "pool '%s': cancelled after %d attempt%s",
-                       c->pool->name, c->res->attempts, c->res->attempts == 1 ? "" : "s");
+    return slm_err_set(err, SLM_E_ABORTED, "pool '%s': cancelled after %d attempt%s", c->pool->name,
+                       c->res->attempts, c->res->attempts == 1 ? "" : "s");
 }
 
 /* Sleeps until `until` (monotonic) in short slices so cancellation is seen quickly. */
@@ -505,15 +521,20 @@ static int fail_broken(struct call *c, struct slm_err *err) {
     }
     struct slm_upstream_pool *pool = c->pool;
     pthread_mutex_lock(&pool->lock);
-    const struct member *m = &pool->members[0];
+    const struct member *m = &pool->members[0]; /* the one that half-opens first */
+    for (size_t i = 1; i < pool->n; i++) {
+        if (pool->members[i].opened_at < m->opened_at) {
+            m = &pool->members[i];
+        }
+    }
     double left = pool->breaker_cooldown_s - (slm_time_mono() - m->opened_at);
     int fails = m->consecutive_failures;
     pthread_mutex_unlock(&pool->lock);
     snprintf(c->res->member, sizeof(c->res->member), "%s", m->m.base_url);
     return slm_err_set(err, SLM_E_UPSTREAM,
                        "pool '%s': every member's circuit breaker is open (%.100s: %d consecutive "
-                       "failures, half-open in %.1f s)", pool->name, m->m.base_url, fails,
-                       SLM_MAX(left, 0.0));
+                       "failures, half-open in %.1f s)",
+                       pool->name, m->m.base_url, fails, SLM_MAX(left, 0.0));
 }
 
 /* Takes a slot on some member, waiting while every available member is at its concurrency cap. */
@@ -595,7 +616,7 @@ static enum verdict judge(struct call *c, struct member *m, struct slm__up_excha
     char reason[96] = "";
     char detail[112] = "";
     enum verdict v = V_RETRY;
-    bool counts = true, transport = false;
+    enum blame blame = BLAME_DOWN;
     switch (x->outcome) {
     case SLM__UP_HTTP:
         if (x->status >= 200 && x->status < 300) {
@@ -607,49 +628,45 @@ static enum verdict judge(struct call *c, struct member *m, struct slm__up_excha
                 res->tokens_out = reply.tokens_out;
                 res->cost = slm_upstream_price(&m->m, reply.tokens_in, reply.tokens_out);
                 v = V_OK;
+                blame = BLAME_NONE;
                 break;
             }
             snprintf(reason, sizeof(reason), "HTTP %d with a malformed reply", x->status);
             snprintf(detail, sizeof(detail), "%.100s", perr.msg);
+            blame = BLAME_MEMBER;
             break;
         }
         snprintf(reason, sizeof(reason), "HTTP %d", x->status);
         slm_upstream_error_message(x->body.ptr, x->body.len, detail, sizeof(detail));
+        blame = x->status >= 500 ? BLAME_DOWN : BLAME_MEMBER;
         if (x->status != 429 && x->status != 408 && x->status < 500) {
             v = V_FATAL;
-            counts = false;
+            blame = BLAME_REQUEST;
         }
-        transport = x->status >= 500;
         break;
     case SLM__UP_TIMEOUT:
         snprintf(reason, sizeof(reason), "timeout after %.1f s", attempt_timeout);
         /* Cut short by the call's deadline rather than the member's own timeout. */
-        v = attempt_timeout < m->m.timeout_s ? V_TIMEOUT : V_RETRY;
-        transport = true;
+        if (attempt_timeout < m->m.timeout_s) {
+            v = V_TIMEOUT;
+            blame = BLAME_NOBODY;
+        }
         break;
-    case SLM__UP_REFUSED:
-        snprintf(reason, sizeof(reason), "connection refused");
-        transport = true;
-        break;
-    case SLM__UP_RESET:
-        snprintf(reason, sizeof(reason), "connection reset");
-        transport = true;
-        break;
+    case SLM__UP_REFUSED: snprintf(reason, sizeof(reason), "connection refused"); break;
+    case SLM__UP_RESET: snprintf(reason, sizeof(reason), "connection reset"); break;
     case SLM__UP_TOO_LARGE:
         snprintf(reason, sizeof(reason), "reply larger than %zu bytes", SLM_UPSTREAM_MAX_REPLY);
+        blame = BLAME_MEMBER;
         break;
     case SLM__UP_ABORTED:
         snprintf(reason, sizeof(reason), "cancelled");
         v = V_ABORTED;
-        counts = false;
+        blame = BLAME_NOBODY;
         break;
-    case SLM__UP_ERROR:
-        snprintf(reason, sizeof(reason), "%.90s", x->detail);
-        transport = true;
-        break;
+    case SLM__UP_ERROR: snprintf(reason, sizeof(reason), "%.90s", x->detail); break;
     }
     pthread_mutex_lock(&c->pool->lock);
-    settle(c->pool, m, v == V_OK, counts, transport, x->retry_after_s);
+    settle(c->pool, m, blame, x->retry_after_s);
     pthread_mutex_unlock(&c->pool->lock);
     if (v == V_OK) {
         return v;
@@ -662,6 +679,27 @@ static enum verdict judge(struct call *c, struct member *m, struct slm__up_excha
                     m->m.base_url, reason, detail[0] ? ": " : "", detail);
     }
     return v;
+}
+
+/* A kept-alive connection to `m`, or a new one (NULL when that fails: a one-off exchange). */
+static struct slm__up_conn *take_conn(struct slm_upstream_pool *pool, struct member *m) {
+    pthread_mutex_lock(&pool->lock);
+    struct slm__up_conn *conn = m->n_idle > 0 ? m->idle[--m->n_idle] : NULL;
+    pthread_mutex_unlock(&pool->lock);
+    return conn ? conn : slm__up_conn_new();
+}
+
+static void give_conn(struct slm_upstream_pool *pool, struct member *m, struct slm__up_conn *conn) {
+    if (!conn) {
+        return;
+    }
+    pthread_mutex_lock(&pool->lock);
+    if (m->n_idle < m->m.max_concurrency) {
+        m->idle[m->n_idle++] = conn;
+        conn = NULL;
+    }
+    pthread_mutex_unlock(&pool->lock);
+    slm__up_conn_free(conn);
 }
 
 /* One attempt on a member already acquired. */
@@ -680,8 +718,10 @@ static enum verdict attempt(struct call *c, size_t idx, struct slm_err *err) {
         return V_FATAL;
     }
     double timeout = SLM_MIN(m->m.timeout_s, remaining(c));
+    struct slm__up_conn *conn = take_conn(c->pool, m);
     struct slm__up_exchange x;
-    slm__up_http(m->url_chat, m->m.api_key, body.ptr, body.len, timeout, c->cancel, &x);
+    slm__up_http(conn, m->url_chat, m->m.api_key, body.ptr, body.len, timeout, c->cancel, &x);
+    give_conn(c->pool, m, conn);
     slm_buf_free(&body);
     enum verdict v = judge(c, m, &x, timeout, err);
     slm_buf_free(&x.body);
@@ -723,8 +763,13 @@ int slm_upstream_chat(struct slm_upstream_pool *pool, const json_t *request, dou
     if (!tried) {
         return slm_err_set(err, SLM_E_NOMEM, "out of memory");
     }
-    struct call c = {.pool = pool, .request = request, .t0 = slm_time_mono(), .cancel = cancel,
-                     .tried = tried, .res = out, .same = true};
+    struct call c = {.pool = pool,
+                     .request = request,
+                     .t0 = slm_time_mono(),
+                     .cancel = cancel,
+                     .tried = tried,
+                     .res = out,
+                     .same = true};
     c.deadline = deadline_s > 0 ? c.t0 + deadline_s : 0;
     int rc = SLM_E_UPSTREAM;
     for (int n = 0; n < pool->max_attempts; n++) {
@@ -745,9 +790,11 @@ int slm_upstream_chat(struct slm_upstream_pool *pool, const json_t *request, dou
             break;
         }
         enum verdict v = attempt(&c, idx, err);
-        rc = v == V_OK ? SLM_OK : v == V_FATAL ? (err ? err->code : SLM_E_UPSTREAM)
+        rc = v == V_OK        ? SLM_OK
+             : v == V_FATAL   ? (err ? err->code : SLM_E_UPSTREAM)
              : v == V_TIMEOUT ? fail_deadline(&c, err)
-             : v == V_ABORTED ? fail_aborted(&c, err) : SLM_E_UPSTREAM;
+             : v == V_ABORTED ? fail_aborted(&c, err)
+                              : SLM_E_UPSTREAM;
         if (v != V_RETRY) {
             break;
         }

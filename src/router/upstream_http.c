@@ -11,6 +11,7 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -53,23 +54,17 @@ static size_t on_header(char *p, size_t size, size_t n, void *user) {
 
 static enum slm__up_outcome classify(CURLcode rc, bool too_large) {
     switch (rc) {
-    case CURLE_OK:
-        return SLM__UP_HTTP;
-    case CURLE_OPERATION_TIMEDOUT:
-        return SLM__UP_TIMEOUT;
+    case CURLE_OK: return SLM__UP_HTTP;
+    case CURLE_OPERATION_TIMEDOUT: return SLM__UP_TIMEOUT;
     case CURLE_COULDNT_CONNECT:
     case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-        return SLM__UP_REFUSED;
+    case CURLE_COULDNT_RESOLVE_PROXY: return SLM__UP_REFUSED;
     case CURLE_GOT_NOTHING:
     case CURLE_RECV_ERROR:
     case CURLE_SEND_ERROR:
-    case CURLE_PARTIAL_FILE:
-        return SLM__UP_RESET;
-    case CURLE_WRITE_ERROR:
-        return too_large ? SLM__UP_TOO_LARGE : SLM__UP_ERROR;
-    default:
-        return SLM__UP_ERROR;
+    case CURLE_PARTIAL_FILE: return SLM__UP_RESET;
+    case CURLE_WRITE_ERROR: return too_large ? SLM__UP_TOO_LARGE : SLM__UP_ERROR;
+    default: return SLM__UP_ERROR;
     }
 }
 
@@ -99,23 +94,49 @@ static struct curl_slist *make_headers(const char *api_key, bool has_body) {
     return h;
 }
 
+struct slm__up_conn {
+    CURLM *multi; /* owns the connection cache */
+    CURL *easy;
+};
+
+struct slm__up_conn *slm__up_conn_new(void) {
+    slm__up_curl_init();
+    struct slm__up_conn *c = calloc(1, sizeof(*c));
+    if (c && (c->multi = curl_multi_init()) != NULL && (c->easy = curl_easy_init()) != NULL) {
+        return c;
+    }
+    slm__up_conn_free(c);
+    return NULL;
+}
+
+void slm__up_conn_free(struct slm__up_conn *c) {
+    if (!c) {
+        return;
+    }
+    if (c->easy) {
+        curl_easy_cleanup(c->easy);
+    }
+    if (c->multi) {
+        curl_multi_cleanup(c->multi);
+    }
+    free(c);
+}
+
 /* Drives the transfer, polling `cancel`; returns the easy handle's result. */
-static CURLcode run(CURL *h, const volatile int *cancel, bool *aborted) {
-    CURLM *m = curl_multi_init();
-    if (!m) {
+static CURLcode run(struct slm__up_conn *c, const volatile int *cancel, bool *aborted) {
+    if (curl_multi_add_handle(c->multi, c->easy) != CURLM_OK) {
         return CURLE_OUT_OF_MEMORY;
     }
-    curl_multi_add_handle(m, h);
     CURLcode result = CURLE_OK;
     int running = 1;
     while (running) {
-        if (curl_multi_perform(m, &running) != CURLM_OK) {
+        if (curl_multi_perform(c->multi, &running) != CURLM_OK) {
             result = CURLE_RECV_ERROR;
             break;
         }
         if (!running) {
             int left;
-            CURLMsg *msg = curl_multi_info_read(m, &left);
+            CURLMsg *msg = curl_multi_info_read(c->multi, &left);
             result = msg && msg->msg == CURLMSG_DONE ? msg->data.result : CURLE_RECV_ERROR;
             break;
         }
@@ -124,25 +145,27 @@ static CURLcode run(CURL *h, const volatile int *cancel, bool *aborted) {
             result = CURLE_ABORTED_BY_CALLBACK;
             break;
         }
-        curl_multi_poll(m, NULL, 0, 20, NULL);
+        curl_multi_poll(c->multi, NULL, 0, 20, NULL);
     }
-    curl_multi_remove_handle(m, h);
-    curl_multi_cleanup(m);
+    curl_multi_remove_handle(c->multi, c->easy);
     return result;
 }
 
-void slm__up_http(const char *url, const char *api_key, const char *body, size_t body_len,
-                  double timeout_s, const volatile int *cancel, struct slm__up_exchange *x) {
+void slm__up_http(struct slm__up_conn *conn, const char *url, const char *api_key, const char *body,
+                  size_t body_len, double timeout_s, const volatile int *cancel,
+                  struct slm__up_exchange *x) {
     memset(x, 0, sizeof(*x));
     slm_buf_init(&x->body, SLM_UPSTREAM_MAX_REPLY);
     x->retry_after_s = -1.0;
-    slm__up_curl_init();
-    CURL *h = curl_easy_init();
-    if (!h) {
+    struct slm__up_conn *own = conn ? NULL : slm__up_conn_new();
+    struct slm__up_conn *c = conn ? conn : own;
+    if (!c) {
         x->outcome = SLM__UP_ERROR;
         snprintf(x->detail, sizeof(x->detail), "cannot create a libcurl handle");
         return;
     }
+    CURL *h = c->easy;
+    curl_easy_reset(h); /* keeps the connection cache, drops the previous request's options */
     struct sink s = {x, false};
     struct curl_slist *headers = make_headers(api_key, body != NULL);
     char errbuf[CURL_ERROR_SIZE] = "";
@@ -166,7 +189,7 @@ void slm__up_http(const char *url, const char *api_key, const char *body, size_t
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
     }
     bool aborted = false;
-    CURLcode rc = run(h, cancel, &aborted);
+    CURLcode rc = run(c, cancel, &aborted);
     x->outcome = aborted ? SLM__UP_ABORTED : classify(rc, s.too_large);
     if (rc == CURLE_FILESIZE_EXCEEDED) {
         x->outcome = SLM__UP_TOO_LARGE;
@@ -176,8 +199,11 @@ void slm__up_http(const char *url, const char *api_key, const char *body, size_t
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
         x->status = (int)code;
     } else if (x->outcome == SLM__UP_ERROR) {
-        snprintf(x->detail, sizeof(x->detail), "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+        snprintf(x->detail, sizeof(x->detail), "%.120s",
+                 errbuf[0] ? errbuf : curl_easy_strerror(rc));
     }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
     curl_slist_free_all(headers);
-    curl_easy_cleanup(h);
+    slm__up_conn_free(own);
 }

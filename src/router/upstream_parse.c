@@ -122,9 +122,9 @@ static bool digits(struct slm_str s, size_t off, size_t n, int64_t *out) {
 /* "Sun, 06 Nov 1994 08:49:37 GMT" -> unix seconds; false when it is not that shape. */
 static bool parse_imf_fixdate(struct slm_str s, double *out) {
     static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
-    if (s.len != 29 || s.ptr[3] != ',' || s.ptr[4] != ' ' || s.ptr[7] != ' ' ||
-        s.ptr[11] != ' ' || s.ptr[16] != ' ' || s.ptr[19] != ':' || s.ptr[22] != ':' ||
-        s.ptr[25] != ' ' || memcmp(s.ptr + 26, "GMT", 3) != 0) {
+    if (s.len != 29 || s.ptr[3] != ',' || s.ptr[4] != ' ' || s.ptr[7] != ' ' || s.ptr[11] != ' ' ||
+        s.ptr[16] != ' ' || s.ptr[19] != ':' || s.ptr[22] != ':' || s.ptr[25] != ' ' ||
+        memcmp(s.ptr + 26, "GMT", 3) != 0) {
         return false;
     }
     int64_t day, year, hh, mm, ss, mon = -1;

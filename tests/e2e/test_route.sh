@@ -62,6 +62,11 @@ local:
     model: ./stories.gguf
     template: story.liquid
     parameters: {temperature: 0, num_predict: 8, seed: 1}
+  slow:
+    model: ./stories.gguf
+    template: story.liquid
+    parameters: {temperature: 0, num_predict: 400}
+    timeout: 0.001
   label:
     model: ./stories.gguf
     template: label.liquid
@@ -94,6 +99,7 @@ EOF
     gen_route output_chars_min '{output_chars_min: 100000}' '[main]'
     gen_route output_tokens_max '{output_tokens_max: 1}' '[main]'
     printf '  - {name: local_error, local: gen, escalate: [main]}\n'
+    printf '  - {name: local_timeout, local: slow, escalate: [main]}\n'
     printf '  - {name: label_prob, local: label, checks: {label_prob: 0.999}, escalate: [main]}\n'
     printf '  - {name: in_labels, local: genlabels, checks: {in_labels: true}, escalate: [main]}\n'
     gen_route retries '{token_mean: 1.0}' '[flaky]'
@@ -117,6 +123,7 @@ req() { # id, route, content
         req "e-$k" "$k" "Once upon a time"
     done
     req e-input_nontext input_nontext $'Once\x01\x02 upon a time'
+    req e-local_timeout local_timeout "Once upon a time"
     req e-local_error local_error "$(printf 'Once upon a time there was a girl %.0s' $(seq 600))"
 } >"$work/in1.jsonl"
 "$SLM" route --router "$work/router.yaml" "$work/in1.jsonl" -o "$work/out1.jsonl" \
@@ -130,12 +137,14 @@ for id in l1 l2; do
 done
 for k in token_mean token_min token_quantile input_chars input_nontext input_line input_tokens \
     json json_schema regex liquid output_chars_min output_tokens_max label_prob in_labels \
-    local_error; do
+    local_error local_timeout; do
     line=$(jq -c "select(.id == \"e-$k\")" "$work/out1.jsonl")
     [ "$(jq -r .route <<<"$line")" = escalated ] || fail "e-$k should escalate: $line"
     case $k in
     output_chars_min) want=output_chars ;;
     output_tokens_max) want=output_tokens_max ;;
+    local_error) want=local_error:overflow ;;
+    local_timeout) want=local_error:timeout ;;
     *) want=$k ;;
     esac
     contains "$(jq -r .reason <<<"$line")" "$want" "reason of e-$k"

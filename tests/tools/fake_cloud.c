@@ -25,10 +25,11 @@
  * Bearer K" get 401.
  *
  * Port 0 (the default) lets the system pick; the first stdout line is "port=N". --log FILE gets
- * one JSON line per chat request it answered or refused: {"time", "n", "status" (0 for reset and
- * timeout), "fault", "model", "prompt_tokens", "completion_tokens", "charge", "input", "answer"};
- * charge = prompt_tokens * price_in / 1e6 + completion_tokens * price_out / 1e6, 0 unless 200.
- * Runs until SIGTERM or SIGINT. A test tool: it prints its own errors.
+ * one JSON line per chat request it answered or refused: {"time", "n", "client_port" (the
+ * client's source port), "status" (0 for reset and timeout), "fault", "model", "prompt_tokens",
+ * "completion_tokens", "charge", "input", "answer"}; charge = prompt_tokens * price_in / 1e6 +
+ * completion_tokens * price_out / 1e6, 0 unless 200. Runs until SIGTERM or SIGINT. A test tool: it
+ * prints its own errors.
  */
 #include <errno.h>
 #include <math.h>
@@ -44,7 +45,14 @@
 
 #include "slm/json.h"
 
-enum fault_kind { FAULT_OK, FAULT_STATUS, FAULT_TIMEOUT, FAULT_RESET, FAULT_MALFORMED, FAULT_NOUSAGE };
+enum fault_kind {
+    FAULT_OK,
+    FAULT_STATUS,
+    FAULT_TIMEOUT,
+    FAULT_RESET,
+    FAULT_MALFORMED,
+    FAULT_NOUSAGE
+};
 
 struct fault {
     enum fault_kind kind;
@@ -146,16 +154,18 @@ static const char *lookup_answer(const char *input) {
     return "I don't know.";
 }
 
-static void log_line(uint64_t n, int status, const char *fault, const char *model, int64_t pt,
-                     int64_t ct, double charge, const char *input, const char *answer) {
+static void log_line(unsigned client_port, uint64_t n, int status, const char *fault,
+                     const char *model, int64_t pt, int64_t ct, double charge, const char *input,
+                     const char *answer) {
     if (!g_opt.log_path) {
         return;
     }
-    json_t *o = json_pack("{s:f, s:I, s:i, s:s, s:s, s:I, s:I, s:f, s:s, s:s}", "time",
-                          (double)slm_time_unix_ms() / 1000.0, "n", (json_int_t)n, "status",
-                          status, "fault", fault, "model", model ? model : "", "prompt_tokens",
-                          (json_int_t)pt, "completion_tokens", (json_int_t)ct, "charge", charge,
-                          "input", input ? input : "", "answer", answer ? answer : "");
+    json_t *o =
+        json_pack("{s:f, s:I, s:i, s:i, s:s, s:s, s:I, s:I, s:f, s:s, s:s}", "time",
+                  (double)slm_time_unix_ms() / 1000.0, "n", (json_int_t)n, "client_port",
+                  (int)client_port, "status", status, "fault", fault, "model", model ? model : "",
+                  "prompt_tokens", (json_int_t)pt, "completion_tokens", (json_int_t)ct, "charge",
+                  charge, "input", input ? input : "", "answer", answer ? answer : "");
     char *line = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
     pthread_mutex_lock(&g_lock);
     FILE *f = line ? fopen(g_opt.log_path, "a") : NULL;
@@ -228,6 +238,16 @@ static void sleep_latency(uint64_t n) {
     slm_sleep_ms(ms);
 }
 
+/* The client's source port: the same one on successive lines means a kept-alive connection. */
+static unsigned client_port(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr || ci->client_addr->sa_family != AF_INET) {
+        return 0;
+    }
+    return ntohs(((const struct sockaddr_in *)(const void *)ci->client_addr)->sin_port);
+}
+
 static bool authorized(struct MHD_Connection *c) {
     if (!g_opt.api_key) {
         return true;
@@ -239,7 +259,7 @@ static bool authorized(struct MHD_Connection *c) {
 struct parsed {
     json_t *req;
     const char *model;
-    char *input;  /* last user message */
+    char *input; /* last user message */
     int64_t prompt_tokens;
 };
 
@@ -276,19 +296,20 @@ static enum MHD_Result answer_ok(struct MHD_Connection *c, uint64_t n, const str
                                  enum fault_kind kind) {
     const char *answer = lookup_answer(p->input);
     int64_t ct = count_tokens(slm_str_c(answer));
-    double charge = (double)p->prompt_tokens * g_opt.price_in / 1e6 +
-                    (double)ct * g_opt.price_out / 1e6;
+    double charge =
+        (double)p->prompt_tokens * g_opt.price_in / 1e6 + (double)ct * g_opt.price_out / 1e6;
     const char *model = p->model ? p->model : g_opt.model;
     if (kind == FAULT_MALFORMED) {
-        log_line(n, 200, "malformed", model, p->prompt_tokens, ct, charge, p->input, answer);
+        log_line(client_port(c), n, 200, "malformed", model, p->prompt_tokens, ct, charge, p->input,
+                 answer);
         return send_body(c, 200, "{\"id\": \"chatcmpl-x\", \"choices\": [", NULL);
     }
     char id[48];
     snprintf(id, sizeof(id), "chatcmpl-fake-%llu", (unsigned long long)n);
-    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s}, s:s}]}", "id", id,
-                          "object", "chat.completion", "created", (json_int_t)time(NULL), "model",
-                          model, "choices", "index", 0, "message", "role", "assistant",
-                          "content", answer, "finish_reason", "stop");
+    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s}, s:s}]}", "id", id, "object",
+                          "chat.completion", "created", (json_int_t)time(NULL), "model", model,
+                          "choices", "index", 0, "message", "role", "assistant", "content", answer,
+                          "finish_reason", "stop");
     if (o && kind != FAULT_NOUSAGE) {
         json_object_set_new(o, "usage",
                             json_pack("{s:I, s:I, s:I}", "prompt_tokens",
@@ -297,8 +318,8 @@ static enum MHD_Result answer_ok(struct MHD_Connection *c, uint64_t n, const str
                                       (json_int_t)(p->prompt_tokens + ct)));
     }
     char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    log_line(n, 200, kind == FAULT_NOUSAGE ? "nousage" : "ok", model, p->prompt_tokens, ct, charge,
-             p->input, answer);
+    log_line(client_port(c), n, 200, kind == FAULT_NOUSAGE ? "nousage" : "ok", model,
+             p->prompt_tokens, ct, charge, p->input, answer);
     enum MHD_Result ret = send_body(c, 200, body ? body : "{}", NULL);
     free(body);
     json_decref(o);
@@ -317,21 +338,21 @@ static enum MHD_Result serve_chat(struct MHD_Connection *c, const struct slm_buf
     sleep_latency(n);
     char date[64];
     if (!authorized(c)) {
-        log_line(n, 401, "auth", model, 0, 0, 0, p.input, NULL);
+        log_line(client_port(c), n, 401, "auth", model, 0, 0, 0, p.input, NULL);
         ret = send_error(c, 401, "Incorrect API key provided", NULL);
     } else if (!ok) {
-        log_line(n, 400, "bad_request", model, 0, 0, 0, p.input, NULL);
+        log_line(client_port(c), n, 400, "bad_request", model, 0, 0, 0, p.input, NULL);
         ret = send_error(c, 400, "'messages' must be a non-empty array", NULL);
     } else if (f.kind == FAULT_STATUS && f.status != 200) {
-        log_line(n, f.status, "injected", model, 0, 0, 0, p.input, NULL);
+        log_line(client_port(c), n, f.status, "injected", model, 0, 0, 0, p.input, NULL);
         ret = send_error(c, (unsigned)f.status,
                          f.status == 429 ? "Rate limit reached (injected)" : "injected failure",
                          f.status == 429 ? retry_after_value(date, sizeof(date)) : NULL);
     } else if (f.kind == FAULT_RESET) {
-        log_line(n, 0, "reset", model, 0, 0, 0, p.input, NULL);
+        log_line(client_port(c), n, 0, "reset", model, 0, 0, 0, p.input, NULL);
         ret = MHD_NO; /* libmicrohttpd closes the connection without a response */
     } else if (f.kind == FAULT_TIMEOUT) {
-        log_line(n, 0, "timeout", model, 0, 0, 0, p.input, NULL);
+        log_line(client_port(c), n, 0, "timeout", model, 0, 0, 0, p.input, NULL);
         double until = slm_time_mono() + g_opt.hang_s;
         while (!g_stop && slm_time_mono() < until) {
             slm_sleep_ms(10);
@@ -351,8 +372,8 @@ static enum MHD_Result serve_models(struct MHD_Connection *c) {
     if (!authorized(c)) {
         return send_error(c, 401, "Incorrect API key provided", NULL);
     }
-    json_t *o = json_pack("{s:s, s:[{s:s, s:s, s:s}]}", "object", "list", "data", "id",
-                          g_opt.model, "object", "model", "owned_by", "fake_cloud");
+    json_t *o = json_pack("{s:s, s:[{s:s, s:s, s:s}]}", "object", "list", "data", "id", g_opt.model,
+                          "object", "model", "owned_by", "fake_cloud");
     char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
     enum MHD_Result ret = send_body(c, 200, body ? body : "{}", NULL);
     free(body);

@@ -135,9 +135,9 @@ struct totals {
 
 static json_t *totals_json(const struct totals *t) {
     return json_pack("{sI sI sI sI sI sf sf sf}", "requests", (json_int_t)t->requests, "local",
-                     (json_int_t)t->local, "escalated", (json_int_t)t->escalated,
-                     "local_fallback", (json_int_t)t->fallback, "errors", (json_int_t)t->errors,
-                     "spend", t->spend, "cloud_cost", t->cloud, "avoided", t->cloud - t->spend);
+                     (json_int_t)t->local, "escalated", (json_int_t)t->escalated, "local_fallback",
+                     (json_int_t)t->fallback, "errors", (json_int_t)t->errors, "spend", t->spend,
+                     "cloud_cost", t->cloud, "avoided", t->cloud - t->spend);
 }
 
 static void count(struct totals *t, const struct slm_ledger_row *r) {

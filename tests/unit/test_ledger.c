@@ -127,6 +127,14 @@ Test(ledger, default_path_is_under_slm_home) {
     cr_assert(slm_file_exists(want));
 }
 
+Test(ledger, creates_a_missing_folder) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%.200s/a/b/meter.db", g_dir);
+    struct slm_ledger *l = open_ok(path);
+    slm_ledger_close(l);
+    cr_assert(slm_file_exists(path));
+}
+
 Test(ledger, must_exist_does_not_create) {
     struct slm_ledger_params p = slm_ledger_params_default();
     p.path = g_db;
@@ -729,4 +737,47 @@ Test(cost, days_parse_and_format) {
     cr_assert_eq(slm_cost_group_parse("target", &g), SLM_OK);
     cr_assert_eq(g, SLM_COST_BY_TARGET);
     cr_assert_eq(slm_cost_group_parse("week", &g), SLM_E_INVALID);
+}
+
+/* Rows no router writes, put there with sqlite3 by hand: extreme times, text where a
+ * number belongs, sums that overflow. The reports must read them without undefined
+ * behaviour (the ASan+UBSan build runs this) and JSON must stay valid. */
+Test(cost, hand_edited_rows_are_read_safely) {
+    struct slm_ledger *l = open_ok(g_db);
+    slm_ledger_close(l);
+    raw_exec(g_db, "INSERT INTO requests (time_ms, route, where_ran, target, tokens_in, tokens_out,"
+                   " latency_ms, cost, cloud_cost, shadow, shadow_cost) VALUES"
+                   " (9223372036854775807, 'r', 'local', 't', 9223372036854775807, 1, 'slow',"
+                   "  1e308, 1e308, -1, 0),"
+                   " (-9223372036854775807 - 1, 'r', 'escalated', 't', 9223372036854775807, 1,"
+                   "  -5, 1e308, 1e308, 1, 1e308)");
+    l = open_ok(g_db);
+    struct slm_cost_params p = {.hardware_price = 1, .power_watts = 1, .kwh_price = 1};
+    for (int by = SLM_COST_BY_DAY; by <= SLM_COST_BY_TARGET; by++) {
+        struct slm_cost_report r;
+        report_ok(l, (enum slm_cost_group)by, 0, 0, &p, &r);
+        cr_assert_eq(r.total.requests, 2);
+        cr_assert_eq(r.total.tokens_in, INT64_MAX, "sums saturate");
+        cr_assert_eq(r.first_ms, INT64_MIN);
+        cr_assert_eq(r.last_ms, INT64_MAX);
+        json_t *j = slm_cost_report_json(&r);
+        cr_assert_not_null(j);
+        cr_assert(json_is_null(json_object_get(json_object_get(j, "total"), "cost")));
+        json_decref(j);
+        slm_cost_report_free(&r);
+    }
+    struct slm_cost_query q = {0};
+    struct slm_cost_point *pts = NULL;
+    size_t n = 0;
+    cr_assert_eq(slm_cost_series(l, &q, 10, &pts, &n, NULL), SLM_OK);
+    cr_assert_eq(n, 2);
+    struct slm_buf svg = {0};
+    cr_assert_eq(slm_cost_svg(pts, n, "x", &svg, NULL), SLM_OK);
+    slm_buf_free(&svg);
+    free(pts);
+    char day[32];
+    slm_cost_format_day(INT64_MIN, day, sizeof(day));
+    slm_cost_format_day(-1, day, sizeof(day));
+    cr_assert_str_eq(day, "1969-12-31");
+    slm_ledger_close(l);
 }

@@ -373,3 +373,106 @@ Test(router, answers_agree) {
     cr_assert(slm__answers_agree(" Card_Arrival.\n", "card_arrival"));
     cr_assert_not(slm__answers_agree("card_arrival", "card_linking"));
 }
+
+/* ---------------------------------------------------------------- concurrency */
+
+#include <pthread.h>
+
+#include "slm/ledger.h"
+
+struct chat_thread {
+    struct slm_router *r;
+    const char *route;
+    int n;
+    char first[256];
+    int failures, mismatches;
+};
+
+static void *chat_main(void *arg) {
+    struct chat_thread *t = arg;
+    for (int i = 0; i < t->n; i++) {
+        json_t *req = json_pack("{s:s, s:[{s:s, s:s}], s:f}", "model", t->route, "messages", "role",
+                                "user", "content", "Once upon a time", "temperature", 0.0);
+        json_t *resp = NULL;
+        struct slm_router_info info;
+        struct slm_err err = {0};
+        if (slm_router_chat(t->r, req, NULL, &resp, &info, &err) != SLM_OK ||
+            strcmp(info.route, "local") != 0 || !json_object_get(resp, "slm")) {
+            t->failures++;
+        } else {
+            const char *text = json_string_value(json_object_get(
+                json_object_get(json_array_get(json_object_get(resp, "choices"), 0), "message"),
+                "content"));
+            if (i == 0) {
+                snprintf(t->first, sizeof(t->first), "%s", text ? text : "");
+            } else if (!text || strcmp(text, t->first) != 0) {
+                t->mismatches++;
+            }
+        }
+        json_decref(resp);
+        json_decref(req);
+    }
+    return NULL;
+}
+
+/* Many threads call slm_router_chat at once (as the server's HTTP threads do): every call
+ * answers, greedy answers agree, and the ledger has one row per call. */
+Test(router, concurrent_chat_is_safe) {
+    const char *shared = getenv("SLM_SHARED");
+    char model[512];
+    snprintf(model, sizeof(model), "%s/models/stories260K.gguf", shared ? shared : "../shared");
+    if (access(model, R_OK) != 0) {
+        cr_skip_test("stories260K.gguf not found");
+    }
+    setenv("SLM_HOME", g_dir, 1);
+    char yaml[2048];
+    snprintf(yaml, sizeof(yaml),
+             "local:\n"
+             "  gen: {model: %s, template: intent.liquid, parameters: {num_predict: 6}}\n"
+             "  lab: {model: %s, template: intent.liquid, labels: labels.txt}\n"
+             "routes:\n"
+             "  - {name: gen, local: gen, checks: {output_tokens_max: 100}}\n"
+             "  - {name: lab, local: lab}\n"
+             "meter: {ledger: ledger.db}\n",
+             model, model);
+    write_file("router.yaml", yaml);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/router.yaml", g_dir);
+    struct slm_router_params p = slm_router_params_default();
+    p.n_threads = 1;
+    struct slm_router *r = NULL;
+    struct slm_err err = {0};
+    cr_assert_eq(slm_router_load(path, &p, &r, &err), SLM_OK, "%s", err.msg);
+    enum { N_THREADS = 6, N_EACH = 3 };
+    struct chat_thread t[N_THREADS];
+    pthread_t th[N_THREADS];
+    for (int i = 0; i < N_THREADS; i++) {
+        memset(&t[i], 0, sizeof(t[i]));
+        t[i].r = r;
+        t[i].route = i % 2 ? "lab" : "gen";
+        t[i].n = N_EACH;
+        cr_assert_eq(pthread_create(&th[i], NULL, chat_main, &t[i]), 0);
+    }
+    for (int i = 0; i < N_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        cr_assert_eq(t[i].failures, 0, "thread %d: %d failures", i, t[i].failures);
+        cr_assert_eq(t[i].mismatches, 0, "thread %d: answers differ", i);
+        cr_assert_str_eq(t[i].first, t[i % 2].first, "greedy answers agree across threads");
+    }
+    struct slm_err e2 = {0};
+    json_t *bad = json_pack("{s:s, s:[{s:s, s:s}]}", "model", "nope", "messages", "role", "user",
+                            "content", "x");
+    json_t *resp = NULL;
+    cr_assert_eq(slm_router_chat(r, bad, NULL, &resp, NULL, &e2), SLM_E_NOT_FOUND);
+    cr_assert(strstr(e2.msg, "routes: gen, lab"), "%s", e2.msg);
+    json_decref(bad);
+    slm_router_free(r);
+    char db[256];
+    snprintf(db, sizeof(db), "%s/ledger.db", g_dir);
+    struct slm_ledger *l = NULL;
+    cr_assert_eq(slm_ledger_open(db, &l, &err), SLM_OK, "%s", err.msg);
+    int64_t rows = 0;
+    cr_assert_eq(slm_ledger_count(l, &rows, &err), SLM_OK);
+    cr_assert_eq(rows, N_THREADS * N_EACH);
+    slm_ledger_close(l);
+}

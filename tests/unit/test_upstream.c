@@ -127,10 +127,12 @@ struct log_summary {
     double charge;
     int64_t prompt_tokens, completion_tokens;
     char last_model[64];
+    size_t client_ports; /* distinct client source ports: connections the cloud saw */
 };
 
 static struct log_summary read_log(const struct cloud *c) {
     struct log_summary s = {0};
+    json_int_t ports[64];
     struct slm_buf b = {0};
     if (slm_file_read(c->log, 0, &b, NULL) != SLM_OK) {
         return s;
@@ -151,6 +153,14 @@ static struct log_summary read_log(const struct cloud *c) {
         s.completion_tokens += json_integer_value(json_object_get(o, "completion_tokens"));
         snprintf(s.last_model, sizeof(s.last_model), "%s",
                  json_string_value(json_object_get(o, "model")));
+        json_int_t port = json_integer_value(json_object_get(o, "client_port"));
+        bool seen = false;
+        for (size_t i = 0; i < s.client_ports && i < 64; i++) {
+            seen = seen || ports[i] == port;
+        }
+        if (!seen && s.client_ports < 64) {
+            ports[s.client_ports++] = port;
+        }
         json_decref(o);
         pos = end + 1;
     }
@@ -158,7 +168,8 @@ static struct log_summary read_log(const struct cloud *c) {
     return s;
 }
 
-/* The pool logs every failed attempt at WARN; the tests provoke hundreds. SLM_LOG=debug shows them. */
+/* The pool logs every failed attempt at WARN; the tests provoke hundreds. SLM_LOG=debug shows them.
+ */
 static void quiet(void) {
     enum slm_log_level level = SLM_LOG_ERROR;
     const char *e = getenv("SLM_LOG");
@@ -173,16 +184,23 @@ TestSuite(upstream, .init = quiet, .fini = stop_all);
 /* ---------------------------------------------------------------- pools */
 
 static struct slm_upstream_member member(const char *url) {
-    return (struct slm_upstream_member){.base_url = url, .model = "cloud-model",
-                                        .price_in_per_m = 3.0, .price_out_per_m = 15.0,
+    return (struct slm_upstream_member){.base_url = url,
+                                        .model = "cloud-model",
+                                        .price_in_per_m = 3.0,
+                                        .price_out_per_m = 15.0,
                                         .timeout_s = 5.0};
 }
 
 static struct slm_upstream_params fast_params(const struct slm_upstream_member *m, size_t n) {
-    return (struct slm_upstream_params){.name = "cloud", .members = m, .n_members = n,
-                                        .max_attempts = 3, .backoff_base_s = 0.01,
-                                        .backoff_max_s = 2.0, .breaker_failures = 5,
-                                        .breaker_cooldown_s = 30, .health_interval_s = -1,
+    return (struct slm_upstream_params){.name = "cloud",
+                                        .members = m,
+                                        .n_members = n,
+                                        .max_attempts = 3,
+                                        .backoff_base_s = 0.01,
+                                        .backoff_max_s = 2.0,
+                                        .breaker_failures = 5,
+                                        .breaker_cooldown_s = 30,
+                                        .health_interval_s = -1,
                                         .seed = 42};
 }
 
@@ -194,8 +212,8 @@ static struct slm_upstream_pool *open_pool(const struct slm_upstream_params *p) 
 }
 
 static json_t *chat_request(const char *text) {
-    return json_pack("{s:s, s:b, s:[{s:s, s:s}, {s:s, s:s}]}", "model", "route-name", "stream",
-                     1, "messages", "role", "system", "content", "Classify the message.", "role",
+    return json_pack("{s:s, s:b, s:[{s:s, s:s}, {s:s, s:s}]}", "model", "route-name", "stream", 1,
+                     "messages", "role", "system", "content", "Classify the message.", "role",
                      "user", "content", text);
 }
 
@@ -217,9 +235,10 @@ static const char *answer_of(const struct slm_upstream_result *r) {
 static void write_gold(const char *path) {
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f);
-    fputs("{\"input\": \"my card was declined at the shop\", \"answer\": \"declined_card_payment\"}\n"
-          "{\"input\": \"how do I top up\", \"answer\": \"top_up_by_card\"}\n",
-          f);
+    fputs(
+        "{\"input\": \"my card was declined at the shop\", \"answer\": \"declined_card_payment\"}\n"
+        "{\"input\": \"how do I top up\", \"answer\": \"top_up_by_card\"}\n",
+        f);
     fclose(f);
 }
 
@@ -247,13 +266,14 @@ Test(upstream, reply_parsing_is_defensive) {
     cr_expect_eq(r.tokens_in, 12);
     cr_expect_eq(r.tokens_out, 3);
     json_decref(r.body);
-    const char *odd = "{\"choices\":[{}],\"usage\":{\"prompt_tokens\":-4,\"completion_tokens\":\"9\"}}";
+    const char *odd =
+        "{\"choices\":[{}],\"usage\":{\"prompt_tokens\":-4,\"completion_tokens\":\"9\"}}";
     cr_assert_eq(slm_upstream_parse_reply(odd, strlen(odd), &r, &err), SLM_OK);
     cr_expect_eq(r.tokens_in, 0);
     cr_expect_eq(r.tokens_out, 0);
     json_decref(r.body);
-    static const char *const bad[] = {"", "{", "[]", "{\"choices\":[]}", "{\"choices\":{}}",
-                                      "{\"x\":1}", "null"};
+    static const char *const bad[] = {
+        "", "{", "[]", "{\"choices\":[]}", "{\"choices\":{}}", "{\"x\":1}", "null"};
     for (size_t i = 0; i < SLM_ARRAY_LEN(bad); i++) {
         cr_expect_eq(slm_upstream_parse_reply(bad[i], strlen(bad[i]), &r, &err), SLM_E_CORRUPT,
                      "%s", bad[i]);
@@ -292,9 +312,8 @@ Test(upstream, answers_and_cost_match_the_cloud_log) {
     char gold[128];
     snprintf(gold, sizeof(gold), "%s/gold.jsonl", work_dir());
     write_gold(gold);
-    struct cloud *c = cloud_start((const char *[]){"--gold", gold, "--price-in", "3",
-                                                   "--price-out", "15", "--tokens", "bytes4",
-                                                   NULL});
+    struct cloud *c = cloud_start((const char *[]){"--gold", gold, "--price-in", "3", "--price-out",
+                                                   "15", "--tokens", "bytes4", NULL});
     struct slm_upstream_member m = member(c->url);
     struct slm_upstream_params p = fast_params(&m, 1);
     struct slm_upstream_pool *pool = open_pool(&p);
@@ -324,9 +343,11 @@ Test(upstream, answers_and_cost_match_the_cloud_log) {
     cr_expect_eq(s.lines, 3);
     cr_expect_eq(s.prompt_tokens, tin);
     cr_expect_eq(s.completion_tokens, tout);
-    cr_expect_float_eq(s.charge, cost, 1e-12, "cloud charged %.12g, client priced %.12g",
-                       s.charge, cost);
+    cr_expect_float_eq(s.charge, cost, 1e-12, "cloud charged %.12g, client priced %.12g", s.charge,
+                       cost);
     cr_expect_str_eq(s.last_model, "cloud-model"); /* the member's model, not the route's */
+    cr_expect_eq(s.client_ports, 1, "%zu connections for 3 sequential calls: no keep-alive",
+                 s.client_ports);
     slm_upstream_pool_free(pool);
 }
 
@@ -370,8 +391,8 @@ Test(upstream, retry_after_seconds_is_honoured) {
 }
 
 Test(upstream, retry_after_http_date_is_honoured) {
-    struct cloud *c = cloud_start((const char *[]){"--faults", "429", "--retry-after", "date:2",
-                                                   NULL});
+    struct cloud *c =
+        cloud_start((const char *[]){"--faults", "429", "--retry-after", "date:2", NULL});
     struct slm_upstream_member m = member(c->url);
     struct slm_upstream_params p = fast_params(&m, 1);
     struct slm_upstream_pool *pool = open_pool(&p);
@@ -407,8 +428,8 @@ Test(upstream, server_errors_then_success) {
 }
 
 Test(upstream, every_attempt_failing_is_a_clear_error) {
-    struct cloud *c = cloud_start((const char *[]){"--faults", "429x10", "--retry-after", "0",
-                                                   NULL});
+    struct cloud *c =
+        cloud_start((const char *[]){"--faults", "429x10", "--retry-after", "0", NULL});
     struct slm_upstream_member m = member(c->url);
     struct slm_upstream_params p = fast_params(&m, 1);
     struct slm_upstream_pool *pool = open_pool(&p);
@@ -425,8 +446,8 @@ Test(upstream, every_attempt_failing_is_a_clear_error) {
 }
 
 Test(upstream, timeout_then_success_and_timeouts_only) {
-    struct cloud *c = cloud_start((const char *[]){"--faults", "timeout,ok,timeout,timeout",
-                                                   "--hang-s", "5", NULL});
+    struct cloud *c = cloud_start(
+        (const char *[]){"--faults", "timeout,ok,timeout,timeout", "--hang-s", "5", NULL});
     struct slm_upstream_member m = member(c->url);
     m.timeout_s = 0.3;
     struct slm_upstream_params p = fast_params(&m, 1);
@@ -469,8 +490,8 @@ Test(upstream, connection_refused) {
     struct slm_upstream_result r;
     struct slm_err err;
     cr_assert_eq(call(pool, "hi", 0, NULL, &r, &err), SLM_E_UPSTREAM);
-    cr_expect(strstr(err.msg, "connection refused after 3 attempts") && strstr(err.msg, url),
-              "%s", err.msg);
+    cr_expect(strstr(err.msg, "connection refused after 3 attempts") && strstr(err.msg, url), "%s",
+              err.msg);
     cr_expect_str_eq(r.member, url);
     slm_upstream_result_free(&r);
     struct slm_upstream_member_stats st;
@@ -491,8 +512,7 @@ Test(upstream, wrong_key_is_not_retried) {
     cr_assert_eq(call(pool, "hi", 0, NULL, &r, &err), SLM_E_UPSTREAM);
     cr_expect_eq(r.attempts, 1);
     cr_expect_eq(r.http_status, 401);
-    cr_expect(strstr(err.msg, "HTTP 401") && strstr(err.msg, "Incorrect API key"), "%s",
-              err.msg);
+    cr_expect(strstr(err.msg, "HTTP 401") && strstr(err.msg, "Incorrect API key"), "%s", err.msg);
     cr_expect_null(strstr(err.msg, "sk-wrong"), "the key leaked into: %s", err.msg);
     slm_upstream_result_free(&r);
     cr_expect_eq(read_log(c).lines, 1);
@@ -528,6 +548,26 @@ Test(upstream, pool_with_a_member_down_still_answers) {
     cr_expect_eq(st[0].failures, st[0].requests);
     cr_expect_eq(st[1].requests, 6);
     cr_expect_eq(read_log(c).ok, 6);
+    slm_upstream_pool_free(pool);
+}
+
+Test(upstream, rate_limited_member_is_left_for_another) {
+    struct cloud *a = cloud_start((const char *[]){"--faults", "429", "--retry-after", "5", NULL});
+    struct cloud *b = cloud_start(NULL);
+    struct slm_upstream_member ms[2] = {member(a->url), member(b->url)};
+    struct slm_upstream_params p = fast_params(ms, 2);
+    p.backoff_max_s = 10;
+    struct slm_upstream_pool *pool = open_pool(&p);
+    for (int i = 0; i < 3; i++) {
+        struct slm_upstream_result r;
+        struct slm_err err;
+        cr_assert_eq(call(pool, "hi", 0, NULL, &r, &err), SLM_OK, "%s", err.msg);
+        cr_expect_str_eq(r.member, b->url);
+        cr_expect_lt(r.latency_s, 2.0, "waited %.3f s for a member that asked for 5", r.latency_s);
+        slm_upstream_result_free(&r);
+    }
+    cr_expect_eq(read_log(a).lines, 1, "the rate-limited member was asked again too soon");
+    cr_expect_eq(read_log(b).ok, 3);
     slm_upstream_pool_free(pool);
 }
 
@@ -700,12 +740,16 @@ Test(upstream, deadline_bounds_the_whole_call) {
     cr_expect_lt(r.latency_s, 2.0);
     cr_expect(strstr(err.msg, "deadline of 0.3 s"), "%s", err.msg);
     slm_upstream_result_free(&r);
+    struct slm_upstream_member_stats st;
+    slm_upstream_pool_stats(pool, &st, 1);
+    cr_expect(st.healthy, "our own deadline is not the member's failure");
+    cr_expect_eq(st.failures, 0);
     slm_upstream_pool_free(pool);
 }
 
 Test(upstream, retry_after_beyond_the_deadline_gives_up_early) {
-    struct cloud *c = cloud_start((const char *[]){"--faults", "429", "--retry-after", "1.5",
-                                                   NULL});
+    struct cloud *c =
+        cloud_start((const char *[]){"--faults", "429", "--retry-after", "1.5", NULL});
     struct slm_upstream_member m = member(c->url);
     struct slm_upstream_params p = fast_params(&m, 1);
     struct slm_upstream_pool *pool = open_pool(&p);

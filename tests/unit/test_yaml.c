@@ -133,3 +133,14 @@ Test(yaml, empty_document_is_null) {
     cr_assert(json_is_null(slm_yaml_root(d)));
     slm_yaml_free(d);
 }
+
+Test(yaml, alias_copies_are_located_at_the_alias) {
+    struct slm_yaml_doc *d = load("base: &b {x: [1, {y: 2}]}\n\nother: *b\n");
+    json_t *other = json_object_get(slm_yaml_root(d), "other");
+    cr_assert_eq(slm_yaml_pos_key(d, other, "x").line, 3);
+    json_t *x = json_object_get(other, "x");
+    cr_assert_eq(slm_yaml_pos_index(d, x, 1).line, 3);
+    cr_assert_eq(slm_yaml_pos_key(d, json_array_get(x, 1), "y").line, 3);
+    cr_assert_eq(slm_yaml_pos_key(d, json_object_get(slm_yaml_root(d), "base"), "x").line, 1);
+    slm_yaml_free(d);
+}
