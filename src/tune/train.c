@@ -448,6 +448,11 @@ static void rewrite_node(struct rewriter *rw, struct ggml_tensor *node) {
     }
 }
 
+static bool is_view_op(enum ggml_op op) {
+    return op == GGML_OP_VIEW || op == GGML_OP_RESHAPE || op == GGML_OP_PERMUTE ||
+           op == GGML_OP_TRANSPOSE;
+}
+
 static int rewrite_graph(struct slm_trainer *tr, struct ggml_cgraph **g, bool weights,
                          struct slm_err *err) {
     struct rewriter rw = {tr, tr->ctx_graph, NULL, NULL, 0, 0, false, false, false};
@@ -470,7 +475,13 @@ static int rewrite_graph(struct slm_trainer *tr, struct ggml_cgraph **g, bool we
     if (rw.added) {
         struct ggml_cgraph *ng = ggml_new_graph_custom(tr->ctx_graph, SLM_TUNE_GRAPH_SIZE, false);
         for (int i = 0; i < n; i++) {
-            ggml_build_forward_expand(ng, ggml_graph_node(*g, i));
+            /* Views come in with their users: a view nobody reads any more
+             * (the transpose a rewrite replaced) would otherwise keep its
+             * source allocated to the end of the graph. */
+            struct ggml_tensor *node = ggml_graph_node(*g, i);
+            if (!is_view_op(node->op)) {
+                ggml_build_forward_expand(ng, node);
+            }
         }
         *g = ng;
     }
