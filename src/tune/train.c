@@ -11,9 +11,10 @@
  * (ggml_opt_step_adamw), run as a second small graph after the accumulation.
  *
  * The graph is built once: every micro-batch has the same shape [T, B] and
- * the same number C of loss rows. Loss masking: the logits of the C selected
- * positions are multiplied by a 0/1 weight and unused rows get a uniform
- * label, so their gradient is exactly zero (ggml_cross_entropy_loss alone
+ * the same number C of loss rows. Loss masking: the hidden states of the C
+ * selected positions are multiplied by a 0/1 weight before the output
+ * projection (an unused row's logits are then exactly zero) and unused rows
+ * get a uniform label, so their gradient is exactly zero (ggml_cross_entropy_loss alone
  * would still push the softmax of an all-zero label row).
  */
 #include "slm/tune.h"
@@ -533,14 +534,14 @@ static int build_graphs(struct slm_trainer *tr, struct slm_err *err) {
      * between two allocators would let the eval plan's memory reuse corrupt
      * the activations the backward pass reads. */
     tr->gf_eval = ggml_new_graph_custom(ctx, SLM_TUNE_GRAPH_SIZE, false);
+    tr->in.out_w = tr->lw;
     struct ggml_tensor *logits = slm__build_forward(ctx, tr->m, &tr->in);
-    tr->ce_eval = ggml_cross_entropy_loss(ctx, ggml_mul(ctx, logits, tr->lw), tr->targets);
+    tr->ce_eval = ggml_cross_entropy_loss(ctx, logits, tr->targets);
     ggml_set_output(tr->ce_eval);
     ggml_build_forward_expand(tr->gf_eval, tr->ce_eval);
 
     tr->gf = ggml_new_graph_custom(ctx, SLM_TUNE_GRAPH_SIZE, true);
-    logits = slm__build_forward(ctx, tr->m, &tr->in); /* [V, C] */
-    logits = ggml_mul(ctx, logits, tr->lw);
+    logits = slm__build_forward(ctx, tr->m, &tr->in); /* [V, C], unused rows zero */
     tr->ce = ggml_cross_entropy_loss(ctx, logits, tr->targets);
     ggml_set_output(tr->ce);
     tr->loss = ggml_mul(ctx, tr->ce, tr->loss_scale);
