@@ -14,8 +14,9 @@
  * the same number C of loss rows. Loss masking: the hidden states of the C
  * selected positions are multiplied by a 0/1 weight before the output
  * projection (an unused row's logits are then exactly zero) and unused rows
- * get a uniform label, so their gradient is exactly zero (ggml_cross_entropy_loss alone
- * would still push the softmax of an all-zero label row).
+ * get a uniform label, so their gradient is exactly zero
+ * (ggml_cross_entropy_loss alone would still push the softmax of an all-zero
+ * label row).
  */
 #include "slm/tune.h"
 
@@ -357,8 +358,10 @@ static int fill_transposed(struct ggml_tensor *wt, const struct ggml_tensor *w) 
  * - out_prod(W, transpose(g)) with W a frozen weight: mul_mat(Wt, g), with Wt
  *   a transposed copy made once at init (see `transposed`);
  * - any other F32 out_prod(a, b) whose first dimension is short or whose b is
- *   a transposed view: mul_mat(aT, bT), the transposes made contiguous by
- *   (cheap) copies in the graph, when the contraction suits the matmul;
+ *   a transposed view: transpose(out_prod(b, a)) when b has long rows (only
+ *   the small result is copied), else mul_mat(aT, bT) with the transposes
+ *   made contiguous by copies in the graph, when the contraction suits the
+ *   matmul;
  * - mul_mat(a, b) with a contraction under 16 (attention's K·Q on tiny
  *   heads): out_prod(aT, transpose(b)), vectorized along the keys.
  *
