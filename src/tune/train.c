@@ -294,11 +294,18 @@ static struct ggml_tensor *transposed(struct slm_trainer *tr, struct ggml_tensor
     ggml_format_name(t, "%.*s.T", GGML_MAX_NAME - 3, ggml_get_name(w));
     tr->wt_src[tr->n_wt] = w;
     tr->wt[tr->n_wt++] = t;
+    if (w->type == GGML_TYPE_F32) {
+        tr->wt_f32_bytes += ggml_nbytes(w);
+    }
     return t;
 }
 
-/* Quantized frozen weights always; F32 ones too when the copies stay small
- * (sgemm beats F32 out_prod as well, but a copy doubles F32 memory). */
+/* Quantized frozen weights always; F32 ones while the copies stay under a
+ * budget (a copy doubles F32 memory). The backward pass meets the output
+ * projection first, the largest weight, whose per-step transpose would
+ * otherwise be the largest transient tensor of the step: a copy of it costs
+ * little peak memory. Weights without a copy are transposed in the graph
+ * (`rewrite_node`), which beats F32 out_prod but costs time every step. */
 #define SLM_TUNE_F32_TRANSPOSE_MAX ((size_t)256 << 20)
 
 static bool reroutable(const struct slm_trainer *tr, const struct ggml_tensor *w) {
@@ -309,14 +316,37 @@ static bool reroutable(const struct slm_trainer *tr, const struct ggml_tensor *w
     if (ggml_is_quantized(w->type)) {
         return true;
     }
-    return w->type == GGML_TYPE_F32 &&
-           ggml_backend_buffer_get_size(tr->m->buf_w) <= SLM_TUNE_F32_TRANSPOSE_MAX;
+    if (w->type != GGML_TYPE_F32) {
+        return false;
+    }
+    for (size_t i = 0; i < tr->n_wt; i++) {
+        if (tr->wt_src[i] == w) {
+            return true;
+        }
+    }
+    return tr->wt_f32_bytes + ggml_nbytes(w) <= SLM_TUNE_F32_TRANSPOSE_MAX;
 }
 
 /* Fills Wt = transpose(W), row by row through F32. */
 static int fill_transposed(struct ggml_tensor *wt, const struct ggml_tensor *w) {
     const int64_t n_in = w->ne[0], n_out = w->ne[1];
     const struct ggml_type_traits *tr = ggml_get_type_traits(w->type);
+    if (w->type == GGML_TYPE_F32) {
+        /* one buffer: init's peak memory counts too */
+        float *ft = malloc(ggml_nbytes(wt));
+        if (!ft) {
+            return SLM_E_NOMEM;
+        }
+        const float *f = (const float *)w->data; /* CPU buffer: host memory */
+        for (int64_t o = 0; o < n_out; o++) {
+            for (int64_t i = 0; i < n_in; i++) {
+                ft[i * n_out + o] = f[o * n_in + i];
+            }
+        }
+        ggml_backend_tensor_set(wt, ft, 0, ggml_nbytes(wt));
+        free(ft);
+        return SLM_OK;
+    }
     float *f = malloc((size_t)(n_in * n_out) * sizeof(float));
     float *ft = malloc((size_t)(n_in * n_out) * sizeof(float));
     void *q = malloc(ggml_nbytes(wt));
@@ -326,21 +356,13 @@ static int fill_transposed(struct ggml_tensor *wt, const struct ggml_tensor *w) 
         free(q);
         return SLM_E_NOMEM;
     }
-    if (w->type == GGML_TYPE_F32) {
-        memcpy(f, w->data, (size_t)(n_in * n_out) * sizeof(float));
-    } else {
-        tr->to_float(w->data, f, n_in * n_out);
-    }
+    tr->to_float(w->data, f, n_in * n_out);
     for (int64_t o = 0; o < n_out; o++) {
         for (int64_t i = 0; i < n_in; i++) {
             ft[i * n_out + o] = f[o * n_in + i];
         }
     }
-    if (wt->type == GGML_TYPE_F32) {
-        memcpy(q, ft, ggml_nbytes(wt));
-    } else {
-        ggml_quantize_chunk(wt->type, ft, q, 0, n_in, n_out, NULL);
-    }
+    ggml_quantize_chunk(wt->type, ft, q, 0, n_in, n_out, NULL);
     ggml_backend_tensor_set(wt, q, 0, ggml_nbytes(wt));
     free(f);
     free(ft);
