@@ -11,7 +11,9 @@
 #     prompt-processing tokens/s on the same model (a training step costs
 #     about three forward passes: 0.33 is the practical ceiling).
 #
-# Usage: bench/run_tune.sh [BUILD_DIR]   (env: THREADS=2, STEPS=40, CTX=256)
+# Usage: bench/run_tune.sh [BUILD_DIR]   (env: THREADS=2, STEPS=40, CTX=256;
+#        STEPS_A, default 5*STEPS: (a)'s steps, so slm's tokens/s is measured
+#        over seconds, not a load spike)
 # Needs: $SLM_SHARED/models/stories260K.gguf (or ../shared), the build's slm and
 # tools/mkmodel, and llama.cpp's tools from scripts/llama-deps.sh --tools.
 set -euo pipefail
@@ -23,6 +25,7 @@ SHARED=${SLM_SHARED:-$HERE/../shared}
 STORIES=$SHARED/models/stories260K.gguf
 THREADS=${THREADS:-2}
 STEPS=${STEPS:-40}
+STEPS_A=${STEPS_A:-$((STEPS * 5))}
 CTX=${CTX:-256}
 [ -x "$SLM" ] || { echo "no slm binary at $SLM (build first)" >&2; exit 1; }
 [ -f "$STORIES" ] || { echo "no $STORIES" >&2; exit 1; }
@@ -79,14 +82,14 @@ FT_RSS=$RSS_MB
 FT_SECS=$SECS
 
 measure "$SLM" tune "$STORIES" "$W/raw.jsonl" --ctx-size "$CTX" --rank 16 --no-eos \
-    --steps "$STEPS" --threads "$THREADS" -o "$W/a.gguf"
+    --steps "$STEPS_A" --threads "$THREADS" -o "$W/a.gguf"
 SLM_TPS=$(slm_toks)
 SLM_RSS=$RSS_MB
 
 printf '(a) stories260K, raw text, ctx %s\n' "$CTX"
 printf '| %-40s | %10s | %12s |\n' "trainer" "tokens/s" "peak RSS MB"
 printf '| %-40s | %10s | %12s |\n' "llama-finetune (full FP32, 1 epoch, ${FT_SECS}s)" "$FT_TPS" "$FT_RSS"
-printf '| %-40s | %10s | %12s |\n' "slm tune (LoRA r16, 7 proj, $STEPS steps)" "$SLM_TPS" "$SLM_RSS"
+printf '| %-40s | %10s | %12s |\n' "slm tune (LoRA r16, 7 proj, $STEPS_A steps)" "$SLM_TPS" "$SLM_RSS"
 printf 'ratio slm/llama-finetune: %s (target >= 1.0 at <= its RSS)\n\n' \
     "$(python3 -c "print(round($SLM_TPS/$FT_TPS, 2))")"
 

@@ -644,6 +644,11 @@ struct ggml_tensor *slm__build_forward(struct ggml_context *ctx, const struct sl
     x = rms(ctx, x, m->output_norm, hp->eps);
     if (in->out_idx) {
         x = ggml_get_rows(ctx, x, in->out_idx); /* [E, C] */
+        if (in->out_w) {
+            /* Zeroing an unused row's input zeroes its logits exactly, at
+             * 1/V of the cost of masking the logits themselves. */
+            x = ggml_mul(ctx, x, in->out_w);
+        }
     }
     return ggml_mul_mat(ctx, m->output, x); /* [V, C] */
 }

@@ -11,10 +11,12 @@
  * (ggml_opt_step_adamw), run as a second small graph after the accumulation.
  *
  * The graph is built once: every micro-batch has the same shape [T, B] and
- * the same number C of loss rows. Loss masking: the logits of the C selected
- * positions are multiplied by a 0/1 weight and unused rows get a uniform
- * label, so their gradient is exactly zero (ggml_cross_entropy_loss alone
- * would still push the softmax of an all-zero label row).
+ * the same number C of loss rows. Loss masking: the hidden states of the C
+ * selected positions are multiplied by a 0/1 weight before the output
+ * projection (an unused row's logits are then exactly zero) and unused rows
+ * get a uniform label, so their gradient is exactly zero
+ * (ggml_cross_entropy_loss alone would still push the softmax of an all-zero
+ * label row).
  */
 #include "slm/tune.h"
 
@@ -78,8 +80,10 @@ static void normalize_params(struct slm_tune_params *p) {
     }
 }
 
-/* Threads: tiny models run faster on one (ggml's per-op barriers cost more
- * than the ops; on a busy machine far more). */
+/* Threads: tiny models run faster on one. ggml meets its threads at an
+ * OpenMP barrier after every op (1,000+ per step), where libgomp spins: on a
+ * busy machine a spinning thread waits for a descheduled partner, and two
+ * threads ran 7-9x slower than one on stories260K (llama-finetune alike). */
 static int32_t pick_threads(const struct slm_tune_model *m, int32_t asked) {
     if (asked > 0) {
         return asked;
@@ -290,11 +294,18 @@ static struct ggml_tensor *transposed(struct slm_trainer *tr, struct ggml_tensor
     ggml_format_name(t, "%.*s.T", GGML_MAX_NAME - 3, ggml_get_name(w));
     tr->wt_src[tr->n_wt] = w;
     tr->wt[tr->n_wt++] = t;
+    if (w->type == GGML_TYPE_F32) {
+        tr->wt_f32_bytes += ggml_nbytes(w);
+    }
     return t;
 }
 
-/* Quantized frozen weights always; F32 ones too when the copies stay small
- * (sgemm beats F32 out_prod as well, but a copy doubles F32 memory). */
+/* Quantized frozen weights always; F32 ones while the copies stay under a
+ * budget (a copy doubles F32 memory). The backward pass meets the output
+ * projection first, the largest weight, whose per-step transpose would
+ * otherwise be the largest transient tensor of the step: a copy of it costs
+ * little peak memory. Weights without a copy are transposed in the graph
+ * (`rewrite_node`), which beats F32 out_prod but costs time every step. */
 #define SLM_TUNE_F32_TRANSPOSE_MAX ((size_t)256 << 20)
 
 static bool reroutable(const struct slm_trainer *tr, const struct ggml_tensor *w) {
@@ -305,14 +316,37 @@ static bool reroutable(const struct slm_trainer *tr, const struct ggml_tensor *w
     if (ggml_is_quantized(w->type)) {
         return true;
     }
-    return w->type == GGML_TYPE_F32 &&
-           ggml_backend_buffer_get_size(tr->m->buf_w) <= SLM_TUNE_F32_TRANSPOSE_MAX;
+    if (w->type != GGML_TYPE_F32) {
+        return false;
+    }
+    for (size_t i = 0; i < tr->n_wt; i++) {
+        if (tr->wt_src[i] == w) {
+            return true;
+        }
+    }
+    return tr->wt_f32_bytes + ggml_nbytes(w) <= SLM_TUNE_F32_TRANSPOSE_MAX;
 }
 
 /* Fills Wt = transpose(W), row by row through F32. */
 static int fill_transposed(struct ggml_tensor *wt, const struct ggml_tensor *w) {
     const int64_t n_in = w->ne[0], n_out = w->ne[1];
     const struct ggml_type_traits *tr = ggml_get_type_traits(w->type);
+    if (w->type == GGML_TYPE_F32) {
+        /* one buffer: init's peak memory counts too */
+        float *ft = malloc(ggml_nbytes(wt));
+        if (!ft) {
+            return SLM_E_NOMEM;
+        }
+        const float *f = (const float *)w->data; /* CPU buffer: host memory */
+        for (int64_t o = 0; o < n_out; o++) {
+            for (int64_t i = 0; i < n_in; i++) {
+                ft[i * n_out + o] = f[o * n_in + i];
+            }
+        }
+        ggml_backend_tensor_set(wt, ft, 0, ggml_nbytes(wt));
+        free(ft);
+        return SLM_OK;
+    }
     float *f = malloc((size_t)(n_in * n_out) * sizeof(float));
     float *ft = malloc((size_t)(n_in * n_out) * sizeof(float));
     void *q = malloc(ggml_nbytes(wt));
@@ -322,21 +356,13 @@ static int fill_transposed(struct ggml_tensor *wt, const struct ggml_tensor *w) 
         free(q);
         return SLM_E_NOMEM;
     }
-    if (w->type == GGML_TYPE_F32) {
-        memcpy(f, w->data, (size_t)(n_in * n_out) * sizeof(float));
-    } else {
-        tr->to_float(w->data, f, n_in * n_out);
-    }
+    tr->to_float(w->data, f, n_in * n_out);
     for (int64_t o = 0; o < n_out; o++) {
         for (int64_t i = 0; i < n_in; i++) {
             ft[i * n_out + o] = f[o * n_in + i];
         }
     }
-    if (wt->type == GGML_TYPE_F32) {
-        memcpy(q, ft, ggml_nbytes(wt));
-    } else {
-        ggml_quantize_chunk(wt->type, ft, q, 0, n_in, n_out, NULL);
-    }
+    ggml_quantize_chunk(wt->type, ft, q, 0, n_in, n_out, NULL);
     ggml_backend_tensor_set(wt, q, 0, ggml_nbytes(wt));
     free(f);
     free(ft);
@@ -344,36 +370,154 @@ static int fill_transposed(struct ggml_tensor *wt, const struct ggml_tensor *w) 
     return SLM_OK;
 }
 
-static int reroute_backward(struct slm_trainer *tr, struct slm_err *err) {
-    const char *off = getenv("SLM_TUNE_NO_TRANSPOSE"); /* memory over speed; and tests */
-    if (off && off[0] && strcmp(off, "0") != 0) {
-        return SLM_OK;
+/*
+ * Rewrites that keep the math and change the kernel. ggml's CPU out_prod
+ * vectorizes along its output's first dimension only, and only in chunks of
+ * 64 floats: with a LoRA rank of 16 or a head size of 8 it runs scalar code.
+ * Its matmul (tinyBLAS) is fast when the contraction is a multiple of 16 and
+ * slow when it is tiny (8: stories260K's heads). So, node by node:
+ *
+ * - out_prod(W, transpose(g)) with W a frozen weight: mul_mat(Wt, g), with Wt
+ *   a transposed copy made once at init (see `transposed`);
+ * - any other F32 out_prod(a, b) whose first dimension is short or whose b is
+ *   a transposed view: transpose(out_prod(b, a)) when b has long rows (only
+ *   the small result is copied), else mul_mat(aT, bT) with the transposes
+ *   made contiguous by copies in the graph, when the contraction suits the
+ *   matmul;
+ * - mul_mat(a, b) with a contraction under 16 (attention's K·Q on tiny
+ *   heads): out_prod(aT, transpose(b)), vectorized along the keys.
+ *
+ * New tensors go into a new graph (the nodes in order, each with its sources
+ * first). SLM_TUNE_NO_REWRITE=1 turns the last two off (tests compare).
+ */
+struct rewriter {
+    struct slm_trainer *tr;
+    struct ggml_context *ctx;
+    struct ggml_tensor **memo_src, **memo_t;
+    size_t n_memo, cap_memo;
+    bool weights, general, added; /* added: new tensors, so a new graph */
+};
+
+static bool env_on(const char *name) {
+    const char *v = getenv(name);
+    return v && v[0] && strcmp(v, "0") != 0;
+}
+
+/* A contiguous transpose of t (dims 0 and 1), made once per tensor. */
+static struct ggml_tensor *ctrans(struct rewriter *rw, struct ggml_tensor *t) {
+    if (t->op == GGML_OP_TRANSPOSE && ggml_is_contiguous(t->src[0])) {
+        return t->src[0];
     }
-    int n = ggml_graph_n_nodes(tr->gb);
-    tr->cap_wt = (size_t)tr->m->hp.n_layer * SLM_TUNE_N_PROJ + 2;
-    tr->wt = calloc(tr->cap_wt, sizeof(*tr->wt));
-    tr->wt_src = calloc(tr->cap_wt, sizeof(*tr->wt_src));
-    struct ggml_init_params ip = {(tr->cap_wt + 1) * ggml_tensor_overhead(), NULL, true};
-    tr->ctx_wt = ggml_init(ip);
-    if (!tr->wt || !tr->wt_src || !tr->ctx_wt) {
+    for (size_t i = 0; i < rw->n_memo; i++) {
+        if (rw->memo_src[i] == t) {
+            return rw->memo_t[i];
+        }
+    }
+    struct ggml_tensor *c = ggml_cont(rw->ctx, ggml_transpose(rw->ctx, t));
+    rw->added = true;
+    if (rw->n_memo < rw->cap_memo) {
+        rw->memo_src[rw->n_memo] = t;
+        rw->memo_t[rw->n_memo++] = c;
+    }
+    return c;
+}
+
+static bool is_f32(const struct ggml_tensor *t) {
+    return t && t->type == GGML_TYPE_F32;
+}
+
+static void set_op(struct ggml_tensor *node, enum ggml_op op, struct ggml_tensor *a,
+                   struct ggml_tensor *b) {
+    node->op = op;
+    memset(node->op_params, 0, sizeof(node->op_params));
+    node->src[0] = a;
+    node->src[1] = b;
+}
+
+static void rewrite_node(struct rewriter *rw, struct ggml_tensor *node) {
+    struct ggml_tensor *a = node->src[0], *b = node->src[1];
+    if (!a || !b) {
+        return;
+    }
+    if (node->op == GGML_OP_OUT_PROD && rw->weights && reroutable(rw->tr, a) &&
+        b->op == GGML_OP_TRANSPOSE && is_f32(b->src[0])) {
+        struct ggml_tensor *wt = transposed(rw->tr, a);
+        if (wt) {
+            set_op(node, GGML_OP_MUL_MAT, wt, b->src[0]);
+            return;
+        }
+    }
+    if (!rw->general || !is_f32(a) || !is_f32(b) || a->ne[3] != 1 || b->ne[3] != 1) {
+        return;
+    }
+    if (node->op == GGML_OP_OUT_PROD) {
+        /* out_prod(a, b)[i, j] = sum_k a[i, k] b[j, k] = mul_mat(aT, bT) */
+        const int64_t k = a->ne[1];
+        bool slow = a->ne[0] < 64 || ggml_is_transposed(b);
+        bool fits = k % 16 == 0 || k >= 128;
+        if (!slow) {
+            return;
+        }
+        if (!ggml_is_transposed(b) && b->ne[0] >= 64 && a->ne[2] == b->ne[2]) {
+            /* = transpose(out_prod(b, a)): vectorized along b's long rows, and
+             * only the small result is transposed (not b) */
+            struct ggml_tensor *t = ggml_out_prod(rw->ctx, b, a);
+            set_op(node, GGML_OP_CONT, ggml_transpose(rw->ctx, t), NULL);
+            rw->added = true;
+        } else if (fits) {
+            set_op(node, GGML_OP_MUL_MAT, ctrans(rw, a), ctrans(rw, b));
+        }
+    } else if (node->op == GGML_OP_MUL_MAT) {
+        /* mul_mat(a, b)[i, j] = sum_k a[k, i] b[k, j] = out_prod(aT, transpose(b)) */
+        if (a->ne[0] < 16 && a->ne[1] >= 64 && ggml_is_contiguous(a)) {
+            set_op(node, GGML_OP_OUT_PROD, ctrans(rw, a), ggml_transpose(rw->ctx, b));
+            rw->added = true;
+        }
+    }
+}
+
+static bool is_view_op(enum ggml_op op) {
+    return op == GGML_OP_VIEW || op == GGML_OP_RESHAPE || op == GGML_OP_PERMUTE ||
+           op == GGML_OP_TRANSPOSE;
+}
+
+static int rewrite_graph(struct slm_trainer *tr, struct ggml_cgraph **g, bool weights,
+                         struct slm_err *err) {
+    struct rewriter rw = {tr, tr->ctx_graph, NULL, NULL, 0, 0, false, false, false};
+    rw.weights = weights && !env_on("SLM_TUNE_NO_TRANSPOSE"); /* memory over speed; tests */
+    rw.general = !env_on("SLM_TUNE_NO_REWRITE");
+    int n = ggml_graph_n_nodes(*g);
+    rw.cap_memo = (size_t)n;
+    rw.memo_src = calloc(rw.cap_memo, sizeof(*rw.memo_src));
+    rw.memo_t = calloc(rw.cap_memo, sizeof(*rw.memo_t));
+    if (!rw.memo_src || !rw.memo_t) {
+        free(rw.memo_src);
+        free(rw.memo_t);
         return slm_err_set(err, SLM_E_NOMEM, "out of memory");
     }
     for (int i = 0; i < n; i++) {
-        struct ggml_tensor *node = ggml_graph_node(tr->gb, i);
-        struct ggml_tensor *w = node->src[0], *gt = node->src[1];
-        if (node->op != GGML_OP_OUT_PROD || !w || !reroutable(tr, w) || !gt ||
-            gt->op != GGML_OP_TRANSPOSE || gt->src[0]->type != GGML_TYPE_F32) {
-            continue;
-        }
-        struct ggml_tensor *wt = transposed(tr, w);
-        if (!wt) {
-            continue;
-        }
-        node->op = GGML_OP_MUL_MAT;
-        memset(node->op_params, 0, sizeof(node->op_params));
-        node->src[0] = wt;
-        node->src[1] = gt->src[0];
+        rewrite_node(&rw, ggml_graph_node(*g, i));
     }
+    free(rw.memo_src);
+    free(rw.memo_t);
+    if (rw.added) {
+        struct ggml_cgraph *ng = ggml_new_graph_custom(tr->ctx_graph, SLM_TUNE_GRAPH_SIZE, false);
+        for (int i = 0; i < n; i++) {
+            /* Views come in with their users: a view nobody reads any more
+             * (the transpose a rewrite replaced) would otherwise keep its
+             * source allocated to the end of the graph. */
+            struct ggml_tensor *node = ggml_graph_node(*g, i);
+            if (!is_view_op(node->op)) {
+                ggml_build_forward_expand(ng, node);
+            }
+        }
+        *g = ng;
+    }
+    return SLM_OK;
+}
+
+/* Allocates and fills the transposed weight copies `rewrite_graph` asked for. */
+static int fill_weights_t(struct slm_trainer *tr, struct slm_err *err) {
     if (tr->n_wt == 0) {
         return SLM_OK;
     }
@@ -389,9 +533,22 @@ static int reroute_backward(struct slm_trainer *tr, struct slm_err *err) {
     return SLM_OK;
 }
 
+static int init_weights_t(struct slm_trainer *tr, struct slm_err *err) {
+    tr->cap_wt = (size_t)tr->m->hp.n_layer * SLM_TUNE_N_PROJ + 2;
+    tr->wt = calloc(tr->cap_wt, sizeof(*tr->wt));
+    tr->wt_src = calloc(tr->cap_wt, sizeof(*tr->wt_src));
+    struct ggml_init_params ip = {(tr->cap_wt + 1) * ggml_tensor_overhead(), NULL, true};
+    tr->ctx_wt = ggml_init(ip);
+    if (!tr->wt || !tr->wt_src || !tr->ctx_wt) {
+        return slm_err_set(err, SLM_E_NOMEM, "out of memory");
+    }
+    return SLM_OK;
+}
+
 static int build_graphs(struct slm_trainer *tr, struct slm_err *err) {
-    size_t mem = (size_t)SLM_TUNE_GRAPH_SIZE * 4 * ggml_tensor_overhead() +
-                 4 * ggml_graph_overhead_custom(SLM_TUNE_GRAPH_SIZE, true);
+    /* forward (twice), backward, optimizer, and the rewritten copies */
+    size_t mem = (size_t)SLM_TUNE_GRAPH_SIZE * 5 * ggml_tensor_overhead() +
+                 6 * ggml_graph_overhead_custom(SLM_TUNE_GRAPH_SIZE, true);
     struct ggml_init_params ip = {mem, NULL, true};
     struct ggml_context *ctx = ggml_init(ip);
     struct ggml_tensor **grad_accs = NULL;
@@ -404,14 +561,14 @@ static int build_graphs(struct slm_trainer *tr, struct slm_err *err) {
      * between two allocators would let the eval plan's memory reuse corrupt
      * the activations the backward pass reads. */
     tr->gf_eval = ggml_new_graph_custom(ctx, SLM_TUNE_GRAPH_SIZE, false);
+    tr->in.out_w = tr->lw;
     struct ggml_tensor *logits = slm__build_forward(ctx, tr->m, &tr->in);
-    tr->ce_eval = ggml_cross_entropy_loss(ctx, ggml_mul(ctx, logits, tr->lw), tr->targets);
+    tr->ce_eval = ggml_cross_entropy_loss(ctx, logits, tr->targets);
     ggml_set_output(tr->ce_eval);
     ggml_build_forward_expand(tr->gf_eval, tr->ce_eval);
 
     tr->gf = ggml_new_graph_custom(ctx, SLM_TUNE_GRAPH_SIZE, true);
-    logits = slm__build_forward(ctx, tr->m, &tr->in); /* [V, C] */
-    logits = ggml_mul(ctx, logits, tr->lw);
+    logits = slm__build_forward(ctx, tr->m, &tr->in); /* [V, C], unused rows zero */
     tr->ce = ggml_cross_entropy_loss(ctx, logits, tr->targets);
     ggml_set_output(tr->ce);
     tr->loss = ggml_mul(ctx, tr->ce, tr->loss_scale);
@@ -431,7 +588,16 @@ static int build_graphs(struct slm_trainer *tr, struct slm_err *err) {
     tr->gb = ggml_graph_dup(ctx, tr->gf, true);
     ggml_build_backward_expand(ctx, tr->gb, grad_accs);
     free(grad_accs);
-    int rc = reroute_backward(tr, err);
+    int rc = init_weights_t(tr, err);
+    if (rc == SLM_OK) {
+        rc = rewrite_graph(tr, &tr->gb, true, err);
+    }
+    if (rc == SLM_OK) {
+        rc = rewrite_graph(tr, &tr->gf_eval, false, err);
+    }
+    if (rc == SLM_OK) {
+        rc = fill_weights_t(tr, err);
+    }
     if (rc != SLM_OK) {
         return rc;
     }

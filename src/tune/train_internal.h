@@ -72,6 +72,7 @@ struct slm_trainer {
     ggml_backend_buffer_t buf_wt;
     struct ggml_tensor **wt, **wt_src;
     size_t n_wt, cap_wt;
+    size_t wt_f32_bytes; /* F32 copies so far (they have a budget) */
 
     struct slm__plan plan, vplan;
     struct slm__batch hb;

@@ -379,3 +379,62 @@ Test(tune_train, q8_0_base_transposed_gradients_match_ggml_backward) {
     slm_tune_model_free(m);
     tt_rmdir(dir);
 }
+
+/* The kernel rewrites (train.c: out_prod as mul_mat, attention's tiny-head
+ * K·Q as out_prod) change no math: loss and gradients equal ggml's own
+ * backward to float rounding, for LoRA and full fine-tuning. */
+static void check_rewrite_matches(enum slm_tune_method method) {
+    struct fixture f;
+    struct slm_tune_params p = slm_tune_params_default();
+    p.rank = 16;
+    p.batch = 2;
+    setup(&f, method, &p);
+    struct slm_err err = {0};
+    for (size_t i = 0; method == SLM_TUNE_LORA && i < f.tr->n_params; i++) {
+        randomize(f.tr->params[i], 300 + i, 0.2f);
+    }
+    setenv("SLM_TUNE_NO_REWRITE", "1", 1);
+    struct slm_trainer *ref = NULL;
+    int rc = slm_trainer_init(f.m, f.train, f.valid, &p, &ref, &err);
+    unsetenv("SLM_TUNE_NO_REWRITE");
+    cr_assert_eq(rc, SLM_OK, "%s", err.msg);
+    cr_assert_neq(ggml_graph_n_nodes(f.tr->gb), ggml_graph_n_nodes(ref->gb), "nothing rewritten");
+    for (size_t i = 0; method == SLM_TUNE_LORA && i < f.tr->n_params; i++) {
+        ggml_backend_tensor_copy(f.tr->params[i], ref->params[i]);
+    }
+    float la, lb, va, vb;
+    cr_assert_eq(slm__trainer_probe(f.tr, 0, true, &la, &err), SLM_OK);
+    cr_assert_eq(slm__trainer_probe(ref, 0, true, &lb, &err), SLM_OK);
+    cr_assert_float_eq(la, lb, 1e-5, "loss %g vs %g", la, lb);
+    cr_assert_eq(slm_trainer_eval(f.tr, NULL, &va, &err), SLM_OK);
+    cr_assert_eq(slm_trainer_eval(ref, NULL, &vb, &err), SLM_OK);
+    cr_assert_float_eq(va, vb, 1e-5, "valid loss %g vs %g", va, vb);
+    double worst = 0;
+    for (size_t i = 0; i < f.tr->n_params; i++) {
+        size_t n = (size_t)ggml_nelements(f.tr->acc[i]);
+        float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+        ggml_backend_tensor_get(f.tr->acc[i], a, 0, n * sizeof(float));
+        ggml_backend_tensor_get(ref->acc[i], b, 0, n * sizeof(float));
+        double num = 0, den = 0;
+        for (size_t k = 0; k < n; k++) {
+            num += ((double)a[k] - b[k]) * ((double)a[k] - b[k]);
+            den += (double)b[k] * b[k];
+        }
+        double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+        worst = rel > worst ? rel : worst;
+        free(a);
+        free(b);
+    }
+    cr_log_info("rewritten vs ggml backward: worst relative L2 %.3g", worst);
+    cr_assert(worst < 1e-4, "relative gradient difference %g", worst);
+    slm_trainer_free(ref);
+    teardown(&f);
+}
+
+Test(tune_train, rewritten_lora_graph_matches_ggml_backward) {
+    check_rewrite_matches(SLM_TUNE_LORA);
+}
+
+Test(tune_train, rewritten_full_graph_matches_ggml_backward) {
+    check_rewrite_matches(SLM_TUNE_FULL);
+}
