@@ -40,6 +40,22 @@ int slm__decode_status(int32_t rc, struct slm_err *err) {
     }
 }
 
+/* One throwaway decode, as llama.cpp's own tools do when they load a model:
+ * the first decode pays for touching the (mmap'ed) weights, creating the
+ * compute threads and sizing buffers; done here, the user's first prompt
+ * does not. The cache is cleared afterwards, so nothing of it stays. */
+static void warm_up(struct slm_ctx *c) {
+    const struct llama_vocab *v = c->model->vocab;
+    llama_token t = llama_vocab_bos(v);
+    if (t == LLAMA_TOKEN_NULL) {
+        t = 0;
+    }
+    struct llama_batch b = llama_batch_get_one(&t, 1);
+    (void)llama_decode(c->lc, b);
+    llama_synchronize(c->lc);
+    llama_memory_clear(llama_get_memory(c->lc), true);
+}
+
 int slm_ctx_init(struct slm_model *model, const struct slm_ctx_params *params,
                  struct slm_ctx **out, struct slm_err *err) {
     struct slm_ctx_params p = params ? *params : slm_ctx_params_default();
@@ -101,6 +117,7 @@ int slm_ctx_init(struct slm_model *model, const struct slm_ctx_params *params,
         slm_ctx_free(c);
         return slm_err_set(err, SLM_E_NOMEM, "out of memory");
     }
+    warm_up(c);
     *out = c;
     return SLM_OK;
 }
