@@ -18,7 +18,10 @@
 #          none), checked on the `prompt:` line of --verbose, -n 1
 #   tg128  llama-bench -n 128 (128 single-token decodes from an empty context)
 #          vs slm run with a one-word prompt, -n 128 --ignore-eos (`generate:` line)
-# Both sides run a warm-up first that is not counted (llama-bench does its own).
+# Both sides run a warm-up first that is not counted (llama-bench does its own),
+# with the context llama-bench gives each test (n_ctx = the test's tokens: slm
+# gets --ctx-size 513 for pp512 and 130 for tg128; a larger context costs
+# llama.cpp a few percent on pp at this size, on both sides alike).
 # slm runs: slm run MODEL PROMPT --threads T --temperature 0 --raw --verbose ...
 #
 # Output: a Markdown table on stdout; progress on stderr. No network.
@@ -133,10 +136,10 @@ slm_bench() {
     printf 'The' >"$short"
     slm_verbose "$model" "$short" -n "$n_gen" --ignore-eos # warm-up, not counted
     for ((r = 1; r <= reps; r++)); do
-        slm_verbose "$model" "$long" -n 1
+        slm_verbose "$model" "$long" -n 1 --ctx-size $((n_prompt + 1))
         [ "$(verbose_field prompt 2)" = "$n_prompt" ] || bench_die "prompt was not $n_prompt tokens"
         pp+=("$(verbose_field prompt 6)")
-        slm_verbose "$model" "$short" -n "$n_gen" --ignore-eos
+        slm_verbose "$model" "$short" -n "$n_gen" --ignore-eos --ctx-size $((n_gen + 2))
         [ "$(verbose_field generate 2)" = "$n_gen" ] ||
             bench_die "slm generated $(verbose_field generate 2) tokens, not $n_gen"
         tg+=("$(verbose_field generate 6)")
