@@ -78,7 +78,7 @@ bench_slm fake_cloud router_overhead
 [ -x "$SLM_TOOLS/fake_cloud" ] || bench_die "fake_cloud not built in $SLM_TOOLS"
 eval_py=$SLM_ROOT/bench/router_eval.py
 models=${SLM_BENCH_MODELS:-${XDG_CACHE_HOME:-$HOME/.cache}/slm/bench-models}
-tmpl=$SLM_ROOT/tests/data/tune/banking77.liquid
+tmpl=$SLM_ROOT/tests/data/tune/banking77.liquid # what the model was tuned on (a row's `text`)
 export SLM_HOME=$BENCH_TMP/home
 pids=()
 # shellcheck disable=SC2064 # expand now
@@ -146,12 +146,15 @@ bench_log "overhead in process: $n_overhead requests"
 
 # ---------------------------------------------------------------- 2. banking77
 
+# The router renders a request's last user message as `input`; the tuning
+# template names the CSV column `text`. The same prompt, byte for byte:
+sed 's/{{ *text *}}/{{ input }}/' "$tmpl" >"$BENCH_TMP/intent.liquid"
 write_router() { # cloud port, ledger
     cat >"$BENCH_TMP/router.yaml" <<EOF
 local:
   b77:
     model: $model
-    template: $tmpl
+    template: $BENCH_TMP/intent.liquid
     labels: $BENCH_TMP/labels.txt
     label_correction: $correction
 upstreams:
