@@ -10,6 +10,7 @@
 
 #include "slm/engine.h"
 #include "slm/options.h"
+#include "test_stories.h"
 
 /* ---------------------------------------------------------------- stop filter */
 
@@ -146,16 +147,7 @@ Test(chat, chatml_without_a_model) {
 static struct slm_model *g_model;
 
 static void load_model(void) {
-    const char *shared = getenv("SLM_SHARED");
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/models/stories260K.gguf", shared ? shared : "../shared");
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cr_skip_test("stories260K.gguf not found under $SLM_SHARED/models: skipping model tests");
-    }
-    fclose(f);
-    struct slm_err err;
-    cr_assert_eq(slm_model_load(path, NULL, &g_model, &err), SLM_OK, "%s", err.msg);
+    test_stories_load(&g_model);
 }
 
 static void unload_model(void) {

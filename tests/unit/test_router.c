@@ -11,6 +11,7 @@
 
 #include "router/router_internal.h"
 #include "slm/json.h"
+#include "test_stories.h"
 
 static char g_dir[64];
 
@@ -418,12 +419,8 @@ static void *chat_main(void *arg) {
 /* Many threads call slm_router_chat at once (as the server's HTTP threads do): every call
  * answers, greedy answers agree, and the ledger has one row per call. */
 Test(router, concurrent_chat_is_safe) {
-    const char *shared = getenv("SLM_SHARED");
     char model[512];
-    snprintf(model, sizeof(model), "%s/models/stories260K.gguf", shared ? shared : "../shared");
-    if (access(model, R_OK) != 0) {
-        cr_skip_test("stories260K.gguf not found");
-    }
+    test_stories_path(model, sizeof(model));
     setenv("SLM_HOME", g_dir, 1);
     char yaml[2048];
     snprintf(yaml, sizeof(yaml),

@@ -18,6 +18,7 @@
 
 #include "slm/engine.h"
 #include "slm/sched.h"
+#include "test_stories.h"
 
 #define MAX_OUT 512
 
@@ -25,12 +26,7 @@ static struct slm_model *g_model;
 static char g_path[1024];
 
 static void load_model(void) {
-    const char *shared = getenv("SLM_SHARED");
-    snprintf(g_path, sizeof(g_path), "%s/models/stories260K.gguf", shared ? shared : "../shared");
-    if (access(g_path, R_OK) != 0) {
-        cr_skip_test("stories260K.gguf not found under $SLM_SHARED/models: skipping scheduler "
-                     "tests");
-    }
+    test_stories_path(g_path, sizeof(g_path));
     struct slm_err err;
     cr_assert_eq(slm_model_load(g_path, NULL, &g_model, &err), SLM_OK, "%s", err.msg);
 }

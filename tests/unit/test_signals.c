@@ -13,6 +13,7 @@
 #include "slm/engine.h"
 #include "slm/score.h"
 #include "slm/signals.h"
+#include "test_stories.h"
 
 #define NEAR(a, b) (fabs((double)(a) - (double)(b)) < 1e-9)
 
@@ -230,14 +231,7 @@ Test(calib, measured_cloud_answers_and_costs) {
 static struct slm_model *g_model;
 
 static void load_model(void) {
-    const char *shared = getenv("SLM_SHARED");
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/models/stories260K.gguf", shared ? shared : "../shared");
-    if (access(path, R_OK) != 0) {
-        cr_skip_test("stories260K.gguf not found under $SLM_SHARED/models: skipping");
-    }
-    struct slm_err err;
-    cr_assert_eq(slm_model_load(path, NULL, &g_model, &err), SLM_OK, "%s", err.msg);
+    test_stories_load(&g_model);
 }
 
 static void unload_model(void) {
