@@ -111,19 +111,12 @@ static json_t *answer(struct srv_job *j, enum srv_route_id route) {
 enum MHD_Result srv_embed(struct srv_conn *rc, enum srv_route_id route) {
     enum srv_api api = route == SRV_R_OPENAI_EMBEDDINGS ? SRV_API_OPENAI : SRV_API_OLLAMA;
     struct srv_error e = {0};
-    struct srv_gen_req *g = calloc(1, sizeof(*g));
-    if (!g) {
-        return MHD_NO;
+    enum MHD_Result reply;
+    struct srv_job *j = srv_job_from_body(rc, route, api, &reply);
+    if (!j) {
+        return reply;
     }
-    if (srv_parse_request(route, slm_buf_cstr(&rc->body), rc->body.len, g, &e) != SLM_OK) {
-        free(g);
-        return srv_reply_error(rc, api, &e);
-    }
-    struct srv_job *j = NULL;
-    int r = srv_job_prepare(rc->srv, rc, g, &j, &e);
-    if (r == SLM_OK) {
-        r = srv_job_submit(j, &e);
-    }
+    int r = srv_job_submit(j, &e);
     if (r == SLM_OK) {
         r = srv_job_wait(j, &e);
     }

@@ -368,6 +368,11 @@ struct srv_job {
  * one srv_job_free() is owed. */
 int srv_job_prepare(struct slm_server *s, struct srv_conn *rc, struct srv_gen_req *g,
                     struct srv_job **out, struct srv_error *e);
+/* The body of `rc` parsed for `route` (srv_parse_request) and prepared
+ * (srv_job_prepare): the job, or NULL with the error reply in `api`'s shape
+ * already queued and its result in *reply. */
+struct srv_job *srv_job_from_body(struct srv_conn *rc, enum srv_route_id route, enum srv_api api,
+                                  enum MHD_Result *reply);
 /* Submits every item. */
 int srv_job_submit(struct srv_job *j, struct srv_error *e);
 /* Reads what is new for every unfinished item, waiting up to `timeout_ms` for

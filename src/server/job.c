@@ -17,6 +17,27 @@
 
 #define FRESH_CAP 256
 
+struct srv_job *srv_job_from_body(struct srv_conn *rc, enum srv_route_id route, enum srv_api api,
+                                  enum MHD_Result *reply) {
+    struct srv_error e = {0};
+    struct srv_gen_req *g = calloc(1, sizeof(*g));
+    if (!g) {
+        *reply = MHD_NO;
+        return NULL;
+    }
+    if (srv_parse_request(route, slm_buf_cstr(&rc->body), rc->body.len, g, &e) != SLM_OK) {
+        free(g);
+        *reply = srv_reply_error(rc, api, &e);
+        return NULL;
+    }
+    struct srv_job *j = NULL;
+    if (srv_job_prepare(rc->srv, rc, g, &j, &e) != SLM_OK) {
+        *reply = srv_reply_error(rc, api, &e);
+        return NULL;
+    }
+    return j;
+}
+
 int srv_job_submit(struct srv_job *j, struct srv_error *e) {
     const struct slm_server_backend *b = &j->srv->p.backend;
     struct slm_req_params rp;

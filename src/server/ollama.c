@@ -225,17 +225,10 @@ static int ollama_step(struct srv_stream *st) {
 
 enum MHD_Result srv_ollama_generate(struct srv_conn *rc, enum srv_route_id route) {
     struct srv_error e = {0};
-    struct srv_gen_req *g = calloc(1, sizeof(*g));
-    if (!g) {
-        return MHD_NO;
-    }
-    if (srv_parse_request(route, slm_buf_cstr(&rc->body), rc->body.len, g, &e) != SLM_OK) {
-        free(g);
-        return srv_reply_error(rc, SRV_API_OLLAMA, &e);
-    }
-    struct srv_job *j = NULL;
-    if (srv_job_prepare(rc->srv, rc, g, &j, &e) != SLM_OK) {
-        return srv_reply_error(rc, SRV_API_OLLAMA, &e);
+    enum MHD_Result reply;
+    struct srv_job *j = srv_job_from_body(rc, route, SRV_API_OLLAMA, &reply);
+    if (!j) {
+        return reply;
     }
     if (j->g->load_only) {
         return load_only(rc, j);

@@ -371,19 +371,11 @@ static int oai_step(struct srv_stream *st) {
 /* ---------------------------------------------------------------- routes */
 
 enum MHD_Result srv_openai_generate(struct srv_conn *rc, enum srv_route_id route) {
-    struct slm_server *s = rc->srv;
     struct srv_error e = {0};
-    struct srv_gen_req *g = calloc(1, sizeof(*g));
-    if (!g) {
-        return MHD_NO;
-    }
-    if (srv_parse_request(route, slm_buf_cstr(&rc->body), rc->body.len, g, &e) != SLM_OK) {
-        free(g);
-        return srv_reply_error(rc, SRV_API_OPENAI, &e);
-    }
-    struct srv_job *j = NULL;
-    if (srv_job_prepare(s, rc, g, &j, &e) != SLM_OK) {
-        return srv_reply_error(rc, SRV_API_OPENAI, &e);
+    enum MHD_Result reply;
+    struct srv_job *j = srv_job_from_body(rc, route, SRV_API_OPENAI, &reply);
+    if (!j) {
+        return reply;
     }
     srv_make_id(route == SRV_R_OPENAI_CHAT ? "chatcmpl-" : "cmpl-", j->id, sizeof(j->id));
     if (srv_job_submit(j, &e) != SLM_OK) {
