@@ -542,8 +542,12 @@ static int calibrate(int argc, char **argv) {
             usage();
             return SLM_EXIT_OK;
         }
-        if (i + 1 >= argc) {
+        if (f[0] != '-') {
             slm_cli_error(CMD, "unexpected argument '%s' (see slm route --help)", f);
+            return SLM_EXIT_USAGE;
+        }
+        if (i + 1 >= argc) {
+            slm_cli_error(CMD, "%s needs a value (see slm route --help)", f);
             return SLM_EXIT_USAGE;
         }
         const char *v = argv[++i];
