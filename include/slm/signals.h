@@ -201,6 +201,8 @@ struct slm_calib_params {
     double local_cost;      /* cost of answering one item locally (about 0) */
     double cloud_cost;      /* cost of escalating one item, used when `cloud_costs` is NULL */
     double target_accuracy; /* the accuracy to reach, absolute (e.g. 0.98 * all-cloud accuracy) */
+    double z;               /* how many standard errors below the measured accuracy the chooser
+                               looks: 0 = the point estimate, 1.645 = a one-sided 95% bound */
 };
 
 /* One point of the curve: escalate every item with confidence < threshold. */
@@ -208,8 +210,9 @@ struct slm_calib_point {
     double threshold; /* INFINITY = escalate everything */
     size_t n_escalated;
     double share_escalated;
-    double accuracy; /* expected: local correct kept + cloud correct escalated, over n */
-    double cost;     /* total: local_cost per kept item + cloud cost per escalated item */
+    double accuracy;     /* expected: local correct kept + cloud correct escalated, over n */
+    double accuracy_low; /* accuracy - z standard errors (see slm_calib_curve) */
+    double cost;         /* total: local_cost per kept item + cloud cost per escalated item */
 };
 
 /*
@@ -218,7 +221,15 @@ struct slm_calib_point {
  * nothing) plus INFINITY (escalate all), in increasing threshold order.
  * `cloud_correct` (per item, may be NULL: use cloud_accuracy) and
  * `cloud_costs` (per item, may be NULL: use cloud_cost) make it exact when the
- * cloud's answers were measured. Writes at most `cap` points to `out` (may be
+ * cloud's answers were measured.
+ *
+ * accuracy_low is the accuracy less p->z standard errors of a set of n items
+ * answered the same way: kept items are Bernoulli at the kept rows' rate,
+ * escalated ones at the cloud's, each rate smoothed by one success and one
+ * failure (so a handful of rows that all happened to be right still count
+ * as uncertain). Choosing on it keeps a threshold that only just reaches the
+ * target on the calibration rows (by luck, most often) from falling short on
+ * the rows that follow. Writes at most `cap` points to `out` (may be
  * NULL with cap 0); returns the number of points (<= n + 1), or a negative
  * status (SLM_E_NOMEM, SLM_E_INVALID for a NaN confidence or n == 0).
  */
@@ -227,8 +238,8 @@ int64_t slm_calib_curve(const double *conf, const bool *correct, const bool *clo
                         struct slm_calib_point *out, size_t cap);
 
 /*
- * The cheapest point of the curve whose accuracy reaches p->target_accuracy
- * (ties: the lower threshold). SLM_E_NOT_FOUND when no threshold reaches it
+ * The cheapest point of the curve whose accuracy_low reaches
+ * p->target_accuracy (ties: the lower threshold). SLM_E_NOT_FOUND when no threshold reaches it
  * (then *chosen is the most accurate point, the cheaper among equals).
  * `oracle` (may be NULL) receives the oracle router, which escalates exactly
  * the items answered wrong locally (threshold NAN).

@@ -29,7 +29,8 @@ static void usage(void) {
     printf("Usage: slm route --router ROUTER.yaml IN.jsonl -o OUT.jsonl [--on-error skip|fail]\n"
            "       slm route calibrate --router ROUTER.yaml --data LABELLED.jsonl\n"
            "                 --target-accuracy X [--route NAME] [--cloud-accuracy P]\n"
-           "                 [--out thresholds.yaml] [--svg curve.svg] [--limit N]\n"
+           "                 [--confidence C] [--out thresholds.yaml] [--svg curve.svg]\n"
+           "                 [--limit N]\n"
            "\n"
            "Batch: every input line is an OpenAI chat request body with an \"id\" and a\n"
            "\"model\" naming a route; every output line is {\"id\", \"response\", \"route\",\n"
@@ -42,6 +43,8 @@ static void usage(void) {
            "probability), prints the accuracy/cost curve and writes the cheapest threshold that\n"
            "reaches the target accuracy to the thresholds file router.yaml includes.\n"
            "  --cloud-accuracy P  accuracy assumed for escalated rows (default 0.92)\n"
+           "  --confidence C      reach the target with this one-sided confidence, not just on\n"
+           "                      these rows (default 0.95; 0.5 = the measured accuracy)\n"
            "  --out FILE          default: router.yaml's include, else thresholds.yaml beside it\n"
            "See docs/router.md.\n");
 }
@@ -281,9 +284,25 @@ static int batch_run(struct batch *b, const char *in_path, const char *out_path,
 
 struct calib_args {
     const char *router, *data, *route, *out, *svg;
-    double target, cloud_accuracy;
+    double target, cloud_accuracy, confidence;
     long long limit;
 };
+
+/* The standard normal quantile of c in (0, 1), by bisection on erfc: the
+ * number of standard errors a one-sided bound at confidence c lies below
+ * the estimate. */
+static double normal_quantile(double c) {
+    double lo = -10, hi = 10;
+    for (int i = 0; i < 100; i++) {
+        double mid = (lo + hi) / 2;
+        if (0.5 * erfc(-mid / sqrt(2.0)) < c) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    return (lo + hi) / 2;
+}
 
 static json_t *row_request(const json_t *row, const char *route, const char **answer) {
     *answer = json_string_value(json_object_get(row, "answer"));
@@ -459,12 +478,13 @@ static int calib_collect(struct slm_router *r, const struct calib_args *a,
 }
 
 static void print_curve(const struct slm_calib_point *pts, size_t n) {
-    printf("%10s %10s %10s %10s\n", "THRESHOLD", "ESCALATED", "ACCURACY", "COST");
+    printf("%10s %10s %10s %10s %10s\n", "THRESHOLD", "ESCALATED", "ACCURACY", "AT LEAST", "COST");
     size_t step = n > 20 ? n / 20 : 1;
     for (size_t i = 0; i < n; i++) {
         if (i % step == 0 || i + 1 == n) {
-            printf("%10.4f %9.1f%% %9.1f%% %10.6f\n", pts[i].threshold,
-                   100 * pts[i].share_escalated, 100 * pts[i].accuracy, pts[i].cost);
+            printf("%10.4f %9.1f%% %9.1f%% %9.1f%% %10.6f\n", pts[i].threshold,
+                   100 * pts[i].share_escalated, 100 * pts[i].accuracy, 100 * pts[i].accuracy_low,
+                   pts[i].cost);
         }
     }
 }
@@ -479,7 +499,8 @@ static int calib_report(const struct calib_args *a, const struct slm_router_conf
     for (size_t i = 0; i < d->n; i++) {
         mean_cost += d->cost[i] / (double)d->n;
     }
-    struct slm_calib_params cp = {a->cloud_accuracy, 0.0, mean_cost, a->target};
+    struct slm_calib_params cp = {a->cloud_accuracy, 0.0, mean_cost, a->target,
+                                  normal_quantile(a->confidence)};
     int64_t np = slm_calib_curve(d->conf, d->correct, NULL, d->cost, d->n, &cp, NULL, 0);
     struct slm_calib_point *pts = np > 0 ? calloc((size_t)np, sizeof(*pts)) : NULL;
     if (!pts) {
@@ -504,8 +525,10 @@ static int calib_report(const struct calib_args *a, const struct slm_router_conf
     }
     double th = isinf(chosen.threshold) ? 1.0 : chosen.threshold;
     const char *key = cfg->locals[route->local].score_labels ? "label_prob" : "token_mean";
-    printf("chosen: %s %.4f: escalates %.1f%%, accuracy %.1f%%, cost %.6f\n", key, th,
-           100 * chosen.share_escalated, 100 * chosen.accuracy, chosen.cost);
+    printf("chosen: %s %.4f: escalates %.1f%%, accuracy %.1f%% (at least %.1f%% with confidence "
+           "%.2f), cost %.6f\n",
+           key, th, 100 * chosen.share_escalated, 100 * chosen.accuracy,
+           100 * chosen.accuracy_low, a->confidence, chosen.cost);
     int code = SLM_EXIT_OK;
     char out[4096];
     if (a->out) {
@@ -535,7 +558,7 @@ static int calib_report(const struct calib_args *a, const struct slm_router_conf
 }
 
 static int calibrate(int argc, char **argv) {
-    struct calib_args a = {.cloud_accuracy = 0.92, .target = NAN};
+    struct calib_args a = {.cloud_accuracy = 0.92, .target = NAN, .confidence = 0.95};
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (slm_cli_is_help(f)) {
@@ -566,6 +589,8 @@ static int calibrate(int argc, char **argv) {
             ok = slm_cli_float(CMD, f, v, 0, 1, &a.target);
         } else if (strcmp(f, "--cloud-accuracy") == 0) {
             ok = slm_cli_float(CMD, f, v, 0, 1, &a.cloud_accuracy);
+        } else if (strcmp(f, "--confidence") == 0) {
+            ok = slm_cli_float(CMD, f, v, 0.5, 0.9999, &a.confidence);
         } else if (strcmp(f, "--limit") == 0) {
             ok = slm_cli_int(CMD, f, v, 1, 1000000000, &a.limit);
         } else {

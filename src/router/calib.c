@@ -99,12 +99,28 @@ static double cloud_price(const double *cloud_costs, const struct slm_calib_para
     return cloud_costs ? cloud_costs[i] : p->cloud_cost;
 }
 
-static void set_point(struct slm_calib_point *pt, double threshold, size_t n_esc, size_t n,
-                      double correct, double cost) {
+/* Running sums for one threshold: right answers among kept and escalated items. */
+struct tally {
+    double kept_ok, esc_ok;
+    size_t n_kept, n_esc;
+};
+
+/* Binomial variance of `ok` right answers in `n` items, the rate smoothed by
+ * one right and one wrong answer. */
+static double bvar(double ok, size_t n) {
+    double p = (ok + 1.0) / ((double)n + 2.0);
+    return (double)n * p * (1.0 - p);
+}
+
+static void set_point(struct slm_calib_point *pt, double threshold, const struct tally *t, double z,
+                      double cost) {
+    double n = (double)(t->n_kept + t->n_esc);
     pt->threshold = threshold;
-    pt->n_escalated = n_esc;
-    pt->share_escalated = (double)n_esc / (double)n;
-    pt->accuracy = correct / (double)n;
+    pt->n_escalated = t->n_esc;
+    pt->share_escalated = (double)t->n_esc / n;
+    pt->accuracy = (t->kept_ok + t->esc_ok) / n;
+    double sd = sqrt(bvar(t->kept_ok, t->n_kept) + bvar(t->esc_ok, t->n_esc)) / n;
+    pt->accuracy_low = pt->accuracy - z * sd;
     pt->cost = cost;
 }
 
@@ -125,21 +141,25 @@ int64_t slm_calib_curve(const double *conf, const bool *correct, const bool *clo
     }
     /* Start with nothing escalated; each distinct value moves its group of
      * items (those below the next threshold) to the cloud. */
-    double ok = 0, cost = (double)n * p->local_cost;
+    struct tally tl = {.n_kept = n};
+    double cost = (double)n * p->local_cost;
     for (size_t i = 0; i < n; i++) {
-        ok += correct[i];
+        tl.kept_ok += correct[i];
     }
     size_t np = 0;
     for (size_t a = 0; a <= n;) {
         double t = a < n ? it[a].conf : INFINITY;
         if (np < cap) {
-            set_point(&out[np], t, a, n, ok, cost);
+            set_point(&out[np], t, &tl, p->z, cost);
         }
         np++;
         size_t b = a;
         while (b < n && it[b].conf == t) {
             size_t i = it[b].i;
-            ok += cloud_ok(cloud_correct, p, i) - (double)correct[i];
+            tl.kept_ok -= (double)correct[i];
+            tl.esc_ok += cloud_ok(cloud_correct, p, i);
+            tl.n_kept--;
+            tl.n_esc++;
             cost += cloud_price(cloud_costs, p, i) - p->local_cost;
             b++;
         }
@@ -165,7 +185,7 @@ int slm_calib_choose(const double *conf, const bool *correct, const bool *cloud_
     const double eps = 1e-12;
     int64_t best = -1, most = 0;
     for (int64_t k = 0; k < np; k++) {
-        if (pts[k].accuracy + eps >= p->target_accuracy &&
+        if (pts[k].accuracy_low + eps >= p->target_accuracy &&
             (best < 0 || pts[k].cost < pts[best].cost - eps)) {
             best = k;
         }
@@ -177,14 +197,20 @@ int slm_calib_choose(const double *conf, const bool *correct, const bool *cloud_
     *chosen = pts[best >= 0 ? best : most];
     free(pts);
     if (oracle) {
-        double ok = 0, cost = 0;
-        size_t esc = 0;
+        struct tally tl = {0};
+        double cost = 0;
         for (size_t i = 0; i < n; i++) {
-            esc += !correct[i];
-            ok += correct[i] ? 1.0 : cloud_ok(cloud_correct, p, i);
-            cost += correct[i] ? p->local_cost : cloud_price(cloud_costs, p, i);
+            if (correct[i]) {
+                tl.kept_ok += 1;
+                tl.n_kept++;
+                cost += p->local_cost;
+            } else {
+                tl.esc_ok += cloud_ok(cloud_correct, p, i);
+                tl.n_esc++;
+                cost += cloud_price(cloud_costs, p, i);
+            }
         }
-        set_point(oracle, NAN, esc, n, ok, cost);
+        set_point(oracle, NAN, &tl, p->z, cost);
     }
     return best >= 0 ? SLM_OK : SLM_E_NOT_FOUND;
 }

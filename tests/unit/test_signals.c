@@ -208,6 +208,38 @@ Test(calib, choose_cheapest_reaching_target) {
     cr_assert(ch.threshold == 0.8 && NEAR(ch.accuracy, 0.94));
 }
 
+/*
+ * The same items with z = 1: accuracy_low = accuracy - sd, sd = sqrt(var kept
+ * + var escalated) / 5, each var n p (1 - p) with p = (ok + 1) / (n + 2):
+ *   t=0.2: kept 5 (3 ok) p 4/7: var 1.22449; nothing escalated.  low .378687
+ *   t=0.6: kept 4 (3 ok) p 4/6, var .888889; esc 1 (.9) p 1.9/3, var .232222.  low .568235
+ *   t=0.8: kept 2 (2 ok) p 3/4, var .375; esc 3 (2.7) p 3.7/5, var .5772.  low .744839
+ *   t=0.9: kept 1 (1 ok) p 2/3, var .222222; esc 4 (3.6) p 4.6/6, var .715556.  low .726322
+ *   t=inf: esc 5 (4.5) p 5.5/7, var .841837.  low .716497
+ */
+Test(calib, lower_bound_chooses_with_a_margin) {
+    struct slm_calib_params p = {.cloud_accuracy = 0.9, .cloud_cost = 1, .z = 1};
+    struct slm_calib_point pt[5], ch;
+    cr_assert_eq(slm_calib_curve(k_conf, k_ok, NULL, NULL, 5, &p, pt, 5), 5);
+    double low[5] = {0.378687, 0.568235, 0.744839, 0.726322, 0.716497};
+    for (int k = 0; k < 5; k++) {
+        cr_assert(fabs(pt[k].accuracy_low - low[k]) < 1e-6, "point %d low %f", k,
+                  pt[k].accuracy_low);
+    }
+    /* 0.74: the point estimate is reached at t=0.6 (.78), the bound only at t=0.8 */
+    p.target_accuracy = 0.74;
+    cr_assert_eq(slm_calib_choose(k_conf, k_ok, NULL, NULL, 5, &p, &ch, NULL), SLM_OK);
+    cr_assert(ch.threshold == 0.8 && NEAR(ch.cost, 3));
+    p.z = 0;
+    cr_assert_eq(slm_calib_choose(k_conf, k_ok, NULL, NULL, 5, &p, &ch, NULL), SLM_OK);
+    cr_assert(ch.threshold == 0.6 && NEAR(ch.cost, 1) && NEAR(ch.accuracy_low, ch.accuracy));
+    /* no bound reaches 0.75: the most accurate point (by the estimate) */
+    p.z = 1;
+    p.target_accuracy = 0.75;
+    cr_assert_eq(slm_calib_choose(k_conf, k_ok, NULL, NULL, 5, &p, &ch, NULL), SLM_E_NOT_FOUND);
+    cr_assert(ch.threshold == 0.8);
+}
+
 Test(calib, measured_cloud_answers_and_costs) {
     /* The cloud got item 2 (conf 0.2) wrong and item 1 (0.6 F) right; item costs vary. */
     bool cloud[5] = {true, true, false, true, true};
