@@ -3,11 +3,13 @@
  * model, owning that model's llama contexts (one per adapter set, plus one
  * for embeddings when asked), serving many requests at once.
  *
- * Each context has 2 x n_parallel sequence ids over one unified KV cache, so
- * sequences can share cells. At most n_parallel of them are active
- * (prefilling or generating); the others are cache entries: the KV of
- * finished requests, kept while cells and ids allow, least recently used
- * evicted first. A sequence is in one of these states:
+ * Each context has n_parallel sequence ids, each with its own KV stream of
+ * n_ctx / n_parallel cells (llama.cpp's kv_unified = false, as llama-server
+ * runs with -np): a token attends over its own sequence's cells only, not
+ * over every cell in use, which is what makes 16 parallel sequences cheap.
+ * A sequence that is not active (prefilling or generating) is a cache
+ * entry: the KV of the request it last served, kept until its id is needed.
+ * A sequence is in one of these states:
  *
  *   EMPTY   -> no KV
  *   CACHED  -> idle; tokens[0..n_past) are in KV, reusable as a prefix
@@ -24,9 +26,17 @@
  * its channel; retires finished sequences. Steps of different contexts are
  * interleaved in the one thread.
  *
- * Prefix reuse is llama_memory_seq_cp of [0, common) from the sequence that
- * shares the longest prefix (cached or active) to the new one: with a unified
- * cache that only tags cells, nothing is copied.
+ * Prefix reuse takes the sequence that shares the longest prefix (cached or
+ * active): in place when the new request lands on that sequence's own id,
+ * else by copying its stream (llama.cpp copies streams whole, at the next
+ * decode; a memcpy of the stream, far cheaper than evaluating the prefix
+ * again) and cutting the copy to the common prefix.
+ *
+ * Which id a new request takes matters for speed: llama.cpp splits a batch
+ * over several streams into runs of consecutive sequence ids, one ubatch
+ * (one pass over the weights) per run. So a request takes a free id inside
+ * or next to the range of active ids (see claim_seq), and the batch lists
+ * sequences in id order.
  *
  * The token loop allocates nothing: batches, sequence token arrays and
  * embedding sums are sized when a context is made; sampler chains and stop
@@ -48,6 +58,9 @@
 /* A new request waits for a prefix another sequence is still evaluating only
  * when that saves at least this many tokens. */
 #define SHARE_MIN_WAIT 32
+/* A prefix held by another sequence is copied (a whole stream: a memcpy of
+ * its KV) only when it is at least this long; shorter ones are evaluated. */
+#define SHARE_MIN_COPY 16
 /* Adapters in one set (llama.cpp takes them as one array). */
 #define MAX_ADAPTERS 64
 
@@ -216,8 +229,7 @@ static int sctx_new(struct slm_sched *s, struct slm_adapter *const *adapters, co
         return slm_err_set(err, SLM_E_NOMEM, "out of memory");
     }
     c->embed = embed;
-    /* Embedding sequences keep no cache: n_parallel ids are enough. */
-    c->n_seq = embed ? s->p.n_parallel : SLM_MIN(2 * s->p.n_parallel, 256);
+    c->n_seq = s->p.n_parallel;
     struct llama_context_params lp = llama_context_default_params();
     lp.n_ctx = s->p.n_ctx;
     lp.n_batch = s->p.n_batch;
@@ -225,7 +237,7 @@ static int sctx_new(struct slm_sched *s, struct slm_adapter *const *adapters, co
     lp.n_seq_max = (uint32_t)c->n_seq;
     lp.n_threads = s->p.n_threads;
     lp.n_threads_batch = s->p.n_threads;
-    lp.kv_unified = true;
+    lp.kv_unified = false; /* a stream per sequence: see the top of this file */
     lp.no_perf = true;
     /* Prefix reuse removes KV from arbitrary positions; a sliding-window
      * cache would have forgotten them. */
@@ -335,31 +347,11 @@ static void seq_adopt(struct sctx *c, struct seq *q, struct seq *src, uint32_t l
     llama_memory_seq_rm(mem_of(c), q->id, -1, -1);
     q->n_past = 0;
     if (len > 0) {
-        llama_memory_seq_cp(mem_of(c), src->id, q->id, 0, (llama_pos)len);
+        /* Across streams llama.cpp copies whole streams only. */
+        llama_memory_seq_cp(mem_of(c), src->id, q->id, -1, -1);
+        llama_memory_seq_rm(mem_of(c), q->id, (llama_pos)len, -1);
         q->n_past = len;
     }
-}
-
-/* The least recently used cache entry, or NULL. */
-static struct seq *lru_cached(struct sctx *c) {
-    struct seq *lru = NULL;
-    for (int32_t i = 0; i < c->n_seq; i++) {
-        struct seq *q = &c->seqs[i];
-        if (q->state == SEQ_CACHED && (!lru || q->last_used < lru->last_used)) {
-            lru = q;
-        }
-    }
-    return lru;
-}
-
-static bool evict_lru_cached(struct sctx *c) {
-    struct seq *victim = lru_cached(c);
-    if (victim) {
-        SLM_LOG(SLM_LOG_DEBUG, "sched: no room in the KV cache: evicting a cached prefix of %u tokens",
-                victim->n_past);
-        seq_drop(c, victim);
-    }
-    return victim != NULL;
 }
 
 struct match {
@@ -409,22 +401,47 @@ static void find_match(const struct slm_sched *s, struct sctx *c, const int32_t 
     }
 }
 
-/* A sequence id for a new request: an empty one, else the cached best match
- * itself (truncated), else the least recently used cache entry. */
+/*
+ * A sequence id for a new request. Candidates are the ids that keep the
+ * active ones consecutive: a free id between two active ones first, else one
+ * just below or above the active range, else (nothing active) any. Among the
+ * candidates: the cached best match itself (its prefix is used in place),
+ * else an empty one, else the least recently used cache entry. Free ids
+ * further out keep their cache entries.
+ */
 static struct seq *claim_seq(struct sctx *c, struct match *m) {
+    int32_t lo = c->n_seq, hi = -1;
     for (int32_t i = 0; i < c->n_seq; i++) {
-        if (c->seqs[i].state == SEQ_EMPTY) {
-            return &c->seqs[i];
+        if (seq_active(&c->seqs[i])) {
+            lo = SLM_MIN(lo, i);
+            hi = SLM_MAX(hi, i);
         }
     }
-    if (m->src && m->src->state == SEQ_CACHED) {
-        return m->src;
+    int32_t from = 0, to = c->n_seq - 1;
+    if (hi >= 0) {
+        bool gap = false;
+        for (int32_t i = lo; i <= hi && !gap; i++) {
+            gap = !seq_active(&c->seqs[i]);
+        }
+        from = gap ? lo : SLM_MAX(lo - 1, 0);
+        to = gap ? hi : SLM_MIN(hi + 1, c->n_seq - 1);
     }
-    struct seq *victim = lru_cached(c);
-    if (victim) {
-        seq_drop(c, victim);
+    struct seq *empty = NULL, *lru = NULL;
+    for (int32_t i = from; i <= to; i++) {
+        struct seq *q = &c->seqs[i];
+        if (seq_active(q)) {
+            continue;
+        }
+        if (q == m->src && m->now >= SHARE_MIN_COPY) {
+            return q;
+        }
+        if (q->state == SEQ_EMPTY) {
+            empty = empty ? empty : q;
+        } else if (!lru || q->last_used < lru->last_used) {
+            lru = q;
+        }
     }
-    return victim;
+    return empty ? empty : lru;
 }
 
 /* ---------------------------------------------------------------- retiring */
@@ -557,12 +574,21 @@ static void place(struct slm_sched *s, struct slm_request *r) {
     find_match(s, c, r->prompt, n, true, &m);
     struct seq *q = claim_seq(c, &m);
     if (!q) {
-        /* Cannot happen (n_active < n_parallel < n_seq leaves an empty or
-         * cached sequence), but a request must never be lost. */
+        /* Cannot happen (placeable() saw n_active < n_parallel = n_seq), but
+         * a request must never be lost. */
         llama_sampler_free(chain);
         slm_stop_filter_free(&stop);
         slm__req_finish(r, SLM_E_BACKEND, "no free sequence", NULL);
         return;
+    }
+    /* What q itself still holds of the prompt, and whether another
+     * sequence's longer prefix is worth a copy. */
+    uint32_t own = SLM_MIN(common_prefix(q->tokens, q->n_past, r->prompt, n), n - 1);
+    struct seq *src = q;
+    uint32_t len = own;
+    if (m.src && m.src != q && m.now >= SHARE_MIN_COPY && m.now > own) {
+        src = m.src;
+        len = m.now;
     }
     /* A new owner: whoever waited for this sequence's old tokens must look
      * again (its KV past n_past will be other tokens). */
@@ -589,7 +615,7 @@ static void place(struct slm_sched *s, struct slm_request *r) {
         seq_adopt(c, q, q, 0);
     } else {
         q->state = SEQ_PREFILL;
-        seq_adopt(c, q, m.src ? m.src : q, m.now);
+        seq_adopt(c, q, src, len);
         q->st.n_cached = (int32_t)q->n_past;
         count_cached(s, q->n_past);
     }
@@ -650,7 +676,8 @@ static void wake_waiter(struct slm_sched *s, struct sctx *c, struct seq *q) {
         struct match m;
         q->state = SEQ_PREFILL; /* not a wait source for itself while matching */
         find_match(s, c, q->tokens, q->n_prompt, false, &m);
-        seq_adopt(c, q, m.src && m.src != q ? m.src : q, m.src ? m.now : 0);
+        bool copy = m.src && m.src != q && m.now >= SHARE_MIN_COPY;
+        seq_adopt(c, q, copy ? m.src : q, copy ? m.now : 0);
     }
     q->state = SEQ_PREFILL;
     q->st.n_cached = (int32_t)q->n_past;
@@ -687,17 +714,20 @@ static bool prepare(struct slm_sched *s, struct sctx *c) {
 }
 
 /* Builds this step's batch: a token per generating sequence whose reader
- * keeps up, then prompt chunks in admission order. Returns prompt tokens. */
+ * keeps up, then prompt chunks in admission order up to n_batch tokens. The
+ * tokens go in in sequence id order, so that llama.cpp's split of the batch
+ * over streams finds the longest runs of consecutive ids. Returns prompt
+ * tokens. */
 static uint32_t build_batch(struct slm_sched *s, struct sctx *c) {
     struct llama_batch *b = &c->batch;
     b->n_tokens = 0;
     int32_t n_pre = 0;
+    uint32_t used = 0;
     for (int32_t i = 0; i < c->n_seq; i++) {
         struct seq *q = &c->seqs[i];
         if (q->state == SEQ_GEN && slm__req_has_room(q->req)) {
-            q->first_row = q->row = b->n_tokens;
             q->n_batch = 1;
-            batch_add(b, q->tokens[q->n_past], q->n_past, q->id, true);
+            used++;
         } else if (q->state == SEQ_PREFILL) {
             int32_t j = n_pre++;
             while (j > 0 && c->order[j - 1]->order > q->order) {
@@ -708,12 +738,24 @@ static uint32_t build_batch(struct slm_sched *s, struct sctx *c) {
         }
     }
     uint32_t n_prompt = 0;
-    for (int32_t k = 0; k < n_pre && (uint32_t)b->n_tokens < s->p.n_batch; k++) {
+    for (int32_t k = 0; k < n_pre && used < s->p.n_batch; k++) {
         struct seq *q = c->order[k];
-        uint32_t m = SLM_MIN(q->n_prompt - q->n_past, s->p.n_batch - (uint32_t)b->n_tokens);
+        q->n_batch = SLM_MIN(q->n_prompt - q->n_past, s->p.n_batch - used);
+        used += q->n_batch;
+        n_prompt += q->n_batch;
+    }
+    for (int32_t i = 0; i < c->n_seq; i++) {
+        struct seq *q = &c->seqs[i];
+        if (q->n_batch == 0) {
+            continue;
+        }
         q->first_row = b->n_tokens;
-        q->n_batch = m;
-        for (uint32_t j = 0; j < m; j++) {
+        if (q->state == SEQ_GEN) {
+            q->row = b->n_tokens;
+            batch_add(b, q->tokens[q->n_past], q->n_past, q->id, true);
+            continue;
+        }
+        for (uint32_t j = 0; j < q->n_batch; j++) {
             uint32_t pos = q->n_past + j;
             bool last = pos == q->n_prompt - 1;
             if (last) {
@@ -721,7 +763,6 @@ static uint32_t build_batch(struct slm_sched *s, struct sctx *c) {
             }
             batch_add(b, q->tokens[pos], pos, q->id, c->embed || last);
         }
-        n_prompt += m;
     }
     return n_prompt;
 }
@@ -736,16 +777,10 @@ static void fail_batch(struct slm_sched *s, struct sctx *c, int rc, const char *
     }
 }
 
-/* Decodes the batch, making room by evicting cache entries when the KV
- * cache is full. */
+/* Decodes the batch. A sequence never holds more than its stream's cells
+ * (seq_cap), so there is no "no room" to make here. */
 static int decode(struct sctx *c, struct slm_err *err) {
-    for (;;) {
-        int32_t rc = llama_decode(c->lc, c->batch);
-        if (rc == 1 && evict_lru_cached(c)) {
-            continue;
-        }
-        return slm__decode_status(rc, err);
-    }
+    return slm__decode_status(llama_decode(c->lc, c->batch), err);
 }
 
 static void finish_embedding(struct slm_sched *s, struct sctx *c, struct seq *q) {

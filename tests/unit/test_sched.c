@@ -409,49 +409,45 @@ Test(sched, a_waiter_whose_source_is_cancelled_still_answers, .init = load_model
     slm_buf_free(&t2);
 }
 
-static int g_evictions;
-
-static void count_evictions(enum slm_log_level level, const char *line, void *user) {
-    (void)level;
-    (void)user;
-    g_evictions += strstr(line, "evicting a cached prefix") != NULL;
+/* Runs `p` alone on `s` (greedy, 16 tokens), checks it against a solo run and
+ * returns how many of its prompt tokens came from the cache. */
+static int32_t run_cached(struct slm_sched *s, const int32_t *p, size_t n) {
+    struct slm_gen_params gp = greedy(16);
+    struct slm_req_params rp = {.gen = gp};
+    struct slm_request *r = submit(s, p, n, &rp);
+    struct run got, ref;
+    drain(r, &got);
+    solo(p, n, &gp, NULL, &ref);
+    expect_same(&ref, &got, "cached run");
+    int32_t cached = got.st.n_cached;
+    run_free(&got);
+    run_free(&ref);
+    slm_request_free(r);
+    return cached;
 }
 
-Test(sched, cache_entries_make_room_when_cells_run_out, .init = load_model,
+Test(sched, cache_entries_are_replaced_least_recently_used_first, .init = load_model,
      .fini = unload_model) {
-    /* 256 cells, 4 sequence ids, prompts of 100 tokens: finished requests stay
-     * cached until a decode finds no room, then the oldest go. */
-    slm_log_set_level(SLM_LOG_DEBUG);
-    slm_log_set_sink(count_evictions, NULL);
-    struct slm_sched *s = start_ex(2, 256, 0, true);
-    struct slm_gen_params gp = greedy(24);
-    struct slm_req_params rp = {.gen = gp};
+    /* Two sequences, so two cache entries; three prompts that share only BOS. */
+    struct slm_sched *s = start_ex(2, 2 * 512, 0, true);
     size_t ns;
     int32_t *story = tok(k_story, &ns);
-    for (int i = 0; i < 6; i++) {
-        int32_t p[100], q[100];
-        p[0] = q[0] = story[0]; /* BOS */
-        memcpy(p + 1, story + 1 + i * 20, 99 * sizeof(int32_t));
-        memcpy(q + 1, story + 11 + i * 20, 99 * sizeof(int32_t));
-        struct slm_request *r1 = submit(s, p, 100, &rp);
-        struct slm_request *r2 = submit(s, q, 100, &rp);
-        struct run g1, g2, ref1, ref2;
-        drain(r1, &g1);
-        drain(r2, &g2);
-        solo(p, 100, &gp, NULL, &ref1);
-        solo(q, 100, &gp, NULL, &ref2);
-        expect_same(&ref1, &g1, "first");
-        expect_same(&ref2, &g2, "second");
-        run_free(&g1);
-        run_free(&g2);
-        run_free(&ref1);
-        run_free(&ref2);
-        slm_request_free(r1);
-        slm_request_free(r2);
-    }
+    cr_assert_gt(ns, 200);
+    int32_t a[60], b[60], c[60];
+    a[0] = b[0] = c[0] = story[0]; /* BOS */
+    memcpy(a + 1, story + 1, 59 * sizeof(int32_t));
+    memcpy(b + 1, story + 61, 59 * sizeof(int32_t));
+    memcpy(c + 1, story + 121, 59 * sizeof(int32_t));
+    cr_assert_eq(run_cached(s, a, 60), 0);
+    /* B shares one token with A: not worth A's entry, B takes the empty sequence. */
+    cr_assert_lt(run_cached(s, b, 60), 16);
+    cr_assert_eq(run_cached(s, a, 60), 59, "A is still cached");
+    cr_assert_eq(run_cached(s, b, 60), 59, "B is still cached");
+    /* C replaces the least recently used entry: A's. */
+    cr_assert_lt(run_cached(s, c, 60), 16);
+    cr_assert_eq(run_cached(s, b, 60), 59, "B survives C");
+    cr_assert_lt(run_cached(s, a, 60), 16, "A was replaced");
     slm_sched_free(s);
-    slm_log_set_sink(NULL, NULL);
-    cr_assert_gt(g_evictions, 0, "no cache entry was evicted for room");
     free(story);
 }
 
