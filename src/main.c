@@ -30,10 +30,17 @@ static void usage(FILE *f) {
     }
     fprintf(f, "\nRun 'slm COMMAND --help' for a command's flags.\n"
                "Environment: SLM_HOME (model store, default ~/.slm), SLM_MIRROR (pull from a "
-               "folder),\n  SLM_LOG (error|warn|info|debug).\n");
+               "folder),\n  SLM_LOG (error|warn|info|debug), SLM_HUGEPAGES=0 (no huge pages: "
+               "docs/commands.md).\n");
 }
 
 int main(int argc, char **argv) {
+    static const char *const model_commands[] = {"run", "serve", "tune", "route"};
+    for (size_t i = 0; argc >= 2 && i < SLM_ARRAY_LEN(model_commands); i++) {
+        if (strcmp(argv[1], model_commands[i]) == 0) {
+            slm_cli_use_hugepages(argv);
+        }
+    }
     const char *lvl = getenv("SLM_LOG");
     enum slm_log_level level;
     if (lvl && slm_log_level_parse(lvl, &level) == SLM_OK) {

@@ -57,4 +57,9 @@ bool slm_cli_stderr_tty(void);
 extern volatile int slm_cli_interrupted;
 void slm_cli_trap_signals(void);
 
+/* For commands that run a model: re-executes slm with glibc's large
+ * allocations on transparent huge pages (cli/hugepages.c); returns when that
+ * does not apply or fails. Call first thing, before any thread starts. */
+void slm_cli_use_hugepages(char **argv);
+
 #endif /* SLM_CLI_H */
