@@ -35,7 +35,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    static const char *const model_commands[] = {"run", "serve", "tune", "route"};
+    static const char *const model_commands[] = {"run", "serve", "route"};
     for (size_t i = 0; argc >= 2 && i < SLM_ARRAY_LEN(model_commands); i++) {
         if (strcmp(argv[1], model_commands[i]) == 0) {
             slm_cli_use_hugepages(argv);
