@@ -511,7 +511,8 @@ static int open_device(struct slm_tune_model *m, struct slm_err *err) {
     }
     if (m->dev == cpu) {
         m->backend = m->backend_cpu;
-        m->use_sched = m->params.cpu_sched;
+        const char *e = getenv("SLM_TUNE_CPU_SCHED"); /* measurement, like cpu_sched */
+        m->use_sched = m->params.cpu_sched || (e && e[0] && strcmp(e, "0") != 0);
         return SLM_OK;
     }
     m->backend = ggml_backend_dev_init(m->dev, NULL);
