@@ -185,7 +185,45 @@ struct slm__runner {
     struct slm_tune_model *m;
     ggml_gallocr_t ga;
     ggml_backend_sched_t sched;
+    /* The graph's nodes and their sources as built. The scheduler points a
+     * node's source at its copy on another backend (node->src[j] = the copy,
+     * made in a context it resets every time), and a backend may reorder the
+     * graph's nodes (Vulkan does): run again as is, the graph would read
+     * copies that no longer exist. So every run starts from these, matched
+     * by tensor, not by position. */
+    const struct ggml_cgraph *g;
+    struct ggml_tensor **nodes; /* n_nodes */
+    struct ggml_tensor **srcs;  /* n_nodes * GGML_MAX_SRC */
+    int n_nodes;
 };
+
+/* Puts the graph's sources back as built (recording them on first sight). */
+static bool restore_srcs(struct slm__runner *r, struct ggml_cgraph *g) {
+    int n = ggml_graph_n_nodes(g);
+    if (r->g != g || r->n_nodes != n) {
+        free(r->srcs);
+        free(r->nodes);
+        r->srcs = malloc((size_t)(n ? n : 1) * GGML_MAX_SRC * sizeof(*r->srcs));
+        r->nodes = malloc((size_t)(n ? n : 1) * sizeof(*r->nodes));
+        if (!r->srcs || !r->nodes) {
+            r->g = NULL;
+            return false;
+        }
+        for (int i = 0; i < n; i++) {
+            r->nodes[i] = ggml_graph_node(g, i);
+            memcpy(&r->srcs[(size_t)i * GGML_MAX_SRC], r->nodes[i]->src,
+                   GGML_MAX_SRC * sizeof(*r->srcs));
+        }
+        r->g = g;
+        r->n_nodes = n;
+        return true;
+    }
+    for (int i = 0; i < n; i++) {
+        memcpy(r->nodes[i]->src, &r->srcs[(size_t)i * GGML_MAX_SRC],
+               GGML_MAX_SRC * sizeof(*r->srcs));
+    }
+    return true;
+}
 
 struct slm__runner *slm__runner_new(struct slm_tune_model *m) {
     struct slm__runner *r = calloc(1, sizeof(*r));
@@ -211,7 +249,11 @@ struct slm__runner *slm__runner_new(struct slm_tune_model *m) {
 }
 
 bool slm__runner_reserve(struct slm__runner *r, struct ggml_cgraph *g) {
-    return r->sched ? ggml_backend_sched_reserve(r->sched, g) : ggml_gallocr_reserve(r->ga, g);
+    if (!r->sched) {
+        return ggml_gallocr_reserve(r->ga, g);
+    }
+    bool ok = restore_srcs(r, g) && ggml_backend_sched_reserve(r->sched, g);
+    return restore_srcs(r, g) && ok;
 }
 
 int slm__runner_alloc(struct slm__runner *r, struct ggml_cgraph *g, struct slm_err *err) {
@@ -220,7 +262,7 @@ int slm__runner_alloc(struct slm__runner *r, struct ggml_cgraph *g, struct slm_e
         /* The same graph every call: the allocator keeps its plan and
          * buffers; the reset only drops the previous assignment. */
         ggml_backend_sched_reset(r->sched);
-        ok = ggml_backend_sched_alloc_graph(r->sched, g);
+        ok = restore_srcs(r, g) && ggml_backend_sched_alloc_graph(r->sched, g);
     } else {
         ok = ggml_gallocr_alloc_graph(r->ga, g);
     }
@@ -232,6 +274,12 @@ int slm__runner_alloc(struct slm__runner *r, struct ggml_cgraph *g, struct slm_e
 int slm__runner_run(struct slm__runner *r, struct ggml_cgraph *g, struct slm_err *err) {
     enum ggml_status st = r->sched ? ggml_backend_sched_graph_compute(r->sched, g)
                                    : ggml_backend_graph_compute(r->m->backend, g);
+    if (r->sched) {
+        /* the copies stay valid until the next reset; the graph goes back
+         * to its own sources for the other runners and the next run */
+        ggml_backend_sched_synchronize(r->sched);
+        restore_srcs(r, g);
+    }
     if (st != GGML_STATUS_SUCCESS) {
         return slm_err_set(err, SLM_E_BACKEND, "ggml graph compute failed on %s (status %d)",
                            ggml_backend_dev_name(r->m->dev), (int)st);
@@ -254,5 +302,7 @@ void slm__runner_free(struct slm__runner *r) {
     if (r->ga) {
         ggml_gallocr_free(r->ga);
     }
+    free(r->srcs);
+    free(r->nodes);
     free(r);
 }

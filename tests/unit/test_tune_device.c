@@ -30,7 +30,8 @@ static void run_free(struct run *r) {
 
 /* Trains `steps` steps on the colors task with the model on `device`. */
 static void train_on(const char *path, const char *device, bool cpu_sched,
-                     enum slm_tune_method method, uint32_t steps, float dropout, struct run *out) {
+                     enum slm_tune_method method, uint32_t steps, float dropout, float lr,
+                     struct run *out) {
     memset(out, 0, sizeof(*out));
     struct slm_err err = {0};
     struct slm_tune_model_params mp = slm_tune_model_params_default();
@@ -56,7 +57,7 @@ static void train_on(const char *path, const char *device, bool cpu_sched,
     p.steps = steps;
     p.eval_every = 2;
     p.dropout = dropout;
-    p.lr = method == SLM_TUNE_FULL ? 1e-3f : 1e-2f;
+    p.lr = lr;
     p.n_threads = 1;
     struct slm_trainer *tr = NULL;
     cr_assert_eq(slm_trainer_init(m, train, valid, &p, &tr, &err), SLM_OK, "%s", err.msg);
@@ -96,6 +97,8 @@ static void expect_same(const struct run *a, const struct run *b, double tol, do
                   "step %zu: loss %.7f vs %.7f", i + 1, (double)a->loss[i], (double)b->loss[i]);
     }
     for (size_t i = 0; i < a->n_valid; i++) {
+        cr_log_info("valid %zu: %.7f on %s, %.7f on %s", i, (double)a->valid[i], a->device,
+                    (double)b->valid[i], b->device);
         cr_assert(fabs((double)a->valid[i] - (double)b->valid[i]) <= tol * fabs((double)a->valid[i]),
                   "valid %zu: %.7f vs %.7f", i, (double)a->valid[i], (double)b->valid[i]);
     }
@@ -111,8 +114,8 @@ Test(tune_device, cpu_by_name_through_the_scheduler_matches_the_direct_path) {
     const char *path = tt_stories();
     TT_NEED(path);
     struct run direct, sched;
-    train_on(path, "cpu", false, SLM_TUNE_LORA, 6, 0.1f, &direct);
-    train_on(path, "CPU", true, SLM_TUNE_LORA, 6, 0.1f, &sched);
+    train_on(path, "cpu", false, SLM_TUNE_LORA, 6, 0.1f, 1e-2f, &direct);
+    train_on(path, "CPU", true, SLM_TUNE_LORA, 6, 0.1f, 1e-2f, &sched);
     cr_assert_str_eq(sched.device, "CPU");
     cr_assert(!direct.sched && sched.sched);
     /* the same kernels in the same order: equal to float rounding */
@@ -125,8 +128,8 @@ Test(tune_device, full_finetune_through_the_scheduler_matches_the_direct_path) {
     const char *path = tt_stories();
     TT_NEED(path);
     struct run direct, sched;
-    train_on(path, "cpu", false, SLM_TUNE_FULL, 4, 0, &direct);
-    train_on(path, "CPU", true, SLM_TUNE_FULL, 4, 0, &sched);
+    train_on(path, "cpu", false, SLM_TUNE_FULL, 4, 0, 1e-3f, &direct);
+    train_on(path, "CPU", true, SLM_TUNE_FULL, 4, 0, 1e-3f, &sched);
     expect_same(&direct, &sched, 1e-5, 1e-5);
     run_free(&direct);
     run_free(&sched);
@@ -148,12 +151,14 @@ Test(tune_device, every_other_device_trains_like_the_cpu) {
             continue;
         }
         struct run cpu, dev;
-        train_on(path, "cpu", false, SLM_TUNE_LORA, 6, 0.1f, &cpu);
-        train_on(path, ggml_backend_dev_name(d), false, SLM_TUNE_LORA, 6, 0.1f, &dev);
+        train_on(path, "cpu", false, SLM_TUNE_LORA, 6, 0.1f, 2e-3f, &cpu);
+        train_on(path, ggml_backend_dev_name(d), false, SLM_TUNE_LORA, 6, 0.1f, 2e-3f, &dev);
         cr_assert_str_eq(dev.device, ggml_backend_dev_name(d));
         cr_assert(dev.sched);
-        /* other kernels, other summation orders: float tolerance */
-        expect_same(&cpu, &dev, 1e-3, 1e-3);
+        /* Other kernels: GPU matmuls round through F16 (lavapipe's Vulkan
+         * device: the first loss 2e-4 off; with GGML_VK_DISABLE_F16=1, 2e-7
+         * and gradients within 1e-5), and the runs drift apart a little. */
+        expect_same(&cpu, &dev, 1e-2, 1e-2);
         run_free(&cpu);
         run_free(&dev);
         tried++;
@@ -205,3 +210,5 @@ Test(tune_device, auto_picks_a_gpu_if_there_is_one_else_the_cpu) {
     cr_assert_gt(info.n_weights, 0);
     slm_tune_model_free(m);
 }
+
+
