@@ -408,11 +408,14 @@ static bool weight_on_dev(const struct ggml_tensor *wc, void *user) {
         }
     }
     if (m->params.trainable) {
+        /* a stand-in of w's type and shape: the op wants a parameter */
+        struct ggml_tensor *wp = ggml_new_tensor(ctx, w->type, GGML_MAX_DIMS, w->ne);
+        ggml_set_param(wp);
         struct ggml_tensor *g = ggml_new_tensor(ctx, GGML_TYPE_F32, GGML_MAX_DIMS, w->ne);
         struct ggml_tensor *mo = ggml_new_tensor(ctx, GGML_TYPE_F32, GGML_MAX_DIMS, w->ne);
         struct ggml_tensor *v = ggml_new_tensor(ctx, GGML_TYPE_F32, GGML_MAX_DIMS, w->ne);
         struct ggml_tensor *par = ggml_new_tensor_1d(ctx, GGML_TYPE_F32, 7);
-        ops[n++] = ggml_opt_step_adamw(ctx, w, g, mo, v, par);
+        ops[n++] = ggml_opt_step_adamw(ctx, wp, g, mo, v, par);
     }
     bool ok = true;
     for (int i = 0; i < n && ok; i++) {

@@ -161,6 +161,12 @@ Test(tune_device, every_other_device_trains_like_the_cpu) {
         expect_same(&cpu, &dev, 1e-2, 1e-2);
         run_free(&cpu);
         run_free(&dev);
+        /* full fine-tuning: every weight trainable and on the device */
+        train_on(path, "cpu", false, SLM_TUNE_FULL, 2, 0, 1e-3f, &cpu);
+        train_on(path, ggml_backend_dev_name(d), false, SLM_TUNE_FULL, 2, 0, 1e-3f, &dev);
+        expect_same(&cpu, &dev, 1e-2, 1e-2);
+        run_free(&cpu);
+        run_free(&dev);
         tried++;
     }
     if (!tried) {
