@@ -66,6 +66,16 @@ enum slm_tune_base_type {
 struct slm_tune_model_params {
     enum slm_tune_base_type base_type;
     bool trainable; /* full fine-tuning: every weight F32 and trainable */
+    /* Where training runs, from ggml's device registry (backends loaded
+     * dynamically by a system llama.cpp included): NULL or "auto" = the first
+     * GPU or integrated GPU if there is one, else the CPU; "cpu"; or a device
+     * name as ggml reports it ("Vulkan0", "CUDA0"; case-insensitive). An
+     * unknown name is SLM_E_INVALID and the message lists the devices. Ops
+     * the device cannot run fall back to the CPU. */
+    const char *device;
+    /* On the CPU: run through ggml_backend_sched like a GPU device instead of
+     * the direct CPU path (which is faster; for tests and measurement). */
+    bool cpu_sched;
 };
 
 struct slm_tune_model_params slm_tune_model_params_default(void);
@@ -86,6 +96,10 @@ struct slm_tune_model_info {
     int32_t n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab, head_dim, n_ctx_train;
     uint64_t n_params;
     char base_type[16]; /* how the 2-D weights are held: "f32", "q8_0", "mixed" */
+    char device[64];       /* the device training runs on, as ggml names it ("CPU", "Vulkan0") */
+    char device_desc[128]; /* its description ("NVIDIA ...", "llvmpipe ...") */
+    bool device_is_cpu;    /* the CPU device (no GPU in use) */
+    uint32_t n_weights_on_device, n_weights; /* weight tensors held on the device / in all */
 };
 
 void slm_tune_model_get_info(const struct slm_tune_model *model, struct slm_tune_model_info *out);

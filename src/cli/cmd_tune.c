@@ -79,13 +79,18 @@ static void usage(void) {
         "  --time-limit SECONDS   stop after this long (checkpoint and output written)\n"
         "  --threads N            default: 1 for models under 20M parameters (faster),\n"
         "                         else physical cores\n"
+        "  --device D             auto|cpu|NAME: where training runs (default auto: the\n"
+        "                         first GPU llama.cpp was built with, else the CPU); NAME\n"
+        "                         as ggml reports it, e.g. Vulkan0, CUDA0; ops the device\n"
+        "                         lacks run on the CPU\n"
         "  --report FILE          loss curves as SVG (default OUTPUT.loss.svg)\n"
         "  -q, --quiet            no progress line\n"
         "\n"
         "eval: --adapter FILE, the same data flags, --valid-hash to measure the held-out\n"
         "rows only and --eval-batches N to stop after N examples; prints the loss over\n"
         "the completion tokens and, when completions form a label set (at most 256),\n"
-        "the accuracy of picking the most likely label (every label is scored).\n");
+        "the accuracy of picking the most likely label (every label is scored). eval\n"
+        "runs llama.cpp's inference, which picks its devices itself (no --device).\n");
 }
 
 enum kind { K_U32, K_U64, K_F32, K_STR, K_BOOL };
@@ -100,7 +105,7 @@ struct opt {
 struct tune_cli {
     struct slm_tune_params p;
     const char *out, *valid, *valid_hash, *template_path, *completion_field, *chat_template;
-    const char *checkpoint, *report, *method, *targets, *base_type, *adapter;
+    const char *checkpoint, *report, *method, *targets, *base_type, *adapter, *device;
     uint32_t valid_split, time_limit;
     bool resume, quiet, no_eos, eval;
     char out_buf[PATH_MAX], ckpt_buf[PATH_MAX], report_buf[PATH_MAX];
@@ -143,6 +148,7 @@ static int parse_opts(struct tune_cli *c, int argc, char **argv, const char **po
         {"--resume", K_BOOL, &c->resume, 0, 0},
         {"--time-limit", K_U32, &c->time_limit, 1, 100000000},
         {"--threads", K_U32, &p->n_threads, 1, 1024},
+        {"--device", K_STR, &c->device, 0, 0},
         {"--report", K_STR, &c->report, 0, 0},
         {"--quiet", K_BOOL, &c->quiet, 0, 0},
         {"-q", K_BOOL, &c->quiet, 0, 0},
@@ -222,6 +228,7 @@ static int finish_opts(struct tune_cli *c, const char *data, struct slm_tune_mod
     }
     *mp = slm_tune_model_params_default();
     mp->trainable = c->p.method == SLM_TUNE_FULL;
+    mp->device = c->device;
     const char *bts[] = {"auto", "f32", "keep", "q8_0"};
     bool ok = !c->base_type;
     for (int k = 0; k < 4 && !ok; k++) {
@@ -374,6 +381,12 @@ static void print_summary(const struct slm_tune_model *tm, const struct slm_data
     uint64_t ntok, ntgt;
     size_t ntrunc;
     slm_dataset_stats(train, &ntok, &ntgt, &ntrunc);
+    if (info.device_is_cpu) {
+        fprintf(stderr, "device: %s (%s)\n", info.device, info.device_desc);
+    } else {
+        fprintf(stderr, "device: %s (%s), %u of %u weight tensors on it, the rest on the CPU\n",
+                info.device, info.device_desc, info.n_weights_on_device, info.n_weights);
+    }
     fprintf(stderr, "model: %s, %d layers, %.1fM parameters, base held as %s\n", info.arch,
             info.n_layer, (double)info.n_params / 1e6, info.base_type);
     fprintf(stderr, "data: %zu training examples (%llu tokens, %llu to learn)", slm_dataset_size(train),
@@ -455,6 +468,11 @@ static int run(int argc, char **argv) {
         return slm_cli_fail(CMD, rc, &err);
     }
     if (eval) {
+        if (c.device) {
+            slm_cli_error(CMD, "eval runs llama.cpp's inference, which picks its own devices: "
+                               "--device is for training");
+            return SLM_EXIT_USAGE;
+        }
         return run_eval(&c, model_path, pos[1]);
     }
     struct slm_tune_model *tm = NULL;

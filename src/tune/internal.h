@@ -3,9 +3,12 @@
  * outside src/tune/ (and its unit tests).
  *
  * Layout of the training view of a model: one ggml context holds the weight
- * tensors (frozen base, or trainable F32 weights for full fine-tuning) in one
- * plain CPU backend buffer (never a repack buffer type: out_prod cannot read
- * those).
+ * tensors (frozen base, or trainable F32 weights for full fine-tuning). On
+ * the CPU they live in plain CPU backend buffers (never a repack buffer type:
+ * out_prod cannot read those). On another device, every weight whose ops the
+ * device supports for its type lives in the device's buffers, the rest in
+ * plain CPU buffers, and graphs run through a ggml_backend_sched over
+ * [device, CPU] so that unsupported ops fall back to the CPU.
  */
 #ifndef SLM_TUNE_INTERNAL_H
 #define SLM_TUNE_INTERNAL_H
@@ -18,6 +21,7 @@
 
 #define SLM_TUNE_N_PROJ 7
 #define SLM_TUNE_GRAPH_SIZE 65536
+#define SLM_TUNE_MAX_BUFS 32 /* buffers per tensor set (a device caps a buffer's size) */
 
 enum slm__proj { P_Q, P_K, P_V, P_O, P_GATE, P_UP, P_DOWN };
 
@@ -45,8 +49,12 @@ struct slm_tune_model {
     struct slm__hparams hp;
     struct slm_tune_model_params params;
     struct ggml_context *ctx_w;
-    ggml_backend_buffer_t buf_w;
-    ggml_backend_t backend;
+    struct slm__bufs *bufs_w;
+    ggml_backend_dev_t dev;     /* where training runs */
+    ggml_backend_t backend;     /* its backend; == backend_cpu when it is the CPU */
+    ggml_backend_t backend_cpu; /* fallback for what the device lacks; thread count */
+    bool use_sched;             /* graphs go through ggml_backend_sched */
+    uint32_t n_w_dev, n_w;      /* weight tensors on the device / in all */
     struct ggml_tensor *tok_embd, *output_norm, *output, *rope_freqs;
     bool tied_output; /* output == tok_embd */
     struct slm__layer *layers;
@@ -75,6 +83,45 @@ struct slm__graph_in {
     float lora_scale;               /* alpha / r */
     struct ggml_tensor **drop;      /* n_layer * 4 dropout masks (attn in, o in, ffn in, down in) or NULL */
 };
+
+/* Buffers holding one set of tensors (some on a device, some on the CPU). */
+struct slm__bufs {
+    ggml_backend_buffer_t b[SLM_TUNE_MAX_BUFS];
+    int n;
+};
+
+/* Allocates every tensor of `ctx` that has no data yet: those `on_dev` accepts
+ * into buffers of `dev_bt`, the others (all of them when dev_bt is NULL) into
+ * plain CPU buffers. `usage` is set on every buffer. On failure the buffers
+ * made so far are freed. */
+int slm__bufs_alloc(struct slm__bufs *out, struct ggml_context *ctx,
+                    ggml_backend_buffer_type_t dev_bt,
+                    bool (*on_dev)(const struct ggml_tensor *t, void *user), void *user,
+                    enum ggml_backend_buffer_usage usage);
+void slm__bufs_free(struct slm__bufs *b);
+void slm__bufs_clear(struct slm__bufs *b, uint8_t value);
+bool slm__bufs_has(const struct slm__bufs *b, const ggml_backend_buffer_t buf);
+
+/* The device `want` names (see slm_tune_model_params.device). */
+int slm__device_pick(const char *want, ggml_backend_dev_t *out, struct slm_err *err);
+
+/* The device's buffer type when the model runs on a device other than the
+ * CPU, else NULL (plain CPU buffers). */
+ggml_backend_buffer_type_t slm__dev_buft(const struct slm_tune_model *m);
+
+/* Runs graphs on the model's device: directly on the CPU backend with a
+ * graph allocator, or through a scheduler over [device, CPU]. One runner per
+ * fixed graph, so that its memory plan is made once. */
+struct slm__runner;
+struct slm__runner *slm__runner_new(struct slm_tune_model *m);
+/* Plans the graph's memory ahead of the first compute (peak memory at init). */
+bool slm__runner_reserve(struct slm__runner *r, struct ggml_cgraph *g);
+/* Allocation and computation apart (graph-allocated inputs are set between
+ * them), or both at once. */
+int slm__runner_alloc(struct slm__runner *r, struct ggml_cgraph *g, struct slm_err *err);
+int slm__runner_run(struct slm__runner *r, struct ggml_cgraph *g, struct slm_err *err);
+int slm__runner_compute(struct slm__runner *r, struct ggml_cgraph *g, struct slm_err *err);
+void slm__runner_free(struct slm__runner *r);
 
 /* Builds the forward pass up to the logits [n_vocab, C]. */
 struct ggml_tensor *slm__build_forward(struct ggml_context *ctx, const struct slm_tune_model *m,

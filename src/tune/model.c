@@ -378,6 +378,53 @@ static void set_base_type_label(struct slm_tune_model *m) {
     snprintf(m->base_type, sizeof(m->base_type), "%s", same ? ggml_type_name(t0) : "mixed");
 }
 
+/*
+ * Whether the device runs the ops that read weight `w` for w's type: the
+ * forward mul_mat (and, on the backward pass, the mul_mat with its transposed
+ * copy, same type), get_rows for the embeddings, mul/add for norms and
+ * biases, and AdamW for trainable weights. Asked of the device with dummy
+ * nodes; a weight it cannot use stays in a CPU buffer, where the
+ * scheduler runs its ops on the CPU without copying it every step.
+ */
+static bool weight_on_dev(const struct ggml_tensor *wc, void *user) {
+    struct slm_tune_model *m = user;
+    struct ggml_tensor *w = (struct ggml_tensor *)wc;
+    struct ggml_init_params ip = {16 * ggml_tensor_overhead(), NULL, true};
+    struct ggml_context *ctx = ggml_init(ip);
+    if (!ctx) {
+        return false;
+    }
+    struct ggml_tensor *ops[4] = {NULL};
+    int n = 0;
+    if (ggml_n_dims(w) == 1) {
+        struct ggml_tensor *x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, w->ne[0], 4);
+        ops[n++] = ggml_mul(ctx, x, w);
+        ops[n++] = ggml_add(ctx, x, w);
+    } else {
+        struct ggml_tensor *x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, w->ne[0], 4);
+        ops[n++] = ggml_mul_mat(ctx, w, x);
+        if (w == m->tok_embd) {
+            ops[n++] = ggml_get_rows(ctx, w, ggml_new_tensor_1d(ctx, GGML_TYPE_I32, 4));
+        }
+    }
+    if (m->params.trainable) {
+        /* a stand-in of w's type and shape: the op wants a parameter */
+        struct ggml_tensor *wp = ggml_new_tensor(ctx, w->type, GGML_MAX_DIMS, w->ne);
+        ggml_set_param(wp);
+        struct ggml_tensor *g = ggml_new_tensor(ctx, GGML_TYPE_F32, GGML_MAX_DIMS, w->ne);
+        struct ggml_tensor *mo = ggml_new_tensor(ctx, GGML_TYPE_F32, GGML_MAX_DIMS, w->ne);
+        struct ggml_tensor *v = ggml_new_tensor(ctx, GGML_TYPE_F32, GGML_MAX_DIMS, w->ne);
+        struct ggml_tensor *par = ggml_new_tensor_1d(ctx, GGML_TYPE_F32, 7);
+        ops[n++] = ggml_opt_step_adamw(ctx, wp, g, mo, v, par);
+    }
+    bool ok = true;
+    for (int i = 0; i < n && ok; i++) {
+        ok = ggml_backend_dev_supports_op(m->dev, ops[i]);
+    }
+    ggml_free(ctx);
+    return ok;
+}
+
 static int load_weights(struct slm_tune_model *m, const struct gguf_context *g,
                         struct slm_err *err) {
     size_t max_jobs = 8 + (size_t)m->hp.n_layer * 16;
@@ -398,12 +445,23 @@ static int load_weights(struct slm_tune_model *m, const struct gguf_context *g,
     if (rc != SLM_OK) {
         goto done;
     }
-    m->buf_w = ggml_backend_alloc_ctx_tensors_from_buft(m->ctx_w, ggml_backend_cpu_buffer_type());
-    if (!m->buf_w) {
-        rc = slm_err_set(err, SLM_E_NOMEM, "%s: cannot allocate the weights", m->path);
+    m->bufs_w = calloc(1, sizeof(*m->bufs_w));
+    if (!m->bufs_w) {
+        rc = slm_err_set(err, SLM_E_NOMEM, "out of memory");
         goto done;
     }
-    ggml_backend_buffer_set_usage(m->buf_w, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+    rc = slm__bufs_alloc(m->bufs_w, m->ctx_w, slm__dev_buft(m), weight_on_dev, m,
+                         GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+    if (rc != SLM_OK) {
+        rc = slm_err_set(err, rc, "%s: cannot allocate the weights on %s", m->path,
+                         ggml_backend_dev_name(m->dev));
+        goto done;
+    }
+    for (struct ggml_tensor *t = ggml_get_first_tensor(m->ctx_w); t;
+         t = ggml_get_next_tensor(m->ctx_w, t)) {
+        m->n_w++;
+        m->n_w_dev += slm__dev_buft(m) && ggml_backend_buffer_get_type(t->buffer) == slm__dev_buft(m);
+    }
     fp = fopen(m->path, "rb");
     if (!fp) {
         rc = slm_err_set(err, SLM_E_IO, "%s: %s", m->path, strerror(errno));
@@ -443,6 +501,40 @@ static int open_gguf(const char *path, struct gguf_context **out, char *arch, si
     return SLM_OK;
 }
 
+/* The device the params name, its backend, and the CPU backend next to it. */
+static int open_device(struct slm_tune_model *m, struct slm_err *err) {
+    int rc = slm__device_pick(m->params.device, &m->dev, err);
+    if (rc != SLM_OK) {
+        return rc;
+    }
+    ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    m->backend_cpu = cpu ? ggml_backend_dev_init(cpu, NULL) : NULL;
+    if (!m->backend_cpu) {
+        return slm_err_set(err, SLM_E_BACKEND, "cannot start the CPU backend");
+    }
+    if (m->dev == cpu) {
+        m->backend = m->backend_cpu;
+        const char *e = getenv("SLM_TUNE_CPU_SCHED"); /* measurement, like cpu_sched */
+        m->use_sched = m->params.cpu_sched || (e && e[0] && strcmp(e, "0") != 0);
+        return SLM_OK;
+    }
+    /* ggml-vulkan reorders a graph's nodes before running it; on these
+     * graphs that gave wrong gradient sums over micro-batches and wrong,
+     * changing validation losses on lavapipe (all within 1e-5 of the CPU
+     * with GGML_VK_DISABLE_GRAPH_OPTIMIZE set). It reads the variable when
+     * it opens the device, which is next; a value the user set stays. */
+    if (strcmp(ggml_backend_reg_name(ggml_backend_dev_backend_reg(m->dev)), "Vulkan") == 0) {
+        setenv("GGML_VK_DISABLE_GRAPH_OPTIMIZE", "1", 0);
+    }
+    m->backend = ggml_backend_dev_init(m->dev, NULL);
+    if (!m->backend) {
+        return slm_err_set(err, SLM_E_BACKEND, "cannot start device %s (%s)",
+                           ggml_backend_dev_name(m->dev), ggml_backend_dev_description(m->dev));
+    }
+    m->use_sched = true;
+    return SLM_OK;
+}
+
 int slm_tune_model_load(const char *path, const struct slm_tune_model_params *params,
                         struct slm_tune_model **out, struct slm_err *err) {
     struct slm_tune_model *m = calloc(1, sizeof(*m));
@@ -477,6 +569,10 @@ int slm_tune_model_load(const char *path, const struct slm_tune_model_params *pa
         rc = slm_err_set(err, SLM_E_NOMEM, "out of memory");
         goto fail;
     }
+    rc = open_device(m, err);
+    if (rc != SLM_OK) {
+        goto fail;
+    }
     rc = load_weights(m, m->gguf, err);
     if (rc != SLM_OK) {
         goto fail;
@@ -485,11 +581,6 @@ int slm_tune_model_load(const char *path, const struct slm_tune_model_params *pa
     mp.vocab_only = true;
     rc = slm_model_load(path, &mp, &m->vocab, err);
     if (rc != SLM_OK) {
-        goto fail;
-    }
-    m->backend = ggml_backend_cpu_init();
-    if (!m->backend) {
-        rc = slm_err_set(err, SLM_E_BACKEND, "cannot start the CPU backend");
         goto fail;
     }
     *out = m;
@@ -503,12 +594,16 @@ void slm_tune_model_free(struct slm_tune_model *m) {
     if (!m) {
         return;
     }
-    if (m->backend) {
+    slm_model_free(m->vocab);
+    if (m->bufs_w) {
+        slm__bufs_free(m->bufs_w);
+        free(m->bufs_w);
+    }
+    if (m->backend && m->backend != m->backend_cpu) {
         ggml_backend_free(m->backend);
     }
-    slm_model_free(m->vocab);
-    if (m->buf_w) {
-        ggml_backend_buffer_free(m->buf_w);
+    if (m->backend_cpu) {
+        ggml_backend_free(m->backend_cpu);
     }
     if (m->ctx_w) {
         ggml_free(m->ctx_w);
@@ -533,6 +628,12 @@ void slm_tune_model_get_info(const struct slm_tune_model *m, struct slm_tune_mod
     out->n_ctx_train = m->hp.n_ctx_train;
     out->n_params = m->n_params;
     snprintf(out->base_type, sizeof(out->base_type), "%s", m->base_type);
+    snprintf(out->device, sizeof(out->device), "%s", m->dev ? ggml_backend_dev_name(m->dev) : "");
+    snprintf(out->device_desc, sizeof(out->device_desc), "%s",
+             m->dev ? ggml_backend_dev_description(m->dev) : "");
+    out->device_is_cpu = m->backend == m->backend_cpu;
+    out->n_weights_on_device = m->n_w_dev;
+    out->n_weights = m->n_w;
 }
 
 struct slm_model *slm_tune_model_vocab(const struct slm_tune_model *m) {

@@ -44,24 +44,44 @@ int slm__gguf_write_atomic(const struct gguf_context *g, const char *path, struc
     return SLM_OK;
 }
 
-/* A header-only alias of `src` under another name, for gguf_add_tensor
- * (which reads tensor->data when writing; the CPU buffer is host memory). */
+/* An alias of `src` under another name, for gguf_add_tensor (which reads
+ * tensor->data when writing): header-only for a tensor in host memory, a copy
+ * in the alias context's memory for one on a device. */
 static struct ggml_tensor *alias(struct ggml_context *ctx, const struct ggml_tensor *src,
                                  const char *name) {
+    bool host = !src->buffer || ggml_backend_buffer_is_host(src->buffer);
+    ggml_set_no_alloc(ctx, host);
     struct ggml_tensor *t = ggml_new_tensor(ctx, src->type, GGML_MAX_DIMS, src->ne);
-    t->data = src->data;
+    if (host) {
+        t->data = src->data;
+    } else {
+        ggml_backend_tensor_get(src, t->data, 0, ggml_nbytes(src));
+    }
     ggml_set_name(t, name);
+    ggml_set_no_alloc(ctx, true);
     return t;
 }
 
-static struct ggml_context *alias_ctx(size_t n) {
-    struct ggml_init_params ip = {(n + 4) * ggml_tensor_overhead(), NULL, true};
+/* Memory the aliases of these tensors copy (the device-resident ones). */
+static size_t copy_bytes(struct ggml_tensor *const *ts, size_t n) {
+    size_t b = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ts[i]->buffer && !ggml_backend_buffer_is_host(ts[i]->buffer)) {
+            b += ggml_nbytes(ts[i]) + GGML_MEM_ALIGN;
+        }
+    }
+    return b;
+}
+
+/* A context for n aliases, `bytes` of them copies. */
+static struct ggml_context *alias_ctx(size_t n, size_t bytes) {
+    struct ggml_init_params ip = {(n + 4) * ggml_tensor_overhead() + bytes, NULL, true};
     return ggml_init(ip);
 }
 
 int slm__save_adapter(struct slm_trainer *tr, const char *path, struct slm_err *err) {
     struct gguf_context *g = gguf_init_empty();
-    struct ggml_context *ctx = alias_ctx(tr->n_params);
+    struct ggml_context *ctx = alias_ctx(tr->n_params, copy_bytes(tr->params, tr->n_params));
     if (!g || !ctx) {
         gguf_free(g);
         return slm_err_set(err, SLM_E_NOMEM, "out of memory");
@@ -90,7 +110,12 @@ int slm__save_full(struct slm_trainer *tr, const char *path, struct slm_err *err
     const struct gguf_context *src = m->gguf;
     int64_t n = gguf_get_n_tensors(src);
     struct gguf_context *g = gguf_init_empty();
-    struct ggml_context *ctx = alias_ctx((size_t)n);
+    size_t bytes = 0;
+    for (struct ggml_tensor *t = ggml_get_first_tensor(m->ctx_w); t;
+         t = ggml_get_next_tensor(m->ctx_w, t)) {
+        bytes += copy_bytes(&t, 1);
+    }
+    struct ggml_context *ctx = alias_ctx((size_t)n, bytes);
     void **extra = calloc((size_t)n + 1, sizeof(void *));
     FILE *fp = NULL;
     int rc = SLM_OK;
@@ -169,7 +194,9 @@ static void config_string(const struct slm_trainer *tr, char *out, size_t cap) {
 
 int slm__ckpt_save(struct slm_trainer *tr, const char *path, struct slm_err *err) {
     struct gguf_context *g = gguf_init_empty();
-    struct ggml_context *ctx = alias_ctx(tr->n_params * 3);
+    struct ggml_context *ctx = alias_ctx(tr->n_params * 3, copy_bytes(tr->params, tr->n_params) +
+                                                               copy_bytes(tr->mom_m, tr->n_params) +
+                                                               copy_bytes(tr->mom_v, tr->n_params));
     if (!g || !ctx) {
         gguf_free(g);
         return slm_err_set(err, SLM_E_NOMEM, "out of memory");

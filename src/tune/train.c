@@ -243,15 +243,26 @@ static int declare_opt_state(struct slm_trainer *tr, struct slm_err *err) {
     return SLM_OK;
 }
 
+static bool on_dev_always(const struct ggml_tensor *t, void *user) {
+    (void)t;
+    (void)user;
+    return true;
+}
+
 static int alloc_static(struct slm_trainer *tr, struct slm_err *err) {
-    ggml_backend_buffer_type_t bt = ggml_backend_cpu_buffer_type();
-    tr->buf_static = ggml_backend_alloc_ctx_tensors_from_buft(tr->ctx_static, bt);
-    tr->buf_acc = ggml_backend_alloc_ctx_tensors_from_buft(tr->ctx_acc, bt);
-    if (!tr->buf_static || !tr->buf_acc) {
-        return slm_err_set(err, SLM_E_NOMEM, "cannot allocate the training state");
+    /* Inputs, trainable tensors and optimizer state all on the device. The
+     * static set counts as weights: the scheduler then runs the LoRA matmuls
+     * where A and B are. */
+    ggml_backend_buffer_type_t bt = slm__dev_buft(tr->m);
+    if (slm__bufs_alloc(&tr->buf_static, tr->ctx_static, bt, on_dev_always, NULL,
+                        GGML_BACKEND_BUFFER_USAGE_WEIGHTS) != SLM_OK ||
+        slm__bufs_alloc(&tr->buf_acc, tr->ctx_acc, bt, on_dev_always, NULL,
+                        GGML_BACKEND_BUFFER_USAGE_ANY) != SLM_OK) {
+        return slm_err_set(err, SLM_E_NOMEM, "cannot allocate the training state on %s",
+                           ggml_backend_dev_name(tr->m->dev));
     }
-    ggml_backend_buffer_clear(tr->buf_static, 0);
-    ggml_backend_buffer_clear(tr->buf_acc, 0);
+    slm__bufs_clear(&tr->buf_static, 0);
+    slm__bufs_clear(&tr->buf_acc, 0);
     const float one = 1.0f;
     ggml_backend_tensor_set(tr->one, &one, 0, sizeof(one));
     const float clip = tr->p.grad_clip > 0 ? tr->p.grad_clip : INFINITY;
@@ -309,7 +320,7 @@ static struct ggml_tensor *transposed(struct slm_trainer *tr, struct ggml_tensor
 #define SLM_TUNE_F32_TRANSPOSE_MAX ((size_t)256 << 20)
 
 static bool reroutable(const struct slm_trainer *tr, const struct ggml_tensor *w) {
-    if (w->buffer != tr->m->buf_w || (w->flags & GGML_TENSOR_FLAG_PARAM) || ggml_n_dims(w) != 2 ||
+    if (!slm__bufs_has(tr->m->bufs_w, w->buffer) || (w->flags & GGML_TENSOR_FLAG_PARAM) || ggml_n_dims(w) != 2 ||
         w->ne[1] % ggml_blck_size(w->type) != 0) {
         return false;
     }
@@ -331,13 +342,24 @@ static bool reroutable(const struct slm_trainer *tr, const struct ggml_tensor *w
 static int fill_transposed(struct ggml_tensor *wt, const struct ggml_tensor *w) {
     const int64_t n_in = w->ne[0], n_out = w->ne[1];
     const struct ggml_type_traits *tr = ggml_get_type_traits(w->type);
+    /* W itself when it is in host memory (one buffer less: init's peak
+     * memory counts too), else a copy read back from the device */
+    const bool host = ggml_backend_buffer_is_host(w->buffer);
+    void *wcopy = host ? NULL : malloc(ggml_nbytes(w));
+    if (!host && !wcopy) {
+        return SLM_E_NOMEM;
+    }
+    if (!host) {
+        ggml_backend_tensor_get(w, wcopy, 0, ggml_nbytes(w));
+    }
+    const void *wdata = host ? w->data : wcopy;
     if (w->type == GGML_TYPE_F32) {
-        /* one buffer: init's peak memory counts too */
         float *ft = malloc(ggml_nbytes(wt));
         if (!ft) {
+            free(wcopy);
             return SLM_E_NOMEM;
         }
-        const float *f = (const float *)w->data; /* CPU buffer: host memory */
+        const float *f = (const float *)wdata;
         for (int64_t o = 0; o < n_out; o++) {
             for (int64_t i = 0; i < n_in; i++) {
                 ft[i * n_out + o] = f[o * n_in + i];
@@ -345,6 +367,7 @@ static int fill_transposed(struct ggml_tensor *wt, const struct ggml_tensor *w) 
         }
         ggml_backend_tensor_set(wt, ft, 0, ggml_nbytes(wt));
         free(ft);
+        free(wcopy);
         return SLM_OK;
     }
     float *f = malloc((size_t)(n_in * n_out) * sizeof(float));
@@ -354,9 +377,11 @@ static int fill_transposed(struct ggml_tensor *wt, const struct ggml_tensor *w) 
         free(f);
         free(ft);
         free(q);
+        free(wcopy);
         return SLM_E_NOMEM;
     }
-    tr->to_float(w->data, f, n_in * n_out);
+    tr->to_float(wdata, f, n_in * n_out);
+    free(wcopy);
     for (int64_t o = 0; o < n_out; o++) {
         for (int64_t i = 0; i < n_in; i++) {
             ft[i * n_out + o] = f[o * n_in + i];
@@ -396,6 +421,7 @@ struct rewriter {
     struct ggml_tensor **memo_src, **memo_t;
     size_t n_memo, cap_memo;
     bool weights, general, added; /* added: new tensors, so a new graph */
+    bool cpu;                     /* the device is the CPU (whose kernels these suit) */
 };
 
 static bool env_on(const char *name) {
@@ -467,8 +493,10 @@ static void rewrite_node(struct rewriter *rw, struct ggml_tensor *node) {
         } else if (fits) {
             set_op(node, GGML_OP_MUL_MAT, ctrans(rw, a), ctrans(rw, b));
         }
-    } else if (node->op == GGML_OP_MUL_MAT) {
-        /* mul_mat(a, b)[i, j] = sum_k a[k, i] b[k, j] = out_prod(aT, transpose(b)) */
+    } else if (node->op == GGML_OP_MUL_MAT && rw->cpu) {
+        /* mul_mat(a, b)[i, j] = sum_k a[k, i] b[k, j] = out_prod(aT, transpose(b)).
+         * CPU only: a GPU's out_prod wants contiguous sources, so this one
+         * would fall back to the CPU there. */
         if (a->ne[0] < 16 && a->ne[1] >= 64 && ggml_is_contiguous(a)) {
             set_op(node, GGML_OP_OUT_PROD, ctrans(rw, a), ggml_transpose(rw->ctx, b));
             rw->added = true;
@@ -483,7 +511,8 @@ static bool is_view_op(enum ggml_op op) {
 
 static int rewrite_graph(struct slm_trainer *tr, struct ggml_cgraph **g, bool weights,
                          struct slm_err *err) {
-    struct rewriter rw = {tr, tr->ctx_graph, NULL, NULL, 0, 0, false, false, false};
+    struct rewriter rw = {tr, tr->ctx_graph, NULL, NULL, 0, 0, false, false, false, false};
+    rw.cpu = tr->m->backend == tr->m->backend_cpu;
     rw.weights = weights && !env_on("SLM_TUNE_NO_TRANSPOSE"); /* memory over speed; tests */
     rw.general = !env_on("SLM_TUNE_NO_REWRITE");
     int n = ggml_graph_n_nodes(*g);
@@ -516,13 +545,25 @@ static int rewrite_graph(struct slm_trainer *tr, struct ggml_cgraph **g, bool we
     return SLM_OK;
 }
 
+static bool wt_on_dev(const struct ggml_tensor *t, void *user) {
+    const struct slm_trainer *tr = user;
+    for (size_t i = 0; i < tr->n_wt; i++) {
+        if (tr->wt[i] == t) {
+            return !ggml_backend_buffer_is_host(tr->wt_src[i]->buffer) ||
+                   ggml_backend_buffer_get_type(tr->wt_src[i]->buffer) == slm__dev_buft(tr->m);
+        }
+    }
+    return false;
+}
+
 /* Allocates and fills the transposed weight copies `rewrite_graph` asked for. */
 static int fill_weights_t(struct slm_trainer *tr, struct slm_err *err) {
     if (tr->n_wt == 0) {
         return SLM_OK;
     }
-    tr->buf_wt = ggml_backend_alloc_ctx_tensors_from_buft(tr->ctx_wt, ggml_backend_cpu_buffer_type());
-    if (!tr->buf_wt) {
+    /* Each copy where its weight is: the device supports mul_mat on that type. */
+    if (slm__bufs_alloc(&tr->buf_wt, tr->ctx_wt, slm__dev_buft(tr->m), wt_on_dev, tr,
+                        GGML_BACKEND_BUFFER_USAGE_WEIGHTS) != SLM_OK) {
         return slm_err_set(err, SLM_E_NOMEM, "cannot allocate transposed weights");
     }
     for (size_t i = 0; i < tr->n_wt; i++) {
@@ -620,14 +661,13 @@ static int build_graphs(struct slm_trainer *tr, struct slm_err *err) {
                                                                 tr->mom_m[i], tr->mom_v[i],
                                                                 tr->adamw_par));
     }
-    ggml_backend_buffer_type_t bt = ggml_backend_cpu_buffer_type();
-    tr->ga_train = ggml_gallocr_new(bt);
-    tr->ga_eval = ggml_gallocr_new(bt);
-    tr->ga_opt = ggml_gallocr_new(bt);
-    if (!tr->ga_train || !tr->ga_eval || !tr->ga_opt) {
+    tr->run_train = slm__runner_new(tr->m);
+    tr->run_eval = slm__runner_new(tr->m);
+    tr->run_opt = slm__runner_new(tr->m);
+    if (!tr->run_train || !tr->run_eval || !tr->run_opt) {
         return slm_err_set(err, SLM_E_NOMEM, "out of memory");
     }
-    if (!ggml_gallocr_reserve(tr->ga_train, tr->gb) || !ggml_gallocr_reserve(tr->ga_opt, tr->gopt)) {
+    if (!slm__runner_reserve(tr->run_train, tr->gb) || !slm__runner_reserve(tr->run_opt, tr->gopt)) {
         return slm_err_set(err, SLM_E_NOMEM, "cannot allocate the training graph's memory");
     }
     return SLM_OK;
@@ -725,7 +765,7 @@ int slm_trainer_init(struct slm_tune_model *model, const struct slm_dataset *tra
         rc = slm_err_set(err, SLM_E_NOMEM, "out of memory");
         goto fail;
     }
-    ggml_backend_cpu_set_n_threads(model->backend, tr->p.n_threads);
+    ggml_backend_cpu_set_n_threads(model->backend_cpu, tr->p.n_threads);
     *out = tr;
     return SLM_OK;
 fail:
@@ -740,12 +780,10 @@ void slm_trainer_free(struct slm_trainer *tr) {
     for (size_t i = 0; i < tr->n_params; i++) {
         tr->params[i]->flags &= ~GGML_TENSOR_FLAG_PARAM;
     }
-    ggml_gallocr_free(tr->ga_train);
-    ggml_gallocr_free(tr->ga_eval);
-    ggml_gallocr_free(tr->ga_opt);
-    if (tr->buf_wt) {
-        ggml_backend_buffer_free(tr->buf_wt);
-    }
+    slm__runner_free(tr->run_train);
+    slm__runner_free(tr->run_eval);
+    slm__runner_free(tr->run_opt);
+    slm__bufs_free(&tr->buf_wt);
     if (tr->ctx_wt) {
         ggml_free(tr->ctx_wt);
     }
@@ -754,12 +792,8 @@ void slm_trainer_free(struct slm_trainer *tr) {
     if (tr->ctx_graph) {
         ggml_free(tr->ctx_graph);
     }
-    if (tr->buf_acc) {
-        ggml_backend_buffer_free(tr->buf_acc);
-    }
-    if (tr->buf_static) {
-        ggml_backend_buffer_free(tr->buf_static);
-    }
+    slm__bufs_free(&tr->buf_acc);
+    slm__bufs_free(&tr->buf_static);
     if (tr->ctx_acc) {
         ggml_free(tr->ctx_acc);
     }
@@ -803,9 +837,18 @@ static void upload_dropout(struct slm_trainer *tr, uint64_t micro_id, bool train
     for (int l = 0; l < tr->m->hp.n_layer * 4; l++) {
         struct ggml_tensor *d = tr->drop[l];
         int64_t n = ggml_nelements(d);
-        float *buf = (float *)d->data; /* CPU buffer: host memory */
+        /* host memory on the CPU; elsewhere a staging copy */
+        bool host = ggml_backend_buffer_is_host(d->buffer);
+        float *buf = host ? (float *)d->data : malloc(ggml_nbytes(d));
+        if (!buf) {
+            continue; /* the masks keep their last values; only on a failed malloc */
+        }
         for (int64_t k = 0; k < n; k++) {
             buf[k] = !train ? 1.0f : slm__rng_unit(&s) < keep ? scale : 0.0f;
+        }
+        if (!host) {
+            ggml_backend_tensor_set(d, buf, 0, ggml_nbytes(d));
+            free(buf);
         }
     }
 }
@@ -830,15 +873,8 @@ static float lr_at(const struct slm_tune_params *p, uint32_t step, uint32_t n_st
     return (float)(p->lr * (p->lr_min + (1.0 - p->lr_min) * c));
 }
 
-static int compute(struct slm_trainer *tr, ggml_gallocr_t ga, struct ggml_cgraph *g,
-                   struct slm_err *err) {
-    if (!ggml_gallocr_alloc_graph(ga, g)) {
-        return slm_err_set(err, SLM_E_NOMEM, "cannot allocate the compute graph");
-    }
-    if (ggml_backend_graph_compute(tr->m->backend, g) != GGML_STATUS_SUCCESS) {
-        return slm_err_set(err, SLM_E_BACKEND, "ggml graph compute failed");
-    }
-    return SLM_OK;
+static int compute(struct slm__runner *r, struct ggml_cgraph *g, struct slm_err *err) {
+    return slm__runner_compute(r, g, err);
 }
 
 static int train_step(struct slm_trainer *tr, float *loss_out, float *gnorm_out, float *lr_out,
@@ -851,14 +887,14 @@ static int train_step(struct slm_trainer *tr, float *loss_out, float *gnorm_out,
     }
     float scale = n_target ? (float)tr->C / (float)n_target : 0.0f;
     ggml_backend_tensor_set(tr->loss_scale, &scale, 0, sizeof(scale));
-    ggml_backend_buffer_clear(tr->buf_acc, 0);
+    slm__bufs_clear(&tr->buf_acc, 0);
     double sum = 0;
     for (uint32_t k = 0; k < accum; k++) {
         slm__batch_fill(&tr->hb, &tr->plan, tr->train, row0 + (size_t)k * tr->p.batch, tr->T, tr->B,
                         tr->C, tr->m->hp.n_vocab);
         upload_batch(tr);
         upload_dropout(tr, (uint64_t)tr->step * accum + k, true);
-        int rc = compute(tr, tr->ga_train, tr->gb, err);
+        int rc = compute(tr->run_train, tr->gb, err);
         if (rc != SLM_OK) {
             return rc;
         }
@@ -876,7 +912,7 @@ static int train_step(struct slm_trainer *tr, float *loss_out, float *gnorm_out,
                     1.0f / (1.0f - powf(p->beta1, (float)tr->opt_iter)),
                     1.0f / (1.0f - powf(p->beta2, (float)tr->opt_iter))};
     ggml_backend_tensor_set(tr->adamw_par, par, 0, sizeof(par));
-    int rc = compute(tr, tr->ga_opt, tr->gopt, err);
+    int rc = compute(tr->run_opt, tr->gopt, err);
     if (rc != SLM_OK) {
         return rc;
     }
@@ -907,7 +943,7 @@ static int eval_plan(struct slm_trainer *tr, const struct slm__plan *pl,
             continue;
         }
         upload_batch(tr);
-        int rc = compute(tr, tr->ga_eval, tr->gf_eval, err);
+        int rc = compute(tr->run_eval, tr->gf_eval, err);
         if (rc != SLM_OK) {
             return rc;
         }
@@ -926,10 +962,9 @@ int slm__trainer_probe(struct slm_trainer *tr, size_t row0, bool backward, float
     upload_batch(tr);
     upload_dropout(tr, 0, false);
     if (backward) {
-        ggml_backend_buffer_clear(tr->buf_acc, 0);
+        slm__bufs_clear(&tr->buf_acc, 0);
     }
-    int rc = compute(tr, backward ? tr->ga_train : tr->ga_eval, backward ? tr->gb : tr->gf_eval,
-                     err);
+    int rc = compute(backward ? tr->run_train : tr->run_eval, backward ? tr->gb : tr->gf_eval, err);
     if (rc == SLM_OK) {
         *loss = (float)(micro_loss_sum(tr, backward ? tr->ce : tr->ce_eval) /
                         (double)(tr->hb.n_target ? tr->hb.n_target : 1));
@@ -1076,12 +1111,12 @@ int slm_tune_forward_logits(struct slm_tune_model *model, struct slm_trainer *tr
                  ggml_graph_overhead_custom(SLM_TUNE_GRAPH_SIZE, false);
     struct ggml_init_params ip = {mem, NULL, true};
     struct ggml_context *ctx = ggml_init(ip);
-    ggml_gallocr_t ga = ggml_gallocr_new(ggml_backend_cpu_buffer_type());
+    struct slm__runner *run = slm__runner_new(model);
     int32_t *pos = malloc(n * sizeof(int32_t));
     int32_t *seg = calloc(n, sizeof(int32_t));
     float *mask = malloc(n * n * sizeof(float));
     int rc = SLM_OK;
-    if (!ctx || !ga || !pos || !seg || !mask) {
+    if (!ctx || !run || !pos || !seg || !mask) {
         rc = slm_err_set(err, SLM_E_NOMEM, "out of memory");
         goto done;
     }
@@ -1100,8 +1135,7 @@ int slm_tune_forward_logits(struct slm_tune_model *model, struct slm_trainer *tr
     struct ggml_tensor *out = slm__build_forward(ctx, model, &in);
     ggml_set_output(out);
     ggml_build_forward_expand(g, out);
-    if (!ggml_gallocr_alloc_graph(ga, g)) {
-        rc = slm_err_set(err, SLM_E_NOMEM, "cannot allocate the forward graph");
+    if ((rc = slm__runner_alloc(run, g, err)) != SLM_OK) {
         goto done;
     }
     for (int32_t i = 0; i < T; i++) {
@@ -1112,10 +1146,9 @@ int slm_tune_forward_logits(struct slm_tune_model *model, struct slm_trainer *tr
     ggml_backend_tensor_set(in.pos, pos, 0, n * sizeof(int32_t));
     ggml_backend_tensor_set(in.mask, mask, 0, n * n * sizeof(float));
     if (tr) {
-        ggml_backend_cpu_set_n_threads(model->backend, tr->p.n_threads);
+        ggml_backend_cpu_set_n_threads(model->backend_cpu, tr->p.n_threads);
     }
-    if (ggml_backend_graph_compute(model->backend, g) != GGML_STATUS_SUCCESS) {
-        rc = slm_err_set(err, SLM_E_BACKEND, "ggml graph compute failed");
+    if ((rc = slm__runner_run(run, g, err)) != SLM_OK) {
         goto done;
     }
     ggml_backend_tensor_get(out, logits, 0, ggml_nbytes(out));
@@ -1123,7 +1156,7 @@ done:
     free(pos);
     free(seg);
     free(mask);
-    ggml_gallocr_free(ga);
+    slm__runner_free(run);
     if (ctx) {
         ggml_free(ctx);
     }

@@ -50,12 +50,12 @@ struct slm_trainer {
     uint32_t n_steps, step, opt_iter;
 
     struct ggml_context *ctx_static; /* inputs, LoRA weights, accumulators, moments */
-    ggml_backend_buffer_t buf_static;
-    ggml_backend_buffer_t buf_acc; /* the accumulators alone: cleared per step */
+    struct slm__bufs buf_static;
+    struct slm__bufs buf_acc; /* the accumulators alone: cleared per step */
     struct ggml_context *ctx_acc;
     struct ggml_context *ctx_graph; /* graph metadata (no data) */
     struct ggml_cgraph *gf, *gb, *gopt, *gf_eval; /* gf_eval: own tensors */
-    ggml_gallocr_t ga_train, ga_eval, ga_opt;
+    struct slm__runner *run_train, *run_eval, *run_opt;
 
     struct slm__graph_in in;
     struct slm__lora *lora;
@@ -69,7 +69,7 @@ struct slm_trainer {
 
     /* transposed copies of frozen quantized weights for the backward pass */
     struct ggml_context *ctx_wt;
-    ggml_backend_buffer_t buf_wt;
+    struct slm__bufs buf_wt;
     struct ggml_tensor **wt, **wt_src;
     size_t n_wt, cap_wt;
     size_t wt_f32_bytes; /* F32 copies so far (they have a budget) */

@@ -24,10 +24,25 @@ expect_exit 2 "$SLM" data frobnicate "$DATA"
 expect_exit 3 "$SLM" tune "$STORIES" "$W/missing.jsonl" -o "$W/x.gguf"
 
 # --- an uninterrupted run
-"$SLM" tune "$STORIES" "$DATA" "${TUNE[@]}" -o "$W/full-run.gguf" >"$W/run1.txt"
+"$SLM" tune "$STORIES" "$DATA" "${TUNE[@]}" -o "$W/full-run.gguf" >"$W/run1.txt" 2>"$W/run1.err"
+contains "$(head -n1 "$W/run1.err")" "device: " "the first line names the device"
 contains "$(cat "$W/run1.txt")" "validation loss" "tune report"
 [ -s "$W/full-run.loss.svg" ] || fail "no loss chart"
 grep -q "<polyline" "$W/full-run.loss.svg" || fail "loss chart has no curve"
+
+# --- devices: an unknown name fails and lists them; --device cpu is the default
+# here when auto found no GPU (the same bytes, the direct CPU path)
+code=0
+out=$("$SLM" tune "$STORIES" "$DATA" "${TUNE[@]}" --device NoSuchGPU7 -o "$W/d.gguf" 2>&1) || code=$?
+[ "$code" != 0 ] || fail "an unknown --device should fail"
+contains "$out" "unknown device 'NoSuchGPU7'" "--device error"
+contains "$out" "CPU (cpu:" "--device error lists the devices"
+expect_exit 2 "$SLM" tune eval "$STORIES" "$DATA" --device cpu
+"$SLM" tune "$STORIES" "$DATA" "${TUNE[@]}" --device cpu -o "$W/cpu.gguf" >/dev/null 2>"$W/cpu.err"
+contains "$(head -n1 "$W/cpu.err")" "device: CPU (" "--device cpu"
+if head -n1 "$W/run1.err" | grep -q "^device: CPU ("; then
+    cmp -s "$W/cpu.gguf" "$W/full-run.gguf" || fail "--device cpu differs from auto on the CPU"
+fi
 
 # --- SIGTERM mid-run: checkpoint, exit 130, then --resume ends with the same bytes
 wait_ckpt() { # file, pid
