@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "engine/internal.h"
 
@@ -82,9 +83,42 @@ int slm__eog_ids(const struct slm_model *model, int32_t **out, size_t *n_out) {
     return SLM_OK;
 }
 
+/* The first highest logit, skipping end-of-generation tokens when asked
+ * (as the greedy sampler would see them at -inf); -1 when there is none. */
+static int32_t argmax(const float *logits, int32_t n_vocab, const int32_t *eog, size_t n_eog,
+                      bool ignore_eos) {
+    int32_t best = -1;
+    float max = -INFINITY;
+    for (int32_t i = 0; i < n_vocab; i++) {
+        if (logits[i] > max) {
+            bool skip = false;
+            for (size_t k = 0; ignore_eos && k < n_eog && !skip; k++) {
+                skip = eog[k] == i;
+            }
+            if (!skip) {
+                best = i;
+                max = logits[i];
+            }
+        }
+    }
+    return best;
+}
+
 int32_t slm__sample_token(struct llama_sampler *chain, const float *logits, int32_t n_vocab,
                           llama_token_data *cand, const int32_t *eog, size_t n_eog,
                           bool ignore_eos) {
+    /* A chain that is the greedy sampler alone (temperature 0, no penalties,
+     * no grammar) picks what argmax picks: one pass over the logits instead
+     * of filling and scanning the candidate array (~1% of a token's time on
+     * a 135M model with a 49k vocabulary). */
+    if (llama_sampler_chain_n(chain) == 1 &&
+        strcmp(llama_sampler_name(llama_sampler_chain_get(chain, 0)), "greedy") == 0) {
+        int32_t tok = argmax(logits, n_vocab, eog, n_eog, ignore_eos);
+        if (tok >= 0) {
+            llama_sampler_accept(chain, tok);
+            return tok;
+        }
+    }
     for (int32_t i = 0; i < n_vocab; i++) {
         cand[i].id = i;
         cand[i].logit = logits[i];

@@ -10,6 +10,9 @@
 
 #include "slm/engine.h"
 #include "slm/options.h"
+#include "engine/sample.h"
+#include <llama.h>
+#include <math.h>
 #include "test_stories.h"
 
 /* ---------------------------------------------------------------- stop filter */
@@ -267,6 +270,42 @@ Test(generate, callback_can_abort_and_top_logprobs_are_sorted, .init = load_mode
     cr_assert_eq(count, 3);
     free(toks);
     slm_ctx_free(ctx);
+}
+
+/* The greedy-only chain takes a shortcut (argmax over the logits); it must
+ * pick exactly what the candidate-array path picks (a chain of two greedy
+ * samplers, which does not take the shortcut): the first of equal maxima,
+ * end-of-generation ids skipped under ignore_eos, all -inf handled. */
+Test(sample, greedy_shortcut_picks_what_the_greedy_sampler_picks) {
+    enum { N = 1000 };
+    static float logits[N];
+    static llama_token_data cand[N];
+    const int32_t eog[2] = {3, 7};
+    struct llama_sampler *fast = llama_sampler_chain_init(llama_sampler_chain_default_params());
+    llama_sampler_chain_add(fast, llama_sampler_init_greedy());
+    struct llama_sampler *slow = llama_sampler_chain_init(llama_sampler_chain_default_params());
+    llama_sampler_chain_add(slow, llama_sampler_init_greedy());
+    llama_sampler_chain_add(slow, llama_sampler_init_greedy());
+    srand(7);
+    for (int round = 0; round < 400; round++) {
+        for (int i = 0; i < N; i++) {
+            /* few distinct values: many ties */
+            logits[i] = round % 50 == 49 ? -INFINITY : (float)(rand() % 8);
+        }
+        if (round % 3 == 0) {
+            logits[eog[round % 2]] = 100.0f;
+        }
+        for (int ig = 0; ig < 2; ig++) {
+            int32_t a = slm__sample_token(fast, logits, N, cand, eog, 2, ig == 1);
+            int32_t b = slm__sample_token(slow, logits, N, cand, eog, 2, ig == 1);
+            cr_assert_eq(a, b, "round %d ignore_eos %d: %d vs %d", round, ig, a, b);
+            if (ig == 1 && round % 50 != 49) {
+                cr_assert(a != eog[0] && a != eog[1]);
+            }
+        }
+    }
+    llama_sampler_free(fast);
+    llama_sampler_free(slow);
 }
 
 Test(generate, ignore_eos_and_info, .init = load_model, .fini = unload_model) {
