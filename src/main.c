@@ -34,7 +34,10 @@ static void usage(FILE *f) {
                "docs/commands.md).\n");
 }
 
+char **slm_cli_argv;
+
 int main(int argc, char **argv) {
+    slm_cli_argv = argv;
     static const char *const model_commands[] = {"run", "serve", "route"};
     for (size_t i = 0; argc >= 2 && i < SLM_ARRAY_LEN(model_commands); i++) {
         if (strcmp(argv[1], model_commands[i]) == 0) {

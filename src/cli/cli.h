@@ -62,4 +62,7 @@ void slm_cli_trap_signals(void);
  * does not apply or fails. Call first thing, before any thread starts. */
 void slm_cli_use_hugepages(char **argv);
 
+/* main()'s argv, for commands that decide on huge pages after parsing. */
+extern char **slm_cli_argv;
+
 #endif /* SLM_CLI_H */

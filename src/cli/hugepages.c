@@ -7,7 +7,8 @@
  * MADV_HUGEPAGE gets 2 MiB pages. glibc (2.35+) marks its large allocations
  * so when the tunable glibc.malloc.hugetlb=1 is set, and it reads tunables
  * once, at start-up, from the environment. So a command that runs a model
- * re-executes itself with the tunable added, before it does anything else.
+ * re-executes itself with the tunable added, before it does anything else
+ * (slm tune: once it knows the model is big enough to gain by it).
  * Measured on the SmolLM2-135M-shaped Q8_0 benchmark model, 2 threads: a
  * 512-token prompt runs about 5% faster (fewer page faults on first touch,
  * fewer TLB misses after).
