@@ -209,6 +209,11 @@ int64_t slm_file_size(const char *path);
 int slm_fsync_dir_of(const char *path);
 /* Joins two path parts with one '/' into `out` (snprintf semantics). */
 size_t slm_path_join(char *out, size_t cap, const char *a, const char *b);
+/* slm's home folder into `out`: `home` when given, else $SLM_HOME, else
+ * $HOME/.slm, without trailing slashes. SLM_E_INVALID when neither variable
+ * is set, SLM_E_TOO_LARGE when it does not fit `cap` (pass less than the
+ * buffer to keep room for what the caller appends). Creates nothing. */
+int slm_home_dir(const char *home, char *out, size_t cap, struct slm_err *err);
 
 /* ---------------------------------------------------------------- sha256 */
 
@@ -235,6 +240,10 @@ bool slm_is_sha256_hex(struct slm_str s);
 double slm_time_mono(void);     /* seconds, monotonic */
 int64_t slm_time_unix_ms(void); /* wall clock, milliseconds since epoch */
 void slm_sleep_ms(int64_t ms);
+/* Days since 1970-01-01 of a proleptic Gregorian date, and back (Howard
+ * Hinnant's algorithms; any year, months 1..12). */
+int64_t slm_days_from_civil(int64_t y, int64_t m, int64_t d);
+void slm_civil_from_days(int64_t days, int64_t *y, int64_t *m, int64_t *d);
 
 /* ---------------------------------------------------------------- numbers */
 

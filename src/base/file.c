@@ -187,3 +187,26 @@ size_t slm_path_join(char *out, size_t cap, const char *a, const char *b) {
     int n = snprintf(out, cap, "%s%s%s", a, slash ? "/" : "", b);
     return n < 0 ? 0 : (size_t)n;
 }
+
+int slm_home_dir(const char *home, char *out, size_t cap, struct slm_err *err) {
+    const char *env = getenv("SLM_HOME");
+    int n;
+    if (home && home[0]) {
+        n = snprintf(out, cap, "%s", home);
+    } else if (env && env[0]) {
+        n = snprintf(out, cap, "%s", env);
+    } else {
+        const char *h = getenv("HOME");
+        if (!h || !h[0]) {
+            return slm_err_set(err, SLM_E_INVALID, "neither SLM_HOME nor HOME is set");
+        }
+        n = snprintf(out, cap, "%s/.slm", h);
+    }
+    if (n < 0 || (size_t)n >= cap) {
+        return slm_err_set(err, SLM_E_TOO_LARGE, "SLM_HOME path too long");
+    }
+    while (n > 1 && out[n - 1] == '/') {
+        out[--n] = '\0';
+    }
+    return SLM_OK;
+}

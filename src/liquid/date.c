@@ -310,15 +310,6 @@ static bool parse_str(const char *s, size_t n, struct dparse *d) {
     return true;
 }
 
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 bool slm__lq_parse_date(const struct lq_val *v, int64_t now, int64_t *t, int *utc_off,
                         bool *has_off) {
     *has_off = false;
@@ -362,7 +353,7 @@ bool slm__lq_parse_date(const struct lq_val *v, int64_t now, int64_t *t, int *ut
     int mon = d.mon >= 0 ? d.mon : (d.day >= 0 ? nowtm.tm_mon + 1 : nowtm.tm_mon + 1);
     int day = d.day >= 0 ? d.day : (d.mon >= 0 ? 1 : nowtm.tm_mday);
     if (d.has_zone) {
-        int64_t days = days_from_civil(year, mon, day);
+        int64_t days = slm_days_from_civil(year, mon, day);
         *t = days * 86400 + d.hour * 3600 + d.min * 60 + d.sec - d.zone;
         *has_off = true;
         *utc_off = d.zone;

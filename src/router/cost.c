@@ -68,28 +68,6 @@ void slm_cost_breakeven_compute(const struct slm_cost_params *p, double avoided,
 
 /* ---------------------------------------------------------------- days */
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm). */
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, int64_t *m, int64_t *d) {
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = doy - (153 * mp + 2) / 5 + 1;
-    *m = mp + (mp < 10 ? 3 : -9);
-    *y = yoe + era * 400 + (*m <= 2);
-}
-
 static int digits(const char *s, size_t n, int64_t *out) {
     int64_t v = 0;
     for (size_t i = 0; i < n; i++) {
@@ -109,8 +87,8 @@ int slm_cost_parse_day(const char *s, int64_t *ms) {
         return SLM_E_INVALID;
     }
     /* The day must exist: it round-trips through the calendar. */
-    int64_t days = days_from_civil(y, m, d), y2, m2, d2;
-    civil_from_days(days, &y2, &m2, &d2);
+    int64_t days = slm_days_from_civil(y, m, d), y2, m2, d2;
+    slm_civil_from_days(days, &y2, &m2, &d2);
     if (y2 != y || m2 != m || d2 != d) {
         return SLM_E_INVALID;
     }
@@ -121,7 +99,7 @@ int slm_cost_parse_day(const char *s, int64_t *ms) {
 size_t slm_cost_format_day(int64_t ms, char *out, size_t cap) {
     int64_t days = ms / 86400000 - (ms % 86400000 < 0); /* floor, without negating ms */
     int64_t y, m, d;
-    civil_from_days(days, &y, &m, &d);
+    slm_civil_from_days(days, &y, &m, &d);
     int n = snprintf(out, cap, "%04lld-%02lld-%02lld", (long long)y, (long long)m, (long long)d);
     return n < 0 ? 0 : (size_t)n;
 }

@@ -111,22 +111,12 @@ int slm__ledger_db_err(struct slm_ledger *l, int rc, const char *what, struct sl
 
 /* $SLM_HOME/ledger.db, creating $SLM_HOME. */
 static int default_path(char *out, size_t cap, struct slm_err *err) {
-    const char *env = getenv("SLM_HOME");
     char dir[PATH_MAX];
-    int n;
-    if (env && env[0]) {
-        n = snprintf(dir, sizeof(dir), "%s", env);
-    } else {
-        const char *h = getenv("HOME");
-        if (!h || !h[0]) {
-            return slm_err_set(err, SLM_E_INVALID, "neither SLM_HOME nor HOME is set");
-        }
-        n = snprintf(dir, sizeof(dir), "%s/.slm", h);
+    int rc = slm_home_dir(NULL, dir, sizeof(dir) - 16, err);
+    if (rc != SLM_OK) {
+        return rc;
     }
-    if (n < 0 || (size_t)n >= sizeof(dir) - 16) {
-        return slm_err_set(err, SLM_E_TOO_LARGE, "SLM_HOME path too long");
-    }
-    int rc = slm_mkdir_p(dir, err);
+    rc = slm_mkdir_p(dir, err);
     if (rc != SLM_OK) {
         return slm_err_prefix(err, "cannot create the ledger's folder");
     }

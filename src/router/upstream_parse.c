@@ -93,16 +93,6 @@ size_t slm_upstream_error_message(const char *data, size_t len, char *out, size_
     return n;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm). */
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 static bool digits(struct slm_str s, size_t off, size_t n, int64_t *out) {
     if (off + n > s.len) {
         return false;
@@ -138,7 +128,7 @@ static bool parse_imf_fixdate(struct slm_str s, double *out) {
         mm > 59 || ss > 60) {
         return false;
     }
-    *out = (double)(days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss);
+    *out = (double)(slm_days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss);
     return true;
 }
 

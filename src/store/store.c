@@ -27,30 +27,16 @@ struct slm_store {
 int slm_store_open(const char *home, struct slm_store **out, struct slm_err *err) {
     *out = NULL;
     char dir[PATH_MAX];
-    const char *env = getenv("SLM_HOME");
-    int n;
-    if (home && home[0]) {
-        n = snprintf(dir, sizeof(dir), "%s", home);
-    } else if (env && env[0]) {
-        n = snprintf(dir, sizeof(dir), "%s", env);
-    } else {
-        const char *h = getenv("HOME");
-        if (!h || !h[0]) {
-            return slm_err_set(err, SLM_E_INVALID, "neither SLM_HOME nor HOME is set");
-        }
-        n = snprintf(dir, sizeof(dir), "%s/.slm", h);
-    }
-    if (n < 0 || (size_t)n >= sizeof(dir) - 128) {
-        return slm_err_set(err, SLM_E_TOO_LARGE, "store path too long");
-    }
-    while (n > 1 && dir[n - 1] == '/') {
-        dir[--n] = '\0';
+    /* Room for the subfolders and file names appended below. */
+    int rc = slm_home_dir(home, dir, sizeof(dir) - 128, err);
+    if (rc != SLM_OK) {
+        return rc;
     }
     static const char *const subdirs[] = {"blobs", "manifests", "tmp"};
     for (size_t i = 0; i < SLM_ARRAY_LEN(subdirs); i++) {
         char sub[PATH_MAX];
         slm_path_join(sub, sizeof(sub), dir, subdirs[i]);
-        int rc = slm_mkdir_p(sub, err);
+        rc = slm_mkdir_p(sub, err);
         if (rc != SLM_OK) {
             return slm_err_prefix(err, "cannot create the model store");
         }
@@ -59,7 +45,7 @@ int slm_store_open(const char *home, struct slm_store **out, struct slm_err *err
     if (!s) {
         return slm_err_set(err, SLM_E_NOMEM, "out of memory");
     }
-    memcpy(s->home, dir, (size_t)n + 1);
+    memcpy(s->home, dir, strlen(dir) + 1);
     *out = s;
     return SLM_OK;
 }
