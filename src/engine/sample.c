@@ -136,7 +136,7 @@ int32_t slm__sample_token(struct llama_sampler *chain, const float *logits, int3
     return tok;
 }
 
-float slm__log_norm(const float *logits, int32_t n) {
+double slm__log_norm(const float *logits, int32_t n) {
     float mx = logits[0];
     for (int32_t i = 1; i < n; i++) {
         mx = logits[i] > mx ? logits[i] : mx;
@@ -145,7 +145,7 @@ float slm__log_norm(const float *logits, int32_t n) {
     for (int32_t i = 0; i < n; i++) {
         s += exp((double)(logits[i] - mx));
     }
-    return mx + (float)log(s);
+    return (double)mx + log(s);
 }
 
 void slm__top_logprobs(const float *logits, int32_t n, float lse, int k,
@@ -171,7 +171,7 @@ void slm__top_logprobs(const float *logits, int32_t n, float lse, int k,
 
 float slm__token_logprob(const float *logits, int32_t n_vocab, int32_t tok, int k,
                          struct slm_top_logprob *top) {
-    float lse = slm__log_norm(logits, n_vocab);
+    float lse = (float)slm__log_norm(logits, n_vocab);
     if (k > 0) {
         slm__top_logprobs(logits, n_vocab, lse, SLM_MIN(k, SLM_MAX_TOP_LOGPROBS), top);
     }

@@ -32,8 +32,9 @@ int32_t slm__sample_token(struct llama_sampler *chain, const float *logits, int3
                           llama_token_data *cand, const int32_t *eog, size_t n_eog,
                           bool ignore_eos);
 
-/* log-sum-exp of the raw logits, for log-probs under the model. */
-float slm__log_norm(const float *logits, int32_t n);
+/* log-sum-exp of the raw logits, for log-probs under the model: subtracting
+ * it from a logit gives that token's log-prob. */
+double slm__log_norm(const float *logits, int32_t n);
 
 /* The `k` (1..SLM_MAX_TOP_LOGPROBS) most likely tokens, best first. */
 void slm__top_logprobs(const float *logits, int32_t n, float lse, int k,

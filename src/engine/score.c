@@ -16,7 +16,6 @@
  */
 #include "slm/score.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -172,19 +171,6 @@ static void batch_add(struct llama_batch *b, int32_t tok, size_t pos, size_t seq
     b->logits[i] = logits;
 }
 
-/* log(sum(exp(row))): subtracting it from a logit gives that token's log-prob. */
-static double log_norm(const float *row, int32_t n) {
-    float mx = row[0];
-    for (int32_t v = 1; v < n; v++) {
-        mx = row[v] > mx ? row[v] : mx;
-    }
-    double z = 0;
-    for (int32_t v = 0; v < n; v++) {
-        z += exp((double)(row[v] - mx));
-    }
-    return (double)mx + log(z);
-}
-
 static int check_tokens(const struct slm_scorer *s, const int32_t *t, size_t n, const char *what,
                         struct slm_err *err) {
     for (size_t i = 0; i < n; i++) {
@@ -285,7 +271,7 @@ static int score_chunk(struct slm_scorer *s, size_t n_prompt, const int32_t *con
         double sum = 0;
         for (size_t j = 0; j + 1 < cand_len[k]; j++, i++) {
             const float *row = llama_get_logits_ith(s->lc, i);
-            sum += (double)row[cand[k][j + 1]] - log_norm(row, s->n_vocab);
+            sum += (double)row[cand[k][j + 1]] - slm__log_norm(row, s->n_vocab);
         }
         logp[k] = (float)((double)logp[k] + sum);
     }
@@ -316,7 +302,7 @@ int slm_scorer_score(struct slm_scorer *s, const int32_t *prompt, size_t n_promp
     }
     /* First tokens from the prompt's last logits, before a chunk overwrites them. */
     const float *last = llama_get_logits_ith(s->lc, -1);
-    double z = log_norm(last, s->n_vocab);
+    double z = slm__log_norm(last, s->n_vocab);
     for (size_t k = 0; k < n_cand; k++) {
         logp[k] = cand_len[k] ? (float)((double)last[cand[k][0]] - z) : 0.0f;
     }
