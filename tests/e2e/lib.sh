@@ -34,6 +34,23 @@ need_stories() {
     [ -f "$STORIES" ] || skip "stories260K.gguf not found under \$SLM_SHARED/models"
 }
 
+# fake_cloud_start OUT ARGS...: starts tests/tools/fake_cloud ($FAKE) on a
+# free loopback port with ARGS, its stdout and stderr in OUT.out and OUT.err;
+# sets FAKE_PID and FAKE_PORT, fails when it does not come up. The caller
+# stops FAKE_PID.
+fake_cloud_start() {
+    local out=$1
+    shift
+    "${FAKE:?FAKE must name the fake_cloud binary}" --port 0 "$@" >"$out.out" 2>"$out.err" &
+    FAKE_PID=$!
+    for _ in $(seq 100); do
+        grep -q '^port=' "$out.out" 2>/dev/null && break
+        sleep 0.05
+    done
+    FAKE_PORT=$(sed -n 's/^port=//p' "$out.out")
+    [ -n "$FAKE_PORT" ] || fail "fake cloud did not start: $(cat "$out.err")"
+}
+
 # A private store for each test.
 export SLM_HOME=$(mktemp -d /tmp/slm-e2e-home-XXXXXX)
 trap 'rm -rf "$SLM_HOME"' EXIT

@@ -23,17 +23,10 @@ trap cleanup EXIT
 start_cloud() {
     local name=$1
     shift
-    "$FAKE" --port 0 --log "$work/$name.log" --gold "$work/gold.jsonl" --price-in 1000 \
-        --price-out 2000 "$@" >"$work/$name.out" 2>"$work/$name.err" &
-    pids+=($!)
-    for _ in $(seq 100); do
-        grep -q '^port=' "$work/$name.out" 2>/dev/null && break
-        sleep 0.05
-    done
-    local port
-    port=$(sed -n 's/^port=//p' "$work/$name.out")
-    [ -n "$port" ] || fail "fake cloud $name did not start: $(cat "$work/$name.err")"
-    eval "PORT_$name=$port"
+    fake_cloud_start "$work/$name" --log "$work/$name.log" --gold "$work/gold.jsonl" \
+        --price-in 1000 --price-out 2000 "$@"
+    pids+=("$FAKE_PID")
+    eval "PORT_$name=$FAKE_PORT"
     touch "$work/$name.log"
 }
 

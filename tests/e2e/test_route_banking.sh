@@ -51,15 +51,10 @@ with open(f"{out}/in.jsonl", "w") as i:
                             "messages": [{"role": "user", "content": r["text"]}]}) + "\n")
 EOF
 
-"$FAKE" --port 0 --gold "$work/gold.jsonl" --accuracy 0.92 --seed 7 --price-in 150 \
-    --price-out 600 --log "$work/cloud.log" >"$work/cloud.out" 2>"$work/cloud.err" &
-cloud_pid=$!
-for _ in $(seq 100); do
-    grep -q '^port=' "$work/cloud.out" 2>/dev/null && break
-    sleep 0.05
-done
-port=$(sed -n 's/^port=//p' "$work/cloud.out")
-[ -n "$port" ] || fail "fake cloud did not start: $(cat "$work/cloud.err")"
+fake_cloud_start "$work/cloud" --gold "$work/gold.jsonl" --accuracy 0.92 --seed 7 \
+    --price-in 150 --price-out 600 --log "$work/cloud.log"
+cloud_pid=$FAKE_PID
+port=$FAKE_PORT
 
 cp "$STORIES" "$work/stories.gguf"
 printf 'Text: {{ input }}\nIntent:' >"$work/intent.liquid"

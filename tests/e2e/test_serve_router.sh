@@ -15,16 +15,11 @@ FAKE=${SLM_TOOLS:-build/tools}/fake_cloud
 [ -x "$FAKE" ] || skip "fake_cloud not built"
 
 work=$SERVE_DIR
-"$FAKE" --port 0 --log "$work/cloud.log" --gold "$work/gold.jsonl" --price-in 1000 \
-    --price-out 2000 >"$work/cloud.out" 2>"$work/cloud.err" &
-SERVE_ALL="$SERVE_ALL $!"
 printf '%s\n' '{"input": "Once upon a time", "answer": "cloud says hi"}' >"$work/gold.jsonl"
-for _ in $(seq 100); do
-    grep -q '^port=' "$work/cloud.out" 2>/dev/null && break
-    sleep 0.05
-done
-port=$(sed -n 's/^port=//p' "$work/cloud.out")
-[ -n "$port" ] || fail "fake cloud did not start: $(cat "$work/cloud.err")"
+fake_cloud_start "$work/cloud" --log "$work/cloud.log" --gold "$work/gold.jsonl" --price-in 1000 \
+    --price-out 2000
+SERVE_ALL="$SERVE_ALL $FAKE_PID"
+port=$FAKE_PORT
 
 cp "$STORIES" "$work/stories.gguf"
 printf 'Story: {{ input }}\n' >"$work/story.liquid"
