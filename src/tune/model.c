@@ -664,8 +664,10 @@ static struct ggml_tensor *proj(struct ggml_context *ctx, const struct slm__grap
         const struct slm__lora *lo = &in->lora[l * SLM_TUNE_N_PROJ + p];
         if (lo->a) {
             struct ggml_tensor *xi = drop ? ggml_mul(ctx, x, drop) : x;
-            struct ggml_tensor *ab = ggml_mul_mat(ctx, lo->b, ggml_mul_mat(ctx, lo->a, xi));
-            y = ggml_add(ctx, y, ggml_scale(ctx, ab, in->lora_scale));
+            /* scale * B (A x) as B (scale * A x): the same sum, and the
+             * scaling (and its gradient) on the rank-sized tensor */
+            struct ggml_tensor *ax = ggml_scale(ctx, ggml_mul_mat(ctx, lo->a, xi), in->lora_scale);
+            y = ggml_add(ctx, y, ggml_mul_mat(ctx, lo->b, ax));
         }
     }
     return y;

@@ -405,12 +405,18 @@ static int fill_transposed(struct ggml_tensor *wt, const struct ggml_tensor *w) 
  * - out_prod(W, transpose(g)) with W a frozen weight: mul_mat(Wt, g), with Wt
  *   a transposed copy made once at init (see `transposed`);
  * - any other F32 out_prod(a, b) whose first dimension is short or whose b is
- *   a transposed view: transpose(out_prod(b, a)) when b has long rows (only
+ *   a transposed view with a long contraction (a short one, a LoRA rank, is
+ *   read in contiguous runs): transpose(out_prod(b, a)) when b has long rows (only
  *   the small result is copied), else mul_mat(aT, bT) with the transposes
  *   made contiguous by copies in the graph, when the contraction suits the
  *   matmul;
- * - mul_mat(a, b) with a contraction under 16 (attention's K·Q on tiny
- *   heads): out_prod(aT, transpose(b)), vectorized along the keys.
+ * - mul_mat(a, b) with a contraction of 16 or less (attention's K·Q on tiny
+ *   heads, LoRA's B (A x) at rank 16): out_prod(aT, transpose(b)),
+ *   vectorized along the long side. tinyBLAS sums each output over the
+ *   contraction in one register and then across it, so a contraction of 16
+ *   is one multiply-add per horizontal sum: on a 135M model those 420
+ *   matmuls took 7% of a step and did not scale with threads; as out_prod
+ *   they take a third of that.
  *
  * New tensors go into a new graph (the nodes in order, each with its sources
  * first). SLM_TUNE_NO_REWRITE=1 turns the last two off (tests compare).
@@ -423,6 +429,9 @@ struct rewriter {
     bool weights, general, added; /* added: new tensors, so a new graph */
     bool cpu;                     /* the device is the CPU (whose kernels these suit) */
 };
+
+/* Contractions this short go to out_prod rather than the matmul. */
+#define SLM_TUNE_SHORT_K 16
 
 static bool env_on(const char *name) {
     const char *v = getenv(name);
@@ -479,7 +488,9 @@ static void rewrite_node(struct rewriter *rw, struct ggml_tensor *node) {
     if (node->op == GGML_OP_OUT_PROD) {
         /* out_prod(a, b)[i, j] = sum_k a[i, k] b[j, k] = mul_mat(aT, bT) */
         const int64_t k = a->ne[1];
-        bool slow = a->ne[0] < 64 || ggml_is_transposed(b);
+        /* A transposed b is read along k: fine while k is a LoRA rank
+         * (16 floats in a row), slow when it is a sequence. */
+        bool slow = a->ne[0] < 64 || (ggml_is_transposed(b) && k > SLM_TUNE_SHORT_K);
         bool fits = k % 16 == 0 || k >= 128;
         if (!slow) {
             return;
@@ -497,7 +508,7 @@ static void rewrite_node(struct rewriter *rw, struct ggml_tensor *node) {
         /* mul_mat(a, b)[i, j] = sum_k a[k, i] b[k, j] = out_prod(aT, transpose(b)).
          * CPU only: a GPU's out_prod wants contiguous sources, so this one
          * would fall back to the CPU there. */
-        if (a->ne[0] < 16 && a->ne[1] >= 64 && ggml_is_contiguous(a)) {
+        if (a->ne[0] <= SLM_TUNE_SHORT_K && a->ne[1] >= 64 && ggml_is_contiguous(a)) {
             set_op(node, GGML_OP_OUT_PROD, ctrans(rw, a), ggml_transpose(rw->ctx, b));
             rw->added = true;
         }
