@@ -302,7 +302,7 @@ struct slm_tune_params {
     uint32_t eval_every; /* steps between validation passes; 0 = 10% of the steps */
     uint32_t eval_max_batches; /* validation batches per pass; 0 = all */
     const char *checkpoint; /* path of the checkpoint file (NULL = none) */
-    uint32_t checkpoint_every; /* steps; 0 = every 5% of the run (and at the end, on abort) */
+    uint32_t checkpoint_every; /* steps; 0 = every 5% of the run, at most once a minute (and at the end, on abort) */
     int32_t n_threads;  /* 0 = 1 for models under 20M parameters, else physical cores */
 };
 
