@@ -283,7 +283,7 @@ static int check(int argc, char **argv) {
             rc = slm_data_write_kept(c.fix, &recs, rep.drop, &err);
             if (rc == SLM_OK) {
                 printf("wrote %s: kept %zu records, dropped %zu (duplicates after the first, "
-                       "contradicting records, non-labels, invalid JSON, validation overlap, "
+                       "contradicting records outside a majority, non-labels, invalid JSON, validation overlap, "
                        "empty outputs)\n",
                        c.fix, recs.n - rep.n_dropped, rep.n_dropped);
             }

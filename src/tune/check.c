@@ -169,22 +169,38 @@ static int check_groups(const struct slm_data_records *recs, const struct norm *
             rc = add_issue(r, SLM_ISSUE_NEAR_DUPLICATE, b, a);
         }
     }
-    /* 3. contradictions: same normalized input, different normalized output */
+    /* 3. contradictions: same normalized input, different normalized
+     * outputs. Sorted by input then output, so a group's outputs come in
+     * runs. Every record of the group is reported; --fix keeps the records
+     * of an output that has a majority of the group (3 say A, 1 says B: A is
+     * the likely answer) and drops the whole group when none has. */
     if (recs->format != SLM_DATA_TEXT) {
         for (size_t i = 0; i < n; i++) {
-            k[i] = (struct key){nm->whole[i], NULL, i};
+            k[i] = (struct key){nm->whole[i], nm->completion[i], i};
         }
         qsort(k, n, sizeof(*k), key_cmp);
         for (size_t s = 0; s < n && rc == SLM_OK;) {
-            size_t e = s + 1;
-            bool differ = false;
-            while (e < n && strcmp(k[e].a, k[s].a) == 0) {
-                differ = differ || strcmp(nm->completion[k[e].idx], nm->completion[k[s].idx]) != 0;
+            size_t e = s + 1, run = s, best = s, best_len = 0;
+            while (e <= n) {
+                if (e == n || strcmp(k[e].a, k[s].a) != 0 || strcmp(k[e].b, k[run].b) != 0) {
+                    if (e - run > best_len) {
+                        best = run;
+                        best_len = e - run;
+                    }
+                    run = e;
+                }
+                if (e == n || strcmp(k[e].a, k[s].a) != 0) {
+                    break;
+                }
                 e++;
             }
+            bool differ = best_len < e - s;
+            bool majority = best_len * 2 > e - s;
             for (size_t j = s; differ && j < e && rc == SLM_OK; j++) {
                 rc = add_issue(r, SLM_ISSUE_CONTRADICTION, k[j].idx, k[s].idx);
-                r->drop[k[j].idx] = 1;
+                if (!majority || j < best || j >= best + best_len) {
+                    r->drop[k[j].idx] = 1;
+                }
             }
             s = e;
         }

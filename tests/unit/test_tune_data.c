@@ -178,6 +178,22 @@ Test(tune_data, check_finds_duplicates_contradictions_labels_json_overlap) {
     slm_data_records_free(&fixed);
     slm_data_check_report_free(&rep);
 
+    /* A contradiction with a majority: --fix keeps the majority's records. */
+    const char *m = "{\"prompt\":\"m\",\"completion\":\"x\"}\n"
+                    "{\"prompt\":\"m.\",\"completion\":\"y\"}\n"
+                    "{\"prompt\":\"M\",\"completion\":\"x\"}\n"
+                    "{\"prompt\":\"n\",\"completion\":\"x\"}\n"
+                    "{\"prompt\":\"n\",\"completion\":\"y\"}\n"
+                    "{\"prompt\":\"N\",\"completion\":\"z\"}\n";
+    struct slm_data_records mr;
+    cr_assert_eq(parse(m, "m.jsonl", &mr, &err), SLM_OK);
+    cr_assert_eq(slm_data_check(&mr, NULL, &rep, &err), SLM_OK);
+    cr_assert_eq(rep.count[SLM_ISSUE_CONTRADICTION], 6);
+    cr_assert(!rep.drop[0] && rep.drop[1] && !rep.drop[2], "m: x has 2 of 3, y goes");
+    cr_assert(rep.drop[3] && rep.drop[4] && rep.drop[5], "n: no majority, all go");
+    slm_data_check_report_free(&rep);
+    slm_data_records_free(&mr);
+
     /* JSON outputs: checked automatically when most look like JSON. */
     const char *j = "{\"prompt\":\"1\",\"completion\":\"{\\\"a\\\":1}\"}\n"
                     "{\"prompt\":\"2\",\"completion\":\"{\\\"a\\\":2}\"}\n"
