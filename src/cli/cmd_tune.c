@@ -269,7 +269,12 @@ static int finish_opts(struct tune_cli *c, const char *data, struct slm_tune_mod
     return 0;
 }
 
-static int resolve_model(const char *name, char *path, size_t cap, struct slm_err *err) {
+/* A file, or a store name: its model file, and in `adapter` the adapter its
+ * Modelfile attached (empty when none). Several adapters, or one at a scale
+ * other than 1, are refused: neither training nor evaluation applies them. */
+static int resolve_model(const char *name, char *path, size_t cap, char *adapter,
+                         size_t adapter_cap, struct slm_err *err) {
+    adapter[0] = '\0';
     if (slm_file_exists(name)) {
         snprintf(path, cap, "%s", name);
         return SLM_OK;
@@ -282,6 +287,14 @@ static int resolve_model(const char *name, char *path, size_t cap, struct slm_er
     }
     if (rc == SLM_OK) {
         snprintf(path, cap, "%s", m->model_path);
+        if (m->n_adapters > 1 || (m->n_adapters == 1 && m->adapters[0].scale != 1.0f)) {
+            rc = slm_err_set(err, SLM_E_UNSUPPORTED,
+                             "%s has %zu adapter(s) at scale %g: tune and tune eval apply one "
+                             "adapter at scale 1; give its model file (%s) and --adapter instead",
+                             name, m->n_adapters, (double)m->adapters[0].scale, m->model_path);
+        } else if (m->n_adapters == 1) {
+            snprintf(adapter, adapter_cap, "%s", m->adapters[0].path);
+        }
     }
     slm_manifest_free(m);
     slm_store_close(store);
@@ -465,10 +478,29 @@ static int run(int argc, char **argv) {
         return SLM_EXIT_USAGE;
     }
     struct slm_err err = {0};
-    char model_path[PATH_MAX];
-    int rc = resolve_model(pos[0], model_path, sizeof(model_path), &err);
+    char model_path[PATH_MAX], model_adapter[PATH_MAX];
+    int rc = resolve_model(pos[0], model_path, sizeof(model_path), model_adapter,
+                           sizeof(model_adapter), &err);
     if (rc != SLM_OK) {
         return slm_cli_fail(CMD, rc, &err);
+    }
+    /* A store model made with ADAPTER: eval measures it as `slm run` would
+     * answer; training a second adapter on top of one is not supported. */
+    if (model_adapter[0] && eval && c.adapter) {
+        slm_err_set(&err, SLM_E_UNSUPPORTED,
+                    "%s already carries an adapter (%s): --adapter would stack a second", pos[0],
+                    model_adapter);
+        return slm_cli_fail(CMD, SLM_E_UNSUPPORTED, &err);
+    }
+    if (model_adapter[0] && !eval) {
+        slm_err_set(&err, SLM_E_UNSUPPORTED,
+                    "%s carries an adapter (%s): tune trains a new adapter on a plain base; "
+                    "tune its model file (%s), or `slm fuse` the adapter into it first",
+                    pos[0], model_adapter, model_path);
+        return slm_cli_fail(CMD, SLM_E_UNSUPPORTED, &err);
+    }
+    if (model_adapter[0]) {
+        c.adapter = model_adapter;
     }
     /* Huge pages (cli/hugepages.c) pay on a big model, whose activations
      * and gradients are what the page tables map (~8% more tokens/s on a

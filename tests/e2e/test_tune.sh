@@ -100,4 +100,11 @@ printf 'FROM %s\nADAPTER %s\n' "$STORIES" "$W/a.gguf" >"$W/Modelfile"
 "$SLM" create colors -f "$W/Modelfile" >/dev/null 2>&1
 got=$("$SLM" run colors --temperature 0 -n 4 "$PROMPT")
 [ "$want" = "$got" ] || fail "created model says '$got', base+adapter says '$want'"
+# ... which tune eval measures with its adapter, and tune refuses to train on
+# (a second adapter on top of the first is not supported)
+got=$("$SLM" tune eval colors "$VALID" --threads 1)
+[ "${got% (*}" = "${tuned% (*}" ] || fail "tune eval of the created model: '$got', base+adapter: '$tuned'"
+out=$("$SLM" tune colors "$DATA" -o "$W/y.gguf" 2>&1) && fail "tune on a model with an adapter should fail"
+contains "$out" "carries an adapter" "tune on a created model with ADAPTER"
+expect_exit 1 "$SLM" tune eval colors "$VALID" --adapter "$W/a.gguf"
 echo "ok"
