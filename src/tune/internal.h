@@ -157,5 +157,10 @@ static inline double slm__rng_unit(uint64_t *s) {
 }
 
 int32_t slm__default_threads(void);
+/* `asked` when given; else one thread for models under 20M parameters
+ * (ggml meets its threads at a spinning barrier after every op, and a small
+ * model's ops are too short to pay for it: 7-9x slower with two threads on a
+ * busy machine), all cores' default otherwise. Training and evaluation. */
+int32_t slm__tune_threads(uint64_t n_params, int32_t asked);
 
 #endif

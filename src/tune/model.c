@@ -45,6 +45,13 @@ int32_t slm__default_threads(void) {
     return (int32_t)(n > 4 ? n / 2 : n);
 }
 
+int32_t slm__tune_threads(uint64_t n_params, int32_t asked) {
+    if (asked > 0) {
+        return asked;
+    }
+    return n_params < 20u * 1000 * 1000 ? 1 : slm__default_threads();
+}
+
 void slm__proj_name(int layer, int proj, char *out, size_t cap) {
     snprintf(out, cap, "blk.%d.%s.weight", layer, slm__proj_gguf[proj]);
 }

@@ -117,7 +117,9 @@ int slm_tune_scorer_init(const char *model, const char *adapter, uint32_t n_ctx,
         struct slm_scorer_params sp = slm_scorer_params_default();
         sp.n_ctx = n_ctx < 64 ? 64 : n_ctx;
         sp.max_candidates = n_candidates ? n_candidates : 1;
-        sp.n_threads = n_threads > 0 ? n_threads : slm__default_threads();
+        struct slm_model_info mi;
+        slm_model_get_info(s->model, &mi);
+        sp.n_threads = slm__tune_threads(mi.n_params, n_threads);
         rc = slm_scorer_init_params(s->model, &s->ad, &one, s->ad ? 1 : 0, &sp, &s->sc, err);
     }
     if (rc != SLM_OK) {

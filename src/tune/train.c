@@ -80,17 +80,6 @@ static void normalize_params(struct slm_tune_params *p) {
     }
 }
 
-/* Threads: tiny models run faster on one. ggml meets its threads at an
- * OpenMP barrier after every op (1,000+ per step), where libgomp spins: on a
- * busy machine a spinning thread waits for a descheduled partner, and two
- * threads ran 7-9x slower than one on stories260K (llama-finetune alike). */
-static int32_t pick_threads(const struct slm_tune_model *m, int32_t asked) {
-    if (asked > 0) {
-        return asked;
-    }
-    return m->n_params < 20u * 1000 * 1000 ? 1 : slm__default_threads();
-}
-
 /* ---------------------------------------------------------------- setup */
 
 static struct ggml_tensor *new_static(struct ggml_context *ctx, enum ggml_type t, int64_t ne0,
@@ -747,7 +736,7 @@ int slm_trainer_init(struct slm_tune_model *model, const struct slm_dataset *tra
     tr->valid = valid && valid->n ? valid : NULL;
     tr->p = params ? *params : slm_tune_params_default();
     normalize_params(&tr->p);
-    tr->p.n_threads = pick_threads(model, tr->p.n_threads);
+    tr->p.n_threads = slm__tune_threads(model->n_params, tr->p.n_threads);
     tr->T = (int32_t)tr->p.n_ctx;
     tr->B = (int32_t)tr->p.batch;
     tr->last_valid = NAN;
