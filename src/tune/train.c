@@ -477,9 +477,11 @@ static void rewrite_node(struct rewriter *rw, struct ggml_tensor *node) {
     if (node->op == GGML_OP_OUT_PROD) {
         /* out_prod(a, b)[i, j] = sum_k a[i, k] b[j, k] = mul_mat(aT, bT) */
         const int64_t k = a->ne[1];
-        /* A transposed b is read along k: fine while k is a LoRA rank
-         * (16 floats in a row), slow when it is a sequence. */
-        bool slow = a->ne[0] < 64 || (ggml_is_transposed(b) && k > SLM_TUNE_SHORT_K);
+        /* A transposed b is read along k: on the CPU fine while k is a
+         * LoRA rank (16 floats in a row), slow when it is a sequence. A
+         * GPU's out_prod wants contiguous sources: there it is rewritten. */
+        bool slow = a->ne[0] < 64 ||
+                    (ggml_is_transposed(b) && (!rw->cpu || k > SLM_TUNE_SHORT_K));
         bool fits = k % 16 == 0 || k >= 128;
         if (!slow) {
             return;
