@@ -486,20 +486,20 @@ static int run(int argc, char **argv) {
     }
     /* A store model made with ADAPTER: eval measures it as `slm run` would
      * answer; training a second adapter on top of one is not supported. */
-    if (model_adapter[0] && eval && c.adapter) {
-        slm_err_set(&err, SLM_E_UNSUPPORTED,
-                    "%s already carries an adapter (%s): --adapter would stack a second", pos[0],
-                    model_adapter);
-        return slm_cli_fail(CMD, SLM_E_UNSUPPORTED, &err);
-    }
-    if (model_adapter[0] && !eval) {
-        slm_err_set(&err, SLM_E_UNSUPPORTED,
-                    "%s carries an adapter (%s): tune trains a new adapter on a plain base; "
-                    "tune its model file (%s), or `slm fuse` the adapter into it first",
-                    pos[0], model_adapter, model_path);
-        return slm_cli_fail(CMD, SLM_E_UNSUPPORTED, &err);
-    }
     if (model_adapter[0]) {
+        if (!eval) {
+            slm_err_set(&err, SLM_E_UNSUPPORTED,
+                        "%s carries an adapter (%s): tune trains a new adapter on a plain base; "
+                        "tune its model file (%s), or `slm fuse` the adapter into it first",
+                        pos[0], model_adapter, model_path);
+            return slm_cli_fail(CMD, SLM_E_UNSUPPORTED, &err);
+        }
+        if (c.adapter) {
+            slm_err_set(&err, SLM_E_UNSUPPORTED,
+                        "%s already carries an adapter (%s): --adapter would stack a second",
+                        pos[0], model_adapter);
+            return slm_cli_fail(CMD, SLM_E_UNSUPPORTED, &err);
+        }
         c.adapter = model_adapter;
     }
     /* Huge pages (cli/hugepages.c) pay on a big model, whose activations

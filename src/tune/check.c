@@ -180,19 +180,20 @@ static int check_groups(const struct slm_data_records *recs, const struct norm *
         }
         qsort(k, n, sizeof(*k), key_cmp);
         for (size_t s = 0; s < n && rc == SLM_OK;) {
-            size_t e = s + 1, run = s, best = s, best_len = 0;
-            while (e <= n) {
-                if (e == n || strcmp(k[e].a, k[s].a) != 0 || strcmp(k[e].b, k[run].b) != 0) {
-                    if (e - run > best_len) {
-                        best = run;
-                        best_len = e - run;
-                    }
-                    run = e;
-                }
-                if (e == n || strcmp(k[e].a, k[s].a) != 0) {
-                    break;
-                }
+            size_t e = s + 1, best = s, best_len = 0;
+            while (e < n && strcmp(k[e].a, k[s].a) == 0) {
                 e++;
+            }
+            for (size_t run = s; run < e;) { /* the longest run of one output */
+                size_t q = run + 1;
+                while (q < e && strcmp(k[q].b, k[run].b) == 0) {
+                    q++;
+                }
+                if (q - run > best_len) {
+                    best = run;
+                    best_len = q - run;
+                }
+                run = q;
             }
             bool differ = best_len < e - s;
             bool majority = best_len * 2 > e - s;

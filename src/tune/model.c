@@ -521,8 +521,8 @@ static int open_device(struct slm_tune_model *m, struct slm_err *err) {
     }
     if (m->dev == cpu) {
         m->backend = m->backend_cpu;
-        const char *e = getenv("SLM_TUNE_CPU_SCHED"); /* measurement, like cpu_sched */
-        m->use_sched = m->params.cpu_sched || (e && e[0] && strcmp(e, "0") != 0);
+        /* measurement, like cpu_sched */
+        m->use_sched = m->params.cpu_sched || slm__env_on("SLM_TUNE_CPU_SCHED");
         return SLM_OK;
     }
     /* ggml-vulkan reorders a graph's nodes before running it; on these

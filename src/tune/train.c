@@ -422,11 +422,6 @@ struct rewriter {
 /* Contractions this short go to out_prod rather than the matmul. */
 #define SLM_TUNE_SHORT_K 16
 
-static bool env_on(const char *name) {
-    const char *v = getenv(name);
-    return v && v[0] && strcmp(v, "0") != 0;
-}
-
 /* A contiguous transpose of t (dims 0 and 1), made once per tensor. */
 static struct ggml_tensor *ctrans(struct rewriter *rw, struct ggml_tensor *t) {
     if (t->op == GGML_OP_TRANSPOSE && ggml_is_contiguous(t->src[0])) {
@@ -515,8 +510,8 @@ static int rewrite_graph(struct slm_trainer *tr, struct ggml_cgraph **g, bool we
                          struct slm_err *err) {
     struct rewriter rw = {tr, tr->ctx_graph, NULL, NULL, 0, 0, false, false, false, false};
     rw.cpu = tr->m->backend == tr->m->backend_cpu;
-    rw.weights = weights && !env_on("SLM_TUNE_NO_TRANSPOSE"); /* memory over speed; tests */
-    rw.general = !env_on("SLM_TUNE_NO_REWRITE");
+    rw.weights = weights && !slm__env_on("SLM_TUNE_NO_TRANSPOSE"); /* memory over speed; tests */
+    rw.general = !slm__env_on("SLM_TUNE_NO_REWRITE");
     int n = ggml_graph_n_nodes(*g);
     rw.cap_memo = (size_t)n;
     rw.memo_src = calloc(rw.cap_memo, sizeof(*rw.memo_src));
@@ -875,10 +870,6 @@ static float lr_at(const struct slm_tune_params *p, uint32_t step, uint32_t n_st
     return (float)(p->lr * (p->lr_min + (1.0 - p->lr_min) * c));
 }
 
-static int compute(struct slm__runner *r, struct ggml_cgraph *g, struct slm_err *err) {
-    return slm__runner_compute(r, g, err);
-}
-
 static int train_step(struct slm_trainer *tr, float *loss_out, float *gnorm_out, float *lr_out,
                       struct slm_err *err) {
     const uint32_t accum = tr->p.grad_accum;
@@ -896,7 +887,7 @@ static int train_step(struct slm_trainer *tr, float *loss_out, float *gnorm_out,
                         tr->C, tr->m->hp.n_vocab);
         upload_batch(tr);
         upload_dropout(tr, (uint64_t)tr->step * accum + k, true);
-        int rc = compute(tr->run_train, tr->gb, err);
+        int rc = slm__runner_compute(tr->run_train, tr->gb, err);
         if (rc != SLM_OK) {
             return rc;
         }
@@ -914,7 +905,7 @@ static int train_step(struct slm_trainer *tr, float *loss_out, float *gnorm_out,
                     1.0f / (1.0f - powf(p->beta1, (float)tr->opt_iter)),
                     1.0f / (1.0f - powf(p->beta2, (float)tr->opt_iter))};
     ggml_backend_tensor_set(tr->adamw_par, par, 0, sizeof(par));
-    int rc = compute(tr->run_opt, tr->gopt, err);
+    int rc = slm__runner_compute(tr->run_opt, tr->gopt, err);
     if (rc != SLM_OK) {
         return rc;
     }
@@ -945,7 +936,7 @@ static int eval_plan(struct slm_trainer *tr, const struct slm__plan *pl,
             continue;
         }
         upload_batch(tr);
-        int rc = compute(tr->run_eval, tr->gf_eval, err);
+        int rc = slm__runner_compute(tr->run_eval, tr->gf_eval, err);
         if (rc != SLM_OK) {
             return rc;
         }
@@ -966,7 +957,7 @@ int slm__trainer_probe(struct slm_trainer *tr, size_t row0, bool backward, float
     if (backward) {
         slm__bufs_clear(&tr->buf_acc, 0);
     }
-    int rc = compute(backward ? tr->run_train : tr->run_eval, backward ? tr->gb : tr->gf_eval, err);
+    int rc = slm__runner_compute(backward ? tr->run_train : tr->run_eval, backward ? tr->gb : tr->gf_eval, err);
     if (rc == SLM_OK) {
         *loss = (float)(micro_loss_sum(tr, backward ? tr->ce : tr->ce_eval) /
                         (double)(tr->hb.n_target ? tr->hb.n_target : 1));
