@@ -42,18 +42,18 @@ struct slm_model_params slm_model_params_default(void);
  * GGUF (SLM_E_INVALID), architecture llama.cpp does not support
  * (SLM_E_UNSUPPORTED), anything else (SLM_E_BACKEND). If it fails nothing is
  * owed; on success one slm_model_free() is owed. */
-int slm_model_load(const char *path, const struct slm_model_params *params,
-                   struct slm_model **out, struct slm_err *err);
+int slm_model_load(const char *path, const struct slm_model_params *params, struct slm_model **out,
+                   struct slm_err *err);
 void slm_model_free(struct slm_model *model);
 
 /* Facts about a model, from its GGUF metadata. Strings are NUL-terminated and
  * empty when unknown. */
 struct slm_model_info {
-    char arch[32];       /* general.architecture: "llama", "qwen2", ... */
-    char name[128];      /* general.name */
-    char ftype[48];      /* "Q8_0", "Q4_K - Medium", "all F32", ... */
-    char license[128];   /* general.license */
-    char desc[128];      /* llama.cpp's one-line description */
+    char arch[32];     /* general.architecture: "llama", "qwen2", ... */
+    char name[128];    /* general.name */
+    char ftype[48];    /* "Q8_0", "Q4_K - Medium", "all F32", ... */
+    char license[128]; /* general.license */
+    char desc[128];    /* llama.cpp's one-line description */
     uint64_t n_params;
     uint64_t size_bytes; /* bytes of tensor data */
     int32_t n_ctx_train;
@@ -142,22 +142,22 @@ float slm_adapter_alpha(const struct slm_adapter *adapter);
 struct slm_ctx;
 
 struct slm_ctx_params {
-    uint32_t n_ctx;     /* tokens of context; 0 = min(training context, 4096) */
-    uint32_t n_batch;   /* tokens per llama_decode; 0 = 512 */
-    uint32_t n_ubatch;  /* physical batch; 0 = min(n_batch, 512) */
-    uint32_t n_seq_max; /* parallel sequences; 0 = 1 */
-    int32_t n_threads;  /* generation threads; 0 = physical cores */
+    uint32_t n_ctx;          /* tokens of context; 0 = min(training context, 4096) */
+    uint32_t n_batch;        /* tokens per llama_decode; 0 = 512 */
+    uint32_t n_ubatch;       /* physical batch; 0 = min(n_batch, 512) */
+    uint32_t n_seq_max;      /* parallel sequences; 0 = 1 */
+    int32_t n_threads;       /* generation threads; 0 = physical cores */
     int32_t n_threads_batch; /* prompt threads; 0 = n_threads */
-    bool embeddings;    /* pooled embeddings instead of logits */
-    bool kv_f32;        /* F32 KV cache and F32 attention (no flash attention), for exact
-                           comparisons; default F16 with flash attention where supported */
+    bool embeddings;         /* pooled embeddings instead of logits */
+    bool kv_f32;             /* F32 KV cache and F32 attention (no flash attention), for exact
+                                comparisons; default F16 with flash attention where supported */
 };
 
 struct slm_ctx_params slm_ctx_params_default(void);
 
 /* If init fails nothing is owed; on success one slm_ctx_free() is owed. */
-int slm_ctx_init(struct slm_model *model, const struct slm_ctx_params *params,
-                 struct slm_ctx **out, struct slm_err *err);
+int slm_ctx_init(struct slm_model *model, const struct slm_ctx_params *params, struct slm_ctx **out,
+                 struct slm_err *err);
 void slm_ctx_free(struct slm_ctx *ctx);
 uint32_t slm_ctx_n_ctx(const struct slm_ctx *ctx);
 struct slm_model *slm_ctx_model(const struct slm_ctx *ctx);
@@ -226,25 +226,25 @@ typedef int (*slm_token_cb)(const struct slm_token_event *ev, void *user);
 
 struct slm_gen_params {
     struct slm_sample_params sample;
-    int32_t max_tokens;        /* -1 = until end-of-generation or the context is full */
-    const char *const *stop;   /* stop strings, borrowed; the match is not output */
+    int32_t max_tokens;      /* -1 = until end-of-generation or the context is full */
+    const char *const *stop; /* stop strings, borrowed; the match is not output */
     size_t n_stop;
-    int32_t n_top_logprobs;    /* alternatives per token in events, 0..SLM_MAX_TOP_LOGPROBS */
-    bool logprobs;             /* compute token log-probs (events and stats) */
-    bool ignore_eos;           /* never sample end-of-generation tokens (benchmarks) */
+    int32_t n_top_logprobs; /* alternatives per token in events, 0..SLM_MAX_TOP_LOGPROBS */
+    bool logprobs;          /* compute token log-probs (events and stats) */
+    bool ignore_eos;        /* never sample end-of-generation tokens (benchmarks) */
 };
 
 struct slm_gen_params slm_gen_params_default(void);
 
 struct slm_gen_stats {
-    int32_t n_prompt;     /* prompt tokens */
-    int32_t n_cached;     /* of which reused from the context's cache */
-    int32_t n_gen;        /* generated tokens */
-    double t_prompt;      /* seconds evaluating the prompt */
-    double t_gen;         /* seconds generating (after the prompt) */
+    int32_t n_prompt; /* prompt tokens */
+    int32_t n_cached; /* of which reused from the context's cache */
+    int32_t n_gen;    /* generated tokens */
+    double t_prompt;  /* seconds evaluating the prompt */
+    double t_gen;     /* seconds generating (after the prompt) */
     enum slm_finish finish;
-    double logprob_sum;   /* with gen_params.logprobs: sum over generated tokens */
-    float logprob_min;    /* lowest token log-prob, 0 when none */
+    double logprob_sum; /* with gen_params.logprobs: sum over generated tokens */
+    float logprob_min;  /* lowest token log-prob, 0 when none */
 };
 
 /*

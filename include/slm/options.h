@@ -19,13 +19,13 @@
 
 struct slm_options {
     struct slm_sample_params sample;
-    int32_t num_predict; /* max tokens; -1 = until done */
-    int32_t num_ctx;     /* 0 = model default (min(training context, 4096)) */
-    int32_t num_batch;   /* 0 = 512 */
-    int32_t num_thread;  /* 0 = physical cores */
+    int32_t num_predict;      /* max tokens; -1 = until done */
+    int32_t num_ctx;          /* 0 = model default (min(training context, 4096)) */
+    int32_t num_batch;        /* 0 = 512 */
+    int32_t num_thread;       /* 0 = physical cores */
     char *stop[SLM_MAX_STOP]; /* owned */
     size_t n_stop;
-    bool repeat_penalty_set;  /* given explicitly (else off at temperature 0) */
+    bool repeat_penalty_set; /* given explicitly (else off at temperature 0) */
 };
 
 enum slm_option_type { SLM_OPT_INT, SLM_OPT_FLOAT, SLM_OPT_STRINGS };

@@ -32,16 +32,16 @@ struct slm_sched;
 struct slm_request;
 
 struct slm_sched_params {
-    int32_t n_parallel; /* sequences per context; 0 = 4 */
-    uint32_t n_ctx;     /* KV cells per context, shared by its sequences; 0 = n_parallel * 4096
-                           capped at the training context x n_parallel. One sequence (prompt +
-                           output) holds at most n_ctx / n_parallel tokens. */
-    uint32_t n_batch;   /* tokens per decode; 0 = 512 */
-    int32_t n_threads;  /* 0 = physical cores */
-    uint32_t max_queue; /* requests waiting for a sequence; 0 = 64. Past it: SLM_E_LIMIT */
+    int32_t n_parallel;    /* sequences per context; 0 = 4 */
+    uint32_t n_ctx;        /* KV cells per context, shared by its sequences; 0 = n_parallel * 4096
+                              capped at the training context x n_parallel. One sequence (prompt +
+                              output) holds at most n_ctx / n_parallel tokens. */
+    uint32_t n_batch;      /* tokens per decode; 0 = 512 */
+    int32_t n_threads;     /* 0 = physical cores */
+    uint32_t max_queue;    /* requests waiting for a sequence; 0 = 64. Past it: SLM_E_LIMIT */
     uint32_t max_contexts; /* distinct adapter sets alive at once; 0 = 4 */
-    bool kv_f32;        /* F32 KV cache and attention, as slm_ctx_params.kv_f32 (exact
-                           comparisons in tests); default F16 with flash attention */
+    bool kv_f32;           /* F32 KV cache and attention, as slm_ctx_params.kv_f32 (exact
+                              comparisons in tests); default F16 with flash attention */
 };
 
 struct slm_sched_params slm_sched_params_default(void);
@@ -54,11 +54,11 @@ int slm_sched_init(struct slm_model *model, const struct slm_sched_params *param
 void slm_sched_free(struct slm_sched *s);
 
 struct slm_req_params {
-    struct slm_gen_params gen;             /* sampling, max_tokens, stop (copied), logprobs */
-    struct slm_adapter *const *adapters;   /* borrowed for the call; must outlive the request */
+    struct slm_gen_params gen;           /* sampling, max_tokens, stop (copied), logprobs */
+    struct slm_adapter *const *adapters; /* borrowed for the call; must outlive the request */
     const float *scales;
     size_t n_adapters;
-    bool embed;                            /* pooled embedding instead of generation */
+    bool embed; /* pooled embedding instead of generation */
 };
 
 /*
@@ -113,13 +113,13 @@ void slm_request_free(struct slm_request *r);
 
 /* Counters for /metrics. */
 struct slm_sched_stats {
-    uint64_t requests;       /* submitted */
-    uint64_t prompt_tokens;  /* evaluated */
-    uint64_t cached_tokens;  /* reused from the prefix cache */
+    uint64_t requests;      /* submitted */
+    uint64_t prompt_tokens; /* evaluated */
+    uint64_t cached_tokens; /* reused from the prefix cache */
     uint64_t gen_tokens;
     uint32_t queue_depth;
-    uint32_t active;         /* sequences generating now */
-    uint32_t last_batch;     /* tokens in the last decode */
+    uint32_t active;     /* sequences generating now */
+    uint32_t last_batch; /* tokens in the last decode */
     double prompt_seconds, gen_seconds;
 };
 
@@ -130,7 +130,7 @@ void slm_sched_get_stats(struct slm_sched *s, struct slm_sched_stats *out);
 struct slm_pool;
 
 struct slm_pool_params {
-    uint64_t memory_budget;       /* bytes of model weights + KV allowed loaded; 0 = 75% of RAM */
+    uint64_t memory_budget;        /* bytes of model weights + KV allowed loaded; 0 = 75% of RAM */
     int64_t default_keep_alive_ms; /* idle time before unloading; 0 = default 5 minutes;
                                       <0 = forever */
     struct slm_sched_params sched;

@@ -31,8 +31,9 @@
 #define SLM_NAME_MAX 256
 
 struct slm_name {
-    char name[SLM_NAME_MAX]; /* "stories260k", "hf.co/ggml-org/models/tinyllamas/stories260K.gguf" */
-    char tag[64];            /* "latest" when none was given */
+    char
+        name[SLM_NAME_MAX]; /* "stories260k", "hf.co/ggml-org/models/tinyllamas/stories260K.gguf" */
+    char tag[64];           /* "latest" when none was given */
 };
 
 /* Parses and validates a model name (after alias expansion). SLM_E_INVALID
@@ -81,9 +82,9 @@ size_t slm_store_tmp_path(const struct slm_store *store, const char *file, char 
 /* ---------------------------------------------------------------- manifests */
 
 struct slm_manifest_adapter {
-    char *path;  /* absolute path of the adapter GGUF (a blob) */
+    char *path;   /* absolute path of the adapter GGUF (a blob) */
     char *digest; /* "sha256-<hex>" */
-    float scale; /* 1.0 unless given */
+    float scale;  /* 1.0 unless given */
 };
 
 /*
@@ -96,11 +97,11 @@ struct slm_manifest_adapter {
  * Only "schema" and "model" are required.
  */
 struct slm_manifest {
-    char *name;          /* "name:tag", or the local path */
-    char *model_path;    /* absolute path of the model GGUF */
-    char *model_digest;  /* "sha256-<hex>", NULL for a local path */
+    char *name;         /* "name:tag", or the local path */
+    char *model_path;   /* absolute path of the model GGUF */
+    char *model_digest; /* "sha256-<hex>", NULL for a local path */
     uint64_t model_size;
-    char *source;        /* where it was pulled from, or NULL */
+    char *source; /* where it was pulled from, or NULL */
     struct slm_manifest_adapter *adapters;
     size_t n_adapters;
     json_t *params;      /* object of Ollama-named parameters (never NULL) */
@@ -143,7 +144,6 @@ int slm_store_write_manifest(struct slm_store *store, const struct slm_name *nam
 int slm_store_import_blob(struct slm_store *store, const char *path, const char *expect_hex,
                           bool move, char digest[72], struct slm_err *err);
 
-
 /* ---------------------------------------------------------------- list, cp, rm */
 
 struct slm_store_entry {
@@ -162,8 +162,7 @@ int slm_store_list(struct slm_store *store, struct slm_store_entry **out, size_t
 /* Gives the model `src` a second name `dst` (the manifest is copied; blobs
  * are shared). An existing `dst` is replaced. SLM_E_NOT_FOUND when `src` is
  * not in the store. */
-int slm_store_copy(struct slm_store *store, const char *src, const char *dst,
-                   struct slm_err *err);
+int slm_store_copy(struct slm_store *store, const char *src, const char *dst, struct slm_err *err);
 
 struct slm_remove_result {
     char name[SLM_NAME_MAX + 80]; /* the name removed */
@@ -206,9 +205,9 @@ int slm_source_parse(const char *text, struct slm_source *out, struct slm_err *e
 /* One file of a Hugging Face tree listing
  * (GET /api/models/ORG/REPO/tree/main: [{type, path, size, lfs: {oid, size}}]). */
 struct slm_hf_file {
-    char *path;        /* path inside the repository, "dir/model-Q4_K_M.gguf" */
-    uint64_t size;     /* bytes, 0 when unknown */
-    char sha256[65];   /* lfs.oid in lowercase hex, "" when the file is not in LFS */
+    char *path;      /* path inside the repository, "dir/model-Q4_K_M.gguf" */
+    uint64_t size;   /* bytes, 0 when unknown */
+    char sha256[65]; /* lfs.oid in lowercase hex, "" when the file is not in LFS */
 };
 
 /* Parses a listing (directories are skipped). SLM_E_INVALID when it is not a
@@ -221,8 +220,8 @@ void slm_hf_files_free(struct slm_hf_file *files, size_t n);
  * not Q4_K_L for "Q4_K"). `quant` NULL or "" means Q4_K_M, or the only .gguf.
  * Vision projectors (mmproj) are never chosen. SLM_E_NOT_FOUND lists the
  * files there are; SLM_E_INVALID lists the candidates when ambiguous. */
-int slm_hf_pick_quant(const struct slm_hf_file *files, size_t n, const char *quant,
-                      size_t *index, struct slm_err *err);
+int slm_hf_pick_quant(const struct slm_hf_file *files, size_t n, const char *quant, size_t *index,
+                      struct slm_err *err);
 /* Index of the entry whose path is exactly `path`, or -1. */
 int slm_hf_find_path(const struct slm_hf_file *files, size_t n, const char *path);
 
@@ -260,10 +259,10 @@ struct slm_pull_result {
     char digest[72];              /* "sha256-<hex>" */
     char source[2200];            /* where the bytes came from */
     uint64_t size;
-    bool already;           /* it was in the store: verified, nothing downloaded */
-    bool verified;          /* the sha256 matched a published, pinned or given digest */
-    uint64_t resumed_from;  /* bytes reused from an earlier partial download */
-    int retries;            /* transient failures retried */
+    bool already;          /* it was in the store: verified, nothing downloaded */
+    bool verified;         /* the sha256 matched a published, pinned or given digest */
+    uint64_t resumed_from; /* bytes reused from an earlier partial download */
+    int retries;           /* transient failures retried */
 };
 
 /*
@@ -297,8 +296,8 @@ struct slm_modelfile {
     char *system;        /* the last SYSTEM, or NULL */
     char *template_text; /* the last TEMPLATE (a file path or inline Liquid), or NULL */
     int template_line;
-    json_t *messages;    /* [{"role", "content"}], never NULL */
-    char *license;       /* LICENSE texts joined by blank lines, or NULL */
+    json_t *messages; /* [{"role", "content"}], never NULL */
+    char *license;    /* LICENSE texts joined by blank lines, or NULL */
 };
 
 /* Parses a Modelfile as Ollama reads it: directives FROM ADAPTER PARAMETER
@@ -330,11 +329,11 @@ int slm_manifest_to_modelfile(const struct slm_manifest *m, struct slm_buf *out,
 /* ---------------------------------------------------------------- create */
 
 struct slm_create_params {
-    const char *modelfile;  /* path of the Modelfile ("-" = stdin); or NULL with `text` */
-    const char *text;       /* Modelfile text when `modelfile` is NULL */
+    const char *modelfile; /* path of the Modelfile ("-" = stdin); or NULL with `text` */
+    const char *text;      /* Modelfile text when `modelfile` is NULL */
     size_t text_len;
-    const char *base_dir;   /* folder relative paths are read from (with `text`); NULL = cwd */
-    slm_pull_note_fn note;  /* progress lines ("importing model.gguf"), may be NULL */
+    const char *base_dir;  /* folder relative paths are read from (with `text`); NULL = cwd */
+    slm_pull_note_fn note; /* progress lines ("importing model.gguf"), may be NULL */
     void *user;
 };
 

@@ -95,7 +95,7 @@ struct slm_tune_model_info {
     char arch[32];
     int32_t n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab, head_dim, n_ctx_train;
     uint64_t n_params;
-    char base_type[16]; /* how the 2-D weights are held: "f32", "q8_0", "mixed" */
+    char base_type[16];    /* how the 2-D weights are held: "f32", "q8_0", "mixed" */
     char device[64];       /* the device training runs on, as ggml names it ("CPU", "Vulkan0") */
     char device_desc[128]; /* its description ("NVIDIA ...", "llvmpipe ...") */
     bool device_is_cpu;    /* the CPU device (no GPU in use) */
@@ -133,7 +133,7 @@ struct slm_data_record {
     char *completion; /* text the model learns to write; for messages, the last assistant turn */
     json_t *row;      /* the record as an object (JSONL line, or CSV row of strings); owned */
     const json_t *messages; /* messages records: the array inside `row`; else NULL */
-    char *raw;        /* the record's original bytes (one JSONL line / CSV record), for --fix */
+    char *raw; /* the record's original bytes (one JSONL line / CSV record), for --fix */
 };
 
 struct slm_data_records {
@@ -197,15 +197,15 @@ struct slm_data_issue {
 };
 
 struct slm_data_check_params {
-    const struct slm_model *vocab;         /* for token lengths; NULL = skip them */
-    uint32_t n_ctx;                        /* context to compare lengths with; 0 = none */
-    int32_t eos;                           /* counted in lengths; -1 = none */
-    const char *chat_template;             /* messages records */
-    const char *const *labels;             /* allowed outputs, or NULL */
+    const struct slm_model *vocab; /* for token lengths; NULL = skip them */
+    uint32_t n_ctx;                /* context to compare lengths with; 0 = none */
+    int32_t eos;                   /* counted in lengths; -1 = none */
+    const char *chat_template;     /* messages records */
+    const char *const *labels;     /* allowed outputs, or NULL */
     size_t n_labels;
-    int json;                              /* 1 = outputs must be JSON, -1 = never, 0 = auto
-                                            * (when 80% of them look like JSON) */
-    const struct slm_data_records *valid;  /* validation set to check overlap with, or NULL */
+    int json;                             /* 1 = outputs must be JSON, -1 = never, 0 = auto
+                                           * (when 80% of them look like JSON) */
+    const struct slm_data_records *valid; /* validation set to check overlap with, or NULL */
 };
 
 #define SLM_DATA_HIST_BUCKETS 12 /* token lengths <=16, <=32, ... <=16384, more */
@@ -279,31 +279,32 @@ enum slm_tune_method {
 struct slm_tune_params {
     enum slm_tune_method method;
     /* LoRA */
-    uint32_t rank;      /* 0 = 16 */
-    float alpha;        /* 0 = 2 * rank */
-    float dropout;      /* on the LoRA input, 0..0.9; 0 = off */
-    uint32_t targets;   /* enum slm_tune_target bits; 0 = all seven */
+    uint32_t rank;    /* 0 = 16 */
+    float alpha;      /* 0 = 2 * rank */
+    float dropout;    /* on the LoRA input, 0..0.9; 0 = off */
+    uint32_t targets; /* enum slm_tune_target bits; 0 = all seven */
     /* batches */
-    uint32_t n_ctx;     /* tokens per row; 0 = 512 */
-    uint32_t batch;     /* rows per micro-batch; 0 = 1 */
+    uint32_t n_ctx;      /* tokens per row; 0 = 512 */
+    uint32_t batch;      /* rows per micro-batch; 0 = 1 */
     uint32_t grad_accum; /* micro-batches per optimizer step; 0 = 1 */
-    bool no_packing;    /* one example per row (padded) instead of packing */
+    bool no_packing;     /* one example per row (padded) instead of packing */
     /* schedule */
-    uint32_t epochs;    /* 0 = 1 (ignored when steps is set) */
-    uint32_t steps;     /* optimizer steps; 0 = from epochs */
-    float lr;           /* peak learning rate; 0 = 2e-4 (LoRA) / 1e-4 (full) */
-    float lr_min;       /* cosine floor as a fraction of lr; default 0.1 */
-    uint32_t warmup;    /* warm-up steps; 0 = 5% of the steps */
-    float weight_decay; /* AdamW; default 0 */
+    uint32_t epochs;         /* 0 = 1 (ignored when steps is set) */
+    uint32_t steps;          /* optimizer steps; 0 = from epochs */
+    float lr;                /* peak learning rate; 0 = 2e-4 (LoRA) / 1e-4 (full) */
+    float lr_min;            /* cosine floor as a fraction of lr; default 0.1 */
+    uint32_t warmup;         /* warm-up steps; 0 = 5% of the steps */
+    float weight_decay;      /* AdamW; default 0 */
     float beta1, beta2, eps; /* 0 = 0.9, 0.999, 1e-8 */
-    float grad_clip;    /* global L2 norm; 0 = 1.0; negative = off */
-    uint64_t seed;      /* 0 = 42 */
+    float grad_clip;         /* global L2 norm; 0 = 1.0; negative = off */
+    uint64_t seed;           /* 0 = 42 */
     /* evaluation and checkpoints */
-    uint32_t eval_every; /* steps between validation passes; 0 = 10% of the steps */
+    uint32_t eval_every;       /* steps between validation passes; 0 = 10% of the steps */
     uint32_t eval_max_batches; /* validation batches per pass; 0 = all */
-    const char *checkpoint; /* path of the checkpoint file (NULL = none) */
-    uint32_t checkpoint_every; /* steps; 0 = every 5% of the run, at most once a minute (and at the end, on abort) */
-    int32_t n_threads;  /* 0 = 1 for models under 20M parameters, else physical cores */
+    const char *checkpoint;    /* path of the checkpoint file (NULL = none) */
+    uint32_t checkpoint_every; /* steps; 0 = every 5% of the run, at most once a minute (and at the
+                                  end, on abort) */
+    int32_t n_threads;         /* 0 = 1 for models under 20M parameters, else physical cores */
 };
 
 struct slm_tune_params slm_tune_params_default(void);
@@ -316,11 +317,11 @@ struct slm_tune_progress {
     float valid_loss;       /* last validation loss, NAN before the first */
     bool did_eval;          /* a validation pass ran at this step */
     float lr;
-    float grad_norm;        /* before clipping */
-    double tokens_per_s;    /* tokens processed per second (incl. prompt tokens) */
-    double eta_s;           /* seconds left */
+    float grad_norm;     /* before clipping */
+    double tokens_per_s; /* tokens processed per second (incl. prompt tokens) */
+    double eta_s;        /* seconds left */
     double elapsed_s;
-    uint64_t tokens;        /* tokens processed so far */
+    uint64_t tokens; /* tokens processed so far */
 };
 
 /* Return non-zero to stop (the trainer writes a checkpoint and returns

@@ -8,7 +8,8 @@
 int slm_json_parse(const char *data, size_t len, const char *what, json_t **out,
                    struct slm_err *err) {
     json_error_t je;
-    json_t *v = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    json_t *v =
+        json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
     if (!v) {
         return slm_err_set(err, SLM_E_INVALID, "%s:%d:%d: invalid JSON: %s", what, je.line,
                            je.column, je.text);

@@ -49,8 +49,11 @@ int slm_log_level_parse(const char *s, enum slm_log_level *out) {
     static const struct {
         const char *name;
         enum slm_log_level level;
-    } names[] = {{"error", SLM_LOG_ERROR}, {"warn", SLM_LOG_WARN}, {"warning", SLM_LOG_WARN},
-                 {"info", SLM_LOG_INFO},   {"debug", SLM_LOG_DEBUG}};
+    } names[] = {{"error", SLM_LOG_ERROR},
+                 {"warn", SLM_LOG_WARN},
+                 {"warning", SLM_LOG_WARN},
+                 {"info", SLM_LOG_INFO},
+                 {"debug", SLM_LOG_DEBUG}};
     for (size_t i = 0; i < SLM_ARRAY_LEN(names); i++) {
         if (strcmp(s, names[i].name) == 0) {
             *out = names[i].level;

@@ -28,7 +28,7 @@ enum slm_exit {
 
 struct slm_cli_command {
     const char *name;
-    const char *summary; /* one line for `slm --help` */
+    const char *summary;               /* one line for `slm --help` */
     int (*run)(int argc, char **argv); /* argv[0] is the command name */
     int order;                         /* position in `slm --help` */
 };

@@ -156,7 +156,8 @@ static int load_labels(const char *spec, char ***out, size_t *n, struct slm_err 
 }
 
 static void print_lines(const struct slm_data_records *recs, const struct slm_data_check_report *r,
-                        enum slm_data_issue_kind k, long long show, const struct slm_data_records *valid) {
+                        enum slm_data_issue_kind k, long long show,
+                        const struct slm_data_records *valid) {
     size_t shown = 0;
     for (size_t i = 0; i < r->n_issues && (long long)shown < show; i++) {
         const struct slm_data_issue *is = &r->issues[i];
@@ -186,10 +187,11 @@ static void print_lines(const struct slm_data_records *recs, const struct slm_da
 }
 
 static void print_report(const struct data_cli *c, const struct slm_data_records *recs,
-                         const struct slm_data_check_report *r, const struct slm_data_records *valid) {
-    printf("%s: %zu records (%s%s), %zu distinct inputs, %zu distinct outputs\n", c->file,
-           recs->n, slm_data_format_name(recs->format), recs->csv ? ", CSV" : "",
-           r->distinct_inputs, r->distinct_outputs);
+                         const struct slm_data_check_report *r,
+                         const struct slm_data_records *valid) {
+    printf("%s: %zu records (%s%s), %zu distinct inputs, %zu distinct outputs\n", c->file, recs->n,
+           slm_data_format_name(recs->format), recs->csv ? ", CSV" : "", r->distinct_inputs,
+           r->distinct_outputs);
     if (r->have_lengths) {
         printf("token lengths: mean %.1f, max %zu, context %lld\n",
                r->n ? (double)r->sum_len / (double)r->n : 0.0, r->max_len, c->ctx);
@@ -214,7 +216,8 @@ static void print_report(const struct data_cli *c, const struct slm_data_records
         if (!r->count[k]) {
             continue;
         }
-        printf("%s: %zu %s\n", slm_data_issue_is_error((enum slm_data_issue_kind)k) ? "error" : "warning",
+        printf("%s: %zu %s\n",
+               slm_data_issue_is_error((enum slm_data_issue_kind)k) ? "error" : "warning",
                r->count[k], slm_data_issue_name((enum slm_data_issue_kind)k));
         print_lines(recs, r, (enum slm_data_issue_kind)k, c->show, valid);
     }
@@ -283,7 +286,8 @@ static int check(int argc, char **argv) {
             rc = slm_data_write_kept(c.fix, &recs, rep.drop, &err);
             if (rc == SLM_OK) {
                 printf("wrote %s: kept %zu records, dropped %zu (duplicates after the first, "
-                       "contradicting records outside a majority, non-labels, invalid JSON, validation overlap, "
+                       "contradicting records outside a majority, non-labels, invalid JSON, "
+                       "validation overlap, "
                        "empty outputs)\n",
                        c.fix, recs.n - rep.n_dropped, rep.n_dropped);
             }
@@ -316,5 +320,5 @@ static int run(int argc, char **argv) {
     return SLM_EXIT_USAGE;
 }
 
-const struct slm_cli_command slm_cli_cmd_data = {"data", "Check a training dataset (slm data check)",
-                                                 run, 39};
+const struct slm_cli_command slm_cli_cmd_data = {
+    "data", "Check a training dataset (slm data check)", run, 39};

@@ -58,10 +58,9 @@ static int print_json(const struct slm_store_entry *items, size_t n) {
     for (size_t i = 0; arr && i < n; i++) {
         const struct slm_store_entry *e = &items[i];
         json_array_append_new(arr, json_pack("{sssssssIsIsb}", "name", e->name, "id", e->id,
-                                             "digest", e->model_digest, "size",
-                                             (json_int_t)e->size, "modified",
-                                             (json_int_t)(e->modified_ms / 1000), "damaged",
-                                             e->damaged));
+                                             "digest", e->model_digest, "size", (json_int_t)e->size,
+                                             "modified", (json_int_t)(e->modified_ms / 1000),
+                                             "damaged", e->damaged));
     }
     char *text = arr ? json_dumps(arr, JSON_INDENT(2)) : NULL;
     json_decref(arr);

@@ -54,8 +54,8 @@ static int store_result(struct slm_store *store, const struct slm_manifest *in, 
     snprintf(src, sizeof(src), "%s (quantized to %s)", in->source ? in->source : in->name, type);
     char blob[PATH_MAX];
     slm_store_blob_path(store, digest + 7, blob, sizeof(blob));
-    json_t *model = json_pack("{sssIss}", "digest", digest, "size",
-                              (json_int_t)slm_file_size(blob), "source", src);
+    json_t *model = json_pack("{sssIss}", "digest", digest, "size", (json_int_t)slm_file_size(blob),
+                              "source", src);
     char when[32];
     time_t now = time(NULL);
     struct tm tm;
@@ -148,5 +148,5 @@ static int run(int argc, char **argv) {
     return SLM_EXIT_OK;
 }
 
-const struct slm_cli_command slm_cli_cmd_quantize = {"quantize", "Quantize a model (Q4_K_M, Q8_0, ...)",
-                                                     run, 26};
+const struct slm_cli_command slm_cli_cmd_quantize = {
+    "quantize", "Quantize a model (Q4_K_M, Q8_0, ...)", run, 26};

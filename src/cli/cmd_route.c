@@ -527,8 +527,8 @@ static int calib_report(const struct calib_args *a, const struct slm_router_conf
     const char *key = cfg->locals[route->local].score_labels ? "label_prob" : "token_mean";
     printf("chosen: %s %.4f: escalates %.1f%%, accuracy %.1f%% (at least %.1f%% with confidence "
            "%.2f), cost %.6f\n",
-           key, th, 100 * chosen.share_escalated, 100 * chosen.accuracy,
-           100 * chosen.accuracy_low, a->confidence, chosen.cost);
+           key, th, 100 * chosen.share_escalated, 100 * chosen.accuracy, 100 * chosen.accuracy_low,
+           a->confidence, chosen.cost);
     int code = SLM_EXIT_OK;
     char out[4096];
     if (a->out) {

@@ -15,41 +15,39 @@
 #define STDIN_MAX ((size_t)64 << 20)
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "Usage: slm run MODEL [PROMPT...] [flags]\n"
-            "\n"
-            "Generates from MODEL (a store name such as stories260k, or a path to a .gguf).\n"
-            "  slm run MODEL \"Once upon a time\"      one-shot, streamed to stdout\n"
-            "  cat notes.md | slm run MODEL \"Summarise\"  piped text is the context\n"
-            "  slm run MODEL                         interactive chat on a terminal\n"
-            "\n"
-            "Sampling (Modelfile PARAMETER names in brackets):\n");
+    fprintf(f, "Usage: slm run MODEL [PROMPT...] [flags]\n"
+               "\n"
+               "Generates from MODEL (a store name such as stories260k, or a path to a .gguf).\n"
+               "  slm run MODEL \"Once upon a time\"      one-shot, streamed to stdout\n"
+               "  cat notes.md | slm run MODEL \"Summarise\"  piped text is the context\n"
+               "  slm run MODEL                         interactive chat on a terminal\n"
+               "\n"
+               "Sampling (Modelfile PARAMETER names in brackets):\n");
     for (const struct slm_option_desc *d = slm_option_table(); d->name; d++) {
         char flag[64];
         snprintf(flag, sizeof(flag), "--%s%s", d->flag,
                  strcmp(d->flag, "max-tokens") == 0 ? ", -n" : "");
         fprintf(f, "  %-24s %s [%s]\n", flag, d->help, d->name);
     }
-    fprintf(f,
-            "\nPrompt and output:\n"
-            "  --system TEXT            system prompt (chat formatting)\n"
-            "  --raw                    no chat template: the prompt is passed as is\n"
-            "  --chat                   apply a chat template even to a model without one "
-            "(ChatML)\n"
-            "  --format json            constrain output to a JSON object\n"
-            "  --json-schema FILE       constrain output to a JSON Schema and validate it\n"
-            "  --adapter FILE[:SCALE]   apply a GGUF LoRA adapter (repeatable)\n"
-            "  --template FILE          Liquid template that renders the user turn from\n"
-            "                           input, system, messages and --vars\n"
-            "  --vars JSON|@FILE        variables for the template\n"
-            "  --interactive            chat even when stdin is not a terminal (line by line)\n"
-            "  --ignore-eos             keep generating past end-of-sequence (benchmarks)\n"
-            "  --token-ids              print generated token ids instead of text\n"
-            "  --verbose                print load time and prompt/generation speed to stderr\n"
-            "\n"
-            "Exit codes: 0 ok, 1 error, 2 bad usage, 3 model not found, 4 output incomplete or\n"
-            "invalid (e.g. --max-tokens cut a JSON answer), 5 input does not fit the context,\n"
-            "130 interrupted.\n");
+    fprintf(f, "\nPrompt and output:\n"
+               "  --system TEXT            system prompt (chat formatting)\n"
+               "  --raw                    no chat template: the prompt is passed as is\n"
+               "  --chat                   apply a chat template even to a model without one "
+               "(ChatML)\n"
+               "  --format json            constrain output to a JSON object\n"
+               "  --json-schema FILE       constrain output to a JSON Schema and validate it\n"
+               "  --adapter FILE[:SCALE]   apply a GGUF LoRA adapter (repeatable)\n"
+               "  --template FILE          Liquid template that renders the user turn from\n"
+               "                           input, system, messages and --vars\n"
+               "  --vars JSON|@FILE        variables for the template\n"
+               "  --interactive            chat even when stdin is not a terminal (line by line)\n"
+               "  --ignore-eos             keep generating past end-of-sequence (benchmarks)\n"
+               "  --token-ids              print generated token ids instead of text\n"
+               "  --verbose                print load time and prompt/generation speed to stderr\n"
+               "\n"
+               "Exit codes: 0 ok, 1 error, 2 bad usage, 3 model not found, 4 output incomplete or\n"
+               "invalid (e.g. --max-tokens cut a JSON answer), 5 input does not fit the context,\n"
+               "130 interrupted.\n");
 }
 
 enum {
@@ -205,8 +203,7 @@ static int set_options(struct slm_session *s, const struct run_args *a, struct s
             const struct slm_option_desc *d = slm_option_find(a->opt_names[i]);
             char msg[sizeof(err->msg)];
             memcpy(msg, err->msg, sizeof(msg));
-            return slm_err_set(err, SLM_E_INVALID, "--%s: %s", d ? d->flag : a->opt_names[i],
-                               msg);
+            return slm_err_set(err, SLM_E_INVALID, "--%s: %s", d ? d->flag : a->opt_names[i], msg);
         }
     }
     return SLM_OK;
@@ -230,8 +227,10 @@ static int set_adapters(struct slm_session *s, struct run_args *a, struct slm_er
         double v;
         if (colon && slm_parse_f64(slm_str_c(colon + 1), &v) == SLM_OK) {
             if (v < -100 || v > 100) {
-                return slm_err_set(err, SLM_E_INVALID, "--adapter %s: scale must be within "
-                                                       "[-100, 100]", arg);
+                return slm_err_set(err, SLM_E_INVALID,
+                                   "--adapter %s: scale must be within "
+                                   "[-100, 100]",
+                                   arg);
             }
             scale = (float)v;
             len = (size_t)(colon - arg);
@@ -277,9 +276,9 @@ static int set_format(struct slm_session *s, const struct run_args *a, struct sl
 /* --template, else the model's TEMPLATE; --vars as JSON text or @file. */
 static int set_template(struct slm_session *s, const struct run_args *a, struct slm_err *err) {
     if (a->vars) {
-        int rc = a->vars[0] == '@' ? slm_json_load_file(a->vars + 1, 16 << 20, &s->vars, err)
-                                   : slm_json_parse(a->vars, strlen(a->vars), "--vars", &s->vars,
-                                                    err);
+        int rc = a->vars[0] == '@'
+                     ? slm_json_load_file(a->vars + 1, 16 << 20, &s->vars, err)
+                     : slm_json_parse(a->vars, strlen(a->vars), "--vars", &s->vars, err);
         if (rc != SLM_OK) {
             return rc;
         }

@@ -164,9 +164,9 @@ static int print_json(const struct slm_manifest *m, const struct slm_model_info 
         (json_int_t)m->model_size, "source", m->source, "details", "architecture", info->arch,
         "parameter_count", (json_int_t)info->n_params, "quantization", info->ftype,
         "context_length", info->n_ctx_train, "embedding_length", info->n_embd, "block_count",
-        info->n_layer, "head_count", info->n_head, "vocab_size", info->n_vocab,
-        "has_chat_template", info->has_chat_template, "adapters", adapters, "params", m->params,
-        "system", m->system, "template", tmpl_text, "messages", m->messages, "license", lic);
+        info->n_layer, "head_count", info->n_head, "vocab_size", info->n_vocab, "has_chat_template",
+        info->has_chat_template, "adapters", adapters, "params", m->params, "system", m->system,
+        "template", tmpl_text, "messages", m->messages, "license", lic);
     char *text = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(doc);
     if (!text) {
@@ -240,8 +240,8 @@ static int run(int argc, char **argv) {
     static const struct {
         const char *flag;
         enum only what;
-    } flags[] = {{"--modelfile", MODELFILE}, {"--json", JSON},         {"--license", LICENSE},
-                 {"--parameters", PARAMS},   {"--system", SYSTEM},     {"--template", TEMPLATE}};
+    } flags[] = {{"--modelfile", MODELFILE}, {"--json", JSON},     {"--license", LICENSE},
+                 {"--parameters", PARAMS},   {"--system", SYSTEM}, {"--template", TEMPLATE}};
     enum only what = ALL;
     const char *name = NULL;
     for (int i = 1; i < argc; i++) {

@@ -27,73 +27,72 @@
 static const char *const CMD = "tune";
 
 static void usage(void) {
-    printf(
-        "Usage: slm tune [OPTIONS] MODEL DATA\n"
-        "       slm tune eval [OPTIONS] MODEL DATA\n"
-        "\n"
-        "Teaches MODEL (a store name or a .gguf file) the job shown in DATA. By default it\n"
-        "trains a LoRA adapter on the frozen base (quantized bases included) and writes it\n"
-        "as a GGUF adapter that `slm run --adapter` and Modelfile ADAPTER use.\n"
-        "\n"
-        "DATA: JSONL with {\"prompt\",\"completion\"}, {\"messages\":[...]} (loss on assistant\n"
-        "turns) or {\"text\"} (loss on every token); or CSV/JSONL rows with --template (a\n"
-        "Liquid file rendering the prompt from the row) and --completion-field. The loss\n"
-        "covers completion tokens only. docs/tuning.md walks through a whole run.\n"
-        "\n"
-        "Output:\n"
-        "  -o, --output FILE      adapter (or model, with --method full); default\n"
-        "                         DATA-lora.gguf / DATA-full.gguf\n"
-        "  --method lora|full     LoRA adapter (default) or full fine-tune (small models)\n"
-        "LoRA:\n"
-        "  --rank N               default 16\n"
-        "  --alpha A              default 2 x rank (scale alpha/rank)\n"
-        "  --dropout P            on the LoRA input, default 0\n"
-        "  --targets LIST         q,k,v,o,gate,up,down (default all seven)\n"
-        "  --base-type T          auto|f32|q8_0|keep: how frozen weights are held (default\n"
-        "                         auto: F32 and Q8_0 as stored, others dequantized to F32)\n"
-        "Batches and schedule:\n"
-        "  --ctx-size N           tokens per row (default 512, at most the model's)\n"
-        "  --batch-size N         rows per micro-batch (default 1)\n"
-        "  --grad-accum N         micro-batches per optimizer step (default 1)\n"
-        "  --no-packing           one example per row instead of packing several\n"
-        "  --epochs N             passes over the data (default 1)\n"
-        "  --steps N              optimizer steps (overrides --epochs)\n"
-        "  --lr X                 peak learning rate (default 2e-4 LoRA, 1e-4 full)\n"
-        "  --lr-min F             cosine floor as a fraction of --lr (default 0.1)\n"
-        "  --warmup N             warm-up steps (default 5%% of the steps)\n"
-        "  --weight-decay X       AdamW weight decay (default 0)\n"
-        "  --grad-clip X          global gradient-norm clip (default 1; 0 = off)\n"
-        "  --seed N               same seed, same data, same flags: same weights\n"
-        "Data:\n"
-        "  --valid FILE           validation set (else --valid-split or --valid-hash)\n"
-        "  --valid-split N        hold out about 1 example in N (seeded)\n"
-        "  --valid-hash FIELD[:M] hold out rows whose sha256(FIELD) first byte %% M == 0\n"
-        "                         (M default 10: the banking77 dev split in DESIGN.md)\n"
-        "  --eval-every N         steps between validation passes (default 10%% of the run)\n"
-        "  --eval-batches N       cap on validation batches per pass (default all)\n"
-        "  --template FILE        Liquid prompt template for CSV/JSONL rows\n"
-        "  --completion-field F   rows: field holding the completion (default completion)\n"
-        "  --chat-template T      messages: template name or Jinja text (default the model's)\n"
-        "  --no-eos               do not end completions with the end-of-sequence token\n"
-        "Run:\n"
-        "  --checkpoint FILE      default OUTPUT.ckpt; also written on Ctrl-C and SIGTERM\n"
-        "  --checkpoint-every N   default 5%% of the run, at most once a minute\n"
-        "  --resume               continue from the checkpoint (after a crash or kill -9)\n"
-        "  --time-limit SECONDS   stop after this long (checkpoint and output written)\n"
-        "  --threads N            default: 1 for models under 20M parameters (faster),\n"
-        "                         else physical cores\n"
-        "  --device D             auto|cpu|NAME: where training runs (default auto: the\n"
-        "                         first GPU llama.cpp was built with, else the CPU); NAME\n"
-        "                         as ggml reports it, e.g. Vulkan0, CUDA0; ops the device\n"
-        "                         lacks run on the CPU\n"
-        "  --report FILE          loss curves as SVG (default OUTPUT.loss.svg)\n"
-        "  -q, --quiet            no progress line\n"
-        "\n"
-        "eval: --adapter FILE, the same data flags, --valid-hash to measure the held-out\n"
-        "rows only and --eval-batches N to stop after N examples; prints the loss over\n"
-        "the completion tokens and, when completions form a label set (at most 256),\n"
-        "the accuracy of picking the most likely label (every label is scored). eval\n"
-        "runs llama.cpp's inference, which picks its devices itself (no --device).\n");
+    printf("Usage: slm tune [OPTIONS] MODEL DATA\n"
+           "       slm tune eval [OPTIONS] MODEL DATA\n"
+           "\n"
+           "Teaches MODEL (a store name or a .gguf file) the job shown in DATA. By default it\n"
+           "trains a LoRA adapter on the frozen base (quantized bases included) and writes it\n"
+           "as a GGUF adapter that `slm run --adapter` and Modelfile ADAPTER use.\n"
+           "\n"
+           "DATA: JSONL with {\"prompt\",\"completion\"}, {\"messages\":[...]} (loss on assistant\n"
+           "turns) or {\"text\"} (loss on every token); or CSV/JSONL rows with --template (a\n"
+           "Liquid file rendering the prompt from the row) and --completion-field. The loss\n"
+           "covers completion tokens only. docs/tuning.md walks through a whole run.\n"
+           "\n"
+           "Output:\n"
+           "  -o, --output FILE      adapter (or model, with --method full); default\n"
+           "                         DATA-lora.gguf / DATA-full.gguf\n"
+           "  --method lora|full     LoRA adapter (default) or full fine-tune (small models)\n"
+           "LoRA:\n"
+           "  --rank N               default 16\n"
+           "  --alpha A              default 2 x rank (scale alpha/rank)\n"
+           "  --dropout P            on the LoRA input, default 0\n"
+           "  --targets LIST         q,k,v,o,gate,up,down (default all seven)\n"
+           "  --base-type T          auto|f32|q8_0|keep: how frozen weights are held (default\n"
+           "                         auto: F32 and Q8_0 as stored, others dequantized to F32)\n"
+           "Batches and schedule:\n"
+           "  --ctx-size N           tokens per row (default 512, at most the model's)\n"
+           "  --batch-size N         rows per micro-batch (default 1)\n"
+           "  --grad-accum N         micro-batches per optimizer step (default 1)\n"
+           "  --no-packing           one example per row instead of packing several\n"
+           "  --epochs N             passes over the data (default 1)\n"
+           "  --steps N              optimizer steps (overrides --epochs)\n"
+           "  --lr X                 peak learning rate (default 2e-4 LoRA, 1e-4 full)\n"
+           "  --lr-min F             cosine floor as a fraction of --lr (default 0.1)\n"
+           "  --warmup N             warm-up steps (default 5%% of the steps)\n"
+           "  --weight-decay X       AdamW weight decay (default 0)\n"
+           "  --grad-clip X          global gradient-norm clip (default 1; 0 = off)\n"
+           "  --seed N               same seed, same data, same flags: same weights\n"
+           "Data:\n"
+           "  --valid FILE           validation set (else --valid-split or --valid-hash)\n"
+           "  --valid-split N        hold out about 1 example in N (seeded)\n"
+           "  --valid-hash FIELD[:M] hold out rows whose sha256(FIELD) first byte %% M == 0\n"
+           "                         (M default 10: the banking77 dev split in DESIGN.md)\n"
+           "  --eval-every N         steps between validation passes (default 10%% of the run)\n"
+           "  --eval-batches N       cap on validation batches per pass (default all)\n"
+           "  --template FILE        Liquid prompt template for CSV/JSONL rows\n"
+           "  --completion-field F   rows: field holding the completion (default completion)\n"
+           "  --chat-template T      messages: template name or Jinja text (default the model's)\n"
+           "  --no-eos               do not end completions with the end-of-sequence token\n"
+           "Run:\n"
+           "  --checkpoint FILE      default OUTPUT.ckpt; also written on Ctrl-C and SIGTERM\n"
+           "  --checkpoint-every N   default 5%% of the run, at most once a minute\n"
+           "  --resume               continue from the checkpoint (after a crash or kill -9)\n"
+           "  --time-limit SECONDS   stop after this long (checkpoint and output written)\n"
+           "  --threads N            default: 1 for models under 20M parameters (faster),\n"
+           "                         else physical cores\n"
+           "  --device D             auto|cpu|NAME: where training runs (default auto: the\n"
+           "                         first GPU llama.cpp was built with, else the CPU); NAME\n"
+           "                         as ggml reports it, e.g. Vulkan0, CUDA0; ops the device\n"
+           "                         lacks run on the CPU\n"
+           "  --report FILE          loss curves as SVG (default OUTPUT.loss.svg)\n"
+           "  -q, --quiet            no progress line\n"
+           "\n"
+           "eval: --adapter FILE, the same data flags, --valid-hash to measure the held-out\n"
+           "rows only and --eval-batches N to stop after N examples; prints the loss over\n"
+           "the completion tokens and, when completions form a label set (at most 256),\n"
+           "the accuracy of picking the most likely label (every label is scored). eval\n"
+           "runs llama.cpp's inference, which picks its devices itself (no --device).\n");
 }
 
 enum kind { K_U32, K_U64, K_F32, K_STR, K_BOOL };
@@ -252,8 +251,8 @@ static int finish_opts(struct tune_cli *c, const char *data, struct slm_tune_mod
             dot = d.ptr[i] == '.' ? i : dot;
         }
         dot = dot > slash ? dot : d.len;
-        snprintf(c->out_buf, sizeof(c->out_buf), "%.*s-%s.gguf", (int)(dot - slash),
-                 d.ptr + slash, c->p.method == SLM_TUNE_FULL ? "full" : "lora");
+        snprintf(c->out_buf, sizeof(c->out_buf), "%.*s-%s.gguf", (int)(dot - slash), d.ptr + slash,
+                 c->p.method == SLM_TUNE_FULL ? "full" : "lora");
         c->out = c->out_buf;
     }
     if (!c->checkpoint) {
@@ -303,8 +302,7 @@ static int resolve_model(const char *name, char *path, size_t cap, char *adapter
 
 /* Reads DATA (and the validation set) and tokenizes both. */
 static int load_data(struct tune_cli *c, const char *data, struct slm_tune_model *tm,
-                     struct slm_dataset **train, struct slm_dataset **valid,
-                     struct slm_err *err) {
+                     struct slm_dataset **train, struct slm_dataset **valid, struct slm_err *err) {
     struct slm_data_read_params rp = slm_data_read_params_default();
     rp.prompt_template = c->template_path;
     rp.completion_field = c->completion_field;
@@ -320,8 +318,8 @@ static int load_data(struct tune_cli *c, const char *data, struct slm_tune_model
                  (int)(colon ? (size_t)(colon - c->valid_hash) : strlen(c->valid_hash)),
                  c->valid_hash);
         uint64_t m64 = 10;
-        if (colon && (slm_parse_u64(slm_str_c(colon + 1), &m64) != SLM_OK || m64 < 2 ||
-                      m64 > 1000000)) {
+        if (colon &&
+            (slm_parse_u64(slm_str_c(colon + 1), &m64) != SLM_OK || m64 < 2 || m64 > 1000000)) {
             rc = slm_err_set(err, SLM_E_INVALID, "--valid-hash: bad modulus '%s'", colon + 1);
         }
         mod = (uint32_t)m64;
@@ -369,8 +367,8 @@ struct progress_state {
 
 static int on_progress(const struct slm_tune_progress *pr, void *user) {
     struct progress_state *ps = user;
-    if (!ps->quiet && (ps->tty || pr->did_eval || pr->step % ps->every == 0 ||
-                       pr->step == pr->n_steps)) {
+    if (!ps->quiet &&
+        (ps->tty || pr->did_eval || pr->step % ps->every == 0 || pr->step == pr->n_steps)) {
         char eta[32], valid[32] = "";
         fmt_duration(pr->eta_s, eta, sizeof(eta));
         if (isfinite(pr->valid_loss)) {
@@ -405,8 +403,8 @@ static void print_summary(const struct slm_tune_model *tm, const struct slm_data
     }
     fprintf(stderr, "model: %s, %d layers, %.1fM parameters, base held as %s\n", info.arch,
             info.n_layer, (double)info.n_params / 1e6, info.base_type);
-    fprintf(stderr, "data: %zu training examples (%llu tokens, %llu to learn)", slm_dataset_size(train),
-            (unsigned long long)ntok, (unsigned long long)ntgt);
+    fprintf(stderr, "data: %zu training examples (%llu tokens, %llu to learn)",
+            slm_dataset_size(train), (unsigned long long)ntok, (unsigned long long)ntgt);
     if (valid) {
         fprintf(stderr, ", %zu validation", slm_dataset_size(valid));
     }
@@ -624,5 +622,5 @@ static int run_eval(struct tune_cli *c, const char *model_path, const char *data
     return rc == SLM_OK ? SLM_EXIT_OK : slm_cli_fail(CMD, rc, &err);
 }
 
-const struct slm_cli_command slm_cli_cmd_tune = {"tune", "Fine-tune a model (LoRA or full) on a dataset",
-                                                 run, 40};
+const struct slm_cli_command slm_cli_cmd_tune = {
+    "tune", "Fine-tune a model (LoRA or full) on a dataset", run, 40};

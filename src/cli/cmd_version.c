@@ -16,4 +16,5 @@ static int run(int argc, char **argv) {
     return SLM_EXIT_OK;
 }
 
-const struct slm_cli_command slm_cli_cmd_version = {"version", "Print version information", run, 90};
+const struct slm_cli_command slm_cli_cmd_version = {"version", "Print version information", run,
+                                                    90};

@@ -11,11 +11,11 @@
 
 struct slm_cli_progress {
     bool enabled;
-    bool drawn;       /* a line is on screen (finish ends it) */
-    double t_last;    /* last redraw */
-    double t_sample;  /* last speed sample */
+    bool drawn;      /* a line is on screen (finish ends it) */
+    double t_last;   /* last redraw */
+    double t_sample; /* last speed sample */
     uint64_t done_sample;
-    double speed;     /* bytes per second, smoothed */
+    double speed; /* bytes per second, smoothed */
 };
 
 /* `enabled` false makes every call a no-op (use slm_cli_stderr_tty()). */

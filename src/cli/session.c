@@ -64,9 +64,9 @@ void slm_session_close(struct slm_session *s) {
 static int build_prompt(struct slm_session *s, const char *input, struct slm_buf *out,
                         struct slm_err *err) {
     if (!s->chat_format) {
-        return slm_buf_puts(out, input) == SLM_OK ? SLM_OK
-                                                   : slm_err_set(err, SLM_E_TOO_LARGE,
-                                                                 "input too large");
+        return slm_buf_puts(out, input) == SLM_OK
+                   ? SLM_OK
+                   : slm_err_set(err, SLM_E_TOO_LARGE, "input too large");
     }
     size_t n_hist = json_array_size(s->messages);
     size_t cap = n_hist + 2;
@@ -94,9 +94,9 @@ static int build_prompt(struct slm_session *s, const char *input, struct slm_buf
 static int render_input(struct slm_session *s, const char *input, struct slm_buf *out,
                         struct slm_err *err) {
     if (!s->tmpl) {
-        return slm_buf_puts(out, input) == SLM_OK ? SLM_OK
-                                                   : slm_err_set(err, SLM_E_TOO_LARGE,
-                                                                 "input too large");
+        return slm_buf_puts(out, input) == SLM_OK
+                   ? SLM_OK
+                   : slm_err_set(err, SLM_E_TOO_LARGE, "input too large");
     }
     json_t *vars = s->vars ? json_deep_copy(s->vars) : json_object();
     if (!vars) {
@@ -152,7 +152,8 @@ static int check_json(struct slm_session *s, const struct slm_buf *answer, struc
     json_t *v = NULL;
     int rc = slm_json_parse(answer->ptr ? answer->ptr : "", answer->len, "output", &v, err);
     if (rc != SLM_OK) {
-        return slm_err_set(err, SLM_E_INCOMPLETE, "output is not valid JSON: %s", err ? err->msg : "");
+        return slm_err_set(err, SLM_E_INCOMPLETE, "output is not valid JSON: %s",
+                           err ? err->msg : "");
     }
     if (s->schema) {
         rc = slm_json_schema_validate(s->schema, v, err);
@@ -168,8 +169,8 @@ static int check_json(struct slm_session *s, const struct slm_buf *answer, struc
 
 static int remember_turn(struct slm_session *s, const char *input, const struct slm_buf *answer) {
     json_t *u = json_pack("{s:s,s:s}", "role", "user", "content", input);
-    json_t *a = json_pack("{s:s,s:s%}", "role", "assistant", "content", slm_buf_cstr(answer),
-                          answer->len);
+    json_t *a =
+        json_pack("{s:s,s:s%}", "role", "assistant", "content", slm_buf_cstr(answer), answer->len);
     if (!u || !a) {
         json_decref(u);
         json_decref(a);

@@ -25,15 +25,15 @@ struct slm_session {
     float scales[SLM_SESSION_MAX_ADAPTERS];
     size_t n_adapters;
     struct slm_options opt;
-    char *system;      /* owned, may be NULL */
-    json_t *messages;  /* conversation so far: [{role, content}] */
-    bool chat_format;  /* apply a chat template (model's or ChatML) */
-    char *grammar;     /* GBNF, owned, or NULL */
+    char *system;                     /* owned, may be NULL */
+    json_t *messages;                 /* conversation so far: [{role, content}] */
+    bool chat_format;                 /* apply a chat template (model's or ChatML) */
+    char *grammar;                    /* GBNF, owned, or NULL */
     struct slm_liquid_template *tmpl; /* renders the user turn, or NULL */
-    json_t *vars;      /* template variables from --vars (object, owned) */
-    json_t *schema;    /* --json-schema, for validating the answer */
+    json_t *vars;                     /* template variables from --vars (object, owned) */
+    json_t *schema;                   /* --json-schema, for validating the answer */
     bool want_json;
-    bool token_ids;    /* print ids instead of text */
+    bool token_ids; /* print ids instead of text */
     bool ignore_eos;
     bool verbose;
     double t_load;

@@ -14,8 +14,8 @@ const char slm_chatml_template[] = "chatml";
 int slm_chat_format(const struct slm_model *model, const char *tmpl,
                     const struct slm_chat_msg *msgs, size_t n_msgs, bool add_assistant,
                     struct slm_buf *out, struct slm_err *err) {
-    const char *t = tmpl ? tmpl : (model && model->chat_template ? model->chat_template
-                                                                   : slm_chatml_template);
+    const char *t =
+        tmpl ? tmpl : (model && model->chat_template ? model->chat_template : slm_chatml_template);
     struct llama_chat_message stack_msgs[16];
     struct llama_chat_message *lm = stack_msgs;
     if (n_msgs > SLM_ARRAY_LEN(stack_msgs)) {

@@ -56,8 +56,8 @@ static void warm_up(struct slm_ctx *c) {
     llama_memory_clear(llama_get_memory(c->lc), true);
 }
 
-int slm_ctx_init(struct slm_model *model, const struct slm_ctx_params *params,
-                 struct slm_ctx **out, struct slm_err *err) {
+int slm_ctx_init(struct slm_model *model, const struct slm_ctx_params *params, struct slm_ctx **out,
+                 struct slm_err *err) {
     struct slm_ctx_params p = params ? *params : slm_ctx_params_default();
     int32_t n_train = llama_model_n_ctx_train(model->lm);
     if (p.n_ctx == 0) {
@@ -313,8 +313,8 @@ static int emit(struct gen_state *st, int32_t tok, float lp, int n_top, bool *st
     }
     *stop_now = st->stop.stopped;
     if (st->cb) {
-        struct slm_token_event ev = {slm_buf_cstr(&st->text), st->text.len, tok, lp, st->top,
-                                     n_top};
+        struct slm_token_event ev = {
+            slm_buf_cstr(&st->text), st->text.len, tok, lp, st->top, n_top};
         if (st->cb(&ev, st->user) != 0) {
             return SLM_E_ABORTED;
         }

@@ -109,8 +109,8 @@ static int diagnose_load_failure(const char *path, struct slm_err *err) {
                        path, arch, llama_version());
 }
 
-int slm_model_load(const char *path, const struct slm_model_params *params,
-                   struct slm_model **out, struct slm_err *err) {
+int slm_model_load(const char *path, const struct slm_model_params *params, struct slm_model **out,
+                   struct slm_err *err) {
     slm_engine_init();
     struct slm_model_params p = params ? *params : slm_model_params_default();
     if (access(path, R_OK) != 0) {

@@ -19,14 +19,14 @@ int slm__chain_init(const struct slm_model *model, const struct slm_sample_param
     if (!ch) {
         return slm_err_set(err, SLM_E_NOMEM, "out of memory");
     }
-    bool penalties = sp->repeat_penalty != 1.0f || sp->presence_penalty != 0.0f ||
-                     sp->frequency_penalty != 0.0f;
+    bool penalties =
+        sp->repeat_penalty != 1.0f || sp->presence_penalty != 0.0f || sp->frequency_penalty != 0.0f;
     if (penalties && sp->repeat_last_n != 0) {
         int32_t last_n = sp->repeat_last_n < 0 ? n_ctx : sp->repeat_last_n;
-        llama_sampler_chain_add(ch, llama_sampler_init_penalties(
-                                        llama_vocab_n_tokens(model->vocab), last_n,
-                                        sp->repeat_penalty, sp->frequency_penalty,
-                                        sp->presence_penalty));
+        llama_sampler_chain_add(ch, llama_sampler_init_penalties(llama_vocab_n_tokens(model->vocab),
+                                                                 last_n, sp->repeat_penalty,
+                                                                 sp->frequency_penalty,
+                                                                 sp->presence_penalty));
     }
     if (sp->grammar && sp->grammar[0]) {
         struct llama_sampler *g = llama_sampler_init_grammar(model->vocab, sp->grammar, "root");

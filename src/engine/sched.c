@@ -355,7 +355,7 @@ static void seq_adopt(struct sctx *c, struct seq *q, struct seq *src, uint32_t l
 }
 
 struct match {
-    struct seq *src;  /* longest prefix available now */
+    struct seq *src; /* longest prefix available now */
     uint32_t now;
     struct seq *wait; /* longer prefix a prefilling sequence will have */
     uint32_t wait_len;
@@ -372,8 +372,8 @@ static uint32_t common_prefix(const int32_t *a, uint32_t na, const int32_t *b, u
 
 /* Finds the sequences sharing the longest prefix with `prompt`: at most
  * n - 1 tokens, since the last one must be evaluated for its logits. */
-static void find_match(const struct slm_sched *s, struct sctx *c, const int32_t *prompt,
-                       uint32_t n, bool allow_wait, struct match *m) {
+static void find_match(const struct slm_sched *s, struct sctx *c, const int32_t *prompt, uint32_t n,
+                       bool allow_wait, struct match *m) {
     memset(m, 0, sizeof(*m));
     if (!s->can_share || c->embed || n < 2) {
         return;
@@ -995,8 +995,8 @@ static int resolve_params(const struct slm_model *model, const struct slm_sched_
         p->n_ctx = per * (uint32_t)p->n_parallel;
     }
     if (p->n_ctx / (uint32_t)p->n_parallel < 2) {
-        return slm_err_set(err, SLM_E_INVALID, "n_ctx %u is too small for %d sequences",
-                           p->n_ctx, p->n_parallel);
+        return slm_err_set(err, SLM_E_INVALID, "n_ctx %u is too small for %d sequences", p->n_ctx,
+                           p->n_parallel);
     }
     if (p->n_batch == 0) {
         p->n_batch = 512;
@@ -1094,8 +1094,8 @@ void slm_sched_free(struct slm_sched *s) {
 
 /* ---------------------------------------------------------------- submit */
 
-static int check_request(const struct slm_sched *s, size_t n_prompt,
-                         const struct slm_req_params *p, struct slm_err *err) {
+static int check_request(const struct slm_sched *s, size_t n_prompt, const struct slm_req_params *p,
+                         struct slm_err *err) {
     if (n_prompt == 0) {
         return slm_err_set(err, SLM_E_INVALID, "empty prompt");
     }
@@ -1107,8 +1107,8 @@ static int check_request(const struct slm_sched *s, size_t n_prompt,
                            n_prompt, s->seq_cap, s->p.n_ctx, s->p.n_parallel);
     }
     if (p->n_adapters > MAX_ADAPTERS) {
-        return slm_err_set(err, SLM_E_TOO_LARGE, "%zu adapters; at most %d at once",
-                           p->n_adapters, MAX_ADAPTERS);
+        return slm_err_set(err, SLM_E_TOO_LARGE, "%zu adapters; at most %d at once", p->n_adapters,
+                           MAX_ADAPTERS);
     }
     for (size_t i = 0; i < p->n_adapters; i++) {
         if (!p->adapters[i] || p->adapters[i]->model != s->model) {

@@ -68,8 +68,8 @@ struct slm_request {
 
 /* Copies the prompt and params into a new request with refs = 2. */
 int slm__req_new(struct slm_sched *s, const int32_t *prompt, size_t n_prompt,
-                 const struct slm_req_params *params, int32_t n_embd,
-                 struct slm_request **out, struct slm_err *err);
+                 const struct slm_req_params *params, int32_t n_embd, struct slm_request **out,
+                 struct slm_err *err);
 /* Drops one reference; the last frees. */
 void slm__req_unref(struct slm_request *r);
 /* True when the channel has room for one more token; otherwise marks the

@@ -44,8 +44,7 @@ static void req_destroy(struct slm_request *r) {
     free(r);
 }
 
-static int copy_params(struct slm_request *r, const struct slm_req_params *p,
-                       struct slm_err *err) {
+static int copy_params(struct slm_request *r, const struct slm_req_params *p, struct slm_err *err) {
     r->gen = p->gen;
     r->gen.stop = NULL;
     r->gen.n_stop = 0;
@@ -63,8 +62,8 @@ static int copy_params(struct slm_request *r, const struct slm_req_params *p,
     for (size_t i = 0; i < p->gen.n_stop; i++) {
         size_t n = strlen(p->gen.stop[i]);
         if (n > SLM_REQ_MAX_STOP_LEN) {
-            return slm_err_set(err, SLM_E_TOO_LARGE, "stop string %zu is %zu bytes; at most %d",
-                               i, n, SLM_REQ_MAX_STOP_LEN);
+            return slm_err_set(err, SLM_E_TOO_LARGE, "stop string %zu is %zu bytes; at most %d", i,
+                               n, SLM_REQ_MAX_STOP_LEN);
         }
         r->stop[i] = slm_str_dup(slm_str_n(p->gen.stop[i], n));
         if (!r->stop[i]) {
@@ -115,8 +114,8 @@ static int init_sync(struct slm_request *r) {
 }
 
 int slm__req_new(struct slm_sched *s, const int32_t *prompt, size_t n_prompt,
-                 const struct slm_req_params *params, int32_t n_embd,
-                 struct slm_request **out, struct slm_err *err) {
+                 const struct slm_req_params *params, int32_t n_embd, struct slm_request **out,
+                 struct slm_err *err) {
     struct slm_request *r = calloc(1, sizeof(*r));
     if (!r) {
         return slm_err_set(err, SLM_E_NOMEM, "out of memory");
@@ -264,14 +263,16 @@ static int take(struct slm_request *r, size_t n, struct slm_buf *text, struct sl
         toks[i].n_top = t->n_top;
         toks[i].text_end = t->text_end;
         if (t->n_top > 0) {
-            memcpy(toks[i].top, r->tops + i * (size_t)r->k_top, (size_t)t->n_top * sizeof(*r->tops));
+            memcpy(toks[i].top, r->tops + i * (size_t)r->k_top,
+                   (size_t)t->n_top * sizeof(*r->tops));
         }
     }
     slm_buf_consume(&r->text, tlen);
     size_t rest = r->n_toks - n;
     memmove(r->toks, r->toks + n, rest * sizeof(*r->toks));
     if (r->k_top > 0) {
-        memmove(r->tops, r->tops + n * (size_t)r->k_top, rest * (size_t)r->k_top * sizeof(*r->tops));
+        memmove(r->tops, r->tops + n * (size_t)r->k_top,
+                rest * (size_t)r->k_top * sizeof(*r->tops));
     }
     for (size_t i = 0; i < rest; i++) {
         r->toks[i].text_end -= (uint32_t)tlen;

@@ -158,7 +158,7 @@ struct slm_label_set {
     size_t tail_len;
     bool tail_valid;
     bool alone_ready; /* lt holds the labels tokenized alone (continuation off) */
-    size_t drop; /* prompt tokens the labels' tokens start before (see bind_tail) */
+    size_t drop;      /* prompt tokens the labels' tokens start before (see bind_tail) */
     /* Scratch. */
     struct toks prompt, tmp, tail_tok;
     struct slm_buf buf;

@@ -248,8 +248,8 @@ enum MHD_Result srv_ollama_show(struct srv_conn *rc) {
     }
     if (out) {
         int32_t train = f.info.n_ctx_train;
-        uint32_t n = s->p.n_ctx_seq ? s->p.n_ctx_seq
-                                    : (train > 0 && train < 4096 ? (uint32_t)train : 4096);
+        uint32_t n =
+            s->p.n_ctx_seq ? s->p.n_ctx_seq : (train > 0 && train < 4096 ? (uint32_t)train : 4096);
         json_object_set_new(out, "context_length", json_integer(n)); /* per request, here */
     }
     slm_buf_free(&mf);

@@ -96,8 +96,8 @@ static int parse_hf(const char *text, const struct slm_name *name, struct slm_so
                                text);
         }
         if (strcmp(name->tag, "latest") != 0) {
-            return slm_err_set(err, SLM_E_INVALID,
-                               "'%.200s': a .gguf file name takes no ':tag'", text);
+            return slm_err_set(err, SLM_E_INVALID, "'%.200s': a .gguf file name takes no ':tag'",
+                               text);
         }
         out->kind = SLM_SOURCE_HF_FILE;
         memcpy(out->path, rest + 1, plen + 1);
@@ -282,8 +282,8 @@ static void list_names(const struct slm_hf_file *files, const size_t *idx, size_
     }
 }
 
-int slm_hf_pick_quant(const struct slm_hf_file *files, size_t n, const char *quant,
-                      size_t *index, struct slm_err *err) {
+int slm_hf_pick_quant(const struct slm_hf_file *files, size_t n, const char *quant, size_t *index,
+                      struct slm_err *err) {
     size_t *sub = calloc(n ? n : 1, sizeof(*sub));
     size_t *tok = calloc(n ? n : 1, sizeof(*tok));
     size_t *all = calloc(n ? n : 1, sizeof(*all));
@@ -317,10 +317,10 @@ int slm_hf_pick_quant(const struct slm_hf_file *files, size_t n, const char *qua
         *index = all[0];
     } else if (n_sub == 0) {
         list_names(files, all, n_all, list, sizeof(list));
-        rc = n_all == 0 ? slm_err_set(err, SLM_E_NOT_FOUND, "the repository has no .gguf file")
-                        : slm_err_set(err, SLM_E_NOT_FOUND,
-                                      "no .gguf file matches '%s'; the repository has: %s", want,
-                                      list);
+        rc = n_all == 0
+                 ? slm_err_set(err, SLM_E_NOT_FOUND, "the repository has no .gguf file")
+                 : slm_err_set(err, SLM_E_NOT_FOUND,
+                               "no .gguf file matches '%s'; the repository has: %s", want, list);
     } else {
         bool by_tok = n_tok > 1;
         list_names(files, by_tok ? tok : sub, by_tok ? n_tok : n_sub, list, sizeof(list));

@@ -138,8 +138,8 @@ static int opt_str(const json_t *obj, const char *key, const char *name, char **
 }
 
 /* The digest field of `obj` (must be valid), blob path into *path. */
-static int blob_ref(struct slm_store *store, const json_t *obj, const char *key,
-                    const char *name, char **digest, char **path, struct slm_err *err) {
+static int blob_ref(struct slm_store *store, const json_t *obj, const char *key, const char *name,
+                    char **digest, char **path, struct slm_err *err) {
     const char *d = json_string_value(json_object_get(obj, "digest"));
     if (!d || !slm__digest_valid(d)) {
         return corrupt(err, name, key, "needs a \"digest\" of the form sha256-<64 hex digits>");
@@ -265,8 +265,8 @@ static int read_rest(struct slm_store *store, const json_t *doc, struct slm_mani
         if (!json_is_object(tmpl)) {
             return corrupt(err, m->name, "template", "must be an object");
         }
-        rc = blob_ref(store, tmpl, "template", m->name, &m->template_digest, &m->template_path,
-                      err);
+        rc =
+            blob_ref(store, tmpl, "template", m->name, &m->template_digest, &m->template_path, err);
         if (rc != SLM_OK) {
             return rc;
         }
@@ -298,8 +298,8 @@ int slm_manifest_from_json(struct slm_store *store, const char *name, const json
         rc = corrupt(err, m->name, "schema", "is missing or not an integer");
     } else if (json_integer_value(schema) != SLM_MANIFEST_SCHEMA) {
         rc = slm_err_set(err, SLM_E_UNSUPPORTED,
-                         "manifest of '%.200s' has schema %lld; this slm reads schema %d",
-                         m->name, (long long)json_integer_value(schema), SLM_MANIFEST_SCHEMA);
+                         "manifest of '%.200s' has schema %lld; this slm reads schema %d", m->name,
+                         (long long)json_integer_value(schema), SLM_MANIFEST_SCHEMA);
     } else {
         rc = read_model(store, doc, m, err);
     }
@@ -349,7 +349,7 @@ json_t *slm_manifest_to_json(const struct slm_manifest *m) {
         for (size_t i = 0; arr && i < m->n_adapters; i++) {
             const char *d = digest_of(m->adapters[i].digest, m->adapters[i].path);
             bad |= json_array_append_new(arr, json_pack("{sssf}", "digest", d ? d : "", "scale",
-                                                         (double)m->adapters[i].scale));
+                                                        (double)m->adapters[i].scale));
         }
     }
     if (m->params && json_object_size(m->params) > 0) {
@@ -369,8 +369,8 @@ json_t *slm_manifest_to_json(const struct slm_manifest *m) {
         bad |= set_new(doc, "license", json_string(m->license));
     }
     char when[32];
-    if (slm__format_time(m->created_ms ? m->created_ms : slm_time_unix_ms(), when,
-                         sizeof(when)) > 0) {
+    if (slm__format_time(m->created_ms ? m->created_ms : slm_time_unix_ms(), when, sizeof(when)) >
+        0) {
         bad |= set_new(doc, "created", json_string(when));
     }
     json_decref(model);

@@ -62,10 +62,27 @@ static const struct param_spec {
 
 /* Ollama parameters slm deliberately does not support. */
 static const char *const g_unsupported[] = {
-    "mirostat", "mirostat_eta", "mirostat_tau", "num_gpu", "num_keep", "tfs_z", "typical_p",
-    "penalize_newline", "use_mmap", "use_mlock", "numa", "num_gqa", "main_gpu", "low_vram",
-    "f16_kv", "logits_all", "vocab_only", "embedding_only", "rope_frequency_base",
-    "rope_frequency_scale", "num_thread_batch",
+    "mirostat",
+    "mirostat_eta",
+    "mirostat_tau",
+    "num_gpu",
+    "num_keep",
+    "tfs_z",
+    "typical_p",
+    "penalize_newline",
+    "use_mmap",
+    "use_mlock",
+    "numa",
+    "num_gqa",
+    "main_gpu",
+    "low_vram",
+    "f16_kv",
+    "logits_all",
+    "vocab_only",
+    "embedding_only",
+    "rope_frequency_base",
+    "rope_frequency_scale",
+    "num_thread_batch",
 };
 
 const char *const *slm_modelfile_param_names(void) {
@@ -169,8 +186,8 @@ int slm_modelfile_check_param(const char *name, const char *value, json_t *param
                                value);
         }
         if ((double)x < spec->lo || (double)x > spec->hi) {
-            return slm_err_set(err, SLM_E_INVALID, "'%s' must be from %.0f to %.0f, got %lld",
-                               name, spec->lo, spec->hi, (long long)x);
+            return slm_err_set(err, SLM_E_INVALID, "'%s' must be from %.0f to %.0f, got %lld", name,
+                               spec->lo, spec->hi, (long long)x);
         }
         j = json_integer((json_int_t)x);
     } else {
@@ -195,7 +212,7 @@ int slm_modelfile_check_param(const char *name, const char *value, json_t *param
 
 struct scan {
     const char *p, *end;
-    int line;           /* line of p (1-based) */
+    int line; /* line of p (1-based) */
     const char *file;
     struct slm_err *err;
 };
@@ -210,8 +227,7 @@ static void skip_blanks(struct scan *s) {
     }
 }
 
-static int fail(struct scan *s, int line, const char *dir, const char *fmt, ...)
-    SLM_PRINTF(4, 5);
+static int fail(struct scan *s, int line, const char *dir, const char *fmt, ...) SLM_PRINTF(4, 5);
 
 static int fail(struct scan *s, int line, const char *dir, const char *fmt, ...) {
     char msg[200];
@@ -458,8 +474,7 @@ int slm_modelfile_parse(const char *text, size_t len, const char *filename,
     *out = NULL;
     const char *file = filename ? filename : "Modelfile";
     if (len > MODELFILE_MAX) {
-        return slm_err_set(err, SLM_E_TOO_LARGE, "%s: larger than %zu bytes", file,
-                           MODELFILE_MAX);
+        return slm_err_set(err, SLM_E_TOO_LARGE, "%s: larger than %zu bytes", file, MODELFILE_MAX);
     }
     struct slm_modelfile *mf = calloc(1, sizeof(*mf));
     if (!mf || !(mf->params = json_object()) || !(mf->messages = json_array())) {
@@ -509,8 +524,8 @@ int slm_modelfile_parse(const char *text, size_t len, const char *filename,
 /* ---------------------------------------------------------------- templates */
 
 static bool go_keyword(struct slm_str s) {
-    static const char *const kw[] = {"if", "range", "end", "else", "with", "template", "define",
-                                     "block"};
+    static const char *const kw[] = {"if",   "range",    "end",    "else",
+                                     "with", "template", "define", "block"};
     for (size_t i = 0; i < SLM_ARRAY_LEN(kw); i++) {
         size_t n = strlen(kw[i]);
         if (s.len >= n && memcmp(s.ptr, kw[i], n) == 0 &&

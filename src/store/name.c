@@ -71,15 +71,14 @@ const struct slm_alias *slm_alias_find(const char *text) {
 }
 
 static bool name_char_ok(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
 }
 
 static int check_component(struct slm_str c, const char *text, const char *what,
                            struct slm_err *err) {
     if (c.len == 0) {
-        return slm_err_set(err, SLM_E_INVALID, "invalid model name '%.200s': empty %s", text,
-                           what);
+        return slm_err_set(err, SLM_E_INVALID, "invalid model name '%.200s': empty %s", text, what);
     }
     if (c.ptr[0] == '.') {
         return slm_err_set(err, SLM_E_INVALID,
@@ -110,8 +109,7 @@ int slm_name_parse(const char *text, struct slm_name *out, struct slm_err *err) 
     }
     struct slm_str full = slm_str_c(text), name, tag;
     if (full.len >= SLM_NAME_MAX + sizeof(out->tag)) {
-        return slm_err_set(err, SLM_E_INVALID, "invalid model name '%.40s...': too long",
-                           text);
+        return slm_err_set(err, SLM_E_INVALID, "invalid model name '%.40s...': too long", text);
     }
     split_tag(full, &name, &tag);
     if (name.len > 0 && name.ptr[0] == '/') {
@@ -119,17 +117,18 @@ int slm_name_parse(const char *text, struct slm_name *out, struct slm_err *err) 
                            "invalid model name '%.200s': it may not start with '/'", text);
     }
     if (name.len >= SLM_NAME_MAX) {
-        return slm_err_set(err, SLM_E_INVALID, "invalid model name '%.40s...': too long (%zu "
-                           "bytes, at most %d)", text, name.len, SLM_NAME_MAX - 1);
+        return slm_err_set(err, SLM_E_INVALID,
+                           "invalid model name '%.40s...': too long (%zu "
+                           "bytes, at most %d)",
+                           text, name.len, SLM_NAME_MAX - 1);
     }
     size_t start = 0;
     for (;;) {
         size_t slash = slm_str_find_char(name, '/', start);
         size_t end = slash == SIZE_MAX ? name.len : slash;
-        int rc = check_component(slm_str_sub(name, start, end - start), text,
-                                 slash == SIZE_MAX && start > 0 ? "last path component"
-                                                                : "path component",
-                                 err);
+        int rc = check_component(
+            slm_str_sub(name, start, end - start), text,
+            slash == SIZE_MAX && start > 0 ? "last path component" : "path component", err);
         if (rc != SLM_OK) {
             return rc;
         }
@@ -140,8 +139,10 @@ int slm_name_parse(const char *text, struct slm_name *out, struct slm_err *err) 
     }
     if (tag.ptr) {
         if (tag.len >= sizeof(out->tag)) {
-            return slm_err_set(err, SLM_E_INVALID, "invalid model name '%.200s': tag too long "
-                               "(at most %zu bytes)", text, sizeof(out->tag) - 1);
+            return slm_err_set(err, SLM_E_INVALID,
+                               "invalid model name '%.200s': tag too long "
+                               "(at most %zu bytes)",
+                               text, sizeof(out->tag) - 1);
         }
         int rc = check_component(tag, text, "tag", err);
         if (rc != SLM_OK) {
@@ -168,8 +169,7 @@ bool slm_name_is_local_path(const char *text) {
     }
     struct slm_str s = slm_str_c(text);
     if (text[0] == '/' || slm_str_starts_with(s, SLM_STR("./")) ||
-        slm_str_starts_with(s, SLM_STR("../")) || slm_str_eq_c(s, ".") ||
-        slm_str_eq_c(s, "..")) {
+        slm_str_starts_with(s, SLM_STR("../")) || slm_str_eq_c(s, ".") || slm_str_eq_c(s, "..")) {
         return true;
     }
     if (slm_str_ends_with(s, SLM_STR(".gguf")) || slm_str_ends_with(s, SLM_STR(".GGUF"))) {

@@ -51,8 +51,7 @@ static int walk(const char *dir, const char *prefix, int depth, manifest_fn fn, 
             continue;
         }
         if (S_ISDIR(st.st_mode)) {
-            int n2 = snprintf(sub, sizeof(sub), "%s%s%s", prefix, prefix[0] ? "/" : "",
-                              e->d_name);
+            int n2 = snprintf(sub, sizeof(sub), "%s%s%s", prefix, prefix[0] ? "/" : "", e->d_name);
             if (n2 > 0 && (size_t)n2 < SLM_NAME_MAX) {
                 rc = walk(path, sub, depth + 1, fn, user);
             }
@@ -190,8 +189,7 @@ static int stored_name(struct slm_store *store, const char *text, struct slm_nam
     return slm_err_set(err, SLM_E_NOT_FOUND, "model '%s' not found (see `slm list`)", full);
 }
 
-int slm_store_copy(struct slm_store *store, const char *src, const char *dst,
-                   struct slm_err *err) {
+int slm_store_copy(struct slm_store *store, const char *src, const char *dst, struct slm_err *err) {
     if (slm_name_is_local_path(src)) {
         return slm_err_set(err, SLM_E_INVALID,
                            "'%s' is a file, not a model in the store: import it with `slm create "
@@ -236,8 +234,8 @@ int slm_store_copy(struct slm_store *store, const char *src, const char *dst,
 
 struct refs_ctx {
     struct slm_store *store;
-    const char *skip;      /* manifest path being removed */
-    char (*digests)[72];   /* digests to look for */
+    const char *skip;    /* manifest path being removed */
+    char (*digests)[72]; /* digests to look for */
     bool *used;
     size_t n;
 };

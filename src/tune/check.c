@@ -123,7 +123,7 @@ static int norm_init(struct norm *nm, const struct slm_data_records *recs) {
         nm->completion[i] = normalize(recs->items[i].completion);
         /* For text records the whole text is the input. */
         nm->whole[i] = normalize(recs->format == SLM_DATA_TEXT ? recs->items[i].completion
-                                                                : recs->items[i].prompt);
+                                                               : recs->items[i].prompt);
         nm->n++;
         if (!nm->prompt[i] || !nm->completion[i] || !nm->whole[i]) {
             return SLM_E_NOMEM;

@@ -222,16 +222,15 @@ static int add_row(struct slm_data_records *recs, size_t *cap, json_t *row, size
         return slm_err_set(err, SLM_E_TOO_LARGE, "%s:%zu: more than %zu records", name, line, max);
     }
     enum slm_data_format fmt = p->format != SLM_DATA_AUTO ? p->format
-                               : p->prompt_template        ? SLM_DATA_ROWS
-                                                           : detect(row);
+                               : p->prompt_template       ? SLM_DATA_ROWS
+                                                          : detect(row);
     if (recs->format == SLM_DATA_AUTO) {
         recs->format = fmt;
     } else if (fmt != recs->format) {
         json_decref(row);
-        return slm_err_set(err, SLM_E_INVALID,
-                           "%s:%zu: a %s record in a %s file (every line needs the same keys)",
-                           name, line, slm_data_format_name(fmt),
-                           slm_data_format_name(recs->format));
+        return slm_err_set(
+            err, SLM_E_INVALID, "%s:%zu: a %s record in a %s file (every line needs the same keys)",
+            name, line, slm_data_format_name(fmt), slm_data_format_name(recs->format));
     }
     struct slm_data_record *r = push_record(recs, cap);
     if (!r) {
@@ -270,8 +269,8 @@ static int parse_jsonl(const char *data, size_t len, const char *name,
         }
         if (!json_is_object(row)) {
             json_decref(row);
-            return slm_err_set(err, SLM_E_INVALID, "%s:%zu: each line must be a JSON object",
-                               name, line);
+            return slm_err_set(err, SLM_E_INVALID, "%s:%zu: each line must be a JSON object", name,
+                               line);
         }
         int rc = add_row(recs, &cap, row, line, s.ptr, s.len, name, p, err);
         if (rc != SLM_OK) {
@@ -379,8 +378,8 @@ static int csv_record(struct csv *c, const json_t *names, json_t **out, const ch
         }
         if (k >= json_array_size(names)) {
             json_decref(row);
-            return slm_err_set(err, SLM_E_INVALID, "%s:%zu: more fields than the %zu columns",
-                               name, line, json_array_size(names));
+            return slm_err_set(err, SLM_E_INVALID, "%s:%zu: more fields than the %zu columns", name,
+                               line, json_array_size(names));
         }
         const char *col = json_string_value(json_array_get(names, k));
         json_t *s = json_stringn(c->field.ptr ? c->field.ptr : "", c->field.len);
@@ -394,8 +393,8 @@ static int csv_record(struct csv *c, const json_t *names, json_t **out, const ch
     }
     if (k != json_array_size(names)) {
         json_decref(row);
-        return slm_err_set(err, SLM_E_INVALID, "%s:%zu: %zu fields, the header has %zu", name,
-                           line, k, json_array_size(names));
+        return slm_err_set(err, SLM_E_INVALID, "%s:%zu: %zu fields, the header has %zu", name, line,
+                           k, json_array_size(names));
     }
     *out = row;
     return SLM_OK;

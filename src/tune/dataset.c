@@ -135,7 +135,8 @@ static int messages_example(struct slm_dataset *ds, const struct slm_model *voca
     int rc = SLM_OK;
     bool first = true;
     for (size_t i = 0; i < json_array_size(r->messages) && rc == SLM_OK; i++) {
-        const char *role = json_string_value(json_object_get(json_array_get(r->messages, i), "role"));
+        const char *role =
+            json_string_value(json_object_get(json_array_get(r->messages, i), "role"));
         if (strcmp(role, "assistant") != 0) {
             continue;
         }
@@ -281,7 +282,7 @@ void slm_dataset_stats(const struct slm_dataset *ds, uint64_t *n_tokens, uint64_
 
 /* Moves the examples with pick[i] set into a new dataset. */
 static int dataset_take(struct slm_dataset *ds, const uint8_t *pick, struct slm_dataset **taken,
-                      struct slm_err *err) {
+                        struct slm_err *err) {
     struct slm_dataset *keep = calloc(1, sizeof(*keep)), *out = calloc(1, sizeof(*out));
     if (!keep || !out) {
         free(keep);

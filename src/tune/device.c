@@ -46,9 +46,9 @@ static void list_devices(char *out, size_t cap) {
     out[0] = '\0';
     for (size_t i = 0; i < ggml_backend_dev_count() && len < cap; i++) {
         ggml_backend_dev_t d = ggml_backend_dev_get(i);
-        int n = snprintf(out + len, cap - len, "%s%s (%s: %s)", i ? ", " : "",
-                         ggml_backend_dev_name(d), dev_type_name(ggml_backend_dev_type(d)),
-                         ggml_backend_dev_description(d));
+        int n =
+            snprintf(out + len, cap - len, "%s%s (%s: %s)", i ? ", " : "", ggml_backend_dev_name(d),
+                     dev_type_name(ggml_backend_dev_type(d)), ggml_backend_dev_description(d));
         len += n > 0 ? (size_t)n : 0;
     }
 }
@@ -61,7 +61,8 @@ int slm__device_pick(const char *want, ggml_backend_dev_t *out, struct slm_err *
         ggml_backend_dev_t d = ggml_backend_dev_get(i);
         enum ggml_backend_dev_type t = ggml_backend_dev_type(d);
         if (is_auto) {
-            *out = t == GGML_BACKEND_DEVICE_TYPE_GPU || t == GGML_BACKEND_DEVICE_TYPE_IGPU ? d : NULL;
+            *out =
+                t == GGML_BACKEND_DEVICE_TYPE_GPU || t == GGML_BACKEND_DEVICE_TYPE_IGPU ? d : NULL;
         } else if (strcasecmp(want, "cpu") == 0) {
             *out = t == GGML_BACKEND_DEVICE_TYPE_CPU ? d : NULL;
         } else {
@@ -118,7 +119,8 @@ static int alloc_kind(struct slm__bufs *out, struct ggml_context *ctx,
         struct ggml_tallocr ta = {0};
         size_t cur = 0;
         int k = -1;
-        for (struct ggml_tensor *t = ggml_get_first_tensor(ctx); t; t = ggml_get_next_tensor(ctx, t)) {
+        for (struct ggml_tensor *t = ggml_get_first_tensor(ctx); t;
+             t = ggml_get_next_tensor(ctx, t)) {
             if (t->data || t->view_src || (on_dev && on_dev(t, user)) != want_dev) {
                 continue;
             }

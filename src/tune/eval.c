@@ -14,8 +14,11 @@
 #include "tune/internal.h"
 
 struct slm_tune_eval_params slm_tune_eval_params_default(void) {
-    return (struct slm_tune_eval_params){.max_examples = 0, .max_labels = 256, .n_threads = 0,
-                                         .add_eos = true, .chat_template = NULL};
+    return (struct slm_tune_eval_params){.max_examples = 0,
+                                         .max_labels = 256,
+                                         .n_threads = 0,
+                                         .add_eos = true,
+                                         .chat_template = NULL};
 }
 
 struct toks {
@@ -52,7 +55,8 @@ static int prompt_text(const struct slm_model *vocab, const struct slm_data_reco
     }
     size_t last = 0;
     for (size_t i = 0; i < json_array_size(r->messages); i++) {
-        const char *role = json_string_value(json_object_get(json_array_get(r->messages, i), "role"));
+        const char *role =
+            json_string_value(json_object_get(json_array_get(r->messages, i), "role"));
         last = strcmp(role, "assistant") == 0 ? i : last;
     }
     struct slm_chat_msg *cm = calloc(last + 1, sizeof(*cm));

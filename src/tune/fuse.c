@@ -106,8 +106,8 @@ static int write_tensor(struct fuse_io *io, const struct gguf_context *og, int64
         const struct ggml_type_traits *tr = ggml_get_type_traits(st);
         f = malloc((size_t)n * sizeof(float));
         if (!f || (st != GGML_TYPE_F32 && !tr->to_float)) {
-            rc = slm_err_set(err, f ? SLM_E_UNSUPPORTED : SLM_E_NOMEM,
-                             "cannot dequantize %s (%s)", name, ggml_type_name(st));
+            rc = slm_err_set(err, f ? SLM_E_UNSUPPORTED : SLM_E_NOMEM, "cannot dequantize %s (%s)",
+                             name, ggml_type_name(st));
             goto done;
         }
         if (st == GGML_TYPE_F32) {
@@ -183,8 +183,10 @@ int slm_fuse(const char *base_path, const char *adapter_path, const char *out_pa
         return rc;
     }
     struct ggml_context *meta = NULL, *actx = NULL;
-    struct gguf_context *base = gguf_init_from_file(base_path, (struct gguf_init_params){true, &meta});
-    struct gguf_context *ad = gguf_init_from_file(adapter_path, (struct gguf_init_params){false, &actx});
+    struct gguf_context *base =
+        gguf_init_from_file(base_path, (struct gguf_init_params){true, &meta});
+    struct gguf_context *ad =
+        gguf_init_from_file(adapter_path, (struct gguf_init_params){false, &actx});
     struct gguf_context *og = NULL;
     struct fuse_io io = {0};
     char tmp[4200];
@@ -195,14 +197,16 @@ int slm_fuse(const char *base_path, const char *adapter_path, const char *out_pa
         goto done;
     }
     int64_t kt = gguf_find_key(ad, "general.type"), ka = gguf_find_key(ad, "general.architecture");
-    int64_t kb = gguf_find_key(base, "general.architecture"), kl = gguf_find_key(ad, "adapter.lora.alpha");
+    int64_t kb = gguf_find_key(base, "general.architecture"),
+            kl = gguf_find_key(ad, "adapter.lora.alpha");
     if (kt < 0 || strcmp(gguf_get_val_str(ad, kt), "adapter") != 0 || ka < 0 || kb < 0 ||
         strcmp(gguf_get_val_str(ad, ka), gguf_get_val_str(base, kb)) != 0) {
         rc = slm_err_set(err, SLM_E_INVALID, "%s: not a LoRA adapter for a %s model", adapter_path,
                          kb >= 0 ? gguf_get_val_str(base, kb) : "?");
         goto done;
     }
-    float alpha = kl >= 0 && gguf_get_kv_type(ad, kl) == GGUF_TYPE_FLOAT32 ? gguf_get_val_f32(ad, kl) : 0;
+    float alpha =
+        kl >= 0 && gguf_get_kv_type(ad, kl) == GGUF_TYPE_FLOAT32 ? gguf_get_val_f32(ad, kl) : 0;
     size_t n_merged = 0;
     og = out_meta(base, meta, actx, out_t, &n_merged, err);
     if (!og) {

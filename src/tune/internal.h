@@ -76,15 +76,16 @@ struct slm__lora {
 
 /* What the forward graph builder needs besides the model. */
 struct slm__graph_in {
-    int32_t T, B, C;                /* tokens per row, rows, loss rows */
-    struct ggml_tensor *tokens;     /* I32 [T*B] */
-    struct ggml_tensor *pos;        /* I32 [T*B] */
-    struct ggml_tensor *mask;       /* F32 [T, T, 1, B] */
-    struct ggml_tensor *out_idx;    /* I32 [C]: which positions get logits */
-    struct ggml_tensor *out_w;      /* F32 [1, C] 0/1 per loss row (zero logits), or NULL */
-    struct slm__lora *lora;         /* n_layer * 7, or NULL */
-    float lora_scale;               /* alpha / r */
-    struct ggml_tensor **drop;      /* n_layer * 4 dropout masks (attn in, o in, ffn in, down in) or NULL */
+    int32_t T, B, C;             /* tokens per row, rows, loss rows */
+    struct ggml_tensor *tokens;  /* I32 [T*B] */
+    struct ggml_tensor *pos;     /* I32 [T*B] */
+    struct ggml_tensor *mask;    /* F32 [T, T, 1, B] */
+    struct ggml_tensor *out_idx; /* I32 [C]: which positions get logits */
+    struct ggml_tensor *out_w;   /* F32 [1, C] 0/1 per loss row (zero logits), or NULL */
+    struct slm__lora *lora;      /* n_layer * 7, or NULL */
+    float lora_scale;            /* alpha / r */
+    struct ggml_tensor *
+        *drop; /* n_layer * 4 dropout masks (attn in, o in, ffn in, down in) or NULL */
 };
 
 /* Buffers holding one set of tensors (some on a device, some on the CPU). */

@@ -22,7 +22,7 @@
 #include "slm/engine.h"
 #include "tune/internal.h"
 
-const char *const slm__proj_gguf[SLM_TUNE_N_PROJ] = {"attn_q", "attn_k", "attn_v", "attn_output",
+const char *const slm__proj_gguf[SLM_TUNE_N_PROJ] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
                                                      "ffn_gate", "ffn_up", "ffn_down"};
 const char *const slm__proj_short[SLM_TUNE_N_PROJ] = {"q", "k", "v", "o", "gate", "up", "down"};
 
@@ -467,7 +467,8 @@ static int load_weights(struct slm_tune_model *m, const struct gguf_context *g,
     for (struct ggml_tensor *t = ggml_get_first_tensor(m->ctx_w); t;
          t = ggml_get_next_tensor(m->ctx_w, t)) {
         m->n_w++;
-        m->n_w_dev += slm__dev_buft(m) && ggml_backend_buffer_get_type(t->buffer) == slm__dev_buft(m);
+        m->n_w_dev +=
+            slm__dev_buft(m) && ggml_backend_buffer_get_type(t->buffer) == slm__dev_buft(m);
     }
     fp = fopen(m->path, "rb");
     if (!fp) {
@@ -710,12 +711,12 @@ static struct ggml_tensor *attention(struct ggml_context *ctx, const struct slm_
     q = rope(ctx, m, q, in->pos);
     k = rope(ctx, m, k, in->pos);
     /* [hd, nh, T, B] -> [hd, T, nh, B] -> [hd, T, nh*B]: the batch folded into dim 2. */
-    q = ggml_reshape_3d(ctx, ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, q, hd, nh, T, B),
-                                                         0, 2, 1, 3)),
-                        hd, T, nh * B);
-    k = ggml_reshape_3d(ctx, ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, k, hd, nkv, T, B),
-                                                         0, 2, 1, 3)),
-                        hd, T, nkv * B);
+    q = ggml_reshape_3d(
+        ctx, ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, q, hd, nh, T, B), 0, 2, 1, 3)),
+        hd, T, nh * B);
+    k = ggml_reshape_3d(
+        ctx, ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, k, hd, nkv, T, B), 0, 2, 1, 3)),
+        hd, T, nkv * B);
     /* v^T: [hd, nkv, T, B] -> [T, hd, nkv, B] -> [T, hd, nkv*B] */
     struct ggml_tensor *vt = ggml_reshape_3d(
         ctx, ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, v, hd, nkv, T, B), 1, 2, 0, 3)),
@@ -746,10 +747,12 @@ struct ggml_tensor *slm__build_forward(struct ggml_context *ctx, const struct sl
         struct ggml_tensor *h = rms(ctx, x, L->attn_norm, hp->eps);
         x = ggml_add(ctx, x, attention(ctx, m, in, l, h, drop ? drop[0] : NULL));
         h = rms(ctx, x, L->ffn_norm, hp->eps);
-        struct ggml_tensor *g = proj(ctx, in, l, P_GATE, L->w[P_GATE], NULL, h, drop ? drop[2] : NULL);
+        struct ggml_tensor *g =
+            proj(ctx, in, l, P_GATE, L->w[P_GATE], NULL, h, drop ? drop[2] : NULL);
         struct ggml_tensor *u = proj(ctx, in, l, P_UP, L->w[P_UP], NULL, h, drop ? drop[2] : NULL);
         struct ggml_tensor *a = ggml_swiglu_split(ctx, g, u); /* silu(g) * u */
-        x = ggml_add(ctx, x, proj(ctx, in, l, P_DOWN, L->w[P_DOWN], NULL, a, drop ? drop[3] : NULL));
+        x = ggml_add(ctx, x,
+                     proj(ctx, in, l, P_DOWN, L->w[P_DOWN], NULL, a, drop ? drop[3] : NULL));
     }
     x = rms(ctx, x, m->output_norm, hp->eps);
     if (in->out_idx) {

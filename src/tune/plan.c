@@ -165,8 +165,8 @@ void slm__batch_free(struct slm__batch *hb) {
 }
 
 static void fill_row(struct slm__batch *hb, const struct slm__plan *pl,
-                     const struct slm_dataset *ds, const struct slm__row *row, int32_t b,
-                     int32_t T, int32_t C, int32_t V, uint32_t *c) {
+                     const struct slm_dataset *ds, const struct slm__row *row, int32_t b, int32_t T,
+                     int32_t C, int32_t V, uint32_t *c) {
     int32_t t = 0;
     size_t base = (size_t)b * (size_t)T;
     for (uint32_t k = 0; row && k < row->count; k++) {
@@ -195,8 +195,9 @@ static void fill_row(struct slm__batch *hb, const struct slm__plan *pl,
     slm__fill_mask(hb->mask + base * (size_t)T, hb->seg + base, T);
 }
 
-void slm__batch_fill(struct slm__batch *hb, const struct slm__plan *pl, const struct slm_dataset *ds,
-                     size_t row0, int32_t T, int32_t B, int32_t C, int32_t V) {
+void slm__batch_fill(struct slm__batch *hb, const struct slm__plan *pl,
+                     const struct slm_dataset *ds, size_t row0, int32_t T, int32_t B, int32_t C,
+                     int32_t V) {
     hb->n_tok = 0;
     memset(hb->targets, 0, (size_t)V * (size_t)C * sizeof(float));
     uint32_t c = 0;

@@ -65,8 +65,8 @@ static int axes(struct slm_buf *b, struct range r, double n_steps) {
 
 static int polyline(struct slm_buf *b, const float *v, const uint32_t *steps, size_t n,
                     double n_steps, struct range r, const char *color) {
-    int rc = slm_buf_printf(b, "<polyline fill='none' stroke='%s' stroke-width='1.5' points='",
-                            color);
+    int rc =
+        slm_buf_printf(b, "<polyline fill='none' stroke='%s' stroke-width='1.5' points='", color);
     for (size_t i = 0; i < n && rc == SLM_OK; i++) {
         if (isfinite(v[i])) {
             double s = steps ? steps[i] : (double)(i + 1);

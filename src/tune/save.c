@@ -215,8 +215,7 @@ int slm__ckpt_save(struct slm_trainer *tr, const char *path, struct slm_err *err
                       tr->n_hist_train);
     gguf_set_arr_data(g, "slm.ckpt.valid_loss", GGUF_TYPE_FLOAT32, tr->hist_valid,
                       tr->n_hist_valid);
-    gguf_set_arr_data(g, "slm.ckpt.valid_step", GGUF_TYPE_UINT32, tr->hist_vstep,
-                      tr->n_hist_valid);
+    gguf_set_arr_data(g, "slm.ckpt.valid_step", GGUF_TYPE_UINT32, tr->hist_vstep, tr->n_hist_valid);
     char name[GGML_MAX_NAME];
     for (size_t i = 0; i < tr->n_params; i++) {
         snprintf(name, sizeof(name), "p.%zu", i);
@@ -254,8 +253,8 @@ static int restore_history(struct slm_trainer *tr, const struct gguf_context *g)
     int64_t ks = gguf_find_key(g, "slm.ckpt.valid_step");
     if (kv >= 0 && ks >= 0 && gguf_get_arr_type(g, kv) == GGUF_TYPE_FLOAT32 &&
         gguf_get_arr_type(g, ks) == GGUF_TYPE_UINT32) {
-        size_t n = SLM_MIN(SLM_MIN(gguf_get_arr_n(g, kv), gguf_get_arr_n(g, ks)),
-                           (size_t)tr->n_steps + 2);
+        size_t n =
+            SLM_MIN(SLM_MIN(gguf_get_arr_n(g, kv), gguf_get_arr_n(g, ks)), (size_t)tr->n_steps + 2);
         memcpy(tr->hist_valid, gguf_get_arr_data(g, kv), n * sizeof(float));
         memcpy(tr->hist_vstep, gguf_get_arr_data(g, ks), n * sizeof(uint32_t));
         tr->n_hist_valid = n;

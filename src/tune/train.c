@@ -309,8 +309,8 @@ static struct ggml_tensor *transposed(struct slm_trainer *tr, struct ggml_tensor
 #define SLM_TUNE_F32_TRANSPOSE_MAX ((size_t)256 << 20)
 
 static bool reroutable(const struct slm_trainer *tr, const struct ggml_tensor *w) {
-    if (!slm__bufs_has(tr->m->bufs_w, w->buffer) || (w->flags & GGML_TENSOR_FLAG_PARAM) || ggml_n_dims(w) != 2 ||
-        w->ne[1] % ggml_blck_size(w->type) != 0) {
+    if (!slm__bufs_has(tr->m->bufs_w, w->buffer) || (w->flags & GGML_TENSOR_FLAG_PARAM) ||
+        ggml_n_dims(w) != 2 || w->ne[1] % ggml_blck_size(w->type) != 0) {
         return false;
     }
     if (ggml_is_quantized(w->type)) {
@@ -475,8 +475,7 @@ static void rewrite_node(struct rewriter *rw, struct ggml_tensor *node) {
         /* A transposed b is read along k: on the CPU fine while k is a
          * LoRA rank (16 floats in a row), slow when it is a sequence. A
          * GPU's out_prod wants contiguous sources: there it is rewritten. */
-        bool slow = a->ne[0] < 64 ||
-                    (ggml_is_transposed(b) && (!rw->cpu || k > SLM_TUNE_SHORT_K));
+        bool slow = a->ne[0] < 64 || (ggml_is_transposed(b) && (!rw->cpu || k > SLM_TUNE_SHORT_K));
         bool fits = k % 16 == 0 || k >= 128;
         if (!slow) {
             return;
@@ -654,9 +653,8 @@ static int build_graphs(struct slm_trainer *tr, struct slm_err *err) {
         ggml_clamp(ctx, ggml_div(ctx, tr->clip_max, ggml_sqrt(ctx, norm2)), 0.0f, 1.0f);
     for (size_t i = 0; i < tr->n_params; i++) {
         struct ggml_tensor *g = ggml_mul(ctx, tr->acc[i], coef);
-        ggml_build_forward_expand(tr->gopt, ggml_opt_step_adamw(ctx, tr->params[i], g,
-                                                                tr->mom_m[i], tr->mom_v[i],
-                                                                tr->adamw_par));
+        ggml_build_forward_expand(tr->gopt, ggml_opt_step_adamw(ctx, tr->params[i], g, tr->mom_m[i],
+                                                                tr->mom_v[i], tr->adamw_par));
     }
     tr->run_train = slm__runner_new(tr->m);
     tr->run_eval = slm__runner_new(tr->m);
@@ -664,7 +662,8 @@ static int build_graphs(struct slm_trainer *tr, struct slm_err *err) {
     if (!tr->run_train || !tr->run_eval || !tr->run_opt) {
         return slm_err_set(err, SLM_E_NOMEM, "out of memory");
     }
-    if (!slm__runner_reserve(tr->run_train, tr->gb) || !slm__runner_reserve(tr->run_opt, tr->gopt)) {
+    if (!slm__runner_reserve(tr->run_train, tr->gb) ||
+        !slm__runner_reserve(tr->run_opt, tr->gopt)) {
         return slm_err_set(err, SLM_E_NOMEM, "cannot allocate the training graph's memory");
     }
     return SLM_OK;
@@ -690,14 +689,13 @@ static int make_plans(struct slm_trainer *tr, struct slm_err *err) {
     if (!p->steps) {
         /* More epochs: extend the plan epoch by epoch (same seeds). */
         slm__plan_free(&tr->plan);
-        rc = slm__plan_build(&tr->plan, tr->train, tr->T, tr->B, !p->no_packing, true, p->seed,
-                             0);
+        rc = slm__plan_build(&tr->plan, tr->train, tr->T, tr->B, !p->no_packing, true, p->seed, 0);
         size_t want = 0;
         if (rc == SLM_OK) {
             want = tr->plan.rows_per_epoch * p->epochs;
             slm__plan_free(&tr->plan);
-            rc = slm__plan_build(&tr->plan, tr->train, tr->T, tr->B, !p->no_packing, true,
-                                 p->seed, want);
+            rc = slm__plan_build(&tr->plan, tr->train, tr->T, tr->B, !p->no_packing, true, p->seed,
+                                 want);
         }
         if (rc != SLM_OK) {
             return slm_err_set(err, rc, "out of memory planning batches");
@@ -957,7 +955,8 @@ int slm__trainer_probe(struct slm_trainer *tr, size_t row0, bool backward, float
     if (backward) {
         slm__bufs_clear(&tr->buf_acc, 0);
     }
-    int rc = slm__runner_compute(backward ? tr->run_train : tr->run_eval, backward ? tr->gb : tr->gf_eval, err);
+    int rc = slm__runner_compute(backward ? tr->run_train : tr->run_eval,
+                                 backward ? tr->gb : tr->gf_eval, err);
     if (rc == SLM_OK) {
         *loss = (float)(micro_loss_sum(tr, backward ? tr->ce : tr->ce_eval) /
                         (double)(tr->hb.n_target ? tr->hb.n_target : 1));
@@ -1004,8 +1003,8 @@ int slm_trainer_run(struct slm_trainer *tr, slm_tune_progress_cb cb, void *user,
                     struct slm_err *err) {
     const struct slm_tune_params *p = &tr->p;
     uint32_t every = p->eval_every ? p->eval_every : (tr->n_steps >= 10 ? tr->n_steps / 10 : 1);
-    uint32_t ck_every = p->checkpoint_every ? p->checkpoint_every
-                                            : (tr->n_steps >= 20 ? tr->n_steps / 20 : 1);
+    uint32_t ck_every =
+        p->checkpoint_every ? p->checkpoint_every : (tr->n_steps >= 20 ? tr->n_steps / 20 : 1);
     double t0 = slm_time_mono(), last_ck = t0;
     uint64_t tok0 = tr->tokens_done;
     uint32_t step0 = tr->step;
@@ -1058,9 +1057,8 @@ int slm_trainer_run(struct slm_trainer *tr, slm_tune_progress_cb cb, void *user,
             if (p->checkpoint && (rc = slm__ckpt_save(tr, p->checkpoint, err)) != SLM_OK) {
                 return rc;
             }
-            return slm_err_set(err, SLM_E_ABORTED, "training stopped at step %u of %u%s",
-                               tr->step, tr->n_steps,
-                               p->checkpoint ? " (checkpoint written)" : "");
+            return slm_err_set(err, SLM_E_ABORTED, "training stopped at step %u of %u%s", tr->step,
+                               tr->n_steps, p->checkpoint ? " (checkpoint written)" : "");
         }
     }
     if (p->checkpoint) {

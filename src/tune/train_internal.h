@@ -53,7 +53,7 @@ struct slm_trainer {
     struct slm__bufs buf_static;
     struct slm__bufs buf_acc; /* the accumulators alone: cleared per step */
     struct ggml_context *ctx_acc;
-    struct ggml_context *ctx_graph; /* graph metadata (no data) */
+    struct ggml_context *ctx_graph;               /* graph metadata (no data) */
     struct ggml_cgraph *gf, *gb, *gopt, *gf_eval; /* gf_eval: own tensors */
     struct slm__runner *run_train, *run_eval, *run_opt;
 
@@ -96,8 +96,9 @@ uint32_t slm__plan_max_targets(const struct slm__plan *pl, int32_t B);
 int slm__batch_alloc(struct slm__batch *hb, int32_t T, int32_t B, int32_t C, int32_t V);
 void slm__batch_free(struct slm__batch *hb);
 /* Fills `hb` with rows [row0, row0 + B) of the plan (missing rows are padding). */
-void slm__batch_fill(struct slm__batch *hb, const struct slm__plan *pl, const struct slm_dataset *ds,
-                     size_t row0, int32_t T, int32_t B, int32_t C, int32_t V);
+void slm__batch_fill(struct slm__batch *hb, const struct slm__plan *pl,
+                     const struct slm_dataset *ds, size_t row0, int32_t T, int32_t B, int32_t C,
+                     int32_t V);
 
 /* train.c: one micro-batch (rows row0..row0+B of the training plan), forward
  * and, with `backward`, gradients into the accumulators (cleared first).

@@ -55,8 +55,8 @@ static struct {
 } g_opt = {.truncate_after = -1};
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static long g_downloads;     /* file requests seen */
-static bool g_truncated;     /* the one truncation happened */
+static long g_downloads; /* file requests seen */
+static bool g_truncated; /* the one truncation happened */
 static volatile sig_atomic_t g_stop;
 
 static void log_request(const char *method, const char *url, const char *range, unsigned status) {
@@ -111,20 +111,26 @@ static int append_entries(struct slm_buf *out, const char *dir, const char *pref
         int rc = slm_buf_puts(out, *first ? "\n  " : ",\n  ");
         *first = false;
         if (S_ISDIR(st.st_mode)) {
-            rc |= slm_buf_printf(out, "{\"type\": \"directory\", \"oid\": \"0\", \"size\": 0, "
-                                      "\"path\": \"%s\"}", rel);
+            rc |= slm_buf_printf(out,
+                                 "{\"type\": \"directory\", \"oid\": \"0\", \"size\": 0, "
+                                 "\"path\": \"%s\"}",
+                                 rel);
             continue;
         }
         char sha[65];
         if (slm_sha256_file(full, sha, NULL) != SLM_OK) {
             continue;
         }
-        rc |= slm_buf_printf(out, "{\"type\": \"file\", \"oid\": \"%.40s\", \"size\": %lld, "
-                                  "\"path\": \"%s\"", sha, (long long)st.st_size, rel);
+        rc |= slm_buf_printf(out,
+                             "{\"type\": \"file\", \"oid\": \"%.40s\", \"size\": %lld, "
+                             "\"path\": \"%s\"",
+                             sha, (long long)st.st_size, rel);
         size_t n = strlen(e->d_name);
         if (n > 5 && strcmp(e->d_name + n - 5, ".gguf") == 0) {
-            rc |= slm_buf_printf(out, ", \"lfs\": {\"oid\": \"%s\", \"size\": %lld, "
-                                      "\"pointerSize\": 134}", sha, (long long)st.st_size);
+            rc |= slm_buf_printf(out,
+                                 ", \"lfs\": {\"oid\": \"%s\", \"size\": %lld, "
+                                 "\"pointerSize\": 134}",
+                                 sha, (long long)st.st_size);
         }
         rc |= slm_buf_puts(out, "}");
         if (rc != 0) {
@@ -153,12 +159,11 @@ static enum MHD_Result serve_tree(struct MHD_Connection *c, const char *url) {
     int rc = slm_buf_puts(&out, "[");
     if (rc != 0 || append_entries(&out, dir, sub, &first) != 0) {
         slm_buf_free(&out);
-        return send_text(c, 404, "application/json",
-                         "{\"error\":\"Repository not found\"}");
+        return send_text(c, 404, "application/json", "{\"error\":\"Repository not found\"}");
     }
     rc = slm_buf_puts(&out, "\n]\n");
-    enum MHD_Result ret = send_text(c, rc == 0 ? 200 : 500, "application/json",
-                                    rc == 0 ? slm_buf_cstr(&out) : "{}");
+    enum MHD_Result ret =
+        send_text(c, rc == 0 ? 200 : 500, "application/json", rc == 0 ? slm_buf_cstr(&out) : "{}");
     slm_buf_free(&out);
     return ret;
 }
@@ -167,9 +172,9 @@ static enum MHD_Result serve_tree(struct MHD_Connection *c, const char *url) {
 
 struct body {
     int fd;
-    uint64_t start;       /* first byte served */
+    uint64_t start; /* first byte served */
     uint64_t file_size;
-    long long cut_after;  /* body bytes before dropping the connection; -1 = never */
+    long long cut_after; /* body bytes before dropping the connection; -1 = never */
     bool corrupt;
     double t0;
 };
@@ -272,8 +277,8 @@ static enum MHD_Result serve_file(struct MHD_Connection *c, const char *method, 
     b->cut_after = cut ? g_opt.truncate_after : -1;
     b->corrupt = g_opt.corrupt;
     b->t0 = slm_time_mono();
-    struct MHD_Response *r = MHD_create_response_from_callback(len, 64 * 1024, read_body, b,
-                                                               free_body);
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(len, 64 * 1024, read_body, b, free_body);
     MHD_add_response_header(r, "Content-Type", "application/octet-stream");
     MHD_add_response_header(r, "Accept-Ranges", g_opt.ignore_range ? "none" : "bytes");
     if (partial) {
@@ -349,10 +354,9 @@ static void on_signal(int sig) {
 }
 
 static void usage(void) {
-    fprintf(stderr,
-            "usage: fake_hf --root DIR [--port-file FILE] [--log FILE] [--fail-first N]\n"
-            "               [--truncate-after BYTES] [--corrupt] [--ignore-range]\n"
-            "               [--slow-bytes-per-sec N] [--redirect] [--token T]\n");
+    fprintf(stderr, "usage: fake_hf --root DIR [--port-file FILE] [--log FILE] [--fail-first N]\n"
+                    "               [--truncate-after BYTES] [--corrupt] [--ignore-range]\n"
+                    "               [--slow-bytes-per-sec N] [--redirect] [--token T]\n");
 }
 
 static bool num_arg(const char *flag, const char *v, long long *out) {

@@ -139,7 +139,7 @@ Test(base, utf8_boundaries) {
     cr_assert_eq(slm_utf8_complete_len(emoji, 4), 4);
     cr_assert(slm_utf8_valid(e, 5));
     cr_assert(!slm_utf8_valid(e, 4));
-    cr_assert(!slm_utf8_valid("\xc0\x80", 2)); /* overlong */
+    cr_assert(!slm_utf8_valid("\xc0\x80", 2));     /* overlong */
     cr_assert(!slm_utf8_valid("\xed\xa0\x80", 3)); /* surrogate */
 }
 

@@ -183,8 +183,8 @@ static void gen(struct slm_ctx *ctx, const char *prompt, struct slm_gen_params *
     free(toks);
 }
 
-Test(generate, greedy_is_deterministic_and_prefix_reuse_changes_nothing,
-     .init = load_model, .fini = unload_model) {
+Test(generate, greedy_is_deterministic_and_prefix_reuse_changes_nothing, .init = load_model,
+     .fini = unload_model) {
     struct slm_ctx *ctx;
     struct slm_err err;
     cr_assert_eq(slm_ctx_init(g_model, NULL, &ctx, &err), SLM_OK, "%s", err.msg);

@@ -167,9 +167,9 @@ Test(modelfile, size_cap_and_nul_bytes) {
     cr_assert_eq(slm_modelfile_parse(text, big, "M", &mf, &err), SLM_E_TOO_LARGE);
     free(text);
     /* A byte-order mark is skipped. */
-    static const char bom[] = "\xEF\xBB\xBF" "FROM x\n";
-    cr_assert_eq(slm_modelfile_parse(bom, sizeof(bom) - 1, "M", &mf, &err), SLM_OK, "%s",
-                 err.msg);
+    static const char bom[] = "\xEF\xBB\xBF"
+                              "FROM x\n";
+    cr_assert_eq(slm_modelfile_parse(bom, sizeof(bom) - 1, "M", &mf, &err), SLM_OK, "%s", err.msg);
     cr_assert_str_eq(mf->from, "x");
     slm_modelfile_free(mf);
     slm_modelfile_free(NULL);
@@ -179,18 +179,18 @@ Test(modelfile, manifest_prints_a_modelfile_that_parses_back) {
     struct slm_manifest m = {0};
     m.name = "me/tiny:latest";
     m.model_path = "/store/blobs/sha256-aa";
-    m.params = json_pack("{sfsis[ss]}", "temperature", 0.25, "num_ctx", 512, "stop", "a \"q\"",
-                         "b\\c");
+    m.params =
+        json_pack("{sfsis[ss]}", "temperature", 0.25, "num_ctx", 512, "stop", "a \"q\"", "b\\c");
     m.system = "line one\nline \"two\"\"\"";
-    m.messages = json_pack("[{ssss}{ssss}]", "role", "user", "content", "hi", "role",
-                           "assistant", "content", "hello \"there\"");
+    m.messages = json_pack("[{ssss}{ssss}]", "role", "user", "content", "hi", "role", "assistant",
+                           "content", "hello \"there\"");
     m.license = "MIT";
     struct slm_buf out = {0};
     struct slm_err err = {0};
     cr_assert_eq(slm_manifest_to_modelfile(&m, &out, &err), SLM_OK, "%s", err.msg);
     struct slm_modelfile *mf = NULL;
-    cr_assert_eq(slm_modelfile_parse(out.ptr, out.len, "generated", &mf, &err), SLM_OK,
-                 "%s\n%s", err.msg, out.ptr);
+    cr_assert_eq(slm_modelfile_parse(out.ptr, out.len, "generated", &mf, &err), SLM_OK, "%s\n%s",
+                 err.msg, out.ptr);
     cr_assert_str_eq(mf->from, "/store/blobs/sha256-aa");
     cr_assert_str_eq(mf->system, m.system);
     cr_assert_str_eq(mf->license, "MIT");

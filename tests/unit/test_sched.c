@@ -146,8 +146,10 @@ static void expect_same(const struct run *ref, const struct run *got, const char
             cr_log_info("%s: diverges at step %d, top-2 log-prob gap there %.3g alone, %.3g "
                         "scheduled (log-probs differed by up to %.3g before)",
                         what, i, (double)ref->gap[i], (double)got->gap[i], worst);
-            cr_assert_lt(ref->gap[i], 1e-3f, "%s: diverges at step %d where the top-2 gap is %g "
-                                             "(cross-talk)", what, i, (double)ref->gap[i]);
+            cr_assert_lt(ref->gap[i], 1e-3f,
+                         "%s: diverges at step %d where the top-2 gap is %g "
+                         "(cross-talk)",
+                         what, i, (double)ref->gap[i]);
             return;
         }
         worst = fmax(worst, fabs((double)ref->lp[i] - got->lp[i]));
@@ -194,10 +196,10 @@ static struct slm_request *submit(struct slm_sched *s, const int32_t *p, size_t 
 }
 
 static const char *const k_prompts[16] = {
-    "Once upon a time",     "The little dog",     "Lily and Ben went",  "One day, a bird",
-    "Tom had a red ball",   "The sun was hot",    "Mom said",           "There was a big tree",
-    "A girl named Sue",     "The cat sat",        "In the park,",       "Sam wanted to",
-    "The boat was",         "It was a rainy day", "Max found a box",    "The old man",
+    "Once upon a time",   "The little dog",     "Lily and Ben went", "One day, a bird",
+    "Tom had a red ball", "The sun was hot",    "Mom said",          "There was a big tree",
+    "A girl named Sue",   "The cat sat",        "In the park,",      "Sam wanted to",
+    "The boat was",       "It was a rainy day", "Max found a box",   "The old man",
 };
 
 Test(sched, sixteen_requests_at_once_get_their_own_continuations, .init = load_model,
@@ -323,9 +325,9 @@ Test(sched, a_burst_with_a_shared_prefix_evaluates_it_once, .init = load_model,
         size_t ns;
         int32_t *suffix;
         struct slm_err err;
-        cr_assert_eq(slm_tokenize_alloc(g_model, slm_str_c(k_prompts[i]), false, &suffix, &ns, 0,
-                                        &err),
-                     SLM_OK);
+        cr_assert_eq(
+            slm_tokenize_alloc(g_model, slm_str_c(k_prompts[i]), false, &suffix, &ns, 0, &err),
+            SLM_OK);
         prompts[i] = malloc((np + ns) * sizeof(int32_t));
         memcpy(prompts[i], prefix, np * sizeof(int32_t));
         memcpy(prompts[i] + np, suffix, ns * sizeof(int32_t));
@@ -640,8 +642,8 @@ static void write_lora(const char *path, uint32_t seed) {
     const int n_embd = 64, rank = 4, n_layer = 5;
     const char *targets[] = {"attn_q", "attn_output"};
     size_t n_t = (size_t)n_layer * 2 * 2;
-    struct ggml_init_params ip = {n_t * (ggml_tensor_overhead() + 2 * n_embd * rank * 4 + 64),
-                                  NULL, false};
+    struct ggml_init_params ip = {n_t * (ggml_tensor_overhead() + 2 * n_embd * rank * 4 + 64), NULL,
+                                  false};
     struct ggml_context *ctx = ggml_init(ip);
     cr_assert_not_null(ctx);
     struct gguf_context *g = gguf_init_empty();
@@ -743,8 +745,7 @@ static void embed(struct slm_sched *s, const char *text, float *out, int32_t *n_
     free(p);
 }
 
-Test(sched, embeddings_are_normalized_and_deterministic, .init = load_model,
-     .fini = unload_model) {
+Test(sched, embeddings_are_normalized_and_deterministic, .init = load_model, .fini = unload_model) {
     struct slm_sched_params sp = slm_sched_params_default();
     sp.n_parallel = 2;
     sp.n_ctx = 2048;

@@ -108,8 +108,7 @@ Test(store_names, aliases) {
     const struct slm_alias *a = slm_alias_find("stories260k");
     cr_assert_not_null(a);
     cr_assert_str_eq(a->target, "hf.co/ggml-org/models/tinyllamas/stories260K.gguf");
-    cr_assert_str_eq(a->sha256,
-                     "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d");
+    cr_assert_str_eq(a->sha256, "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d");
     cr_assert_eq(slm_alias_find("Stories260K:latest"), a);
     cr_assert_null(slm_alias_find("stories260k:other"));
     const struct slm_alias *s = slm_alias_find("smollm2:135m");
@@ -196,8 +195,7 @@ Test(store, import_blob_copy_move_and_mismatch, .init = make_home, .fini = remov
     snprintf(src, sizeof(src), "%s/hello.bin", g_home);
     write_file(src, "hello");
     struct slm_err err = {0};
-    cr_assert_eq(slm_store_import_blob(st, src, NULL, false, digest, &err), SLM_OK, "%s",
-                 err.msg);
+    cr_assert_eq(slm_store_import_blob(st, src, NULL, false, digest, &err), SLM_OK, "%s", err.msg);
     cr_assert_str_eq(digest, "sha256-" HELLO_SHA);
     slm_store_blob_path(st, HELLO_SHA, blob, sizeof(blob));
     cr_assert(slm_file_exists(blob));
@@ -406,8 +404,7 @@ Test(store, resolve_alias_and_local_path, .init = make_home, .fini = remove_home
     slm_store_close(st);
 }
 
-Test(store, replacing_a_manifest_releases_its_old_blobs, .init = make_home,
-     .fini = remove_home) {
+Test(store, replacing_a_manifest_releases_its_old_blobs, .init = make_home, .fini = remove_home) {
     struct slm_store *st = NULL;
     cr_assert_eq(slm_store_open(g_home, &st, NULL), SLM_OK);
     char src[PATH_MAX], d1[72], d2[72], b1[PATH_MAX], b2[PATH_MAX];
@@ -548,8 +545,7 @@ static void mkdirs(const char *path) {
     cr_assert_eq(slm_mkdir_p(path, NULL), SLM_OK, "%s", path);
 }
 
-Test(store_pull, from_folder_mirror_then_list_copy_remove, .init = make_home,
-     .fini = remove_home) {
+Test(store_pull, from_folder_mirror_then_list_copy_remove, .init = make_home, .fini = remove_home) {
     char repo[512], file[PATH_MAX], home[PATH_MAX];
     snprintf(repo, sizeof(repo), "%s/mirror/acme/m-GGUF/resolve/main", g_home);
     mkdirs(repo);
@@ -565,8 +561,7 @@ Test(store_pull, from_folder_mirror_then_list_copy_remove, .init = make_home,
     pp.mirror = mirror;
     struct slm_pull_result res;
     struct slm_err err = {0};
-    cr_assert_eq(slm_pull(st, "hf.co/acme/m-GGUF:Q4_K_M", &pp, &res, &err), SLM_OK, "%s",
-                 err.msg);
+    cr_assert_eq(slm_pull(st, "hf.co/acme/m-GGUF:Q4_K_M", &pp, &res, &err), SLM_OK, "%s", err.msg);
     cr_assert_str_eq(res.name, "hf.co/acme/m-GGUF:Q4_K_M");
     cr_assert_str_eq(res.digest, "sha256-" HELLO_SHA);
     cr_assert_not(res.verified); /* no listing in this mirror */
@@ -576,8 +571,7 @@ Test(store_pull, from_folder_mirror_then_list_copy_remove, .init = make_home,
 
     /* With a pinned or given digest that does not match: refused, nothing named. */
     pp.sha256 = SHA_A;
-    cr_assert_eq(slm_pull(st, "hf.co/acme/m-GGUF/m-Q4_K_M.gguf", &pp, &res, &err),
-                 SLM_E_CORRUPT);
+    cr_assert_eq(slm_pull(st, "hf.co/acme/m-GGUF/m-Q4_K_M.gguf", &pp, &res, &err), SLM_E_CORRUPT);
     pp.sha256 = NULL;
     cr_assert_eq(slm_pull(st, "https://example.invalid/m.gguf", &pp, &res, &err), SLM_E_INVALID);
     cr_assert(strstr(err.msg, "--sha256") != NULL, "%s", err.msg);

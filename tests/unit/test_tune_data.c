@@ -16,9 +16,10 @@ static int parse(const char *text, const char *name, struct slm_data_records *ou
 Test(tune_data, prompt_completion_jsonl) {
     struct slm_data_records r;
     struct slm_err err = {0};
-    cr_assert_eq(parse("{\"prompt\":\"a\",\"completion\":\"b\"}\n\n{\"prompt\":\"c\",\"completion\":\"d\"}",
-                       "x.jsonl", &r, &err),
-                 SLM_OK, "%s", err.msg);
+    cr_assert_eq(
+        parse("{\"prompt\":\"a\",\"completion\":\"b\"}\n\n{\"prompt\":\"c\",\"completion\":\"d\"}",
+              "x.jsonl", &r, &err),
+        SLM_OK, "%s", err.msg);
     cr_assert_eq(r.n, 2);
     cr_assert_eq(r.format, SLM_DATA_PROMPT_COMPLETION);
     cr_assert_str_eq(r.items[1].prompt, "c");
@@ -29,18 +30,19 @@ Test(tune_data, prompt_completion_jsonl) {
 Test(tune_data, errors_name_file_line_and_field) {
     struct slm_data_records r;
     struct slm_err err = {0};
-    cr_assert_eq(parse("{\"prompt\":\"a\",\"completion\":\"b\"}\n{\"prompt\":\"a\",\"completion\":3}\n",
-                       "t.jsonl", &r, &err),
-                 SLM_E_INVALID);
+    cr_assert_eq(
+        parse("{\"prompt\":\"a\",\"completion\":\"b\"}\n{\"prompt\":\"a\",\"completion\":3}\n",
+              "t.jsonl", &r, &err),
+        SLM_E_INVALID);
     cr_assert_str_eq(err.msg, "t.jsonl:2: field 'completion' must be a string");
     cr_assert_eq(parse("{\"prompt\":\"a\",\"completion\":\"b\"}\n{oops\n", "t.jsonl", &r, &err),
                  SLM_E_INVALID);
     cr_assert(strncmp(err.msg, "t.jsonl:2:", 10) == 0, "%s", err.msg);
     cr_assert_eq(parse("[1,2]\n", "t.jsonl", &r, &err), SLM_E_INVALID);
     cr_assert(strstr(err.msg, "JSON object"), "%s", err.msg);
-    cr_assert_eq(parse("{\"prompt\":\"a\",\"completion\":\"b\"}\n{\"text\":\"x\"}\n", "t.jsonl", &r,
-                       &err),
-                 SLM_E_INVALID);
+    cr_assert_eq(
+        parse("{\"prompt\":\"a\",\"completion\":\"b\"}\n{\"text\":\"x\"}\n", "t.jsonl", &r, &err),
+        SLM_E_INVALID);
     cr_assert(strstr(err.msg, "t.jsonl:2: a text record"), "%s", err.msg);
     cr_assert_eq(parse("", "t.jsonl", &r, &err), SLM_E_INVALID);
     cr_assert(strstr(err.msg, "no records"), "%s", err.msg);
@@ -49,20 +51,21 @@ Test(tune_data, errors_name_file_line_and_field) {
 Test(tune_data, messages_and_text) {
     struct slm_data_records r;
     struct slm_err err = {0};
-    const char *m = "{\"messages\":[{\"role\":\"system\",\"content\":\"s\"},{\"role\":\"user\",\"content\":"
-                    "\"hi\"},{\"role\":\"assistant\",\"content\":\"hello\"}]}\n";
+    const char *m =
+        "{\"messages\":[{\"role\":\"system\",\"content\":\"s\"},{\"role\":\"user\",\"content\":"
+        "\"hi\"},{\"role\":\"assistant\",\"content\":\"hello\"}]}\n";
     cr_assert_eq(parse(m, "m.jsonl", &r, &err), SLM_OK, "%s", err.msg);
     cr_assert_eq(r.format, SLM_DATA_MESSAGES);
     cr_assert_str_eq(r.items[0].completion, "hello");
     cr_assert_not_null(r.items[0].messages);
     slm_data_records_free(&r);
-    cr_assert_eq(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", "m.jsonl", &r,
-                       &err),
-                 SLM_E_INVALID);
+    cr_assert_eq(
+        parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", "m.jsonl", &r, &err),
+        SLM_E_INVALID);
     cr_assert(strstr(err.msg, "no assistant turn"), "%s", err.msg);
-    cr_assert_eq(parse("{\"messages\":[{\"role\":\"bot\",\"content\":\"hi\"}]}", "m.jsonl", &r,
-                       &err),
-                 SLM_E_INVALID);
+    cr_assert_eq(
+        parse("{\"messages\":[{\"role\":\"bot\",\"content\":\"hi\"}]}", "m.jsonl", &r, &err),
+        SLM_E_INVALID);
     cr_assert(strstr(err.msg, "messages[0].role 'bot'"), "%s", err.msg);
     cr_assert_eq(parse("{\"text\":\"once upon a time\"}", "t.jsonl", &r, &err), SLM_OK);
     cr_assert_eq(r.format, SLM_DATA_TEXT);
@@ -122,7 +125,10 @@ Test(tune_data, hash_split_is_the_design_split) {
     p.format = SLM_DATA_PROMPT_COMPLETION;
     struct slm_buf j = {0};
     for (int i = 0; i < 200; i++) {
-        cr_assert_eq(slm_buf_printf(&j, "{\"text\":\"message %d\",\"prompt\":\"p\",\"completion\":\"c\"}\n", i), SLM_OK);
+        cr_assert_eq(
+            slm_buf_printf(&j, "{\"text\":\"message %d\",\"prompt\":\"p\",\"completion\":\"c\"}\n",
+                           i),
+            SLM_OK);
     }
     cr_assert_eq(slm_data_parse(j.ptr, j.len, "s.jsonl", &p, &r, &err), SLM_OK, "%s", err.msg);
     cr_assert_eq(slm_data_split_hash(&r, "text", 10, &held, &err), SLM_OK, "%s", err.msg);
@@ -220,7 +226,8 @@ Test(tune_data, completion_tokens_are_the_only_targets) {
     struct slm_err err = {0};
     struct slm_tune_model *m = NULL;
     cr_assert_eq(slm_tune_model_load(path, NULL, &m, &err), SLM_OK, "%s", err.msg);
-    struct slm_dataset *ds = tt_dataset(m, "{\"prompt\":\"Once upon a time\",\"completion\":\" there was a dog.\"}\n", 0);
+    struct slm_dataset *ds = tt_dataset(
+        m, "{\"prompt\":\"Once upon a time\",\"completion\":\" there was a dog.\"}\n", 0);
     const uint8_t *train;
     size_t n;
     const int32_t *tok = slm_dataset_example(ds, 0, &train, &n);
@@ -253,8 +260,9 @@ Test(tune_data, completion_tokens_are_the_only_targets) {
     slm_dataset_free(ds);
 
     /* A long prompt loses its start, not the completion. */
-    ds = tt_dataset(m, "{\"prompt\":\"one two three four five six seven eight nine ten\","
-                       "\"completion\":\" dog\"}\n",
+    ds = tt_dataset(m,
+                    "{\"prompt\":\"one two three four five six seven eight nine ten\","
+                    "\"completion\":\" dog\"}\n",
                     6);
     tok = slm_dataset_example(ds, 0, &train, &n);
     cr_assert_eq(n, 6);

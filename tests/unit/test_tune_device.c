@@ -90,8 +90,8 @@ static void expect_same(const struct run *a, const struct run *b, double tol, do
     cr_assert_eq(a->n_valid, b->n_valid);
     cr_assert_eq(a->n_w, b->n_w);
     for (size_t i = 0; i < a->n_loss; i++) {
-        cr_log_info("step %zu: loss %.7f on %s, %.7f on %s", i + 1, (double)a->loss[i],
-                    a->device, (double)b->loss[i], b->device);
+        cr_log_info("step %zu: loss %.7f on %s, %.7f on %s", i + 1, (double)a->loss[i], a->device,
+                    (double)b->loss[i], b->device);
         cr_assert(isfinite(a->loss[i]) && isfinite(b->loss[i]));
         cr_assert(fabs((double)a->loss[i] - (double)b->loss[i]) <= tol * fabs((double)a->loss[i]),
                   "step %zu: loss %.7f vs %.7f", i + 1, (double)a->loss[i], (double)b->loss[i]);
@@ -99,7 +99,8 @@ static void expect_same(const struct run *a, const struct run *b, double tol, do
     for (size_t i = 0; i < a->n_valid; i++) {
         cr_log_info("valid %zu: %.7f on %s, %.7f on %s", i, (double)a->valid[i], a->device,
                     (double)b->valid[i], b->device);
-        cr_assert(fabs((double)a->valid[i] - (double)b->valid[i]) <= tol * fabs((double)a->valid[i]),
+        cr_assert(fabs((double)a->valid[i] - (double)b->valid[i]) <=
+                      tol * fabs((double)a->valid[i]),
                   "valid %zu: %.7f vs %.7f", i, (double)a->valid[i], (double)b->valid[i]);
     }
     double rms;
@@ -216,5 +217,3 @@ Test(tune_device, auto_picks_a_gpu_if_there_is_one_else_the_cpu) {
     cr_assert_gt(info.n_weights, 0);
     slm_tune_model_free(m);
 }
-
-

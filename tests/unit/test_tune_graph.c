@@ -7,8 +7,7 @@
 
 #include "tune/internal.h"
 
-static void compare_with_llama(const char *path, enum slm_tune_base_type bt, size_t n,
-                               double tol) {
+static void compare_with_llama(const char *path, enum slm_tune_base_type bt, size_t n, double tol) {
     struct slm_err err = {0};
     struct slm_tune_model *m = NULL;
     struct slm_tune_model_params mp = slm_tune_model_params_default();
@@ -25,8 +24,8 @@ static void compare_with_llama(const char *path, enum slm_tune_base_type bt, siz
     cr_assert_eq(slm__llama_logits(path, NULL, 1.0f, tok, n, b, 2, &err), SLM_OK, "%s", err.msg);
     double rms;
     double mx = tt_max_diff(a, b, n * (size_t)info.n_vocab, &rms);
-    cr_log_info("%s (%s): max |diff| %.3g, rms %.3g over %zu tokens", info.arch, info.base_type,
-                mx, rms, n);
+    cr_log_info("%s (%s): max |diff| %.3g, rms %.3g over %zu tokens", info.arch, info.base_type, mx,
+                rms, n);
     cr_assert(mx < tol, "%s: logits differ from libllama by %g (tolerance %g)", path, mx, tol);
     free(tok);
     free(a);
@@ -87,7 +86,8 @@ static void qwen2_to_qwen3(const char *in, const char *out) {
     gguf_free(rest);
     gguf_set_val_str(o, "general.architecture", "qwen3");
     int64_t n_layer = 0, hd = 0;
-    for (struct ggml_tensor *t = ggml_get_first_tensor(data); t; t = ggml_get_next_tensor(data, t)) {
+    for (struct ggml_tensor *t = ggml_get_first_tensor(data); t;
+         t = ggml_get_next_tensor(data, t)) {
         if (strstr(t->name, ".bias") || gguf_find_tensor(g, t->name) < 0) {
             continue; /* biases, and gguf's own data blob */
         }
