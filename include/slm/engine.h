@@ -224,6 +224,10 @@ struct slm_token_event {
 /* Return 0 to continue, non-zero to stop (finish = SLM_FINISH_ABORTED). */
 typedef int (*slm_token_cb)(const struct slm_token_event *ev, void *user);
 
+/* Stop strings per request, everywhere: CLI, Modelfile, APIs, scheduler. */
+#define SLM_MAX_STOP 16
+#define SLM_MAX_STOP_LEN 1024 /* bytes of one stop string */
+
 struct slm_gen_params {
     struct slm_sample_params sample;
     int32_t max_tokens;      /* -1 = until end-of-generation or the context is full */

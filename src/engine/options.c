@@ -1,6 +1,7 @@
 /*
  * engine/options.c - the one table that maps Ollama option names, CLI flags,
- * types and ranges onto struct slm_options.
+ * OpenAI fields, types and ranges onto struct slm_options; the Modelfile
+ * reader, the HTTP parsers, the router's config and the CLI all check here.
  */
 #include "slm/options.h"
 
@@ -8,24 +9,48 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define AUTO SLM_OPTF_ZERO_AUTO
+#define CTX SLM_OPTF_CONTEXT
+
+/* name, flag, OpenAI field (and its newer name), type, range, flags, help. */
 static const struct slm_option_desc g_table[] = {
-    {"temperature", "temperature", SLM_OPT_FLOAT, 0, 100, "sampling temperature; 0 = greedy"},
-    {"top_k", "top-k", SLM_OPT_INT, 0, 1e9, "keep the K most likely tokens; 0 = off"},
-    {"top_p", "top-p", SLM_OPT_FLOAT, 0, 1, "nucleus sampling; 1 = off"},
-    {"min_p", "min-p", SLM_OPT_FLOAT, 0, 1, "drop tokens below P x the best one; 0 = off"},
-    {"seed", "seed", SLM_OPT_INT, -1, 4294967294.0, "random seed; -1 = random"},
-    {"repeat_penalty", "repeat-penalty", SLM_OPT_FLOAT, 0, 10, "penalty for repeats; 1 = off"},
-    {"repeat_last_n", "repeat-last-n", SLM_OPT_INT, -1, 1e9,
+    {"temperature", "temperature", "temperature", NULL, SLM_OPT_FLOAT, 0, 100, 0,
+     "sampling temperature; 0 = greedy"},
+    {"top_k", "top-k", "top_k", NULL, SLM_OPT_INT, 0, 1e9, 0,
+     "keep the K most likely tokens; 0 = off"},
+    {"top_p", "top-p", "top_p", NULL, SLM_OPT_FLOAT, 0, 1, 0, "nucleus sampling; 1 = off"},
+    {"min_p", "min-p", "min_p", NULL, SLM_OPT_FLOAT, 0, 1, 0,
+     "drop tokens below P x the best one; 0 = off"},
+    {"seed", "seed", "seed", NULL, SLM_OPT_INT, -1, 4294967295.0, 0,
+     "random seed; -1 (or 4294967295) = random"},
+    {"repeat_penalty", "repeat-penalty", "repeat_penalty", NULL, SLM_OPT_FLOAT, 0, 10, 0,
+     "penalty for repeats; 1 = off"},
+    {"repeat_last_n", "repeat-last-n", "repeat_last_n", NULL, SLM_OPT_INT, -1, 1e9, 0,
      "tokens the penalties look back; -1 = context, 0 = off"},
-    {"presence_penalty", "presence-penalty", SLM_OPT_FLOAT, -2, 2, "OpenAI-style presence penalty"},
-    {"frequency_penalty", "frequency-penalty", SLM_OPT_FLOAT, -2, 2,
+    {"presence_penalty", "presence-penalty", "presence_penalty", NULL, SLM_OPT_FLOAT, -2, 2, 0,
+     "OpenAI-style presence penalty"},
+    {"frequency_penalty", "frequency-penalty", "frequency_penalty", NULL, SLM_OPT_FLOAT, -2, 2, 0,
      "OpenAI-style frequency penalty"},
-    {"num_predict", "max-tokens", SLM_OPT_INT, -1, 1e9, "tokens to generate; -1 = until done"},
-    {"stop", "stop", SLM_OPT_STRINGS, 0, 0, "stop string (repeatable)"},
-    {"num_ctx", "ctx-size", SLM_OPT_INT, 0, 1 << 24, "context size in tokens; 0 = model default"},
-    {"num_thread", "threads", SLM_OPT_INT, 0, 1024, "CPU threads; 0 = physical cores"},
-    {"num_batch", "batch-size", SLM_OPT_INT, 0, 1 << 20, "prompt batch size; 0 = 512"},
-    {NULL, NULL, SLM_OPT_INT, 0, 0, NULL},
+    {"num_predict", "max-tokens", "max_tokens", "max_completion_tokens", SLM_OPT_INT, -1, 1e9, 0,
+     "tokens to generate; -1 = until done"},
+    {"stop", "stop", "stop", NULL, SLM_OPT_STRINGS, 0, 0, 0, "stop string (repeatable)"},
+    {"num_ctx", "ctx-size", NULL, NULL, SLM_OPT_INT, 0, 1 << 24, AUTO | CTX,
+     "context size in tokens; 0 = model default"},
+    {"num_thread", "threads", NULL, NULL, SLM_OPT_INT, 0, 1024, AUTO | CTX,
+     "CPU threads; 0 = physical cores"},
+    {"num_batch", "batch-size", NULL, NULL, SLM_OPT_INT, 0, 1 << 20, AUTO | CTX,
+     "prompt batch size; 0 = 512"},
+    {NULL, NULL, NULL, NULL, SLM_OPT_INT, 0, 0, 0, NULL},
+};
+
+/* Ollama parameters slm deliberately does not support. */
+static const char *const g_unsupported[] = {
+    "mirostat",        "mirostat_eta",  "mirostat_tau",       "num_gpu",
+    "num_keep",        "tfs_z",         "typical_p",          "penalize_newline",
+    "use_mmap",        "use_mlock",     "numa",               "num_gqa",
+    "main_gpu",        "low_vram",      "f16_kv",             "logits_all",
+    "vocab_only",      "embedding_only", "rope_frequency_base", "rope_frequency_scale",
+    "num_thread_batch",
 };
 
 const struct slm_option_desc *slm_option_table(void) {
@@ -42,6 +67,150 @@ const struct slm_option_desc *slm_option_find(const char *name) {
         }
     }
     return NULL;
+}
+
+/* Levenshtein distance, for "did you mean". Short strings only. */
+static size_t edit_distance(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 40 || lb > 40) {
+        return 99;
+    }
+    size_t row[41];
+    for (size_t j = 0; j <= lb; j++) {
+        row[j] = j;
+    }
+    for (size_t i = 1; i <= la; i++) {
+        size_t prev = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cur = row[j];
+            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            row[j] = SLM_MIN(SLM_MIN(row[j] + 1, row[j - 1] + 1), prev + cost);
+            prev = cur;
+        }
+    }
+    return row[lb];
+}
+
+int slm_option_unknown(const char *name, struct slm_err *err) {
+    for (size_t i = 0; i < SLM_ARRAY_LEN(g_unsupported); i++) {
+        if (strcmp(name, g_unsupported[i]) == 0) {
+            return slm_err_set(err, SLM_E_UNSUPPORTED,
+                               "'%s' is an Ollama parameter that slm does not support", name);
+        }
+    }
+    const char *best = NULL;
+    size_t best_d = 3;
+    for (const struct slm_option_desc *d = g_table; d->name; d++) {
+        size_t dist = edit_distance(name, d->name);
+        if (dist < best_d) {
+            best_d = dist;
+            best = d->name;
+        }
+    }
+    if (best) {
+        return slm_err_set(err, SLM_E_INVALID, "unknown parameter '%.60s' (did you mean '%s'?)",
+                           name, best);
+    }
+    char names[512];
+    size_t off = 0;
+    for (const struct slm_option_desc *d = g_table; d->name && off < sizeof(names); d++) {
+        int w = snprintf(names + off, sizeof(names) - off, "%s%s", off ? ", " : "", d->name);
+        off += w > 0 ? (size_t)w : 0;
+    }
+    return slm_err_set(err, SLM_E_INVALID, "unknown parameter '%.60s' (one of %s)", name, names);
+}
+
+/* The range a value of `d` must lie in; a file may not say 0 for "auto". */
+static int check_range(const struct slm_option_desc *d, double v, bool file, struct slm_err *err) {
+    double lo = d->min;
+    if (file && (d->flags & SLM_OPTF_ZERO_AUTO) && lo == 0) {
+        lo = 1;
+    }
+    if (!isfinite(v) || v < lo || v > d->max) {
+        return slm_err_set(err, SLM_E_INVALID, "'%s' must be from %.15g to %.15g, got %.15g", d->name,
+                           lo, d->max, v);
+    }
+    if (d->type == SLM_OPT_INT && v != floor(v)) {
+        return slm_err_set(err, SLM_E_INVALID, "'%s' must be an integer, got %g", d->name, v);
+    }
+    return SLM_OK;
+}
+
+static int check_stop(const char *s, size_t len, struct slm_err *err) {
+    if (len == 0) {
+        return slm_err_set(err, SLM_E_INVALID, "stop strings cannot be empty");
+    }
+    if (len > SLM_MAX_STOP_LEN) {
+        return slm_err_set(err, SLM_E_TOO_LARGE, "a stop string has at most %d bytes (got %zu)",
+                           SLM_MAX_STOP_LEN, len);
+    }
+    (void)s;
+    return SLM_OK;
+}
+
+int slm_option_parse_file_value(const struct slm_option_desc *d, const char *text, json_t **out,
+                                struct slm_err *err) {
+    *out = NULL;
+    struct slm_str v = slm_str_c(text);
+    if (d->type == SLM_OPT_STRINGS) {
+        int rc = check_stop(v.ptr, v.len, err);
+        if (rc != SLM_OK) {
+            return rc;
+        }
+        *out = json_stringn(v.ptr, v.len);
+        return *out ? SLM_OK : slm_err_set(err, SLM_E_INVALID, "'stop' must be UTF-8 text");
+    }
+    double x;
+    if (d->type == SLM_OPT_INT) {
+        int64_t i;
+        if (slm_parse_i64(v, &i) != SLM_OK) {
+            return slm_err_set(err, SLM_E_INVALID, "'%s' expects an integer, got '%.60s'", d->name,
+                               text);
+        }
+        x = (double)i;
+    } else if (slm_parse_f64(v, &x) != SLM_OK) {
+        return slm_err_set(err, SLM_E_INVALID, "'%s' expects a number, got '%.60s'", d->name, text);
+    }
+    int rc = check_range(d, x, true, err);
+    if (rc != SLM_OK) {
+        return rc;
+    }
+    *out = d->type == SLM_OPT_INT ? json_integer((json_int_t)x) : json_real(x);
+    return *out ? SLM_OK : slm_err_set(err, SLM_E_NOMEM, "out of memory");
+}
+
+double slm_option_get(const struct slm_options *o, const struct slm_option_desc *d) {
+    const struct slm_sample_params *s = &o->sample;
+    const char *n = d->name;
+    if (!strcmp(n, "temperature")) {
+        return s->temperature;
+    } else if (!strcmp(n, "top_k")) {
+        return s->top_k;
+    } else if (!strcmp(n, "top_p")) {
+        return s->top_p;
+    } else if (!strcmp(n, "min_p")) {
+        return s->min_p;
+    } else if (!strcmp(n, "seed")) {
+        return s->seed == SLM_SEED_RANDOM ? -1 : (double)s->seed;
+    } else if (!strcmp(n, "repeat_penalty")) {
+        return s->repeat_penalty;
+    } else if (!strcmp(n, "repeat_last_n")) {
+        return s->repeat_last_n;
+    } else if (!strcmp(n, "presence_penalty")) {
+        return s->presence_penalty;
+    } else if (!strcmp(n, "frequency_penalty")) {
+        return s->frequency_penalty;
+    } else if (!strcmp(n, "num_predict")) {
+        return o->num_predict;
+    } else if (!strcmp(n, "num_ctx")) {
+        return o->num_ctx;
+    } else if (!strcmp(n, "num_thread")) {
+        return o->num_thread;
+    } else if (!strcmp(n, "num_batch")) {
+        return o->num_batch;
+    }
+    return 0;
 }
 
 void slm_options_init(struct slm_options *o) {
@@ -73,12 +242,9 @@ int slm_options_copy(struct slm_options *dst, const struct slm_options *src) {
 
 static int store_number(struct slm_options *o, const struct slm_option_desc *d, double v,
                         struct slm_err *err) {
-    if (!isfinite(v) || v < d->min || v > d->max) {
-        return slm_err_set(err, SLM_E_INVALID, "%s must be from %g to %g, got %g", d->name, d->min,
-                           d->max, v);
-    }
-    if (d->type == SLM_OPT_INT && v != floor(v)) {
-        return slm_err_set(err, SLM_E_INVALID, "%s must be an integer, got %g", d->name, v);
+    int rc = check_range(d, v, false, err);
+    if (rc != SLM_OK) {
+        return rc;
     }
     const char *n = d->name;
     struct slm_sample_params *s = &o->sample;
@@ -91,7 +257,7 @@ static int store_number(struct slm_options *o, const struct slm_option_desc *d, 
     } else if (!strcmp(n, "min_p")) {
         s->min_p = (float)v;
     } else if (!strcmp(n, "seed")) {
-        s->seed = v < 0 ? SLM_SEED_RANDOM : (uint32_t)v;
+        s->seed = v < 0 || v >= SLM_SEED_RANDOM ? SLM_SEED_RANDOM : (uint32_t)v;
     } else if (!strcmp(n, "repeat_penalty")) {
         s->repeat_penalty = (float)v;
         o->repeat_penalty_set = true;
@@ -114,8 +280,9 @@ static int store_number(struct slm_options *o, const struct slm_option_desc *d, 
 }
 
 static int add_stop(struct slm_options *o, const char *s, size_t len, struct slm_err *err) {
-    if (len == 0) {
-        return slm_err_set(err, SLM_E_INVALID, "stop strings cannot be empty");
+    int rc = check_stop(s, len, err);
+    if (rc != SLM_OK) {
+        return rc;
     }
     if (o->n_stop >= SLM_MAX_STOP) {
         return slm_err_set(err, SLM_E_TOO_LARGE, "at most %d stop strings", SLM_MAX_STOP);
@@ -132,7 +299,7 @@ int slm_options_set_text(struct slm_options *o, const char *name, const char *te
                          struct slm_err *err) {
     const struct slm_option_desc *d = slm_option_find(name);
     if (!d) {
-        return slm_err_set(err, SLM_E_INVALID, "unknown parameter '%s'", name);
+        return slm_option_unknown(name, err);
     }
     if (d->type == SLM_OPT_STRINGS) {
         return add_stop(o, text, strlen(text), err);
@@ -148,7 +315,7 @@ int slm_options_set_json(struct slm_options *o, const char *name, const json_t *
                          struct slm_err *err) {
     const struct slm_option_desc *d = slm_option_find(name);
     if (!d) {
-        return slm_err_set(err, SLM_E_INVALID, "unknown parameter '%s'", name);
+        return slm_option_unknown(name, err);
     }
     if (d->type != SLM_OPT_STRINGS) {
         if (!json_is_number(value)) {
@@ -195,7 +362,8 @@ int slm_options_apply(struct slm_options *o, const json_t *obj, bool ignore_unkn
             if (ignore_unknown) {
                 continue;
             }
-            return slm_err_set(err, SLM_E_INVALID, "unknown parameter '%s'", key);
+            int rc = slm_option_unknown(key, err);
+            return rc == SLM_E_UNSUPPORTED ? SLM_E_INVALID : rc;
         }
         if (json_is_null(v)) {
             continue;
@@ -203,6 +371,34 @@ int slm_options_apply(struct slm_options *o, const json_t *obj, bool ignore_unkn
         int rc = slm_options_set_json(o, key, v, err);
         if (rc != SLM_OK) {
             return rc;
+        }
+    }
+    return SLM_OK;
+}
+
+int slm_options_from_openai(const json_t *body, json_t *ollama, const char **bad_field,
+                            struct slm_err *err) {
+    *bad_field = NULL;
+    for (const struct slm_option_desc *d = g_table; d->name; d++) {
+        const char *field = d->openai_new;
+        const json_t *v = field ? json_object_get(body, field) : NULL;
+        if (!v || json_is_null(v)) {
+            field = d->openai;
+            v = field ? json_object_get(body, field) : NULL;
+        }
+        if (!v || json_is_null(v)) {
+            continue;
+        }
+        struct slm_options scratch;
+        slm_options_init(&scratch);
+        int rc = slm_options_set_json(&scratch, d->name, v, err);
+        slm_options_free(&scratch);
+        if (rc != SLM_OK) {
+            *bad_field = field;
+            return rc;
+        }
+        if (json_object_set(ollama, d->name, (json_t *)v) != 0) {
+            return slm_err_set(err, SLM_E_NOMEM, "out of memory");
         }
     }
     return SLM_OK;

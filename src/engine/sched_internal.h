@@ -20,8 +20,6 @@
 /* Bytes of unread text likewise. */
 #define SLM_CHAN_TEXT 16384
 /* Stop strings per request, and bytes per stop string. */
-#define SLM_REQ_MAX_STOP 64
-#define SLM_REQ_MAX_STOP_LEN 1024
 
 struct slm__chan_tok {
     int32_t token;

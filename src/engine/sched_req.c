@@ -49,9 +49,9 @@ static int copy_params(struct slm_request *r, const struct slm_req_params *p, st
     r->gen.stop = NULL;
     r->gen.n_stop = 0;
     r->gen.sample.grammar = NULL;
-    if (p->gen.n_stop > SLM_REQ_MAX_STOP) {
+    if (p->gen.n_stop > SLM_MAX_STOP) {
         return slm_err_set(err, SLM_E_TOO_LARGE, "%zu stop strings; at most %d", p->gen.n_stop,
-                           SLM_REQ_MAX_STOP);
+                           SLM_MAX_STOP);
     }
     if (p->gen.n_stop > 0) {
         r->stop = calloc(p->gen.n_stop, sizeof(*r->stop));
@@ -61,9 +61,9 @@ static int copy_params(struct slm_request *r, const struct slm_req_params *p, st
     }
     for (size_t i = 0; i < p->gen.n_stop; i++) {
         size_t n = strlen(p->gen.stop[i]);
-        if (n > SLM_REQ_MAX_STOP_LEN) {
+        if (n > SLM_MAX_STOP_LEN) {
             return slm_err_set(err, SLM_E_TOO_LARGE, "stop string %zu is %zu bytes; at most %d", i,
-                               n, SLM_REQ_MAX_STOP_LEN);
+                               n, SLM_MAX_STOP_LEN);
         }
         r->stop[i] = slm_str_dup(slm_str_n(p->gen.stop[i], n));
         if (!r->stop[i]) {

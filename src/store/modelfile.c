@@ -2,9 +2,9 @@
  * store/modelfile.c - the Modelfile parser (docs/modelfile.md): FROM,
  * ADAPTER, PARAMETER, SYSTEM, TEMPLATE, MESSAGE, LICENSE, read as Ollama
  * reads them: case-insensitive directives, '#' comments, "quoted" and
- * """multi-line""" strings. Parameters are checked against Ollama's names,
- * types and sensible ranges here, so `slm create` fails before it imports
- * anything. Every error names the file, the line and the directive.
+ * """multi-line""" strings. Parameters are checked against the one option
+ * table (slm/options.h), so `slm create` fails before it imports anything
+ * that a request would later refuse. Every error names the file, the line and the directive.
  *
  * Input is untrusted text (fuzzed by tests/fuzz/fuzz_modelfile.c); the
  * parser is a line-oriented scanner with a size cap and allocates only the
@@ -15,9 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "slm/options.h"
+
 #define MODELFILE_MAX ((size_t)4 << 20)
 #define MAX_ADAPTERS 16
-#define MAX_STOPS 16
 
 void slm_modelfile_free(struct slm_modelfile *mf) {
     if (!mf) {
@@ -37,175 +38,50 @@ void slm_modelfile_free(struct slm_modelfile *mf) {
 
 /* ---------------------------------------------------------------- parameters */
 
-enum ptype { P_INT, P_FLOAT, P_STRINGS };
-
-static const struct param_spec {
-    const char *name;
-    enum ptype type;
-    double lo, hi;
-} g_params[] = {
-    {"num_ctx", P_INT, 1, 1 << 20},
-    {"num_predict", P_INT, -2, 1 << 20},
-    {"temperature", P_FLOAT, 0, 100},
-    {"top_k", P_INT, 0, 1 << 20},
-    {"top_p", P_FLOAT, 0, 1},
-    {"min_p", P_FLOAT, 0, 1},
-    {"seed", P_INT, -1, 4294967295.0},
-    {"repeat_penalty", P_FLOAT, 0, 100},
-    {"repeat_last_n", P_INT, -1, 1 << 20},
-    {"presence_penalty", P_FLOAT, -100, 100},
-    {"frequency_penalty", P_FLOAT, -100, 100},
-    {"stop", P_STRINGS, 0, 0},
-    {"num_batch", P_INT, 1, 1 << 20},
-    {"num_thread", P_INT, 0, 1024},
-};
-
-/* Ollama parameters slm deliberately does not support. */
-static const char *const g_unsupported[] = {
-    "mirostat",
-    "mirostat_eta",
-    "mirostat_tau",
-    "num_gpu",
-    "num_keep",
-    "tfs_z",
-    "typical_p",
-    "penalize_newline",
-    "use_mmap",
-    "use_mlock",
-    "numa",
-    "num_gqa",
-    "main_gpu",
-    "low_vram",
-    "f16_kv",
-    "logits_all",
-    "vocab_only",
-    "embedding_only",
-    "rope_frequency_base",
-    "rope_frequency_scale",
-    "num_thread_batch",
-};
-
+/* Names, types and ranges come from the one option table (slm/options.h), so
+ * a Modelfile accepts exactly what a request to the model will. */
 const char *const *slm_modelfile_param_names(void) {
-    static const char *names[SLM_ARRAY_LEN(g_params) + 1];
-    for (size_t i = 0; i < SLM_ARRAY_LEN(g_params); i++) {
-        names[i] = g_params[i].name;
+    static const char *names[32];
+    if (!names[0]) {
+        size_t n = 0;
+        for (const struct slm_option_desc *d = slm_option_table(); d->name && n + 1 < 32; d++) {
+            names[n++] = d->name;
+        }
+        names[n] = NULL;
     }
-    names[SLM_ARRAY_LEN(g_params)] = NULL;
     return names;
-}
-
-static const struct param_spec *find_param(struct slm_str name) {
-    for (size_t i = 0; i < SLM_ARRAY_LEN(g_params); i++) {
-        if (slm_str_eq_c(name, g_params[i].name)) {
-            return &g_params[i];
-        }
-    }
-    return NULL;
-}
-
-/* Levenshtein distance, for "did you mean". Short strings only. */
-static size_t edit_distance(struct slm_str a, const char *b) {
-    size_t lb = strlen(b);
-    if (a.len > 40 || lb > 40) {
-        return 99;
-    }
-    size_t row[41];
-    for (size_t j = 0; j <= lb; j++) {
-        row[j] = j;
-    }
-    for (size_t i = 1; i <= a.len; i++) {
-        size_t prev = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t cur = row[j];
-            size_t cost = a.ptr[i - 1] == b[j - 1] ? 0 : 1;
-            row[j] = SLM_MIN(SLM_MIN(row[j] + 1, row[j - 1] + 1), prev + cost);
-            prev = cur;
-        }
-    }
-    return row[lb];
 }
 
 int slm_modelfile_check_param(const char *name, const char *value, json_t *params,
                               struct slm_err *err) {
-    struct slm_str n = slm_str_c(name);
-    const struct param_spec *spec = find_param(n);
-    if (!spec) {
-        for (size_t i = 0; i < SLM_ARRAY_LEN(g_unsupported); i++) {
-            if (slm_str_eq_c(n, g_unsupported[i])) {
-                return slm_err_set(err, SLM_E_UNSUPPORTED,
-                                   "'%s' is an Ollama parameter that slm does not support", name);
-            }
-        }
-        const char *best = NULL;
-        size_t best_d = 3;
-        for (size_t i = 0; i < SLM_ARRAY_LEN(g_params); i++) {
-            size_t d = edit_distance(n, g_params[i].name);
-            if (d < best_d) {
-                best_d = d;
-                best = g_params[i].name;
-            }
-        }
-        if (best) {
-            return slm_err_set(err, SLM_E_INVALID, "unknown parameter '%.60s' (did you mean '%s'?)",
-                               name, best);
-        }
-        return slm_err_set(err, SLM_E_INVALID,
-                           "unknown parameter '%.60s' (one of num_ctx, num_predict, temperature, "
-                           "top_k, top_p, min_p, seed, repeat_penalty, repeat_last_n, "
-                           "presence_penalty, frequency_penalty, stop, num_batch, num_thread)",
-                           name);
+    const struct slm_option_desc *d = slm_option_find(name);
+    if (!d || strcmp(d->name, name) != 0) {
+        return slm_option_unknown(name, err);
     }
-    struct slm_str v = slm_str_c(value);
     json_t *j = NULL;
-    if (spec->type == P_STRINGS) {
-        if (v.len == 0) {
-            return slm_err_set(err, SLM_E_INVALID, "'stop' needs a non-empty string");
-        }
-        json_t *arr = json_object_get(params, "stop");
-        if (!arr) {
-            arr = json_array();
-            if (!arr || json_object_set_new(params, "stop", arr) != 0) {
-                return slm_err_set(err, SLM_E_NOMEM, "out of memory");
-            }
-        }
-        if (json_array_size(arr) >= MAX_STOPS) {
-            return slm_err_set(err, SLM_E_LIMIT, "at most %d 'stop' strings", MAX_STOPS);
-        }
-        j = json_stringn(v.ptr, v.len);
-        if (!j) {
-            return slm_err_set(err, SLM_E_INVALID, "'stop' must be UTF-8 text");
-        }
-        return json_array_append_new(arr, j) == 0 ? SLM_OK
-                                                  : slm_err_set(err, SLM_E_NOMEM, "out of memory");
+    int rc = slm_option_parse_file_value(d, value, &j, err);
+    if (rc != SLM_OK) {
+        return rc;
     }
-    if (spec->type == P_INT) {
-        int64_t x;
-        if (slm_parse_i64(v, &x) != SLM_OK) {
-            return slm_err_set(err, SLM_E_INVALID, "'%s' expects an integer, got '%.60s'", name,
-                               value);
-        }
-        if ((double)x < spec->lo || (double)x > spec->hi) {
-            return slm_err_set(err, SLM_E_INVALID, "'%s' must be from %.0f to %.0f, got %lld", name,
-                               spec->lo, spec->hi, (long long)x);
-        }
-        j = json_integer((json_int_t)x);
-    } else {
-        double x;
-        if (slm_parse_f64(v, &x) != SLM_OK) {
-            return slm_err_set(err, SLM_E_INVALID, "'%s' expects a number, got '%.60s'", name,
-                               value);
-        }
-        if (!(x >= spec->lo && x <= spec->hi)) {
-            return slm_err_set(err, SLM_E_INVALID, "'%s' must be from %g to %g, got %.60s", name,
-                               spec->lo, spec->hi, value);
-        }
-        j = json_real(x);
+    if (d->type != SLM_OPT_STRINGS) {
+        return json_object_set_new(params, d->name, j) == 0
+                   ? SLM_OK
+                   : slm_err_set(err, SLM_E_NOMEM, "out of memory");
     }
-    if (!j || json_object_set_new(params, spec->name, j) != 0) {
-        return slm_err_set(err, SLM_E_NOMEM, "out of memory");
+    json_t *arr = json_object_get(params, "stop");
+    if (!arr) {
+        arr = json_array();
+        if (!arr || json_object_set_new(params, "stop", arr) != 0) {
+            json_decref(j);
+            return slm_err_set(err, SLM_E_NOMEM, "out of memory");
+        }
     }
-    return SLM_OK;
+    if (json_array_size(arr) >= SLM_MAX_STOP) {
+        json_decref(j);
+        return slm_err_set(err, SLM_E_LIMIT, "at most %d 'stop' strings", SLM_MAX_STOP);
+    }
+    return json_array_append_new(arr, j) == 0 ? SLM_OK
+                                              : slm_err_set(err, SLM_E_NOMEM, "out of memory");
 }
 
 /* ---------------------------------------------------------------- scanner */

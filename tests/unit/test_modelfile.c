@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "slm/json.h"
+#include "slm/options.h"
 #include "slm/store.h"
 
 static const char *data_dir(void) {
@@ -130,6 +131,57 @@ Test(modelfile, params_are_typed_and_checked) {
         n++;
     }
     cr_assert_eq(n, 14);
+}
+
+/* One option table: whatever a Modelfile accepts, a request to the model
+ * accepts too (a stored PARAMETER that requests refuse makes every request
+ * fail), and the edges of each range are the same on both sides. */
+Test(modelfile, params_accepted_by_create_are_accepted_by_requests) {
+    for (const struct slm_option_desc *d = slm_option_table(); d->name; d++) {
+        if (d->type == SLM_OPT_STRINGS) {
+            continue;
+        }
+        const double edges[] = {d->min, d->max, d->min - 1, d->max + 1};
+        for (size_t i = 0; i < 4; i++) {
+            char text[64];
+            snprintf(text, sizeof(text), "%.17g", edges[i]);
+            json_t *p = json_object();
+            struct slm_err err = {0};
+            int file_rc = slm_modelfile_check_param(d->name, text, p, &err);
+            struct slm_options o;
+            slm_options_init(&o);
+            int req_rc = slm_options_apply(&o, p, false, &err);
+            cr_assert_eq(req_rc, SLM_OK, "%s %s: the Modelfile accepted it, a request refuses: %s",
+                         d->name, text, err.msg);
+            if (file_rc == SLM_OK) {
+                cr_assert_eq(slm_options_set_text(&o, d->name, text, &err), SLM_OK,
+                             "%s %s: the Modelfile accepted it, the CLI refuses: %s", d->name, text,
+                             err.msg);
+            }
+            bool inside = i < 2 && !(i == 0 && d->min == 0 && (d->flags & SLM_OPTF_ZERO_AUTO));
+            cr_assert_eq(file_rc == SLM_OK, inside, "%s %s: %s", d->name, text, err.msg);
+            slm_options_free(&o);
+            json_decref(p);
+        }
+    }
+}
+
+Test(modelfile, openai_fields_map_through_the_table) {
+    json_t *body = json_pack("{s:f,s:i,s:i,s:[s],s:i}", "temperature", 0.5, "max_tokens", 9,
+                             "max_completion_tokens", 7, "stop", "END", "top_k", 3);
+    json_t *named = json_object();
+    const char *bad = NULL;
+    struct slm_err err = {0};
+    cr_assert_eq(slm_options_from_openai(body, named, &bad, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(json_integer_value(json_object_get(named, "num_predict")), 7, "newer name wins");
+    cr_assert_eq(json_integer_value(json_object_get(named, "top_k")), 3);
+    cr_assert(json_is_array(json_object_get(named, "stop")));
+    cr_assert_null(json_object_get(named, "max_tokens"));
+    json_object_set_new(body, "top_p", json_real(1.5));
+    cr_assert_eq(slm_options_from_openai(body, named, &bad, &err), SLM_E_INVALID);
+    cr_assert_str_eq(bad, "top_p");
+    json_decref(body);
+    json_decref(named);
 }
 
 Test(modelfile, go_templates_are_recognised) {
