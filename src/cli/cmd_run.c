@@ -75,8 +75,8 @@ struct run_args {
     const char *schema_file;
     const char *template_file;
     const char *vars;
-    const char *adapter_args[SLM_SESSION_MAX_ADAPTERS];
-    char adapter_paths[SLM_SESSION_MAX_ADAPTERS][1024]; /* FILE part of FILE:SCALE */
+    const char *adapter_args[SLM_TURN_MAX_ADAPTERS];
+    char adapter_paths[SLM_TURN_MAX_ADAPTERS][1024]; /* FILE part of FILE:SCALE */
     size_t n_adapter_args;
     /* Sampling flags, applied after the manifest's parameters. */
     const char *opt_names[64];
@@ -132,8 +132,8 @@ static int parse_args(int argc, char **argv, struct run_args *a) {
             break;
         case OPT_SCHEMA: a->schema_file = optarg; break;
         case OPT_ADAPTER:
-            if (a->n_adapter_args >= SLM_SESSION_MAX_ADAPTERS) {
-                slm_cli_error("run", "at most %d adapters", SLM_SESSION_MAX_ADAPTERS);
+            if (a->n_adapter_args >= SLM_TURN_MAX_ADAPTERS) {
+                slm_cli_error("run", "at most %d adapters", SLM_TURN_MAX_ADAPTERS);
                 return SLM_EXIT_USAGE;
             }
             a->adapter_args[a->n_adapter_args++] = optarg;
@@ -181,12 +181,11 @@ static int parse_args(int argc, char **argv, struct run_args *a) {
     return SLM_EXIT_OK;
 }
 
-/* Manifest parameters first, then the flags (flags win). */
+/* The model's parameters (the turn's) first, then the flags (flags win). */
 static int set_options(struct slm_session *s, const struct run_args *a, struct slm_err *err) {
-    slm_options_init(&s->opt);
-    int rc = slm_options_apply(&s->opt, s->manifest->params, true, err);
+    int rc = slm_turn_options(s->turn, NULL, &s->opt, err);
     if (rc != SLM_OK) {
-        return slm_err_prefix(err, "model parameters");
+        return rc;
     }
     bool stop_from_flags = false;
     for (size_t i = 0; i < a->n_opts; i++) {
@@ -209,17 +208,9 @@ static int set_options(struct slm_session *s, const struct run_args *a, struct s
     return SLM_OK;
 }
 
-static int set_adapters(struct slm_session *s, struct run_args *a, struct slm_err *err) {
-    for (size_t i = 0; i < s->manifest->n_adapters && s->n_adapters < SLM_SESSION_MAX_ADAPTERS;
-         i++) {
-        s->adapter_paths[s->n_adapters] = s->manifest->adapters[i].path;
-        s->scales[s->n_adapters++] = s->manifest->adapters[i].scale;
-    }
+/* --adapter FILE[:SCALE], in order, after the model's own ADAPTERs. */
+static int parse_adapters(struct run_args *a, float *scales, struct slm_err *err) {
     for (size_t i = 0; i < a->n_adapter_args; i++) {
-        if (s->n_adapters >= SLM_SESSION_MAX_ADAPTERS) {
-            return slm_err_set(err, SLM_E_TOO_LARGE, "at most %d adapters",
-                               SLM_SESSION_MAX_ADAPTERS);
-        }
         const char *arg = a->adapter_args[i];
         float scale = 1.0f;
         const char *colon = strrchr(arg, ':');
@@ -240,10 +231,27 @@ static int set_adapters(struct slm_session *s, struct run_args *a, struct slm_er
         }
         memcpy(a->adapter_paths[i], arg, len);
         a->adapter_paths[i][len] = '\0';
-        s->adapter_paths[s->n_adapters] = a->adapter_paths[i];
-        s->scales[s->n_adapters++] = scale;
+        scales[i] = scale;
     }
     return SLM_OK;
+}
+
+/* The model reference resolved with --template, --system and --adapter. */
+static int open_turn(struct slm_session *s, struct slm_store *store, struct run_args *a,
+                     struct slm_err *err) {
+    float scales[SLM_TURN_MAX_ADAPTERS];
+    const char *paths[SLM_TURN_MAX_ADAPTERS];
+    int rc = parse_adapters(a, scales, err);
+    for (size_t i = 0; i < a->n_adapter_args; i++) {
+        paths[i] = a->adapter_paths[i];
+    }
+    struct slm_turn_params tp = slm_turn_params_default();
+    tp.template_path = a->template_file;
+    tp.system = a->system;
+    tp.adapter_paths = paths;
+    tp.adapter_scales = scales;
+    tp.n_adapters = a->n_adapter_args;
+    return rc == SLM_OK ? slm_turn_open(store, a->model, &tp, &s->turn, err) : rc;
 }
 
 static int set_format(struct slm_session *s, const struct run_args *a, struct slm_err *err) {
@@ -273,28 +281,24 @@ static int set_format(struct slm_session *s, const struct run_args *a, struct sl
     return SLM_OK;
 }
 
-/* --template, else the model's TEMPLATE; --vars as JSON text or @file. */
-static int set_template(struct slm_session *s, const struct run_args *a, struct slm_err *err) {
-    if (a->vars) {
-        int rc = a->vars[0] == '@'
-                     ? slm_json_load_file(a->vars + 1, 16 << 20, &s->vars, err)
-                     : slm_json_parse(a->vars, strlen(a->vars), "--vars", &s->vars, err);
-        if (rc != SLM_OK) {
-            return rc;
-        }
-        if (!json_is_object(s->vars)) {
-            return slm_err_set(err, SLM_E_INVALID, "--vars must be a JSON object");
-        }
-    }
-    const char *file = a->template_file ? a->template_file : s->manifest->template_path;
-    if (!file) {
-        if (a->vars) {
-            return slm_err_set(err, SLM_E_INVALID, "--vars needs a template (--template FILE)");
-        }
+/* --vars as JSON text or @file, for the template in force. */
+static int set_vars(struct slm_session *s, const struct run_args *a, struct slm_err *err) {
+    if (!a->vars) {
         return SLM_OK;
     }
-    struct slm_liquid_params lp = slm_liquid_params_default();
-    return slm_liquid_parse_file(file, &lp, &s->tmpl, err);
+    int rc = a->vars[0] == '@'
+                 ? slm_json_load_file(a->vars + 1, 16 << 20, &s->vars, err)
+                 : slm_json_parse(a->vars, strlen(a->vars), "--vars", &s->vars, err);
+    if (rc != SLM_OK) {
+        return rc;
+    }
+    if (!json_is_object(s->vars)) {
+        return slm_err_set(err, SLM_E_INVALID, "--vars must be a JSON object");
+    }
+    if (!s->turn->tmpl) {
+        return slm_err_set(err, SLM_E_INVALID, "--vars needs a template (--template FILE)");
+    }
+    return SLM_OK;
 }
 
 /* Piped stdin is the context: "<stdin>\n\n<prompt>". */
@@ -364,7 +368,7 @@ static int run(int argc, char **argv) {
         rc = slm_store_open(NULL, &store, &err);
     }
     if (rc == SLM_OK) {
-        rc = slm_store_resolve(store, a.model, &s.manifest, &err);
+        rc = open_turn(&s, store, &a, &err);
     }
     if (rc == SLM_OK && (rc = set_options(&s, &a, &err)) != SLM_OK) {
         slm_cli_fail("run", rc, &err);
@@ -372,13 +376,10 @@ static int run(int argc, char **argv) {
         goto done;
     }
     if (rc == SLM_OK) {
-        rc = set_adapters(&s, &a, &err);
-    }
-    if (rc == SLM_OK) {
         rc = set_format(&s, &a, &err);
     }
     if (rc == SLM_OK) {
-        rc = set_template(&s, &a, &err);
+        rc = set_vars(&s, &a, &err);
     }
     if (rc == SLM_OK) {
         rc = slm_session_open(&s, &err);
@@ -388,14 +389,10 @@ static int run(int argc, char **argv) {
         goto done;
     }
     s.messages = json_array();
-    const char *sys = a.system ? a.system : s.manifest->system;
-    s.system = sys ? strdup(sys) : NULL;
-    for (size_t i = 0; i < json_array_size(s.manifest->messages); i++) {
-        json_array_append(s.messages, json_array_get(s.manifest->messages, i));
-    }
+    s.system = s.turn->system ? strdup(s.turn->system) : NULL;
     bool has_template = slm_model_chat_template(s.model) != NULL;
     s.chat_format = !a.raw && (a.chat || has_template || interactive);
-    if (!s.chat_format && (a.system || json_array_size(s.messages))) {
+    if (!s.chat_format && (a.system || json_array_size(s.turn->manifest->messages))) {
         slm_cli_error("run", "warning: --system and MESSAGE need chat formatting; this model has "
                              "no chat template (add --chat to use ChatML)");
     }

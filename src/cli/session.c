@@ -1,5 +1,7 @@
 /*
- * cli/session.c - model + context + options for `slm run`, one turn at a time.
+ * cli/session.c - model + context + options for `slm run`, one turn at a
+ * time. The prompt of every turn is built by the turn module (slm/turn.h),
+ * as the server's and the router's are.
  */
 #include "cli/session.h"
 
@@ -19,7 +21,8 @@ int slm_session_reload_ctx(struct slm_session *s, struct slm_err *err) {
     cp.n_threads = s->opt.num_thread;
     int rc = slm_ctx_init(s->model, &cp, &s->ctx, err);
     if (rc == SLM_OK && s->n_adapters) {
-        rc = slm_ctx_set_adapters(s->ctx, s->adapters, s->scales, s->n_adapters, err);
+        rc = slm_ctx_set_adapters(s->ctx, s->adapters, s->turn->adapter_scales, s->n_adapters,
+                                  err);
     }
     return rc;
 }
@@ -27,16 +30,16 @@ int slm_session_reload_ctx(struct slm_session *s, struct slm_err *err) {
 int slm_session_open(struct slm_session *s, struct slm_err *err) {
     double t0 = slm_time_mono();
     struct slm_model_params mp = slm_model_params_default();
-    int rc = slm_model_load(s->manifest->model_path, &mp, &s->model, err);
+    int rc = slm_model_load(s->turn->manifest->model_path, &mp, &s->model, err);
     if (rc != SLM_OK) {
         return rc;
     }
-    for (size_t i = 0; i < s->n_adapters; i++) {
-        rc = slm_adapter_load(s->model, s->adapter_paths[i], &s->adapters[i], err);
+    for (size_t i = 0; i < s->turn->n_adapters; i++) {
+        rc = slm_adapter_load(s->model, s->turn->adapter_paths[i], &s->adapters[i], err);
         if (rc != SLM_OK) {
-            s->n_adapters = i; /* free only what was loaded */
             return rc;
         }
+        s->n_adapters = i + 1; /* free only what was loaded */
     }
     rc = slm_session_reload_ctx(s, err);
     s->t_load = slm_time_mono() - t0;
@@ -49,64 +52,42 @@ void slm_session_close(struct slm_session *s) {
         slm_adapter_free(s->adapters[i]);
     }
     slm_model_free(s->model);
-    slm_manifest_free(s->manifest);
+    slm_turn_free(s->turn);
     slm_options_free(&s->opt);
     free(s->system);
     free(s->grammar);
-    slm_liquid_free(s->tmpl);
     json_decref(s->vars);
     json_decref(s->messages);
     json_decref(s->schema);
     memset(s, 0, sizeof(*s));
 }
 
-/* Builds the prompt text for the next turn. */
+/* The prompt of the next turn (slm/turn.h); `turn` gets the user turn as the
+ * template rendered it, which the history keeps. */
 static int build_prompt(struct slm_session *s, const char *input, struct slm_buf *out,
-                        struct slm_err *err) {
-    if (!s->chat_format) {
-        return slm_buf_puts(out, input) == SLM_OK
-                   ? SLM_OK
-                   : slm_err_set(err, SLM_E_TOO_LARGE, "input too large");
+                        struct slm_buf *turn, struct slm_err *err) {
+    struct slm_turn_req r = {0};
+    r.variables = s->vars;
+    json_t *conv = NULL;
+    if (s->chat_format) {
+        conv = json_array();
+        if (!conv) {
+            return slm_err_set(err, SLM_E_NOMEM, "out of memory");
+        }
+        if (s->system && s->system[0]) {
+            json_array_append_new(conv, json_pack("{s:s,s:s}", "role", "system", "content",
+                                                  s->system));
+        }
+        json_array_extend(conv, s->messages);
+        json_array_append_new(conv, json_pack("{s:s,s:s}", "role", "user", "content", input));
+        r.kind = SLM_TURN_CHAT;
+        r.messages = conv;
+    } else {
+        r.kind = SLM_TURN_COMPLETION;
+        r.prompt = slm_str_c(input);
     }
-    size_t n_hist = json_array_size(s->messages);
-    size_t cap = n_hist + 2;
-    struct slm_chat_msg *msgs = calloc(cap, sizeof(*msgs));
-    if (!msgs) {
-        return slm_err_set(err, SLM_E_NOMEM, "out of memory");
-    }
-    size_t n = 0;
-    if (s->system && s->system[0]) {
-        msgs[n++] = (struct slm_chat_msg){"system", s->system};
-    }
-    for (size_t i = 0; i < n_hist; i++) {
-        const json_t *m = json_array_get(s->messages, i);
-        msgs[n++] = (struct slm_chat_msg){json_string_value(json_object_get(m, "role")),
-                                          json_string_value(json_object_get(m, "content"))};
-    }
-    msgs[n++] = (struct slm_chat_msg){"user", input};
-    int rc = slm_chat_format(s->model, NULL, msgs, n, true, out, err);
-    free(msgs);
-    return rc;
-}
-
-/* Renders the template (if any) into the text of the user turn. Variables:
- * everything from --vars, then `input`, `system` and `messages` (DESIGN.md). */
-static int render_input(struct slm_session *s, const char *input, struct slm_buf *out,
-                        struct slm_err *err) {
-    if (!s->tmpl) {
-        return slm_buf_puts(out, input) == SLM_OK
-                   ? SLM_OK
-                   : slm_err_set(err, SLM_E_TOO_LARGE, "input too large");
-    }
-    json_t *vars = s->vars ? json_deep_copy(s->vars) : json_object();
-    if (!vars) {
-        return slm_err_set(err, SLM_E_NOMEM, "out of memory");
-    }
-    json_object_set_new(vars, "input", json_string(input));
-    json_object_set_new(vars, "system", s->system ? json_string(s->system) : json_null());
-    json_object_set(vars, "messages", s->messages);
-    int rc = slm_liquid_render(s->tmpl, vars, out, err);
-    json_decref(vars);
+    int rc = slm_turn_prompt(s->turn, s->model, &r, out, turn, err);
+    json_decref(conv);
     return rc;
 }
 
@@ -188,10 +169,7 @@ int slm_session_turn(struct slm_session *s, const char *input, FILE *out, struct
     int32_t *toks = NULL;
     size_t n_toks = 0;
     slm_buf_clear(answer);
-    int rc = render_input(s, input, &turn, err);
-    if (rc == SLM_OK) {
-        rc = build_prompt(s, slm_buf_cstr(&turn), &prompt, err);
-    }
+    int rc = build_prompt(s, input, &prompt, &turn, err);
     if (rc == SLM_OK) {
         rc = slm_tokenize_alloc(s->model, slm_buf_str(&prompt), true, &toks, &n_toks, 0, err);
     }

@@ -1,8 +1,9 @@
 /*
- * local.c - running a route's local target: resolve the model through the
- * store, render the prompt (the target's Liquid template, else the chat
- * template), then either generate through the model's scheduler with token
- * log-probs, or score every label of the target's label set.
+ * local.c - running a route's local target: the model, its options and the
+ * prompt come from the turn module (slm/turn.h: the target's Liquid
+ * template renders the whole prompt, else the chat template); then either
+ * generate through the model's scheduler with token log-probs, or score
+ * every label of the target's label set.
  *
  * A local failure (prompt too long, timeout, a template error) is a result,
  * not an error: the policy turns it into a failed check and escalates.
@@ -89,73 +90,50 @@ void slm__req_view_free(struct slm__req_view *v) {
 
 /* ---------------------------------------------------------------- resolution */
 
-static int add_adapter(struct slm__local_rt *lt, const char *path, float scale) {
-    char **np = realloc(lt->adapter_paths, (lt->n_adapters + 1) * sizeof(*np));
-    if (np) {
-        lt->adapter_paths = np;
-    }
-    float *ns = realloc(lt->adapter_scales, (lt->n_adapters + 1) * sizeof(*ns));
-    if (ns) {
-        lt->adapter_scales = ns;
-    }
-    if (!np || !ns || !(np[lt->n_adapters] = strdup(path))) {
-        return SLM_E_NOMEM;
-    }
-    ns[lt->n_adapters++] = scale;
-    return SLM_OK;
-}
-
 static int resolve(struct slm_router *r, struct slm__local_rt *lt, struct slm_err *err) {
     const struct slm_router_local *c = lt->cfg;
-    int rc = slm_store_resolve(r->store, c->model, &lt->manifest, err);
-    if (rc != SLM_OK) {
-        return slm_err_prefix(err, "local target '%s'", c->name);
+    const char *paths[SLM_TURN_MAX_ADAPTERS];
+    float scales[SLM_TURN_MAX_ADAPTERS];
+    if (c->n_adapters > SLM_TURN_MAX_ADAPTERS) {
+        return slm_err_set(err, SLM_E_TOO_LARGE, "local target '%s': at most %d adapters",
+                           c->name, SLM_TURN_MAX_ADAPTERS);
     }
-    struct slm_manifest *m = lt->manifest;
-    if (!(lt->model_path = strdup(m->model_path))) {
-        return SLM_E_NOMEM;
+    for (size_t i = 0; i < c->n_adapters; i++) {
+        paths[i] = c->adapters[i].path;
+        scales[i] = c->adapters[i].scale;
     }
-    for (size_t i = 0; i < m->n_adapters && rc == SLM_OK; i++) {
-        rc = add_adapter(lt, m->adapters[i].path, m->adapters[i].scale);
-    }
-    for (size_t i = 0; i < c->n_adapters && rc == SLM_OK; i++) {
-        rc = add_adapter(lt, c->adapters[i].path, c->adapters[i].scale);
-    }
-    if (rc == SLM_OK && (rc = slm_options_apply(&lt->opts, m->params, true, err)) == SLM_OK) {
-        rc = slm_options_apply(&lt->opts, c->parameters, false, err);
-    }
-    lt->system = c->system ? c->system : m->system;
-    const char *tpath = c->template_path ? c->template_path : m->template_path;
-    if (rc == SLM_OK && tpath) {
-        rc = slm_liquid_parse_file(tpath, NULL, &lt->tmpl, err);
-    }
-    return rc;
+    struct slm_turn_params tp = slm_turn_params_default();
+    tp.template_path = c->template_path;
+    tp.system = c->system;
+    tp.parameters = c->parameters;
+    tp.adapter_paths = paths;
+    tp.adapter_scales = scales;
+    tp.n_adapters = c->n_adapters;
+    int rc = slm_turn_open(r->store, c->model, &tp, &lt->turn, err);
+    return rc == SLM_OK ? SLM_OK : slm_err_prefix(err, "local target '%s'", c->name);
 }
 
 /* Label targets keep their model pinned and own a scorer + label set. */
 static int setup_labels(struct slm_router *r, struct slm__local_rt *lt, struct slm_err *err) {
-    int rc =
-        slm_pool_acquire(r->pool, lt->model_path, -2, &lt->pinned_sched, &lt->pinned_model, err);
+    const struct slm_turn *t = lt->turn;
+    int rc = slm_pool_acquire(r->pool, t->manifest->model_path, -2, &lt->pinned_sched,
+                              &lt->pinned_model, err);
     if (rc != SLM_OK) {
         return rc;
     }
-    struct slm_adapter **ads = calloc(lt->n_adapters + 1, sizeof(*ads));
-    if (!ads) {
-        return SLM_E_NOMEM;
-    }
-    for (size_t i = 0; i < lt->n_adapters && rc == SLM_OK; i++) {
-        rc = slm_pool_adapter(r->pool, lt->pinned_model, lt->adapter_paths[i], &ads[i], err);
+    struct slm_adapter *ads[SLM_TURN_MAX_ADAPTERS + 1] = {0};
+    for (size_t i = 0; i < t->n_adapters && rc == SLM_OK; i++) {
+        rc = slm_pool_adapter(r->pool, lt->pinned_model, t->adapter_paths[i], &ads[i], err);
     }
     struct slm_scorer_params sp = slm_scorer_params_default();
     sp.n_threads = r->n_threads;
-    if (lt->opts.num_ctx > 0) {
-        sp.n_ctx = (uint32_t)lt->opts.num_ctx;
+    if (t->options.num_ctx > 0) {
+        sp.n_ctx = (uint32_t)t->options.num_ctx;
     }
     if (rc == SLM_OK) {
-        rc = slm_scorer_init_params(lt->pinned_model, ads, lt->adapter_scales, lt->n_adapters, &sp,
+        rc = slm_scorer_init_params(lt->pinned_model, ads, t->adapter_scales, t->n_adapters, &sp,
                                     &lt->scorer, err);
     }
-    free(ads);
     struct slm_label_set_params lp = slm_label_set_params_default();
     lp.correction = lt->cfg->correction;
     if (rc == SLM_OK) {
@@ -182,14 +160,7 @@ static int ensure_resolved(struct slm_router *r, struct slm__local_rt *lt, struc
             lt->scorer = NULL;
             lt->pinned_sched = NULL;
             lt->pinned_model = NULL;
-            lt->tmpl = NULL;
-            lt->manifest = NULL;
-            lt->adapter_paths = NULL;
-            lt->adapter_scales = NULL;
-            lt->n_adapters = 0;
-            lt->model_path = NULL;
-            lt->system = NULL;
-            slm_options_init(&lt->opts);
+            lt->turn = NULL;
         }
     }
     pthread_mutex_unlock(&lt->mu);
@@ -202,97 +173,70 @@ void slm__local_rt_free(struct slm_router *r, struct slm__local_rt *lt) {
     if (lt->pinned_sched) {
         slm_pool_release(r->pool, lt->pinned_sched);
     }
-    slm_liquid_free(lt->tmpl);
-    slm_manifest_free(lt->manifest);
-    for (size_t i = 0; i < lt->n_adapters; i++) {
-        free(lt->adapter_paths[i]);
-    }
-    free(lt->adapter_paths);
-    free(lt->adapter_scales);
-    free(lt->model_path);
-    slm_options_free(&lt->opts);
+    slm_turn_free(lt->turn);
 }
 
 /* ---------------------------------------------------------------- prompts */
 
-/* Template variables per DESIGN.md: input, messages, system, + request variables. */
-static json_t *template_vars(const struct slm__local_rt *lt, const struct slm__req_view *rv,
-                             const char *input) {
-    json_t *vars = json_object();
-    if (!vars) {
-        return NULL;
+/* The request's messages with their content as text (parts joined). */
+static json_t *text_messages(const json_t *messages) {
+    json_t *out = json_array();
+    size_t i;
+    const json_t *m;
+    json_array_foreach(messages, i, m) {
+        char *text = slm__message_text(json_object_get(m, "content"));
+        json_t *c = json_deep_copy(m);
+        if (!out || !text || !c) {
+            free(text);
+            json_decref(c);
+            json_decref(out);
+            return NULL;
+        }
+        json_object_set_new(c, "content", json_string(text));
+        free(text);
+        json_array_append_new(out, c);
     }
-    if (rv->variables && json_is_object(rv->variables)) {
-        json_object_update(vars, (json_t *)rv->variables);
-    }
-    const char *system = rv->system ? rv->system : lt->system;
-    json_object_set_new(vars, "input", json_string(input));
-    json_object_set(vars, "messages", (json_t *)rv->messages);
-    json_object_set_new(vars, "system", system ? json_string(system) : json_null());
-    return vars;
+    return out;
 }
 
-static int chat_prompt(const struct slm__local_rt *lt, const struct slm_model *model,
-                       const struct slm__req_view *rv, const char *input, struct slm_buf *out,
-                       struct slm_err *err) {
-    size_t n = json_array_size(rv->messages);
-    struct slm_chat_msg *msgs = calloc(n + 1, sizeof(*msgs));
-    char **texts = calloc(n + 1, sizeof(*texts));
-    int rc = msgs && texts ? SLM_OK : SLM_E_NOMEM;
-    size_t k = 0, last_user = SIZE_MAX;
-    if (rc == SLM_OK && !rv->system && lt->system) {
-        msgs[k].role = "system";
-        msgs[k++].content = lt->system;
-    }
-    for (size_t i = 0; i < n && rc == SLM_OK; i++) {
-        const json_t *m = json_array_get(rv->messages, i);
-        msgs[k].role = json_string_value(json_object_get(m, "role"));
-        texts[i] = slm__message_text(json_object_get(m, "content"));
-        rc = texts[i] ? SLM_OK : SLM_E_NOMEM;
-        msgs[k].content = texts[i];
-        last_user = strcmp(msgs[k].role, "user") == 0 ? k : last_user;
-        k++;
-    }
-    if (rc == SLM_OK && last_user != SIZE_MAX) {
-        msgs[last_user].content = input; /* the prior prompt swaps in an empty input */
-    }
-    if (rc == SLM_OK) {
-        rc = slm_chat_format(model, NULL, msgs, k, true, out, err);
-    }
-    for (size_t i = 0; texts && i < n; i++) {
-        free(texts[i]);
-    }
-    free(texts);
-    free(msgs);
-    return rc;
-}
-
+/* The prompt through the turn (slm/turn.h): the target's template renders
+ * the whole prompt, as `slm tune` renders training prompts; without one, the
+ * chat template. `input` replaces the last user message's text. */
 static int render_prompt(const struct slm__local_rt *lt, const struct slm_model *model,
                          const struct slm__req_view *rv, const char *input, struct slm_buf *out,
                          struct slm_err *err) {
-    if (!lt->tmpl) {
-        return chat_prompt(lt, model, rv, input, out, err);
+    json_t *msgs = text_messages(rv->messages);
+    if (!msgs) {
+        return slm_err_set(err, SLM_E_NOMEM, "out of memory");
     }
-    json_t *vars = template_vars(lt, rv, input);
-    int rc = vars ? slm_liquid_render(lt->tmpl, vars, out, err) : SLM_E_NOMEM;
-    json_decref(vars);
+    struct slm_turn_req tr = {0};
+    tr.kind = SLM_TURN_PROMPT;
+    tr.messages = msgs;
+    tr.input = input;
+    tr.variables = rv->variables;
+    int rc = slm_turn_prompt(lt->turn, model, &tr, out, NULL, err);
+    json_decref(msgs);
     return rc;
 }
 
 /* ---------------------------------------------------------------- runs */
 
-/* The request may set temperature, top_p, max_tokens, seed, stop. */
-static int request_options(const json_t *request, struct slm_options *o, struct slm_err *err) {
-    static const char *const map[][2] = {
-        {"temperature", "temperature"},           {"top_p", "top_p"}, {"max_tokens", "num_predict"},
-        {"max_completion_tokens", "num_predict"}, {"seed", "seed"},   {"stop", "stop"}};
-    for (size_t i = 0; i < SLM_ARRAY_LEN(map); i++) {
-        const json_t *v = json_object_get(request, map[i][0]);
-        if (v && !json_is_null(v) && slm_options_set_json(o, map[i][1], v, err) != SLM_OK) {
-            return slm_err_prefix(err, "request");
-        }
+/* The request may set the sampling fields the option table names for OpenAI
+ * (temperature, top_p, max_tokens, seed, stop, ...). */
+static int request_options(const struct slm__local_rt *lt, const json_t *request,
+                           struct slm_options *o, struct slm_err *err) {
+    json_t *named = json_object();
+    const char *bad = NULL;
+    int rc = named ? slm_options_from_openai(request, named, &bad, err)
+                   : slm_err_set(err, SLM_E_NOMEM, "out of memory");
+    if (rc == SLM_OK) {
+        rc = slm_turn_options(lt->turn, named, o, err);
+    } else {
+        slm_options_init(o);
+        slm_err_prefix(err, "request");
     }
-    return SLM_OK;
+    json_decref(named);
+    return rc;
 }
 
 static int wait_request(struct slm_request *req, const volatile int *cancel, double deadline,
@@ -337,25 +281,22 @@ static int run_generate(struct slm_router *r, struct slm__local_rt *lt,
                         const struct slm__req_view *rv, const json_t *request,
                         const volatile int *cancel, double deadline,
                         struct slm_router_local_result *out, struct slm_err *err) {
+    const struct slm_turn *t = lt->turn;
     struct slm_sched *sched = NULL;
     struct slm_model *model = NULL;
-    int rc = slm_pool_acquire(r->pool, lt->model_path, -2, &sched, &model, err);
+    int rc = slm_pool_acquire(r->pool, t->manifest->model_path, -2, &sched, &model, err);
     if (rc != SLM_OK) {
         return rc;
     }
     struct slm_options o;
-    slm_options_init(&o);
     struct slm_buf prompt = {0};
     int32_t *toks = NULL;
     size_t n_toks = 0;
-    struct slm_adapter **ads = calloc(lt->n_adapters + 1, sizeof(*ads));
+    struct slm_adapter *ads[SLM_TURN_MAX_ADAPTERS + 1] = {0};
     struct slm_request *req = NULL;
-    rc = ads ? slm_options_copy(&o, &lt->opts) : SLM_E_NOMEM;
-    if (rc == SLM_OK) {
-        rc = request_options(request, &o, err);
-    }
-    for (size_t i = 0; i < lt->n_adapters && rc == SLM_OK; i++) {
-        rc = slm_pool_adapter(r->pool, model, lt->adapter_paths[i], &ads[i], err);
+    rc = request_options(lt, request, &o, err);
+    for (size_t i = 0; i < t->n_adapters && rc == SLM_OK; i++) {
+        rc = slm_pool_adapter(r->pool, model, t->adapter_paths[i], &ads[i], err);
     }
     if (rc == SLM_OK) {
         rc = render_prompt(lt, model, rv, rv->input, &prompt, err);
@@ -369,8 +310,8 @@ static int run_generate(struct slm_router *r, struct slm__local_rt *lt,
         rp.gen = slm_options_gen_params(&o);
         rp.gen.logprobs = true;
         rp.adapters = ads;
-        rp.scales = lt->adapter_scales;
-        rp.n_adapters = lt->n_adapters;
+        rp.scales = t->adapter_scales;
+        rp.n_adapters = t->n_adapters;
         rc = slm_sched_submit(sched, toks, n_toks, &rp, &req, err);
     }
     if (rc == SLM_OK) {
@@ -378,7 +319,6 @@ static int run_generate(struct slm_router *r, struct slm__local_rt *lt,
     }
     slm_request_free(req);
     free(toks);
-    free(ads);
     slm_buf_free(&prompt);
     slm_options_free(&o);
     slm_pool_release(r->pool, sched);

@@ -101,7 +101,6 @@ int slm_router_load(const char *path, const struct slm_router_params *params,
     for (size_t i = 0; rc == SLM_OK && i < r->cfg->n_locals; i++) {
         r->locals[i].cfg = &r->cfg->locals[i];
         pthread_mutex_init(&r->locals[i].mu, NULL);
-        slm_options_init(&r->locals[i].opts);
     }
     if (rc == SLM_OK) {
         rc = open_parts(r, &p, err);

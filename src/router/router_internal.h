@@ -13,6 +13,7 @@
 #include "slm/score.h"
 #include "slm/sched.h"
 #include "slm/store.h"
+#include "slm/turn.h"
 
 /* A local target at run time: resolved on first use. */
 struct slm__local_rt {
@@ -20,14 +21,9 @@ struct slm__local_rt {
     pthread_mutex_t mu; /* lazy resolution; label scoring (scorer and label set are
                            one-thread-at-a-time objects) */
     bool resolved;
-    char *model_path;
-    char **adapter_paths; /* manifest adapters, then the config's */
-    float *adapter_scales;
-    size_t n_adapters;
-    struct slm_options opts; /* manifest params, then the config's parameters */
-    const char *system;      /* config's, else the manifest's (borrowed) */
-    struct slm_manifest *manifest;
-    struct slm_liquid_template *tmpl; /* NULL = chat template */
+    /* the model with the config's template, system, parameters and adapters
+     * (slm/turn.h); NULL until resolved */
+    struct slm_turn *turn;
     /* label scoring: the model stays pinned in the pool while the router lives */
     struct slm_sched *pinned_sched;
     struct slm_model *pinned_model;

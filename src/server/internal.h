@@ -5,8 +5,8 @@
  * The pieces, in the order a request meets them:
  *   server.c   libmicrohttpd daemon, connections, bodies, auth, routing, logs
  *   parse.c    request bodies (OpenAI and Ollama) -> struct srv_gen_req
- *   prompt.c   model resolution, options, prompt text, tokens, grammar
- *   tools.c    tool prompts (Liquid, per model family), tool-call parsing
+ *   prompt.c   the request as a turn (slm/turn.h builds the prompt),
+ *              tokens, items; the model pinned
  *   job.c      submitting to the backend and reading answers back
  *   openai.c   the /v1 routes: responses and SSE chunks
  *   ollama*.c  the /api routes: NDJSON lines, model management
@@ -26,6 +26,7 @@
 #include "slm/options.h"
 #include "slm/server.h"
 #include "slm/store.h"
+#include "slm/turn.h"
 
 /* ---------------------------------------------------------------- limits */
 
@@ -34,7 +35,7 @@
 #define SRV_MAX_CHOICES 16 /* n x prompts of one request */
 #define SRV_MAX_EMBED_INPUTS 2048
 #define SRV_MAX_MESSAGES 4096
-#define SRV_MAX_TOOLS 128
+#define SLM_MAX_TOOLS 128
 #define SRV_MAX_ADAPTERS 16
 #define SRV_MAX_TEXT ((size_t)16 << 20) /* generated text kept per choice */
 #define SRV_MAX_PROMPT_TEXT ((size_t)64 << 20)
@@ -73,8 +74,6 @@ enum srv_kind {
     SRV_KIND_EMBED,      /* embeddings of inputs */
 };
 
-enum srv_format { SRV_FMT_TEXT = 0, SRV_FMT_JSON, SRV_FMT_SCHEMA };
-enum srv_tool_choice { SRV_TOOLS_OFF = 0, SRV_TOOLS_AUTO, SRV_TOOLS_REQUIRED, SRV_TOOLS_NAMED };
 
 #define SRV_KEEP_ALIVE_UNSET (-2)
 
@@ -99,12 +98,12 @@ struct srv_gen_req {
     json_t *options;    /* Ollama-named options to apply over the model's (owned) */
     bool logprobs;
     int top_logprobs; /* 0..SLM_MAX_TOP_LOGPROBS */
-    enum srv_format format;
-    const json_t *schema; /* SRV_FMT_SCHEMA: borrowed */
+    enum slm_turn_format format;
+    const json_t *schema; /* SLM_TURN_FORMAT_SCHEMA: borrowed */
     const json_t
         *tools; /* array of {type: function, function: {name, description, parameters}}, borrowed */
-    enum srv_tool_choice tool_choice;
-    const char *tool_name; /* SRV_TOOLS_NAMED, borrowed */
+    enum slm_tool_choice tool_choice;
+    const char *tool_name; /* SLM_TOOLS_NAMED, borrowed */
     bool parallel_tool_calls;
     int64_t keep_alive_ms;   /* SRV_KEEP_ALIVE_UNSET when not given; -1 = forever */
     int n;                   /* choices per prompt */
@@ -142,54 +141,10 @@ int srv_parse_duration_text(const char *s, int64_t *out_ms);
 
 /* ---------------------------------------------------------------- tools */
 
-/* How one model family writes tool calls and reads tool results. */
-struct srv_tool_family {
-    const char *name;         /* "hermes", "llama3", "mistral" */
-    const char *template_src; /* built-in Liquid source (templates/tools/<name>.liquid) */
-    const char *call_open;    /* text before a call's JSON ("<tool_call>\n"), "" for bare JSON */
-    const char *call_close;   /* text after it */
-    const char *args_key;     /* "arguments" or "parameters" */
-    const char *result_role;  /* role tool results are sent as */
-    const char *result_open;  /* text around a tool result */
-    const char *result_close;
-    bool array_calls; /* calls are written as one JSON array after call_open */
-};
-
-/* The built-in families, NULL-terminated by name == NULL. */
-const struct srv_tool_family *srv_tool_families(void);
-/* Picks the family for a model from its architecture and chat template. */
-const struct srv_tool_family *srv_tool_family_for(const char *arch, const char *chat_template);
-
-/* Checks `tools` (OpenAI/Ollama shape) and tool_choice; normalizes nothing. */
+/* Checks `tools` (OpenAI/Ollama shape) and tool_choice; normalizes nothing.
+ * Building tool prompts and grammars, and finding calls in the output, is
+ * the turn module's (slm/turn.h). */
 int srv_tools_check(const json_t *tools, struct srv_error *e);
-/* Renders the tool prompt (system text) with variables tools, tool_choice,
- * tool_name, system, family. */
-int srv_tools_render(const struct slm_liquid_template *tmpl, const json_t *tools,
-                     const char *tool_choice, const char *tool_name, const char *system,
-                     const struct srv_tool_family *fam, struct slm_buf *out, struct slm_err *err);
-/* GBNF that makes the model write exactly one call (or, with `parallel`, one
- * or more) of the tools (only `only_name` when not NULL), in the family's
- * syntax. */
-int srv_tools_grammar(const json_t *tools, const char *only_name, bool parallel,
-                      const struct srv_tool_family *fam, struct slm_buf *out, struct slm_err *err);
-/*
- * Finds tool calls in model output: <tool_call>{...}</tool_call> blocks, a
- * bare JSON call or array of calls (optionally in a ```json fence),
- * [TOOL_CALLS][...]; "arguments" or "parameters". Only calls of declared
- * tools count; a bare JSON call counts only with `allow_bare` (the whole
- * answer is the call). *calls gets [{name, arguments (object)}] (new reference, maybe
- * empty) and `content` the text outside the calls (trimmed). Untrusted input:
- * fuzzed.
- */
-int srv_tools_parse(const char *text, size_t len, const json_t *tools, bool allow_bare,
-                    json_t **calls, struct slm_buf *content);
-/* Where a tool call may start in `text` for streaming: returns the number of
- * leading bytes that are surely plain content (the rest is held back). */
-size_t srv_tools_safe_prefix(const struct srv_tool_family *fam, const char *text, size_t len,
-                             bool at_start);
-/* The text an assistant tool call is replayed as in a conversation. */
-int srv_tools_format_call(const struct srv_tool_family *fam, const char *name,
-                          const json_t *arguments, struct slm_buf *out);
 
 /* ---------------------------------------------------------------- create */
 
@@ -341,8 +296,8 @@ struct srv_job {
     struct srv_gen_req *g; /* owned */
     char id[48];
     int64_t created;  /* unix seconds */
-    char *model_name; /* as the client named it */
-    struct slm_manifest *man;
+    char *model_name;     /* as the client named it */
+    struct slm_turn *turn; /* the model resolved: manifest, options, TEMPLATE (slm/turn.h) */
     struct srv_model_facts facts;
     struct slm_sched *sched;
     struct slm_model *model;
@@ -352,9 +307,8 @@ struct srv_job {
     size_t n_adapters;
     struct slm_options opt;
     char *grammar;
-    const struct srv_tool_family *family;
+    const struct slm_tool_family *family;
     bool tools_on;
-    bool chat_formatted;
     struct srv_item *items;
     size_t n_items;
     double t_start, t_load, t_first;

@@ -238,11 +238,11 @@ const char *srv_finish_reason(const struct srv_item *it) {
 }
 
 int srv_job_check_json(const struct srv_job *j, const struct srv_item *it, struct slm_err *err) {
-    if (j->g->format == SRV_FMT_TEXT) {
+    if (j->g->format == SLM_TURN_FORMAT_TEXT) {
         return SLM_OK;
     }
     bool cut = it->stats.finish == SLM_FINISH_LENGTH || it->stats.finish == SLM_FINISH_CONTEXT;
-    const json_t *schema = j->g->format == SRV_FMT_SCHEMA ? j->g->schema : NULL;
+    const json_t *schema = j->g->format == SLM_TURN_FORMAT_SCHEMA ? j->g->schema : NULL;
     int rc = slm_json_output_check(schema, slm_buf_cstr(&it->text), it->text.len, cut, NULL, err);
     if (rc == SLM_OK || rc == SLM_E_INCOMPLETE) {
         return rc;
@@ -313,10 +313,10 @@ size_t srv_job_releasable(const struct srv_job *j, const struct srv_item *it) {
     if (!j->tools_on) {
         return it->text.len;
     }
-    if (j->g->tool_choice >= SRV_TOOLS_REQUIRED) {
+    if (j->g->tool_choice >= SLM_TOOLS_REQUIRED) {
         return it->sent; /* the grammar makes it a call: hold all */
     }
-    return it->sent + srv_tools_safe_prefix(j->family, it->text.ptr + it->sent,
+    return it->sent + slm_tools_safe_prefix(j->family, it->text.ptr + it->sent,
                                             it->text.len - it->sent, it->sent == 0);
 }
 
@@ -344,7 +344,7 @@ void srv_job_free(struct srv_job *j) {
     if (j->pinned) {
         b->release(b->user, j->sched);
     }
-    slm_manifest_free(j->man);
+    slm_turn_free(j->turn);
     srv_model_facts_free(&j->facts);
     slm_options_free(&j->opt);
     free(j->grammar);

@@ -107,7 +107,7 @@ static json_t *whole(struct srv_job *j, struct srv_error *e) {
     struct slm_buf rest = {0};
     slm_buf_init(&rest, SRV_MAX_TEXT);
     if (j->tools_on) {
-        srv_tools_parse(it->text.ptr, it->text.len, j->g->tools, true, &calls, &rest);
+        slm_tools_parse(it->text.ptr, it->text.len, j->g->tools, true, &calls, &rest);
     }
     json_t *v = json_array_size(calls) ? part(j, rest.ptr, rest.len, ollama_tool_calls(calls))
                                        : part(j, it->text.ptr, it->text.len, NULL);
@@ -157,7 +157,7 @@ static int emit_end(struct srv_job *j, struct slm_buf *out) {
         json_t *calls = NULL;
         struct slm_buf rest = {0};
         slm_buf_init(&rest, SRV_MAX_TEXT);
-        srv_tools_parse(it->text.ptr + it->sent, it->text.len - it->sent, j->g->tools,
+        slm_tools_parse(it->text.ptr + it->sent, it->text.len - it->sent, j->g->tools,
                         it->sent == 0, &calls, &rest);
         if (json_array_size(calls)) {
             rc = ndjson(out, part(j, rest.ptr, rest.len, ollama_tool_calls(calls)));

@@ -116,7 +116,7 @@ static json_t *chat_choice(struct srv_job *j, struct srv_item *it, bool incomple
         json_t *calls = NULL;
         struct slm_buf rest = {0};
         slm_buf_init(&rest, SRV_MAX_TEXT);
-        srv_tools_parse(it->text.ptr, it->text.len, j->g->tools, true, &calls, &rest);
+        slm_tools_parse(it->text.ptr, it->text.len, j->g->tools, true, &calls, &rest);
         if (json_array_size(calls)) {
             json_object_set_new(message, "tool_calls", openai_tool_calls(calls, false));
             finish = "tool_calls";
@@ -272,7 +272,7 @@ static int emit_end(struct oai_stream *os, struct srv_item *it, struct slm_buf *
         json_t *calls = NULL;
         struct slm_buf rest = {0};
         slm_buf_init(&rest, SRV_MAX_TEXT);
-        srv_tools_parse(it->text.ptr + it->sent, it->text.len - it->sent, j->g->tools,
+        slm_tools_parse(it->text.ptr + it->sent, it->text.len - it->sent, j->g->tools,
                         it->sent == 0, &calls, &rest);
         if (json_array_size(calls)) {
             if (rest.len) {

@@ -218,37 +218,17 @@ static int put_option(struct srv_gen_req *g, const char *field_name, const char 
     return SLM_OK;
 }
 
-/* OpenAI top-level sampling fields (and llama-server's extensions). */
+/* OpenAI top-level sampling fields (and llama-server's extensions), named by
+ * the option table. */
 static int openai_options(const json_t *body, struct srv_gen_req *g, struct srv_error *e) {
-    static const struct {
-        const char *field;
-        const char *opt;
-    } map[] = {
-        {"temperature", "temperature"},
-        {"top_p", "top_p"},
-        {"max_tokens", "num_predict"},
-        {"max_completion_tokens", "num_predict"},
-        {"stop", "stop"},
-        {"seed", "seed"},
-        {"presence_penalty", "presence_penalty"},
-        {"frequency_penalty", "frequency_penalty"},
-        {"top_k", "top_k"},
-        {"min_p", "min_p"},
-        {"repeat_penalty", "repeat_penalty"},
-        {"repeat_last_n", "repeat_last_n"},
-    };
-    for (size_t i = 0; i < SLM_ARRAY_LEN(map); i++) {
-        json_t *v = field(body, map[i].field);
-        if (!v) {
-            continue;
-        }
-        if (strcmp(map[i].field, "max_tokens") == 0 && field(body, "max_completion_tokens")) {
-            continue; /* the newer name wins */
-        }
-        int rc = put_option(g, map[i].field, map[i].opt, v, e);
-        if (rc != SLM_OK) {
-            return rc;
-        }
+    const char *bad = NULL;
+    struct slm_err err = {0};
+    int rc = slm_options_from_openai(body, g->options, &bad, &err);
+    if (rc == SLM_E_NOMEM || (rc != SLM_OK && !bad)) {
+        return srv_fail(e, rc, &err);
+    }
+    if (rc != SLM_OK) {
+        return srv_bad(e, bad, "'%s': %s", bad, err.msg);
     }
     return SLM_OK;
 }
@@ -268,8 +248,7 @@ static int ollama_options(const json_t *body, struct srv_gen_req *g, struct srv_
     json_t *v;
     json_object_foreach((json_t *)o, key, v) {
         const struct slm_option_desc *d = slm_option_find(key);
-        if (!d || strcmp(d->name, key) != 0 || json_is_null(v) || !strcmp(key, "num_ctx") ||
-            !strcmp(key, "num_thread") || !strcmp(key, "num_batch")) {
+        if (!d || strcmp(d->name, key) != 0 || json_is_null(v) || (d->flags & SLM_OPTF_CONTEXT)) {
             continue;
         }
         char name[96];
@@ -289,6 +268,73 @@ static int keep_alive(const json_t *body, struct srv_gen_req *g, struct srv_erro
         return srv_bad(e, "keep_alive",
                        "'keep_alive' must be a number of seconds or a duration "
                        "such as \"5m\", \"1h\", \"-1\" (forever) or \"0\"");
+    }
+    return SLM_OK;
+}
+
+/* ---------------------------------------------------------------- tools */
+
+static bool valid_fn_name(const char *s, size_t n) {
+    if (n == 0 || n > 64) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '-' || c == '.';
+        if (!ok) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int srv_tools_check(const json_t *tools, struct srv_error *e) {
+    if (!json_is_array(tools)) {
+        return srv_bad(e, "tools", "'tools' must be an array");
+    }
+    if (json_array_size(tools) > SLM_MAX_TOOLS) {
+        return srv_bad(e, "tools", "at most %d tools", SLM_MAX_TOOLS);
+    }
+    size_t i;
+    const json_t *t;
+    json_array_foreach(tools, i, t) {
+        const json_t *type = json_object_get(t, "type");
+        const json_t *fn = json_object_get(t, "function");
+        if (!json_is_object(t) ||
+            (type && !json_is_null(type) &&
+             (!json_is_string(type) || strcmp(json_string_value(type), "function") != 0))) {
+            return srv_bad(e, "tools",
+                           "tools[%zu] must be {\"type\": \"function\", \"function\": "
+                           "{...}}",
+                           i);
+        }
+        const json_t *name = json_object_get(fn, "name");
+        if (!json_is_object(fn) || !json_is_string(name) ||
+            !valid_fn_name(json_string_value(name), json_string_length(name))) {
+            return srv_bad(e, "tools",
+                           "tools[%zu].function.name must be 1 to 64 letters, digits, "
+                           "'_', '-' or '.'",
+                           i);
+        }
+        const json_t *d = json_object_get(fn, "description");
+        const json_t *p = json_object_get(fn, "parameters");
+        if (d && !json_is_null(d) && !json_is_string(d)) {
+            return srv_bad(e, "tools", "tools[%zu].function.description must be a string", i);
+        }
+        if (p && !json_is_null(p) && !json_is_object(p)) {
+            return srv_bad(e, "tools",
+                           "tools[%zu].function.parameters must be a JSON Schema "
+                           "object",
+                           i);
+        }
+        for (size_t k = 0; k < i; k++) {
+            const char *other = json_string_value(
+                json_object_get(json_object_get(json_array_get(tools, k), "function"), "name"));
+            if (other && strcmp(other, json_string_value(name)) == 0) {
+                return srv_bad(e, "tools", "tools[%zu]: the name '%s' is used twice", i, other);
+            }
+        }
     }
     return SLM_OK;
 }
@@ -336,8 +382,8 @@ static int content_text(const json_t *c, const char *where, struct slm_buf *out,
 /* tool_calls of an assistant message, into [{id, name, arguments (object)}]. */
 static int tool_calls(const json_t *tc, const char *where, bool ollama, json_t *msg,
                       struct srv_error *e) {
-    if (!json_is_array(tc) || json_array_size(tc) > SRV_MAX_TOOLS) {
-        return srv_bad(e, where, "%s must be an array of at most %d calls", where, SRV_MAX_TOOLS);
+    if (!json_is_array(tc) || json_array_size(tc) > SLM_MAX_TOOLS) {
+        return srv_bad(e, where, "%s must be an array of at most %d calls", where, SLM_MAX_TOOLS);
     }
     json_t *calls = json_array();
     size_t i;
@@ -471,7 +517,7 @@ static int response_format(const json_t *body, struct srv_gen_req *g, struct srv
         return SLM_OK;
     }
     if (strcmp(type, "json_object") == 0) {
-        g->format = SRV_FMT_JSON;
+        g->format = SLM_TURN_FORMAT_JSON;
         return SLM_OK;
     }
     if (strcmp(type, "json_schema") != 0) {
@@ -485,14 +531,14 @@ static int response_format(const json_t *body, struct srv_gen_req *g, struct srv
                        "response_format.json_schema must be an object with a 'schema'");
     }
     if (!schema) {
-        g->format = SRV_FMT_JSON; /* OpenAI allows a schema-less json_schema */
+        g->format = SLM_TURN_FORMAT_JSON; /* OpenAI allows a schema-less json_schema */
         return SLM_OK;
     }
     if (!json_is_object(schema) && !json_is_boolean(schema)) {
         return srv_bad(e, "response_format.json_schema.schema",
                        "response_format.json_schema.schema must be a JSON Schema object");
     }
-    g->format = SRV_FMT_SCHEMA;
+    g->format = SLM_TURN_FORMAT_SCHEMA;
     g->schema = schema;
     return SLM_OK;
 }
@@ -504,11 +550,11 @@ static int ollama_format(const json_t *body, struct srv_gen_req *g, struct srv_e
         return SLM_OK;
     }
     if (json_is_string(f) && strcmp(json_string_value(f), "json") == 0) {
-        g->format = SRV_FMT_JSON;
+        g->format = SLM_TURN_FORMAT_JSON;
         return SLM_OK;
     }
     if (json_is_object(f)) {
-        g->format = SRV_FMT_SCHEMA;
+        g->format = SLM_TURN_FORMAT_SCHEMA;
         g->schema = f;
         return SLM_OK;
     }
@@ -526,7 +572,7 @@ static int parse_tools(const json_t *body, struct srv_gen_req *g, struct srv_err
         return rc;
     }
     g->tools = tools;
-    g->tool_choice = SRV_TOOLS_AUTO;
+    g->tool_choice = SLM_TOOLS_AUTO;
     rc = get_bool(body, "parallel_tool_calls", true, &g->parallel_tool_calls, e);
     if (rc != SLM_OK) {
         return rc;
@@ -538,11 +584,11 @@ static int parse_tools(const json_t *body, struct srv_gen_req *g, struct srv_err
     if (json_is_string(tc)) {
         const char *s = json_string_value(tc);
         if (strcmp(s, "none") == 0) {
-            g->tool_choice = SRV_TOOLS_OFF;
+            g->tool_choice = SLM_TOOLS_OFF;
         } else if (strcmp(s, "auto") == 0) {
-            g->tool_choice = SRV_TOOLS_AUTO;
+            g->tool_choice = SLM_TOOLS_AUTO;
         } else if (strcmp(s, "required") == 0) {
-            g->tool_choice = SRV_TOOLS_REQUIRED;
+            g->tool_choice = SLM_TOOLS_REQUIRED;
         } else {
             return srv_bad(e, "tool_choice",
                            "tool_choice must be none, auto, required or "
@@ -561,7 +607,7 @@ static int parse_tools(const json_t *body, struct srv_gen_req *g, struct srv_err
     json_array_foreach(tools, i, t) {
         const char *tn = json_string_value(json_object_get(json_object_get(t, "function"), "name"));
         if (tn && strcmp(tn, name) == 0) {
-            g->tool_choice = SRV_TOOLS_NAMED;
+            g->tool_choice = SLM_TOOLS_NAMED;
             g->tool_name = name;
             return SLM_OK;
         }
@@ -899,7 +945,7 @@ int srv_parse_request(enum srv_route_id route, const char *body, size_t len,
         default: rc = srv_bad(e, NULL, "unknown route"); break;
         }
     }
-    if (rc == SLM_OK && out->format != SRV_FMT_TEXT && out->tool_choice >= SRV_TOOLS_REQUIRED) {
+    if (rc == SLM_OK && out->format != SLM_TURN_FORMAT_TEXT && out->tool_choice >= SLM_TOOLS_REQUIRED) {
         rc = srv_bad(e, "response_format",
                      "a JSON response format cannot be combined with a "
                      "required tool call");

@@ -473,7 +473,7 @@ static int load_templates(struct slm_server *s, struct slm_err *err) {
             return rc;
         }
     }
-    const struct srv_tool_family *f = srv_tool_families();
+    const struct slm_tool_family *f = slm_tool_families();
     for (size_t i = 0; f[i].name && i < SLM_ARRAY_LEN(s->family_tmpl); i++) {
         char name[64];
         snprintf(name, sizeof(name), "templates/tools/%s.liquid", f[i].name);

@@ -20,33 +20,33 @@
 #include "slm/json.h"
 
 static void exercise_tools(const json_t *tools, const char *text, size_t len) {
-    const struct srv_tool_family *fams = srv_tool_families();
+    const struct slm_tool_family *fams = slm_tool_families();
     for (size_t i = 0; fams[i].name; i++) {
         struct slm_liquid_template *t = NULL;
         if (slm_liquid_parse(fams[i].name, fams[i].template_src, strlen(fams[i].template_src), NULL,
                              &t, NULL) == SLM_OK) {
             struct slm_buf out;
             slm_buf_init(&out, (size_t)1 << 20);
-            (void)srv_tools_render(t, tools, "auto", NULL, "sys", &fams[i], &out, NULL);
+            (void)slm_tools_render(t, tools, "auto", NULL, "sys", &fams[i], &out, NULL);
             slm_buf_free(&out);
             slm_liquid_free(t);
         }
         struct slm_buf g;
         slm_buf_init(&g, (size_t)1 << 20);
-        (void)srv_tools_grammar(tools, NULL, i % 2 == 0, &fams[i], &g, NULL);
+        (void)slm_tools_grammar(tools, NULL, i % 2 == 0, &fams[i], &g, NULL);
         slm_buf_free(&g);
-        (void)srv_tools_safe_prefix(&fams[i], text, len, i == 0);
+        (void)slm_tools_safe_prefix(&fams[i], text, len, i == 0);
     }
     for (int bare = 0; bare < 2; bare++) {
         json_t *calls = NULL;
         struct slm_buf rest;
         slm_buf_init(&rest, (size_t)1 << 20);
-        if (srv_tools_parse(text, len, tools, bare, &calls, &rest) == SLM_OK) {
+        if (slm_tools_parse(text, len, tools, bare, &calls, &rest) == SLM_OK) {
             size_t k;
             const json_t *c;
             json_array_foreach(calls, k, c) {
                 struct slm_buf b = {0};
-                (void)srv_tools_format_call(&fams[k % 3],
+                (void)slm_tools_format_call(&fams[k % 3],
                                             json_string_value(json_object_get(c, "name")),
                                             json_object_get(c, "arguments"), &b);
                 slm_buf_free(&b);

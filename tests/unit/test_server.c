@@ -9,9 +9,9 @@
  */
 #include "test_server_common.h"
 
-extern const char srv_tool_template_hermes[];
-extern const char srv_tool_template_llama3[];
-extern const char srv_tool_template_mistral[];
+extern const char slm__tool_template_hermes[];
+extern const char slm__tool_template_llama3[];
+extern const char slm__tool_template_mistral[];
 
 /* ---------------------------------------------------------------- parsing */
 
@@ -101,17 +101,17 @@ Test(server_parse, response_formats) {
              "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"p\","
              "\"schema\":{\"type\":\"object\"}}}}",
              &g);
-    cr_assert_eq(g.format, SRV_FMT_SCHEMA);
+    cr_assert_eq(g.format, SLM_TURN_FORMAT_SCHEMA);
     cr_assert(json_is_object(g.schema));
     srv_gen_req_free(&g);
     parse_ok(SRV_R_OPENAI_CHAT,
              "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
              "\"response_format\":{\"type\":\"json_object\"}}",
              &g);
-    cr_assert_eq(g.format, SRV_FMT_JSON);
+    cr_assert_eq(g.format, SLM_TURN_FORMAT_JSON);
     srv_gen_req_free(&g);
     parse_ok(SRV_R_OLLAMA_CHAT, "{\"model\":\"m\",\"messages\":[],\"format\":\"json\"}", &g);
-    cr_assert_eq(g.format, SRV_FMT_JSON);
+    cr_assert_eq(g.format, SLM_TURN_FORMAT_JSON);
     cr_assert(g.load_only);
     cr_assert(g.stream, "Ollama streams by default");
     srv_gen_req_free(&g);
@@ -192,7 +192,7 @@ Test(server_parse, tools_and_tool_choice) {
              "\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}}",
              tools);
     parse_ok(SRV_R_OPENAI_CHAT, body, &g);
-    cr_assert_eq(g.tool_choice, SRV_TOOLS_NAMED);
+    cr_assert_eq(g.tool_choice, SLM_TOOLS_NAMED);
     cr_assert_str_eq(g.tool_name, "get_weather");
     srv_gen_req_free(&g);
     snprintf(body, sizeof(body),
@@ -266,7 +266,7 @@ static json_t *calls_of(const char *text, bool bare, const char *content) {
     json_t *tools = weather_tools();
     json_t *calls = NULL;
     struct slm_buf rest = {0};
-    cr_assert_eq(srv_tools_parse(text, strlen(text), tools, bare, &calls, &rest), SLM_OK);
+    cr_assert_eq(slm_tools_parse(text, strlen(text), tools, bare, &calls, &rest), SLM_OK);
     cr_assert_str_eq(slm_buf_cstr(&rest), content, "content of '%s'", text);
     slm_buf_free(&rest);
     json_decref(tools);
@@ -334,35 +334,35 @@ Test(server_tools, ignores_what_is_not_a_declared_call) {
 }
 
 Test(server_tools, safe_prefix_holds_back_possible_calls) {
-    const struct srv_tool_family *f = srv_tool_family_for("qwen2", "<|im_start|>");
+    const struct slm_tool_family *f = slm_tool_family_for("qwen2", "<|im_start|>");
     cr_assert_str_eq(f->name, "hermes");
-    cr_assert_eq(srv_tools_safe_prefix(f, "Hello there", 11, true), 11);
-    cr_assert_eq(srv_tools_safe_prefix(f, "Hello <tool", 11, true), 6);
-    cr_assert_eq(srv_tools_safe_prefix(f, "Hi <tool_call>{", 15, true), 3);
-    cr_assert_eq(srv_tools_safe_prefix(f, "  {\"name\"", 9, true), 0);
-    cr_assert_eq(srv_tools_safe_prefix(f, "  {\"name\"", 9, false), 9);
-    cr_assert_eq(srv_tools_safe_prefix(f, "   ", 3, true), 0);
-    cr_assert_str_eq(srv_tool_family_for("llama", "<|start_header_id|>")->name, "llama3");
-    cr_assert_str_eq(srv_tool_family_for("llama", "[INST]")->name, "mistral");
+    cr_assert_eq(slm_tools_safe_prefix(f, "Hello there", 11, true), 11);
+    cr_assert_eq(slm_tools_safe_prefix(f, "Hello <tool", 11, true), 6);
+    cr_assert_eq(slm_tools_safe_prefix(f, "Hi <tool_call>{", 15, true), 3);
+    cr_assert_eq(slm_tools_safe_prefix(f, "  {\"name\"", 9, true), 0);
+    cr_assert_eq(slm_tools_safe_prefix(f, "  {\"name\"", 9, false), 9);
+    cr_assert_eq(slm_tools_safe_prefix(f, "   ", 3, true), 0);
+    cr_assert_str_eq(slm_tool_family_for("llama", "<|start_header_id|>")->name, "llama3");
+    cr_assert_str_eq(slm_tool_family_for("llama", "[INST]")->name, "mistral");
 }
 
 Test(server_tools, grammar_wraps_the_calls) {
     json_t *tools = weather_tools();
     struct slm_buf g = {0};
     struct slm_err err = {0};
-    const struct srv_tool_family *f = srv_tool_family_for("qwen2", "");
-    cr_assert_eq(srv_tools_grammar(tools, "get_weather", false, f, &g, &err), SLM_OK, "%s",
+    const struct slm_tool_family *f = slm_tool_family_for("qwen2", "");
+    cr_assert_eq(slm_tools_grammar(tools, "get_weather", false, f, &g, &err), SLM_OK, "%s",
                  err.msg);
     cr_assert(strncmp(g.ptr, "root ::= slm-tool-call-block\n", 29) == 0, "%s", g.ptr);
     cr_assert(strstr(g.ptr, "\"<tool_call>\\n\"") != NULL, "%s", g.ptr);
     cr_assert(strstr(g.ptr, "get_weather") != NULL);
     cr_assert(strstr(g.ptr, "\"add\"") == NULL, "only the named tool");
     slm_buf_clear(&g);
-    cr_assert_eq(srv_tools_grammar(tools, NULL, true, f, &g, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(slm_tools_grammar(tools, NULL, true, f, &g, &err), SLM_OK, "%s", err.msg);
     cr_assert(strstr(g.ptr, "(\"\\n\" slm-tool-call-block)*") != NULL, "%s", g.ptr);
     slm_buf_clear(&g);
-    const struct srv_tool_family *m = srv_tool_family_for("llama", "[INST]");
-    cr_assert_eq(srv_tools_grammar(tools, NULL, true, m, &g, &err), SLM_OK, "%s", err.msg);
+    const struct slm_tool_family *m = slm_tool_family_for("llama", "[INST]");
+    cr_assert_eq(slm_tools_grammar(tools, NULL, true, m, &g, &err), SLM_OK, "%s", err.msg);
     cr_assert(strstr(g.ptr, "\"[TOOL_CALLS]\"") != NULL, "%s", g.ptr);
     slm_buf_free(&g);
     json_decref(tools);
@@ -371,12 +371,12 @@ Test(server_tools, grammar_wraps_the_calls) {
 Test(server_tools, replayed_calls_use_the_family_syntax) {
     json_t *args = json_pack("{s:s}", "city", "Paris");
     struct slm_buf b = {0};
-    const struct srv_tool_family *f = srv_tool_families();
-    cr_assert_eq(srv_tools_format_call(&f[0], "get_weather", args, &b), SLM_OK);
+    const struct slm_tool_family *f = slm_tool_families();
+    cr_assert_eq(slm_tools_format_call(&f[0], "get_weather", args, &b), SLM_OK);
     cr_assert_str_eq(b.ptr, "<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{\"city\":"
                             "\"Paris\"}}\n</tool_call>");
     slm_buf_clear(&b);
-    cr_assert_eq(srv_tools_format_call(&f[1], "get_weather", args, &b), SLM_OK);
+    cr_assert_eq(slm_tools_format_call(&f[1], "get_weather", args, &b), SLM_OK);
     cr_assert_str_eq(b.ptr, "{\"name\":\"get_weather\",\"parameters\":{\"city\":\"Paris\"}}");
     slm_buf_free(&b);
     json_decref(args);
@@ -389,23 +389,23 @@ Test(server_tools, built_in_templates_match_their_files) {
         cr_skip_test("SLM_SRC is not set");
     }
     const char *names[] = {"hermes", "llama3", "mistral"};
-    const char *texts[] = {srv_tool_template_hermes, srv_tool_template_llama3,
-                           srv_tool_template_mistral};
+    const char *texts[] = {slm__tool_template_hermes, slm__tool_template_llama3,
+                           slm__tool_template_mistral};
     for (size_t i = 0; i < 3; i++) {
         char path[PATH_MAX];
         snprintf(path, sizeof(path), "%s/templates/tools/%s.liquid", src, names[i]);
         struct slm_buf b = {0};
         cr_assert_eq(slm_file_read(path, 0, &b, NULL), SLM_OK, "%s", path);
         cr_assert_str_eq(slm_buf_cstr(&b), texts[i],
-                         "%s differs from src/server/tool_templates.c: copy the file there", path);
+                         "%s differs from src/turn/tool_templates.c: copy the file there", path);
         slm_buf_free(&b);
-        cr_assert_str_eq(srv_tool_families()[i].name, names[i]);
+        cr_assert_str_eq(slm_tool_families()[i].name, names[i]);
     }
 }
 
 Test(server_tools, templates_render) {
     json_t *tools = weather_tools();
-    const struct srv_tool_family *f = srv_tool_families();
+    const struct slm_tool_family *f = slm_tool_families();
     for (size_t i = 0; f[i].name; i++) {
         struct slm_liquid_template *t = NULL;
         struct slm_err err = {0};
@@ -414,13 +414,13 @@ Test(server_tools, templates_render) {
                      SLM_OK, "%s: %s", f[i].name, err.msg);
         struct slm_buf out = {0};
         cr_assert_eq(
-            srv_tools_render(t, tools, "named", "get_weather", "You are terse.", &f[i], &out, &err),
+            slm_tools_render(t, tools, "named", "get_weather", "You are terse.", &f[i], &out, &err),
             SLM_OK, "%s: %s", f[i].name, err.msg);
         cr_assert(strstr(out.ptr, "You are terse.") == out.ptr, "%s: %s", f[i].name, out.ptr);
         cr_assert(strstr(out.ptr, "\"get_weather\"") != NULL, "%s: %s", f[i].name, out.ptr);
         cr_assert(strstr(out.ptr, "Weather in a city") != NULL, "%s", f[i].name);
         slm_buf_clear(&out);
-        cr_assert_eq(srv_tools_render(t, tools, "auto", NULL, NULL, &f[i], &out, &err), SLM_OK);
+        cr_assert_eq(slm_tools_render(t, tools, "auto", NULL, NULL, &f[i], &out, &err), SLM_OK);
         cr_assert(strstr(out.ptr, "get_weather") != NULL);
         slm_buf_free(&out);
         slm_liquid_free(t);

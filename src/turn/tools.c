@@ -1,40 +1,41 @@
 /*
- * server/tools.c - tool calling for models that have no tool support in
+ * turn/tools.c - tool calling for models that have no tool support in
  * llama.cpp's C API: a Liquid tool prompt per model family tells the model
  * which functions exist and how to call them; its answer is searched for
  * calls afterwards. With tool_choice "required" or a named function, a
  * grammar makes the model write exactly a call of a declared function with
  * arguments that match its parameters schema.
  *
- * The model's output is untrusted text: srv_tools_parse() never trusts a
+ * The model's output is untrusted text: slm_tools_parse() never trusts a
  * name that was not declared, and is fuzzed (tests/fuzz/fuzz_request.c).
+ * Checking the request's `tools` is the HTTP parser's job (server/parse.c).
  */
-#include "server/internal.h"
+#include "slm/turn.h"
 
 #include <string.h>
 
 #include "slm/grammar.h"
 #include "slm/json.h"
 
-extern const char srv_tool_template_hermes[];
-extern const char srv_tool_template_llama3[];
-extern const char srv_tool_template_mistral[];
+extern const char slm__tool_template_hermes[];
+extern const char slm__tool_template_llama3[];
+extern const char slm__tool_template_mistral[];
 
 /* Families: how calls are written and how results are fed back. */
-static const struct srv_tool_family g_families[] = {
-    {"hermes", srv_tool_template_hermes, "<tool_call>\n", "\n</tool_call>", "arguments", "user",
+static const struct slm_tool_family g_families[] = {
+    {"hermes", slm__tool_template_hermes, "<tool_call>\n", "\n</tool_call>", "arguments", "user",
      "<tool_response>\n", "\n</tool_response>", false},
-    {"llama3", srv_tool_template_llama3, "", "", "parameters", "ipython", "", "", false},
-    {"mistral", srv_tool_template_mistral, "[TOOL_CALLS]", "", "arguments", "user",
+    {"llama3", slm__tool_template_llama3, "", "", "parameters", "ipython", "", "", false},
+    {"mistral", slm__tool_template_mistral, "[TOOL_CALLS]", "", "arguments", "user",
      "[TOOL_RESULTS]", "[/TOOL_RESULTS]", true},
     {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, false},
 };
 
-const struct srv_tool_family *srv_tool_families(void) {
+const struct slm_tool_family *slm_tool_families(void) {
     return g_families;
 }
 
-const struct srv_tool_family *srv_tool_family_for(const char *arch, const char *chat_template) {
+const struct slm_tool_family *slm_tool_family_for(const char *arch, const char *chat_template) {
     (void)arch;
     const char *t = chat_template ? chat_template : "";
     if (strstr(t, "<|start_header_id|>")) {
@@ -44,73 +45,6 @@ const struct srv_tool_family *srv_tool_family_for(const char *arch, const char *
         return &g_families[2];
     }
     return &g_families[0];
-}
-
-/* ---------------------------------------------------------------- checking */
-
-static bool valid_fn_name(const char *s, size_t n) {
-    if (n == 0 || n > 64) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '_' || c == '-' || c == '.';
-        if (!ok) {
-            return false;
-        }
-    }
-    return true;
-}
-
-int srv_tools_check(const json_t *tools, struct srv_error *e) {
-    if (!json_is_array(tools)) {
-        return srv_bad(e, "tools", "'tools' must be an array");
-    }
-    if (json_array_size(tools) > SRV_MAX_TOOLS) {
-        return srv_bad(e, "tools", "at most %d tools", SRV_MAX_TOOLS);
-    }
-    size_t i;
-    const json_t *t;
-    json_array_foreach(tools, i, t) {
-        const json_t *type = json_object_get(t, "type");
-        const json_t *fn = json_object_get(t, "function");
-        if (!json_is_object(t) ||
-            (type && !json_is_null(type) &&
-             (!json_is_string(type) || strcmp(json_string_value(type), "function") != 0))) {
-            return srv_bad(e, "tools",
-                           "tools[%zu] must be {\"type\": \"function\", \"function\": "
-                           "{...}}",
-                           i);
-        }
-        const json_t *name = json_object_get(fn, "name");
-        if (!json_is_object(fn) || !json_is_string(name) ||
-            !valid_fn_name(json_string_value(name), json_string_length(name))) {
-            return srv_bad(e, "tools",
-                           "tools[%zu].function.name must be 1 to 64 letters, digits, "
-                           "'_', '-' or '.'",
-                           i);
-        }
-        const json_t *d = json_object_get(fn, "description");
-        const json_t *p = json_object_get(fn, "parameters");
-        if (d && !json_is_null(d) && !json_is_string(d)) {
-            return srv_bad(e, "tools", "tools[%zu].function.description must be a string", i);
-        }
-        if (p && !json_is_null(p) && !json_is_object(p)) {
-            return srv_bad(e, "tools",
-                           "tools[%zu].function.parameters must be a JSON Schema "
-                           "object",
-                           i);
-        }
-        for (size_t k = 0; k < i; k++) {
-            const char *other = json_string_value(
-                json_object_get(json_object_get(json_array_get(tools, k), "function"), "name"));
-            if (other && strcmp(other, json_string_value(name)) == 0) {
-                return srv_bad(e, "tools", "tools[%zu]: the name '%s' is used twice", i, other);
-            }
-        }
-    }
-    return SLM_OK;
 }
 
 static const json_t *find_tool(const json_t *tools, const char *name) {
@@ -127,9 +61,9 @@ static const json_t *find_tool(const json_t *tools, const char *name) {
 
 /* ---------------------------------------------------------------- prompt */
 
-int srv_tools_render(const struct slm_liquid_template *tmpl, const json_t *tools,
+int slm_tools_render(const struct slm_liquid_template *tmpl, const json_t *tools,
                      const char *tool_choice, const char *tool_name, const char *system,
-                     const struct srv_tool_family *fam, struct slm_buf *out, struct slm_err *err) {
+                     const struct slm_tool_family *fam, struct slm_buf *out, struct slm_err *err) {
     json_t *vars =
         json_pack("{s:O,s:s,s:s,s:s,s:s}", "tools", tools, "tool_choice", tool_choice, "tool_name",
                   tool_name ? tool_name : "", "system", system ? system : "", "family", fam->name);
@@ -172,8 +106,8 @@ static json_t *call_schema(const json_t *tool, const char *args_key) {
 
 #define CALL_RULE "slm-tool-call"
 
-int srv_tools_grammar(const json_t *tools, const char *only_name, bool parallel,
-                      const struct srv_tool_family *fam, struct slm_buf *out, struct slm_err *err) {
+int slm_tools_grammar(const json_t *tools, const char *only_name, bool parallel,
+                      const struct slm_tool_family *fam, struct slm_buf *out, struct slm_err *err) {
     json_t *alts = json_array();
     size_t i;
     const json_t *t;
@@ -188,7 +122,7 @@ int srv_tools_grammar(const json_t *tools, const char *only_name, bool parallel,
     json_decref(alts);
     if (fam->array_calls && schema) {
         schema = json_pack("{s:s,s:o,s:i,s:i}", "type", "array", "items", schema, "minItems", 1,
-                           "maxItems", parallel ? SRV_MAX_TOOLS : 1);
+                           "maxItems", parallel ? SLM_MAX_TOOLS : 1);
     }
     if (!schema) {
         return slm_err_set(err, SLM_E_NOMEM, "out of memory");
@@ -344,7 +278,7 @@ static int parse_tagged(struct slm_str text, const json_t *tools, json_t *calls,
     return rc == SLM_OK ? append_trimmed(content, slm_str_sub(text, pos, SIZE_MAX)) : rc;
 }
 
-int srv_tools_parse(const char *text, size_t len, const json_t *tools, bool allow_bare,
+int slm_tools_parse(const char *text, size_t len, const json_t *tools, bool allow_bare,
                     json_t **calls, struct slm_buf *content) {
     *calls = json_array();
     if (!*calls) {
@@ -401,7 +335,7 @@ static size_t partial_marker(struct slm_str s) {
     return best;
 }
 
-size_t srv_tools_safe_prefix(const struct srv_tool_family *fam, const char *text, size_t len,
+size_t slm_tools_safe_prefix(const struct slm_tool_family *fam, const char *text, size_t len,
                              bool at_start) {
     (void)fam;
     struct slm_str s = slm_str_n(text, len);
@@ -430,7 +364,7 @@ size_t srv_tools_safe_prefix(const struct srv_tool_family *fam, const char *text
     return len - partial_marker(s);
 }
 
-int srv_tools_format_call(const struct srv_tool_family *fam, const char *name,
+int slm_tools_format_call(const struct slm_tool_family *fam, const char *name,
                           const json_t *arguments, struct slm_buf *out) {
     json_t *a = arguments ? json_incref((json_t *)arguments) : json_object();
     json_t *call = json_pack("{s:s,s:o}", "name", name, fam->args_key, a);

@@ -1,11 +1,15 @@
 /*
- * server/tool_templates.c - the built-in tool prompts, one per model family:
+ * turn/tool_templates.c - the built-in tool prompts, one per model family:
  * byte-for-byte copies of templates/tools/<family>.liquid (test_server checks
  * that they match: edit the .liquid file, then this copy).
  */
-#include "server/internal.h"
+#include "slm/turn.h"
 
-const char srv_tool_template_hermes[] =
+extern const char slm__tool_template_hermes[];
+extern const char slm__tool_template_llama3[];
+extern const char slm__tool_template_mistral[];
+
+const char slm__tool_template_hermes[] =
     "{%- comment -%}\n"
     "  Tool prompt for models trained on Hermes-style function calling: Qwen2.5,\n"
     "  SmolLM2, Hermes and most ChatML models. It becomes the system message.\n"
@@ -40,7 +44,7 @@ const char srv_tool_template_hermes[] =
     "You must call the function \"{{ tool_name }}\".\n"
     "{%- endif -%}\n";
 
-const char srv_tool_template_llama3[] =
+const char slm__tool_template_llama3[] =
     "{%- comment -%}\n"
     "  Tool prompt for Llama 3.1 / 3.2 style models (JSON-based tool calling). It\n"
     "  becomes the system message. Variables: tools, tool_choice (\"auto\",\n"
@@ -62,7 +66,7 @@ const char srv_tool_template_llama3[] =
     "\n"
     "{% endfor -%}\n";
 
-const char srv_tool_template_mistral[] =
+const char slm__tool_template_mistral[] =
     "{%- comment -%}\n"
     "  Tool prompt for Mistral-style models ([INST] templates). It becomes the\n"
     "  system message. Variables: tools, tool_choice (\"auto\", \"required\" or\n"
