@@ -29,15 +29,21 @@ struct lq_symtab {
     uint32_t index_cap;
 };
 
+/* "No symbol": a path whose root is computed at render time, or a failed
+ * lookup. */
 #define LQ_NOSYM UINT32_MAX
 
+/* FNV-1a of `n` bytes at `p` (also used by the uniq filter). */
 uint32_t slm__lq_hash(const char *p, size_t n);
 /* Id of `name`, adding it (copied into `arena`) when absent; LQ_NOSYM on
  * allocation failure. */
 uint32_t slm__lq_sym_intern(struct lq_symtab *t, struct slm_arena *arena, const char *p, size_t n);
 /* Id of `name` or LQ_NOSYM. */
 uint32_t slm__lq_sym_find(const struct lq_symtab *t, const char *p, size_t n);
+/* Makes `dst` a copy of `src` that can grow on its own (names stay shared, in
+ * src's arena). SLM_OK or SLM_E_NOMEM; on failure nothing is owed. */
 int slm__lq_symtab_copy(struct lq_symtab *dst, const struct lq_symtab *src);
+/* Frees the arrays (not the names) and empties `t`. */
 void slm__lq_symtab_free(struct lq_symtab *t);
 
 #endif /* SLM_LIQUID_SYMTAB_H */
