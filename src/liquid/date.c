@@ -13,7 +13,7 @@
  * strftime follows Ruby: flags - _ 0 ^ #, a width, and the conversions
  * listed in docs/templates.md.
  */
-#include "liquid/internal.h"
+#include "liquid/date.h"
 
 #include <stdio.h>
 #include <string.h>

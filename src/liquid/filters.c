@@ -11,11 +11,13 @@
 
 #include <string.h>
 
+#include "liquid/date.h"
+
 /* ---------------------------------------------------------------- table */
 
-static int pass_through(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *v,
+static int pass_through(const struct lq_fenv *fe, const struct lq_filter *f, struct lq_val *v,
                         const struct lq_val *args) {
-    (void)rs;
+    (void)fe;
     (void)f;
     (void)v;
     (void)args;
@@ -118,18 +120,22 @@ int slm__lq_filter_find(const char *p, size_t n) {
 
 /* ---------------------------------------------------------------- helpers */
 
-static int fail_mem(struct lq_rs *rs, const struct lq_filter *f) {
-    return slm__lq_rt_err(rs, f->pos, SLM_E_LIMIT, "%s: render needs more than %zu bytes of memory",
-                          slm__lq_filters[f->id].name, rs->mem.max);
+static int fail_mem(struct lq_budget *bud, const struct lq_filter *f) {
+    return slm__lq_rt_err(bud, f->pos, SLM_E_LIMIT,
+                          "%s: render needs more than %zu bytes of memory", f->name, bud->mem.max);
 }
 
-static int done(struct lq_rs *rs, const struct lq_filter *f, struct lq_sb *sb, struct lq_val *v) {
-    return slm__lq_sb_end(sb, v) == SLM_OK ? SLM_OK : fail_mem(rs, f);
+static int done(struct lq_budget *bud, const struct lq_filter *f, struct lq_sb *sb,
+                struct lq_val *v) {
+    struct slm_str s;
+    int rc = slm__lq_sb_end(sb, &s);
+    *v = lq_str(s.ptr, s.len);
+    return rc == SLM_OK ? SLM_OK : fail_mem(bud, f);
 }
 
-static int str_of(struct lq_rs *rs, const struct lq_filter *f, const struct lq_val *v,
+static int str_of(struct lq_budget *bud, const struct lq_filter *f, const struct lq_val *v,
                   struct slm_str *s) {
-    return slm__lq_to_str(rs, v, s) == SLM_OK ? SLM_OK : fail_mem(rs, f);
+    return slm__lq_to_str(bud, v, s) == SLM_OK ? SLM_OK : fail_mem(bud, f);
 }
 
 static bool is_space(unsigned char c) {
@@ -174,8 +180,10 @@ static inline size_t skip_ws(const char *p, size_t i, size_t n) {
     return i;
 }
 
-int slm__lq_arg_int(struct lq_rs *rs, const struct lq_filter *f, const struct lq_val *v,
-                    int64_t *out) {
+/* Ruby's Integer() for filter arguments (slice, truncate, json): SLM_E_INVALID
+ * with a message naming the filter otherwise. */
+static int arg_int(struct lq_budget *bud, const struct lq_filter *f, const struct lq_val *v,
+                   int64_t *out) {
     if (v->k == LQ_INT) {
         *out = v->u.i;
         return SLM_OK;
@@ -186,8 +194,7 @@ int slm__lq_arg_int(struct lq_rs *rs, const struct lq_filter *f, const struct lq
             return SLM_OK;
         }
     }
-    return slm__lq_rt_err(rs, f->pos, SLM_E_INVALID, "%s: expected an integer argument",
-                          slm__lq_filters[f->id].name);
+    return slm__lq_rt_err(bud, f->pos, SLM_E_INVALID, "%s: expected an integer argument", f->name);
 }
 
 /* ---------------------------------------------------------------- UTF-8 and case */
@@ -330,9 +337,9 @@ static uint32_t cp_upper(uint32_t c) {
 
 enum { CASE_LOWER, CASE_UPPER, CASE_CAPITAL };
 
-static int map_case(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *v, int mode) {
+static int map_case(struct lq_budget *bud, const struct lq_filter *f, struct lq_val *v, int mode) {
     struct slm_str s;
-    int rc = str_of(rs, f, v, &s);
+    int rc = str_of(bud, f, v, &s);
     if (rc != SLM_OK) {
         return rc;
     }
@@ -356,7 +363,7 @@ static int map_case(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *
         return SLM_OK;
     }
     struct lq_sb sb;
-    slm__lq_sb_begin(rs, &sb, s.len + 8);
+    slm__lq_sb_begin(bud, &sb, s.len + 8);
     if (i == s.len && sb.cap >= s.len) {
         char *o = sb.p;
         o[0] = (char)(p[0] ^ (((unsigned char)(p[0] - first) < 26) << 5));
@@ -364,7 +371,7 @@ static int map_case(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *
             o[k] = (char)(p[k] ^ (((unsigned char)(p[k] - rest) < 26) << 5));
         }
         sb.n = s.len;
-        return done(rs, f, &sb, v);
+        return done(bud, f, &sb, v);
     }
     for (i = 0; i < s.len;) {
         if (p[i] < 0x80) {
@@ -396,22 +403,22 @@ static int map_case(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *
         }
         i += k;
     }
-    return done(rs, f, &sb, v);
+    return done(bud, f, &sb, v);
 }
 
 LQ_FILTER(downcase) {
     (void)args;
-    return map_case(rs, f, v, CASE_LOWER);
+    return map_case(fe->bud, f, v, CASE_LOWER);
 }
 
 LQ_FILTER(upcase) {
     (void)args;
-    return map_case(rs, f, v, CASE_UPPER);
+    return map_case(fe->bud, f, v, CASE_UPPER);
 }
 
 LQ_FILTER(capitalize) {
     (void)args;
-    return map_case(rs, f, v, CASE_CAPITAL);
+    return map_case(fe->bud, f, v, CASE_CAPITAL);
 }
 
 /* Byte offset of character `ci` (clamped to the end). */
@@ -428,38 +435,39 @@ static size_t char_off(struct slm_str s, size_t ci) {
 
 /* ---------------------------------------------------------------- concatenation */
 
-static int concat2(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *v, struct slm_str a,
-                   struct slm_str b) {
+static int concat2(struct lq_budget *bud, const struct lq_filter *f, struct lq_val *v,
+                   struct slm_str a, struct slm_str b) {
     struct lq_sb sb;
-    slm__lq_sb_begin(rs, &sb, a.len + b.len);
+    slm__lq_sb_begin(bud, &sb, a.len + b.len);
     slm__lq_sb_put(&sb, a.ptr, a.len);
     slm__lq_sb_put(&sb, b.ptr, b.len);
-    return done(rs, f, &sb, v);
+    return done(bud, f, &sb, v);
 }
 
 LQ_FILTER(append) {
     struct slm_str a, b;
-    int rc = str_of(rs, f, v, &a);
+    int rc = str_of(fe->bud, f, v, &a);
     if (rc == SLM_OK) {
-        rc = str_of(rs, f, &args[0], &b);
+        rc = str_of(fe->bud, f, &args[0], &b);
     }
-    return rc == SLM_OK ? concat2(rs, f, v, a, b) : rc;
+    return rc == SLM_OK ? concat2(fe->bud, f, v, a, b) : rc;
 }
 
 LQ_FILTER(prepend) {
     struct slm_str a, b;
-    int rc = str_of(rs, f, v, &a);
+    int rc = str_of(fe->bud, f, v, &a);
     if (rc == SLM_OK) {
-        rc = str_of(rs, f, &args[0], &b);
+        rc = str_of(fe->bud, f, &args[0], &b);
     }
-    return rc == SLM_OK ? concat2(rs, f, v, b, a) : rc;
+    return rc == SLM_OK ? concat2(fe->bud, f, v, b, a) : rc;
 }
 
 /* ---------------------------------------------------------------- HTML and URLs */
 
-static int escape_html(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *v, bool once) {
+static int escape_html(struct lq_budget *bud, const struct lq_filter *f, struct lq_val *v,
+                       bool once) {
     struct slm_str s;
-    int rc = str_of(rs, f, v, &s);
+    int rc = str_of(bud, f, v, &s);
     if (rc != SLM_OK) {
         return rc;
     }
@@ -473,7 +481,7 @@ static int escape_html(struct lq_rs *rs, const struct lq_filter *f, struct lq_va
         return SLM_OK;
     }
     struct lq_sb sb;
-    slm__lq_sb_begin(rs, &sb, s.len + 32);
+    slm__lq_sb_begin(bud, &sb, s.len + 32);
     slm__lq_sb_put(&sb, s.ptr, i);
     for (; i < s.len; i++) {
         char c = s.ptr[i];
@@ -511,7 +519,7 @@ static int escape_html(struct lq_rs *rs, const struct lq_filter *f, struct lq_va
         default: slm__lq_sb_putc(&sb, c); break;
         }
     }
-    return done(rs, f, &sb, v);
+    return done(bud, f, &sb, v);
 }
 
 LQ_FILTER(escape) {
@@ -519,12 +527,12 @@ LQ_FILTER(escape) {
     if (v->k == LQ_NIL) {
         return SLM_OK;
     }
-    return escape_html(rs, f, v, false);
+    return escape_html(fe->bud, f, v, false);
 }
 
 LQ_FILTER(escape_once) {
     (void)args;
-    return escape_html(rs, f, v, true);
+    return escape_html(fe->bud, f, v, true);
 }
 
 LQ_FILTER(url_encode) {
@@ -533,13 +541,13 @@ LQ_FILTER(url_encode) {
         return SLM_OK;
     }
     struct slm_str s;
-    int rc = str_of(rs, f, v, &s);
+    int rc = str_of(fe->bud, f, v, &s);
     if (rc != SLM_OK) {
         return rc;
     }
     static const char hex[] = "0123456789ABCDEF";
     struct lq_sb sb;
-    slm__lq_sb_begin(rs, &sb, s.len * 3);
+    slm__lq_sb_begin(fe->bud, &sb, s.len * 3);
     for (size_t i = 0; i < s.len; i++) {
         unsigned char c = (unsigned char)s.ptr[i];
         if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -552,7 +560,7 @@ LQ_FILTER(url_encode) {
             slm__lq_sb_put(&sb, e, 3);
         }
     }
-    return done(rs, f, &sb, v);
+    return done(fe->bud, f, &sb, v);
 }
 
 static int hexval(char c) {
@@ -569,12 +577,12 @@ LQ_FILTER(url_decode) {
         return SLM_OK;
     }
     struct slm_str s;
-    int rc = str_of(rs, f, v, &s);
+    int rc = str_of(fe->bud, f, v, &s);
     if (rc != SLM_OK) {
         return rc;
     }
     struct lq_sb sb;
-    slm__lq_sb_begin(rs, &sb, s.len);
+    slm__lq_sb_begin(fe->bud, &sb, s.len);
     for (size_t i = 0; i < s.len; i++) {
         char c = s.ptr[i];
         if (c == '+') {
@@ -587,18 +595,18 @@ LQ_FILTER(url_decode) {
             slm__lq_sb_putc(&sb, c);
         }
     }
-    return done(rs, f, &sb, v);
+    return done(fe->bud, f, &sb, v);
 }
 
 LQ_FILTER(strip_html) {
     (void)args;
     struct slm_str s;
-    int rc = str_of(rs, f, v, &s);
+    int rc = str_of(fe->bud, f, v, &s);
     if (rc != SLM_OK) {
         return rc;
     }
     struct lq_sb sb;
-    slm__lq_sb_begin(rs, &sb, s.len);
+    slm__lq_sb_begin(fe->bud, &sb, s.len);
     static const struct {
         const char *open, *close;
     } blocks[] = {{"<script", "</script>"}, {"<!--", "-->"}, {"<style", "</style>"}};
@@ -641,27 +649,27 @@ LQ_FILTER(strip_html) {
         }
         if (pass == 0) {
             struct lq_val mid;
-            rc = done(rs, f, &sb, &mid);
+            rc = done(fe->bud, f, &sb, &mid);
             if (rc != SLM_OK) {
                 return rc;
             }
             tmp = (char *)mid.u.s.p;
             tn = mid.u.s.n;
-            slm__lq_sb_begin(rs, &sb, tn);
+            slm__lq_sb_begin(fe->bud, &sb, tn);
         }
     }
-    return done(rs, f, &sb, v);
+    return done(fe->bud, f, &sb, v);
 }
 
 LQ_FILTER(newline_to_br) {
     (void)args;
     struct slm_str s;
-    int rc = str_of(rs, f, v, &s);
+    int rc = str_of(fe->bud, f, v, &s);
     if (rc != SLM_OK) {
         return rc;
     }
     struct lq_sb sb;
-    slm__lq_sb_begin(rs, &sb, s.len + 32);
+    slm__lq_sb_begin(fe->bud, &sb, s.len + 32);
     for (size_t i = 0; i < s.len; i++) {
         if (s.ptr[i] == '\r' && i + 1 < s.len && s.ptr[i + 1] == '\n') {
             continue;
@@ -672,18 +680,18 @@ LQ_FILTER(newline_to_br) {
             slm__lq_sb_putc(&sb, s.ptr[i]);
         }
     }
-    return done(rs, f, &sb, v);
+    return done(fe->bud, f, &sb, v);
 }
 
 LQ_FILTER(strip_newlines) {
     (void)args;
     struct slm_str s;
-    int rc = str_of(rs, f, v, &s);
+    int rc = str_of(fe->bud, f, v, &s);
     if (rc != SLM_OK) {
         return rc;
     }
     struct lq_sb sb;
-    slm__lq_sb_begin(rs, &sb, s.len);
+    slm__lq_sb_begin(fe->bud, &sb, s.len);
     for (size_t i = 0; i < s.len; i++) {
         if (s.ptr[i] == '\r' && i + 1 < s.len && s.ptr[i + 1] == '\n') {
             continue;
@@ -692,14 +700,15 @@ LQ_FILTER(strip_newlines) {
             slm__lq_sb_putc(&sb, s.ptr[i]);
         }
     }
-    return done(rs, f, &sb, v);
+    return done(fe->bud, f, &sb, v);
 }
 
 /* ---------------------------------------------------------------- strip */
 
-static int strip(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *v, bool l, bool r) {
+static int strip(struct lq_budget *bud, const struct lq_filter *f, struct lq_val *v, bool l,
+                 bool r) {
     struct slm_str s;
-    int rc = str_of(rs, f, v, &s);
+    int rc = str_of(bud, f, v, &s);
     if (rc != SLM_OK) {
         return rc;
     }
@@ -716,32 +725,32 @@ static int strip(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *v, 
 
 LQ_FILTER(strip) {
     (void)args;
-    return strip(rs, f, v, true, true);
+    return strip(fe->bud, f, v, true, true);
 }
 
 LQ_FILTER(lstrip) {
     (void)args;
-    return strip(rs, f, v, true, false);
+    return strip(fe->bud, f, v, true, false);
 }
 
 LQ_FILTER(rstrip) {
     (void)args;
-    return strip(rs, f, v, false, true);
+    return strip(fe->bud, f, v, false, true);
 }
 
 /* ---------------------------------------------------------------- replace / remove */
 
 enum { REP_ALL, REP_FIRST, REP_LAST };
 
-static int replace(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *v,
+static int replace(struct lq_budget *bud, const struct lq_filter *f, struct lq_val *v,
                    const struct lq_val *pat, const struct lq_val *rep, int mode) {
     struct slm_str s, p, r = {"", 0};
-    int rc = str_of(rs, f, v, &s);
+    int rc = str_of(bud, f, v, &s);
     if (rc == SLM_OK) {
-        rc = str_of(rs, f, pat, &p);
+        rc = str_of(bud, f, pat, &p);
     }
     if (rc == SLM_OK && rep) {
-        rc = str_of(rs, f, rep, &r);
+        rc = str_of(bud, f, rep, &r);
     }
     if (rc != SLM_OK) {
         return rc;
@@ -763,13 +772,13 @@ static int replace(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *v
             *v = lq_str(s.ptr, s.len);
             return SLM_OK;
         }
-        slm__lq_sb_begin(rs, &sb, s.len + r.len);
+        slm__lq_sb_begin(bud, &sb, s.len + r.len);
         slm__lq_sb_put(&sb, s.ptr, at);
         slm__lq_sb_put(&sb, r.ptr, r.len);
         slm__lq_sb_put(&sb, s.ptr + at + p.len, s.len - at - p.len);
-        return done(rs, f, &sb, v);
+        return done(bud, f, &sb, v);
     }
-    slm__lq_sb_begin(rs, &sb, s.len + r.len);
+    slm__lq_sb_begin(bud, &sb, s.len + r.len);
     if (p.len == 0) {
         /* Ruby: an empty pattern matches before every character and at the end */
         size_t i = 0;
@@ -784,13 +793,13 @@ static int replace(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *v
             }
             slm__lq_sb_put(&sb, r.ptr, r.len);
         }
-        return done(rs, f, &sb, v);
+        return done(bud, f, &sb, v);
     }
     size_t i = 0;
     size_t first = slm_str_find(s, p, 0);
     if (first == SIZE_MAX) {
         sb.n = 0;
-        slm__lq_sb_end(&sb, &(struct lq_val){0});
+        slm__lq_sb_end(&sb, &(struct slm_str){0});
         *v = lq_str(s.ptr, s.len);
         return SLM_OK;
     }
@@ -810,40 +819,40 @@ static int replace(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *v
         }
     }
     slm__lq_sb_put(&sb, s.ptr + i, s.len - i);
-    return done(rs, f, &sb, v);
+    return done(bud, f, &sb, v);
 }
 
 LQ_FILTER(replace) {
-    return replace(rs, f, v, &args[0], &args[1], REP_ALL);
+    return replace(fe->bud, f, v, &args[0], &args[1], REP_ALL);
 }
 
 LQ_FILTER(replace_first) {
-    return replace(rs, f, v, &args[0], &args[1], REP_FIRST);
+    return replace(fe->bud, f, v, &args[0], &args[1], REP_FIRST);
 }
 
 LQ_FILTER(replace_last) {
-    return replace(rs, f, v, &args[0], &args[1], REP_LAST);
+    return replace(fe->bud, f, v, &args[0], &args[1], REP_LAST);
 }
 
 LQ_FILTER(remove) {
-    return replace(rs, f, v, &args[0], NULL, REP_ALL);
+    return replace(fe->bud, f, v, &args[0], NULL, REP_ALL);
 }
 
 LQ_FILTER(remove_first) {
-    return replace(rs, f, v, &args[0], NULL, REP_FIRST);
+    return replace(fe->bud, f, v, &args[0], NULL, REP_FIRST);
 }
 
 LQ_FILTER(remove_last) {
-    return replace(rs, f, v, &args[0], NULL, REP_LAST);
+    return replace(fe->bud, f, v, &args[0], NULL, REP_LAST);
 }
 
 /* ---------------------------------------------------------------- slice / truncate */
 
 LQ_FILTER(slice) {
     int64_t off, len = 1;
-    int rc = slm__lq_arg_int(rs, f, &args[0], &off);
+    int rc = arg_int(fe->bud, f, &args[0], &off);
     if (rc == SLM_OK && f->npos > 1 && args[1].k != LQ_NIL) {
-        rc = slm__lq_arg_int(rs, f, &args[1], &len);
+        rc = arg_int(fe->bud, f, &args[1], &len);
     }
     if (rc != SLM_OK) {
         return rc;
@@ -855,22 +864,22 @@ LQ_FILTER(slice) {
         }
         struct lq_arr *a;
         if (off < 0 || off > n || len < 0) {
-            a = slm__lq_arr_new(rs, 0);
+            a = slm__lq_arr_new(fe->bud, 0);
         } else {
             int64_t cnt = len > n - off ? n - off : len;
-            a = slm__lq_arr_new(rs, (size_t)cnt);
+            a = slm__lq_arr_new(fe->bud, (size_t)cnt);
             for (int64_t i = 0; a && i < cnt; i++) {
                 a->v[i] = slm__lq_seq_get(v, (size_t)(off + i));
             }
         }
         if (!a) {
-            return fail_mem(rs, f);
+            return fail_mem(fe->bud, f);
         }
         *v = lq_arr_val(a);
         return SLM_OK;
     }
     struct slm_str s;
-    rc = str_of(rs, f, v, &s);
+    rc = str_of(fe->bud, f, v, &s);
     if (rc != SLM_OK) {
         return rc;
     }
@@ -896,14 +905,14 @@ LQ_FILTER(truncate) {
     int64_t len = 50;
     int rc = SLM_OK;
     if (f->npos > 0) {
-        rc = slm__lq_arg_int(rs, f, &args[0], &len);
+        rc = arg_int(fe->bud, f, &args[0], &len);
     }
     struct slm_str s, end = {"...", 3};
     if (rc == SLM_OK) {
-        rc = str_of(rs, f, v, &s);
+        rc = str_of(fe->bud, f, v, &s);
     }
     if (rc == SLM_OK && f->npos > 1) {
-        rc = str_of(rs, f, &args[1], &end);
+        rc = str_of(fe->bud, f, &args[1], &end);
     }
     if (rc != SLM_OK) {
         return rc;
@@ -917,7 +926,7 @@ LQ_FILTER(truncate) {
     if (l < 0) {
         l = 0;
     }
-    return concat2(rs, f, v, (struct slm_str){s.ptr, char_off(s, (size_t)l)}, end);
+    return concat2(fe->bud, f, v, (struct slm_str){s.ptr, char_off(s, (size_t)l)}, end);
 }
 
 LQ_FILTER(truncatewords) {
@@ -927,14 +936,14 @@ LQ_FILTER(truncatewords) {
     int64_t words = 15;
     int rc = SLM_OK;
     if (f->npos > 0) {
-        rc = slm__lq_arg_int(rs, f, &args[0], &words);
+        rc = arg_int(fe->bud, f, &args[0], &words);
     }
     struct slm_str s, end = {"...", 3};
     if (rc == SLM_OK) {
-        rc = str_of(rs, f, v, &s);
+        rc = str_of(fe->bud, f, v, &s);
     }
     if (rc == SLM_OK && f->npos > 1) {
-        rc = str_of(rs, f, &args[1], &end);
+        rc = str_of(fe->bud, f, &args[1], &end);
     }
     if (rc != SLM_OK) {
         return rc;
@@ -951,7 +960,7 @@ LQ_FILTER(truncatewords) {
     size_t i = skip_ws(p, 0, n), seg = i, last_end = 0;
     int64_t count = 0;
     struct lq_sb sb;
-    slm__lq_sb_begin(rs, &sb, n + end.len);
+    slm__lq_sb_begin(fe->bud, &sb, n + end.len);
     while (i < n) {
         size_t j = find_ws(p, i, n);
         last_end = j;
@@ -971,28 +980,28 @@ LQ_FILTER(truncatewords) {
     }
     if (count < words || last_end >= n) {
         *v = lq_str(s.ptr, s.len); /* not truncated: the builder is dropped */
-        return sb.failed ? fail_mem(rs, f) : SLM_OK;
+        return sb.failed ? fail_mem(fe->bud, f) : SLM_OK;
     }
     slm__lq_sb_put(&sb, p + seg, last_end - seg);
     slm__lq_sb_put(&sb, end.ptr, end.len);
-    return done(rs, f, &sb, v);
+    return done(fe->bud, f, &sb, v);
 }
 
 /* ---------------------------------------------------------------- split */
 
 LQ_FILTER(split) {
     struct slm_str s, p;
-    int rc = str_of(rs, f, v, &s);
+    int rc = str_of(fe->bud, f, v, &s);
     if (rc == SLM_OK) {
-        rc = str_of(rs, f, &args[0], &p);
+        rc = str_of(fe->bud, f, &args[0], &p);
     }
     if (rc != SLM_OK) {
         return rc;
     }
     size_t cap = 8, n = 0;
-    struct lq_arr *a = slm__lq_arr_new(rs, cap);
+    struct lq_arr *a = slm__lq_arr_new(fe->bud, cap);
     if (!a) {
-        return fail_mem(rs, f);
+        return fail_mem(fe->bud, f);
     }
     size_t i = 0;
     while (i < s.len) {
@@ -1018,9 +1027,9 @@ LQ_FILTER(split) {
             i = k == s.len ? s.len : k + p.len;
         }
         if (n == cap) {
-            struct lq_arr *b = slm__lq_arr_new(rs, cap * 2);
+            struct lq_arr *b = slm__lq_arr_new(fe->bud, cap * 2);
             if (!b) {
-                return fail_mem(rs, f);
+                return fail_mem(fe->bud, f);
             }
             memcpy(b->v, a->v, n * sizeof(struct lq_val));
             a = b;
@@ -1032,7 +1041,7 @@ LQ_FILTER(split) {
         n--;
     }
     a->n = n;
-    rc = slm__lq_charge(rs, n, f->pos);
+    rc = slm__lq_charge(fe->bud, n, f->pos);
     *v = lq_arr_val(a);
     return rc;
 }
@@ -1042,15 +1051,15 @@ LQ_FILTER(split) {
 static const char b64std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-static int b64_encode(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *v,
+static int b64_encode(struct lq_budget *bud, const struct lq_filter *f, struct lq_val *v,
                       const char *alpha) {
     struct slm_str s;
-    int rc = str_of(rs, f, v, &s);
+    int rc = str_of(bud, f, v, &s);
     if (rc != SLM_OK) {
         return rc;
     }
     struct lq_sb sb;
-    slm__lq_sb_begin(rs, &sb, (s.len + 2) / 3 * 4);
+    slm__lq_sb_begin(bud, &sb, (s.len + 2) / 3 * 4);
     const unsigned char *p = (const unsigned char *)s.ptr;
     for (size_t i = 0; i < s.len; i += 3) {
         uint32_t x = (uint32_t)p[i] << 16;
@@ -1065,7 +1074,7 @@ static int b64_encode(struct lq_rs *rs, const struct lq_filter *f, struct lq_val
                      left > 2 ? alpha[x & 63] : '='};
         slm__lq_sb_put(&sb, o, 4);
     }
-    return done(rs, f, &sb, v);
+    return done(bud, f, &sb, v);
 }
 
 static int b64_val(char c, bool url) {
@@ -1087,9 +1096,10 @@ static int b64_val(char c, bool url) {
     return -1;
 }
 
-static int b64_decode(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *v, bool url) {
+static int b64_decode(struct lq_budget *bud, const struct lq_filter *f, struct lq_val *v,
+                      bool url) {
     struct slm_str s;
-    int rc = str_of(rs, f, v, &s);
+    int rc = str_of(bud, f, v, &s);
     if (rc != SLM_OK) {
         return rc;
     }
@@ -1102,7 +1112,7 @@ static int b64_decode(struct lq_rs *rs, const struct lq_filter *f, struct lq_val
         goto bad;
     }
     struct lq_sb sb;
-    slm__lq_sb_begin(rs, &sb, (n + pad) / 4 * 3);
+    slm__lq_sb_begin(bud, &sb, (n + pad) / 4 * 3);
     for (size_t i = 0; i < n + pad; i += 4) {
         int q[4];
         size_t eq = 0;
@@ -1132,36 +1142,35 @@ static int b64_decode(struct lq_rs *rs, const struct lq_filter *f, struct lq_val
         }
         slm__lq_sb_put(&sb, o, 3 - eq);
     }
-    return done(rs, f, &sb, v);
+    return done(bud, f, &sb, v);
 bad:
-    return slm__lq_rt_err(rs, f->pos, SLM_E_INVALID, "%s: invalid base64",
-                          slm__lq_filters[f->id].name);
+    return slm__lq_rt_err(bud, f->pos, SLM_E_INVALID, "%s: invalid base64", f->name);
 }
 
 LQ_FILTER(base64_encode) {
     (void)args;
-    return b64_encode(rs, f, v, b64std);
+    return b64_encode(fe->bud, f, v, b64std);
 }
 
 LQ_FILTER(base64_url_safe_encode) {
     (void)args;
-    return b64_encode(rs, f, v, b64url);
+    return b64_encode(fe->bud, f, v, b64url);
 }
 
 LQ_FILTER(base64_decode) {
     (void)args;
-    return b64_decode(rs, f, v, false);
+    return b64_decode(fe->bud, f, v, false);
 }
 
 LQ_FILTER(base64_url_safe_decode) {
     (void)args;
-    return b64_decode(rs, f, v, true);
+    return b64_decode(fe->bud, f, v, true);
 }
 
 /* ---------------------------------------------------------------- misc */
 
 LQ_FILTER(size) {
-    (void)rs;
+    (void)fe;
     (void)f;
     (void)args;
     switch (v->k) {
@@ -1180,7 +1189,7 @@ LQ_FILTER(default) {
     for (unsigned i = 0; i < f->nkw; i++) {
         if (slm_str_eq_c(f->kw[i].name, "allow_false")) {
             struct lq_val a;
-            int rc = slm__lq_eval(rs, &f->kw[i].val, &a);
+            int rc = fe->eval(fe->eval_ctx, &f->kw[i].val, &a);
             if (rc != SLM_OK) {
                 return rc;
             }
@@ -1205,20 +1214,20 @@ LQ_FILTER(default) {
 
 LQ_FILTER(date) {
     struct slm_str fmt;
-    int rc = str_of(rs, f, &args[0], &fmt);
+    int rc = str_of(fe->bud, f, &args[0], &fmt);
     if (rc != SLM_OK || fmt.len == 0) {
         return rc;
     }
     int64_t t;
     int off;
     bool has_off;
-    if (!slm__lq_parse_date(v, rs->t->params.now, &t, &off, &has_off)) {
+    if (!slm__lq_parse_date(v, fe->now, &t, &off, &has_off)) {
         return SLM_OK;
     }
     struct lq_sb sb;
-    slm__lq_sb_begin(rs, &sb, fmt.len * 2 + 16);
+    slm__lq_sb_begin(fe->bud, &sb, fmt.len * 2 + 16);
     slm__lq_strftime(&sb, fmt.ptr, fmt.len, t, off, has_off);
-    return done(rs, f, &sb, v);
+    return done(fe->bud, f, &sb, v);
 }
 
 /* ---------------------------------------------------------------- json (extension) */
@@ -1264,9 +1273,9 @@ static void json_nl(struct lq_sb *sb, int indent, int depth) {
 
 /* Charges the render one step per item so that huge ranges stop at the step
  * limit; returns false once the builder or the budget has failed. */
-static bool json_val(struct lq_rs *rs, struct lq_sb *sb, const struct lq_val *v, int indent,
+static bool json_val(struct lq_budget *bud, struct lq_sb *sb, const struct lq_val *v, int indent,
                      int depth) {
-    if (sb->failed || rs->steps > rs->max_steps) {
+    if (sb->failed || bud->steps > bud->max_steps) {
         return false;
     }
     if (depth > 64) {
@@ -1290,8 +1299,8 @@ static bool json_val(struct lq_rs *rs, struct lq_sb *sb, const struct lq_val *v,
     case LQ_JARR:
     case LQ_RANGE: {
         size_t n = slm__lq_seq_len(v);
-        rs->steps += n;
-        if (rs->steps > rs->max_steps) {
+        bud->steps += n;
+        if (bud->steps > bud->max_steps) {
             return false;
         }
         slm__lq_sb_putc(sb, '[');
@@ -1301,7 +1310,7 @@ static bool json_val(struct lq_rs *rs, struct lq_sb *sb, const struct lq_val *v,
             }
             json_nl(sb, indent, depth + 1);
             struct lq_val e = slm__lq_seq_get(v, i);
-            if (!json_val(rs, sb, &e, indent, depth + 1)) {
+            if (!json_val(bud, sb, &e, indent, depth + 1)) {
                 return false;
             }
         }
@@ -1316,7 +1325,7 @@ static bool json_val(struct lq_rs *rs, struct lq_sb *sb, const struct lq_val *v,
         size_t klen;
         json_t *val;
         bool first = true;
-        rs->steps += json_object_size(v->u.j);
+        bud->steps += json_object_size(v->u.j);
         slm__lq_sb_putc(sb, '{');
         json_object_keylen_foreach((json_t *)v->u.j, key, klen, val) {
             if (!first) {
@@ -1327,7 +1336,7 @@ static bool json_val(struct lq_rs *rs, struct lq_sb *sb, const struct lq_val *v,
             json_str(sb, key, klen);
             slm__lq_sb_put(sb, indent > 0 ? ": " : ":", indent > 0 ? 2 : 1);
             struct lq_val e = lq_from_json(val);
-            if (!json_val(rs, sb, &e, indent, depth + 1)) {
+            if (!json_val(bud, sb, &e, indent, depth + 1)) {
                 return false;
             }
         }
@@ -1344,7 +1353,7 @@ static bool json_val(struct lq_rs *rs, struct lq_sb *sb, const struct lq_val *v,
 LQ_FILTER(json) {
     int64_t indent = 0;
     if (f->npos > 0 && args[0].k != LQ_NIL) {
-        int rc = slm__lq_arg_int(rs, f, &args[0], &indent);
+        int rc = arg_int(fe->bud, f, &args[0], &indent);
         if (rc != SLM_OK) {
             return rc;
         }
@@ -1353,9 +1362,9 @@ LQ_FILTER(json) {
         }
     }
     struct lq_sb sb;
-    slm__lq_sb_begin(rs, &sb, 64);
-    if (!json_val(rs, &sb, v, (int)indent, 0) && !sb.failed) {
-        return slm__lq_charge(rs, 0, f->pos);
+    slm__lq_sb_begin(fe->bud, &sb, 64);
+    if (!json_val(fe->bud, &sb, v, (int)indent, 0) && !sb.failed) {
+        return slm__lq_charge(fe->bud, 0, f->pos);
     }
-    return done(rs, f, &sb, v);
+    return done(fe->bud, f, &sb, v);
 }

@@ -1,20 +1,56 @@
 /*
- * liquid/filters.h - the filter functions, split over filters.c (strings and
- * the table), filters_array.c (arrays and hashes) and filters_num.c (numbers).
- * Private to the Liquid engine.
+ * liquid/filters.h - the filter table and the filter functions, split over
+ * filters.c (strings and the table), filters_array.c (arrays and hashes) and
+ * filters_num.c (numbers). Private to the Liquid engine.
  *
  * Every filter receives the value to transform in *v (replaced by the result)
  * and its positional arguments evaluated in args[] (f->npos of them are real,
  * the rest up to the table's maximum are nil). Keyword arguments are in
- * f->kw, unevaluated.
+ * f->kw, unevaluated: a filter that reads one evaluates it through fe->eval.
+ *
+ * Filters charge their work, allocate and report errors through fe->bud
+ * (budget.h) and use value.h; they never call into render.c, which calls
+ * them through the table.
  */
 #ifndef SLM_LIQUID_FILTERS_H
 #define SLM_LIQUID_FILTERS_H
 
-#include "liquid/internal.h"
+#include "liquid/ast.h"
+#include "liquid/budget.h"
+#include "liquid/value.h"
+
+/* Evaluates a primary in the render's current scope (render.c passes its
+ * evaluator here, so that the dependency points from render.c to the
+ * filters only). */
+typedef int (*lq_eval_fn)(void *ctx, const struct lq_prim *p, struct lq_val *out);
+
+/* What a filter sees of the render. Borrowed for the call. */
+struct lq_fenv {
+    struct lq_budget *bud; /* steps, scratch memory, errors */
+    int64_t now;           /* params.now, for the date filter */
+    lq_eval_fn eval;       /* evaluates keyword arguments */
+    void *eval_ctx;        /* eval's first argument */
+};
+
+typedef int (*lq_filter_fn)(const struct lq_fenv *fe, const struct lq_filter *f, struct lq_val *v,
+                            const struct lq_val *args);
+
+struct lq_filter_def {
+    const char *name;
+    uint8_t min, max; /* positional argument counts */
+    bool kw;          /* takes keyword arguments */
+    lq_filter_fn fn;
+};
+
+/* The table; index = lq_filter.id. Entry 0 is the pass-through that lax mode
+ * uses for unknown filters; the rest are sorted by name. */
+extern const struct lq_filter_def slm__lq_filters[];
+extern const size_t slm__lq_nfilters;
+/* Index of the named filter or -1. */
+int slm__lq_filter_find(const char *p, size_t n);
 
 #define LQ_FILTER(name)                                                                            \
-    int slm__lqf_##name(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *v,             \
+    int slm__lqf_##name(const struct lq_fenv *fe, const struct lq_filter *f, struct lq_val *v,     \
                         const struct lq_val *args)
 
 /* strings (filters.c) */
@@ -84,17 +120,7 @@ LQ_FILTER(divided_by);
 LQ_FILTER(modulo);
 
 /* Liquid's to_number + sum for the sum filter: adds to_number(items[i]). */
-int slm__lq_sum_numbers(struct lq_rs *rs, uint32_t pos, const struct lq_val *items, size_t n,
+int slm__lq_sum_numbers(struct lq_budget *bud, uint32_t pos, const struct lq_val *items, size_t n,
                         struct lq_val *out);
-
-/* Ruby's Integer() for filter arguments (slice, truncate): SLM_E_INVALID with
- * a message naming the filter otherwise. */
-int slm__lq_arg_int(struct lq_rs *rs, const struct lq_filter *f, const struct lq_val *v,
-                    int64_t *out);
-
-/* The flattened list Liquid's InputIterator sees: arrays flattened, a hash or
- * a scalar as one item, nil as none, ranges expanded. */
-int slm__lq_to_list(struct lq_rs *rs, uint32_t pos, const struct lq_val *v,
-                    const struct lq_arr **out);
 
 #endif /* SLM_LIQUID_FILTERS_H */

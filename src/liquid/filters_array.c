@@ -15,13 +15,13 @@
 
 #include <string.h>
 
-static int fail_mem(struct lq_rs *rs, const struct lq_filter *f) {
-    return slm__lq_rt_err(rs, f->pos, SLM_E_LIMIT, "%s: render needs more than %zu bytes of memory",
-                          slm__lq_filters[f->id].name, rs->mem.max);
+static int fail_mem(struct lq_budget *bud, const struct lq_filter *f) {
+    return slm__lq_rt_err(bud, f->pos, SLM_E_LIMIT,
+                          "%s: render needs more than %zu bytes of memory", f->name, bud->mem.max);
 }
 
 static const char *fname(const struct lq_filter *f) {
-    return slm__lq_filters[f->id].name;
+    return f->name;
 }
 
 /* ---------------------------------------------------------------- flat lists */
@@ -50,8 +50,11 @@ static void flat_fill(const struct lq_val *v, int depth, struct lq_val *out, siz
     }
 }
 
-int slm__lq_to_list(struct lq_rs *rs, uint32_t pos, const struct lq_val *v,
-                    const struct lq_arr **out) {
+/* The flattened list Liquid's InputIterator sees: arrays flattened, a hash or
+ * a scalar as one item, nil as none, ranges expanded. Charges one step per
+ * item. */
+static int to_list(struct lq_budget *bud, uint32_t pos, const struct lq_val *v,
+                   const struct lq_arr **out) {
     size_t n;
     switch (v->k) {
     case LQ_NIL: n = 0; break;
@@ -60,7 +63,7 @@ int slm__lq_to_list(struct lq_rs *rs, uint32_t pos, const struct lq_val *v,
     case LQ_RANGE: n = slm__lq_seq_len(v); break;
     default: n = 1; break;
     }
-    int rc = slm__lq_charge(rs, n, pos);
+    int rc = slm__lq_charge(bud, n, pos);
     if (rc != SLM_OK) {
         return rc;
     }
@@ -74,10 +77,10 @@ int slm__lq_to_list(struct lq_rs *rs, uint32_t pos, const struct lq_val *v,
             return SLM_OK;
         }
     }
-    struct lq_arr *a = slm__lq_arr_new(rs, n);
+    struct lq_arr *a = slm__lq_arr_new(bud, n);
     if (!a) {
-        return slm__lq_rt_err(rs, pos, SLM_E_LIMIT, "render needs more than %zu bytes of memory",
-                              rs->mem.max);
+        return slm__lq_rt_err(bud, pos, SLM_E_LIMIT, "render needs more than %zu bytes of memory",
+                              bud->mem.max);
     }
     if (v->k == LQ_ARR || v->k == LQ_JARR) {
         size_t k = 0;
@@ -162,12 +165,12 @@ static int item_prop(const struct lq_val *item, const struct lq_val *prop, struc
     }
 }
 
-static int prop_error(struct lq_rs *rs, const struct lq_filter *f, const struct lq_val *prop) {
+static int prop_error(struct lq_budget *bud, const struct lq_filter *f, const struct lq_val *prop) {
     struct slm_str s = {"", 0};
     if (prop->k == LQ_STR) {
         s = (struct slm_str){prop->u.s.p, prop->u.s.n};
     }
-    return slm__lq_rt_err(rs, f->pos, SLM_E_INVALID,
+    return slm__lq_rt_err(bud, f->pos, SLM_E_INVALID,
                           "%s: cannot read property '%.*s' of an item that is not a hash", fname(f),
                           (int)SLM_MIN(s.len, 60), s.ptr);
 }
@@ -186,9 +189,9 @@ LQ_FILTER(first) {
             *v = lq_nil();
             return SLM_OK;
         }
-        struct lq_arr *a = slm__lq_arr_new(rs, 2);
+        struct lq_arr *a = slm__lq_arr_new(fe->bud, 2);
         if (!a) {
-            return fail_mem(rs, f);
+            return fail_mem(fe->bud, f);
         }
         a->v[0] = lq_str(json_object_iter_key(it), json_object_iter_key_len(it));
         a->v[1] = lq_from_json(json_object_iter_value(it));
@@ -200,7 +203,7 @@ LQ_FILTER(first) {
 }
 
 LQ_FILTER(last) {
-    (void)rs;
+    (void)fe;
     (void)f;
     (void)args;
     size_t n;
@@ -217,35 +220,38 @@ LQ_FILTER(last) {
 
 LQ_FILTER(join) {
     const struct lq_arr *l;
-    int rc = slm__lq_to_list(rs, f->pos, v, &l);
+    int rc = to_list(fe->bud, f->pos, v, &l);
     if (rc != SLM_OK) {
         return rc;
     }
     struct slm_str glue = {" ", 1};
-    if (f->npos > 0 && slm__lq_to_str(rs, &args[0], &glue) != SLM_OK) {
-        return fail_mem(rs, f);
+    if (f->npos > 0 && slm__lq_to_str(fe->bud, &args[0], &glue) != SLM_OK) {
+        return fail_mem(fe->bud, f);
     }
     struct lq_sb sb;
-    slm__lq_sb_begin(rs, &sb, l->n * (glue.len + 8));
+    slm__lq_sb_begin(fe->bud, &sb, l->n * (glue.len + 8));
     for (size_t i = 0; i < l->n; i++) {
         if (i) {
             slm__lq_sb_put(&sb, glue.ptr, glue.len);
         }
         slm__lq_write_val(&sb, &l->v[i], 0);
     }
-    return slm__lq_sb_end(&sb, v) == SLM_OK ? SLM_OK : fail_mem(rs, f);
+    struct slm_str s;
+    rc = slm__lq_sb_end(&sb, &s);
+    *v = lq_str(s.ptr, s.len);
+    return rc == SLM_OK ? SLM_OK : fail_mem(fe->bud, f);
 }
 
 LQ_FILTER(reverse) {
     (void)args;
     const struct lq_arr *l;
-    int rc = slm__lq_to_list(rs, f->pos, v, &l);
+    int rc = to_list(fe->bud, f->pos, v, &l);
     if (rc != SLM_OK) {
         return rc;
     }
-    struct lq_arr *a = slm__lq_arr_new(rs, l->n);
+    struct lq_arr *a = slm__lq_arr_new(fe->bud, l->n);
     if (!a) {
-        return fail_mem(rs, f);
+        return fail_mem(fe->bud, f);
     }
     for (size_t i = 0; i < l->n; i++) {
         a->v[i] = l->v[l->n - 1 - i];
@@ -256,36 +262,37 @@ LQ_FILTER(reverse) {
 
 LQ_FILTER(concat) {
     if (args[0].k != LQ_ARR && args[0].k != LQ_JARR) {
-        return slm__lq_rt_err(rs, f->pos, SLM_E_INVALID, "concat: the argument must be an array");
+        return slm__lq_rt_err(fe->bud, f->pos, SLM_E_INVALID,
+                              "concat: the argument must be an array");
     }
     const struct lq_arr *l;
-    int rc = slm__lq_to_list(rs, f->pos, v, &l);
+    int rc = to_list(fe->bud, f->pos, v, &l);
     if (rc != SLM_OK) {
         return rc;
     }
     size_t m = slm__lq_seq_len(&args[0]);
-    struct lq_arr *a = slm__lq_arr_new(rs, l->n + m);
+    struct lq_arr *a = slm__lq_arr_new(fe->bud, l->n + m);
     if (!a) {
-        return fail_mem(rs, f);
+        return fail_mem(fe->bud, f);
     }
     memcpy(a->v, l->v, l->n * sizeof(struct lq_val));
     for (size_t i = 0; i < m; i++) {
         a->v[l->n + i] = slm__lq_seq_get(&args[0], i);
     }
     *v = lq_arr_val(a);
-    return slm__lq_charge(rs, m, f->pos);
+    return slm__lq_charge(fe->bud, m, f->pos);
 }
 
 LQ_FILTER(compact) {
     const struct lq_arr *l;
-    int rc = slm__lq_to_list(rs, f->pos, v, &l);
+    int rc = to_list(fe->bud, f->pos, v, &l);
     if (rc != SLM_OK) {
         return rc;
     }
     bool by_prop = f->npos > 0 && args[0].k != LQ_NIL;
-    struct lq_arr *a = slm__lq_arr_new(rs, l->n);
+    struct lq_arr *a = slm__lq_arr_new(fe->bud, l->n);
     if (!a) {
-        return fail_mem(rs, f);
+        return fail_mem(fe->bud, f);
     }
     size_t k = 0;
     for (size_t i = 0; i < l->n; i++) {
@@ -293,7 +300,7 @@ LQ_FILTER(compact) {
         if (by_prop) {
             int pr = item_prop(&l->v[i], &args[0], &key);
             if (pr == PROP_TYPEERR) {
-                return prop_error(rs, f, &args[0]);
+                return prop_error(fe->bud, f, &args[0]);
             }
             if (pr == PROP_NOMETHOD) {
                 *v = lq_nil();
@@ -311,13 +318,13 @@ LQ_FILTER(compact) {
 
 LQ_FILTER(map) {
     const struct lq_arr *l;
-    int rc = slm__lq_to_list(rs, f->pos, v, &l);
+    int rc = to_list(fe->bud, f->pos, v, &l);
     if (rc != SLM_OK) {
         return rc;
     }
-    struct lq_arr *a = slm__lq_arr_new(rs, l->n);
+    struct lq_arr *a = slm__lq_arr_new(fe->bud, l->n);
     if (!a) {
-        return fail_mem(rs, f);
+        return fail_mem(fe->bud, f);
     }
     bool self =
         args[0].k == LQ_STR && args[0].u.s.n == 9 && memcmp(args[0].u.s.p, "to_liquid", 9) == 0;
@@ -327,7 +334,7 @@ LQ_FILTER(map) {
             continue;
         }
         if (item_prop(&l->v[i], &args[0], &a->v[i]) == PROP_TYPEERR) {
-            return prop_error(rs, f, &args[0]);
+            return prop_error(fe->bud, f, &args[0]);
         }
     }
     *v = lq_arr_val(a);
@@ -409,18 +416,18 @@ static void merge_sort(struct sort_ctx *c, struct sort_item *v, struct sort_item
     memcpy(v, tmp, n * sizeof(*v));
 }
 
-static int do_sort(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *v,
+static int do_sort(struct lq_budget *bud, const struct lq_filter *f, struct lq_val *v,
                    const struct lq_val *args, bool natural) {
     const struct lq_arr *l;
-    int rc = slm__lq_to_list(rs, f->pos, v, &l);
+    int rc = to_list(bud, f->pos, v, &l);
     if (rc != SLM_OK) {
         return rc;
     }
     bool by_prop = f->npos > 0 && args[0].k != LQ_NIL;
     size_t n = l->n;
-    struct sort_item *items = slm__lq_alloc(rs, (n ? n : 1) * 2 * sizeof(*items));
+    struct sort_item *items = slm__lq_alloc(bud, (n ? n : 1) * 2 * sizeof(*items));
     if (!items) {
-        return fail_mem(rs, f);
+        return fail_mem(bud, f);
     }
     for (size_t i = 0; i < n; i++) {
         items[i].item = l->v[i];
@@ -432,15 +439,15 @@ static int do_sort(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *v
                 return SLM_OK;
             }
             if (pr == PROP_TYPEERR) {
-                return prop_error(rs, f, &args[0]);
+                return prop_error(bud, f, &args[0]);
             }
         }
     }
     if (natural) {
         for (size_t i = 0; i < n; i++) {
             if (items[i].key.k != LQ_NIL &&
-                slm__lq_to_str(rs, &items[i].key, &items[i].text) != SLM_OK) {
-                return fail_mem(rs, f);
+                slm__lq_to_str(bud, &items[i].key, &items[i].text) != SLM_OK) {
+                return fail_mem(bud, f);
             }
         }
     }
@@ -448,19 +455,19 @@ static int do_sort(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *v
     for (size_t m = n; m > 1; m >>= 1) {
         lg++;
     }
-    rc = slm__lq_charge(rs, n * lg, f->pos);
+    rc = slm__lq_charge(bud, n * lg, f->pos);
     if (rc != SLM_OK) {
         return rc;
     }
     struct sort_ctx c = {natural, false};
     merge_sort(&c, items, items + n, n);
     if (c.failed) {
-        return slm__lq_rt_err(rs, f->pos, SLM_E_INVALID,
+        return slm__lq_rt_err(bud, f->pos, SLM_E_INVALID,
                               "%s: cannot sort values of incompatible types", fname(f));
     }
-    struct lq_arr *a = slm__lq_arr_new(rs, n);
+    struct lq_arr *a = slm__lq_arr_new(bud, n);
     if (!a) {
-        return fail_mem(rs, f);
+        return fail_mem(bud, f);
     }
     for (size_t i = 0; i < n; i++) {
         a->v[i] = items[i].item;
@@ -470,11 +477,11 @@ static int do_sort(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *v
 }
 
 LQ_FILTER(sort) {
-    return do_sort(rs, f, v, args, false);
+    return do_sort(fe->bud, f, v, args, false);
 }
 
 LQ_FILTER(sort_natural) {
-    return do_sort(rs, f, v, args, true);
+    return do_sort(fe->bud, f, v, args, true);
 }
 
 /* ---------------------------------------------------------------- uniq */
@@ -520,7 +527,7 @@ static uint32_t val_hash(const struct lq_val *v) {
 
 LQ_FILTER(uniq) {
     const struct lq_arr *l;
-    int rc = slm__lq_to_list(rs, f->pos, v, &l);
+    int rc = to_list(fe->bud, f->pos, v, &l);
     if (rc != SLM_OK) {
         return rc;
     }
@@ -530,11 +537,11 @@ LQ_FILTER(uniq) {
     while (cap < n * 2) {
         cap *= 2;
     }
-    struct lq_val *keys = slm__lq_alloc(rs, (n ? n : 1) * sizeof(*keys));
-    uint32_t *table = slm__lq_alloc(rs, cap * sizeof(*table));
-    struct lq_arr *a = slm__lq_arr_new(rs, n);
+    struct lq_val *keys = slm__lq_alloc(fe->bud, (n ? n : 1) * sizeof(*keys));
+    uint32_t *table = slm__lq_alloc(fe->bud, cap * sizeof(*table));
+    struct lq_arr *a = slm__lq_arr_new(fe->bud, n);
     if (!keys || !table || !a) {
-        return fail_mem(rs, f);
+        return fail_mem(fe->bud, f);
     }
     memset(table, 0, cap * sizeof(*table));
     size_t k = 0;
@@ -543,7 +550,7 @@ LQ_FILTER(uniq) {
         if (by_prop) {
             int pr = item_prop(&l->v[i], &args[0], &keys[i]);
             if (pr == PROP_TYPEERR) {
-                return prop_error(rs, f, &args[0]);
+                return prop_error(fe->bud, f, &args[0]);
             }
             if (pr == PROP_NOMETHOD) {
                 *v = lq_nil();
@@ -560,7 +567,7 @@ LQ_FILTER(uniq) {
                 break;
             }
         }
-        rc = slm__lq_charge(rs, probes, f->pos);
+        rc = slm__lq_charge(fe->bud, probes, f->pos);
         if (rc != SLM_OK) {
             return rc;
         }
@@ -578,7 +585,7 @@ LQ_FILTER(uniq) {
 
 LQ_FILTER(sum) {
     const struct lq_arr *l;
-    int rc = slm__lq_to_list(rs, f->pos, v, &l);
+    int rc = to_list(fe->bud, f->pos, v, &l);
     if (rc != SLM_OK) {
         return rc;
     }
@@ -587,16 +594,16 @@ LQ_FILTER(sum) {
         return SLM_OK;
     }
     bool by_prop = f->npos > 0 && args[0].k != LQ_NIL;
-    struct lq_arr *vals = slm__lq_arr_new(rs, l->n);
+    struct lq_arr *vals = slm__lq_arr_new(fe->bud, l->n);
     if (!vals) {
-        return fail_mem(rs, f);
+        return fail_mem(fe->bud, f);
     }
     for (size_t i = 0; i < l->n; i++) {
         vals->v[i] = l->v[i];
         if (by_prop) {
             int pr = item_prop(&l->v[i], &args[0], &vals->v[i]);
             if (pr == PROP_TYPEERR) {
-                return prop_error(rs, f, &args[0]);
+                return prop_error(fe->bud, f, &args[0]);
             }
             if (pr == PROP_NOMETHOD) {
                 vals->v[i] = lq_int(0);
@@ -605,23 +612,23 @@ LQ_FILTER(sum) {
     }
     struct lq_val all = lq_arr_val(vals);
     const struct lq_arr *flat;
-    rc = slm__lq_to_list(rs, f->pos, &all, &flat);
+    rc = to_list(fe->bud, f->pos, &all, &flat);
     if (rc != SLM_OK) {
         return rc;
     }
-    return slm__lq_sum_numbers(rs, f->pos, flat->v, flat->n, v);
+    return slm__lq_sum_numbers(fe->bud, f->pos, flat->v, flat->n, v);
 }
 
 /* ---------------------------------------------------------------- where & co */
 
 enum { FA_WHERE, FA_REJECT, FA_FIND, FA_FIND_INDEX, FA_HAS };
 
-static int filter_array(struct lq_rs *rs, const struct lq_filter *f, struct lq_val *v,
+static int filter_array(struct lq_budget *bud, const struct lq_filter *f, struct lq_val *v,
                         const struct lq_val *args, int mode) {
     const struct lq_val *prop = &args[0];
     const struct lq_val *target = &args[1];
     const struct lq_arr *l;
-    int rc = slm__lq_to_list(rs, f->pos, v, &l);
+    int rc = to_list(bud, f->pos, v, &l);
     if (rc != SLM_OK) {
         return rc;
     }
@@ -630,9 +637,9 @@ static int filter_array(struct lq_rs *rs, const struct lq_filter *f, struct lq_v
                                                                    : lq_nil();
     if (l->n == 0 || prop->k == LQ_NIL) {
         if (mode == FA_WHERE || mode == FA_REJECT) {
-            struct lq_arr *e = slm__lq_arr_new(rs, 0);
+            struct lq_arr *e = slm__lq_arr_new(bud, 0);
             if (!e) {
-                return fail_mem(rs, f);
+                return fail_mem(bud, f);
             }
             none = lq_arr_val(e);
         }
@@ -641,9 +648,9 @@ static int filter_array(struct lq_rs *rs, const struct lq_filter *f, struct lq_v
     }
     struct lq_arr *a = NULL;
     if (mode == FA_WHERE || mode == FA_REJECT) {
-        a = slm__lq_arr_new(rs, l->n);
+        a = slm__lq_arr_new(bud, l->n);
         if (!a) {
-            return fail_mem(rs, f);
+            return fail_mem(bud, f);
         }
         a->n = 0;
     }
@@ -651,7 +658,7 @@ static int filter_array(struct lq_rs *rs, const struct lq_filter *f, struct lq_v
         struct lq_val got;
         int pr = item_prop(&l->v[i], prop, &got);
         if (pr == PROP_TYPEERR) {
-            return prop_error(rs, f, prop);
+            return prop_error(bud, f, prop);
         }
         if (pr == PROP_NOMETHOD) {
             *v = lq_nil();
@@ -698,21 +705,21 @@ static int filter_array(struct lq_rs *rs, const struct lq_filter *f, struct lq_v
 }
 
 LQ_FILTER(where) {
-    return filter_array(rs, f, v, args, FA_WHERE);
+    return filter_array(fe->bud, f, v, args, FA_WHERE);
 }
 
 LQ_FILTER(reject) {
-    return filter_array(rs, f, v, args, FA_REJECT);
+    return filter_array(fe->bud, f, v, args, FA_REJECT);
 }
 
 LQ_FILTER(find) {
-    return filter_array(rs, f, v, args, FA_FIND);
+    return filter_array(fe->bud, f, v, args, FA_FIND);
 }
 
 LQ_FILTER(find_index) {
-    return filter_array(rs, f, v, args, FA_FIND_INDEX);
+    return filter_array(fe->bud, f, v, args, FA_FIND_INDEX);
 }
 
 LQ_FILTER(has) {
-    return filter_array(rs, f, v, args, FA_HAS);
+    return filter_array(fe->bud, f, v, args, FA_HAS);
 }

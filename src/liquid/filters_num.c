@@ -218,8 +218,8 @@ static struct num arith(const struct num *x, const struct num *y, int op) {
     return dbl(op == OP_ADD ? a + b : op == OP_SUB ? a - b : a * b);
 }
 
-static int arith_filter(struct lq_rs *rs, struct lq_val *v, const struct lq_val *arg, int op) {
-    (void)rs;
+static int arith_filter(struct lq_budget *bud, struct lq_val *v, const struct lq_val *arg, int op) {
+    (void)bud;
     struct num a = to_number(v), b = to_number(arg);
     struct num r = arith(&a, &b, op);
     *v = num_val(&r);
@@ -228,32 +228,31 @@ static int arith_filter(struct lq_rs *rs, struct lq_val *v, const struct lq_val 
 
 LQ_FILTER(plus) {
     (void)f;
-    return arith_filter(rs, v, &args[0], OP_ADD);
+    return arith_filter(fe->bud, v, &args[0], OP_ADD);
 }
 
 LQ_FILTER(minus) {
     (void)f;
-    return arith_filter(rs, v, &args[0], OP_SUB);
+    return arith_filter(fe->bud, v, &args[0], OP_SUB);
 }
 
 LQ_FILTER(times) {
     (void)f;
-    return arith_filter(rs, v, &args[0], OP_MUL);
+    return arith_filter(fe->bud, v, &args[0], OP_MUL);
 }
 
 static bool is_zero(const struct num *n) {
     return n->kind == NK_INT ? n->i == 0 : n->kind == NK_DEC ? n->m == 0 : n->d == 0;
 }
 
-static int div_zero(struct lq_rs *rs, const struct lq_filter *f) {
-    return slm__lq_rt_err(rs, f->pos, SLM_E_INVALID, "%s: divided by 0",
-                          slm__lq_filters[f->id].name);
+static int div_zero(struct lq_budget *bud, const struct lq_filter *f) {
+    return slm__lq_rt_err(bud, f->pos, SLM_E_INVALID, "%s: divided by 0", f->name);
 }
 
 LQ_FILTER(divided_by) {
     struct num a = to_number(v), b = to_number(&args[0]);
     if (is_zero(&b)) {
-        return div_zero(rs, f);
+        return div_zero(fe->bud, f);
     }
     if (a.kind == NK_INT && b.kind == NK_INT) {
         if (a.i == INT64_MIN && b.i == -1) {
@@ -274,7 +273,7 @@ LQ_FILTER(divided_by) {
 LQ_FILTER(modulo) {
     struct num a = to_number(v), b = to_number(&args[0]);
     if (is_zero(&b)) {
-        return div_zero(rs, f);
+        return div_zero(fe->bud, f);
     }
     if (a.kind == NK_INT && b.kind == NK_INT) {
         if (b.i == -1) {
@@ -310,7 +309,7 @@ LQ_FILTER(modulo) {
 }
 
 LQ_FILTER(abs) {
-    (void)rs;
+    (void)fe;
     (void)f;
     (void)args;
     struct num a = to_number(v);
@@ -373,7 +372,7 @@ use_double : {
 }
 
 LQ_FILTER(ceil) {
-    (void)rs;
+    (void)fe;
     (void)f;
     (void)args;
     struct num a = to_number(v);
@@ -382,7 +381,7 @@ LQ_FILTER(ceil) {
 }
 
 LQ_FILTER(floor) {
-    (void)rs;
+    (void)fe;
     (void)f;
     (void)args;
     struct num a = to_number(v);
@@ -413,7 +412,7 @@ static struct num round_dec(struct num a, int64_t digits) {
 }
 
 LQ_FILTER(round) {
-    (void)rs;
+    (void)fe;
     (void)f;
     int64_t digits = 0;
     if (f->npos > 0) {
@@ -464,7 +463,7 @@ static int num_cmp(const struct num *a, const struct num *b) {
 }
 
 LQ_FILTER(at_least) {
-    (void)rs;
+    (void)fe;
     (void)f;
     struct num a = to_number(v), m = to_number(&args[0]);
     *v = num_cmp(&m, &a) > 0 ? num_val(&m) : num_val(&a);
@@ -472,16 +471,16 @@ LQ_FILTER(at_least) {
 }
 
 LQ_FILTER(at_most) {
-    (void)rs;
+    (void)fe;
     (void)f;
     struct num a = to_number(v), m = to_number(&args[0]);
     *v = num_cmp(&m, &a) < 0 ? num_val(&m) : num_val(&a);
     return SLM_OK;
 }
 
-int slm__lq_sum_numbers(struct lq_rs *rs, uint32_t pos, const struct lq_val *items, size_t n,
+int slm__lq_sum_numbers(struct lq_budget *bud, uint32_t pos, const struct lq_val *items, size_t n,
                         struct lq_val *out) {
-    (void)rs;
+    (void)bud;
     (void)pos;
     struct num acc = {NK_INT, 0, 0, 0, 0};
     for (size_t i = 0; i < n; i++) {

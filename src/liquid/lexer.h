@@ -9,7 +9,7 @@
 #ifndef SLM_LIQUID_LEXER_H
 #define SLM_LIQUID_LEXER_H
 
-#include "liquid/internal.h"
+#include "liquid/value.h"
 
 enum lq_tk { TK_EOF, TK_TEXT, TK_OUTPUT, TK_TAG };
 

@@ -8,7 +8,7 @@
  * The candidate file's real path (symlinks resolved) must then lie inside the
  * real path of the root, so a symlink pointing out of the root is refused too.
  */
-#include "liquid/internal.h"
+#include "liquid/template.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -16,42 +16,12 @@
  */
 #include "liquid/lexer.h"
 
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ---------------------------------------------------------------- errors */
-
-void slm__lq_linecol(const char *src, size_t len, size_t pos, int *line, int *col) {
-    int l = 1;
-    size_t ls = 0;
-    if (pos > len) {
-        pos = len;
-    }
-    for (size_t i = 0; i < pos; i++) {
-        if (src[i] == '\n') {
-            l++;
-            ls = i + 1;
-        }
-    }
-    *line = l;
-    *col = (int)(pos - ls) + 1;
-}
-
-int slm__lq_errf(struct slm_err *err, int code, const char *name, const char *src, size_t len,
-                 size_t pos, const char *fmt, ...) {
-    if (!err) {
-        return code;
-    }
-    int line, col;
-    slm__lq_linecol(src, len, pos, &line, &col);
-    char msg[224];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    return slm_err_set(err, code, "%s:%d:%d: %s", name ? name : "template", line, col, msg);
-}
+#include "liquid/errors.h"
+#include "liquid/filters.h"
+#include "liquid/template.h"
 
 /* ---------------------------------------------------------------- parser state */
 
@@ -392,6 +362,7 @@ static int parse_filter(struct lq_parser *P, struct lq_lex *lx, struct lq_filter
         id = 0; /* passes its input through */
     }
     f->id = (uint16_t)id;
+    f->name = slm__lq_filters[id].name;
     slm__lq_lex_next(lx);
     struct lq_prim args[MAX_ARGS];
     struct lq_kwarg kws[MAX_ARGS];

@@ -8,65 +8,108 @@
  * context that does not see the caller's variables; {% include %} shares it.
  *
  * Memory: nothing is allocated per node; values point into the template, the
- * variables or the render's scratch memory (struct lq_mem, first 8 KiB inside
- * the render state, freed at once at the end). Output goes straight into the
- * caller's slm_buf; capture and ifchanged render into it and take their text
- * back out.
+ * variables or the render's scratch memory. Scratch memory, steps, the output
+ * cap and runtime errors belong to the render's budget (budget.h, embedded
+ * last in the render state so that its first 8 KiB chunk is not cleared).
+ * Output goes straight into the caller's slm_buf; capture and ifchanged
+ * render into it and take their text back out.
+ *
+ * This file is the top of the render side: it calls the filters through
+ * their table (handing them a struct lq_fenv with the budget and eval_cb for
+ * keyword arguments), values and the budget; none of them calls back here.
  */
-#include "liquid/internal.h"
+#include "liquid/template.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ---------------------------------------------------------------- errors, limits */
+#include "liquid/ast.h"
+#include "liquid/budget.h"
+#include "liquid/filters.h"
+#include "liquid/symtab.h"
+#include "liquid/value.h"
 
-int slm__lq_rt_err(struct lq_rs *rs, uint32_t pos, int code, const char *fmt, ...) {
-    char msg[200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    const struct lq_unit *u = rs->unit;
-    return slm__lq_errf(rs->err, code, u->name, u->src, u->len, pos, "%s", msg);
-}
+/* ---------------------------------------------------------------- render state */
 
-int slm__lq_charge(struct lq_rs *rs, uint64_t n, uint32_t pos) {
-    rs->steps += n;
-    if (rs->steps > rs->max_steps) {
-        return slm__lq_rt_err(rs, pos, SLM_E_LIMIT, "render exceeded %llu steps (max_steps)",
-                              (unsigned long long)rs->max_steps);
-    }
-    return SLM_OK;
-}
+struct lq_binding {
+    struct lq_val v;
+    struct lq_binding *prev;
+};
 
-static int out_fail(struct lq_rs *rs, uint32_t pos, int rc) {
-    if (rc == SLM_E_TOO_LARGE) {
-        return slm__lq_rt_err(rs, pos, SLM_E_TOO_LARGE, "output exceeds %zu bytes", rs->out_max);
-    }
-    return slm__lq_rt_err(rs, pos, rc, "%s", slm_strerror(rc));
-}
+struct lq_slot {
+    struct lq_binding *top; /* innermost pushed scope (for, include arguments) */
+    struct lq_val root;     /* the context's outermost scope (assign, capture) */
+    struct lq_val global;   /* cached lookup in the variables */
+    int64_t counter;        /* increment / decrement */
+    uint8_t has_root;
+    uint8_t global_state; /* 0 not looked up, 1 cached */
+    uint8_t has_counter;
+};
 
-static inline int out_put(struct lq_rs *rs, const char *p, size_t n, uint32_t pos) {
-    struct slm_buf *b = rs->out;
-    if (n > rs->out_max - b->len) {
-        return out_fail(rs, pos, SLM_E_TOO_LARGE);
-    }
-    if (b->cap - b->len <= n) {
-        int rc = slm_buf_reserve(b, n);
-        if (rc != SLM_OK) {
-            return out_fail(rs, pos, rc);
-        }
-    }
-    memcpy(b->ptr + b->len, p, n);
-    b->len += n;
-    return SLM_OK;
-}
+/* A scope context: the template's, or an isolated one for {% render %}. */
+struct lq_ctx {
+    struct lq_slot *slots;
+    uint32_t nslots;
+    const json_t *globals; /* NULL in render'd partials */
+    const struct lq_symtab *syms;
+};
 
-static int mem_fail(struct lq_rs *rs, uint32_t pos) {
-    return slm__lq_rt_err(rs, pos, SLM_E_LIMIT, "render needs more than %zu bytes of memory",
-                          rs->mem.max);
+struct lq_loop {
+    struct slm_str name;
+    int64_t index0;
+    int64_t length;
+    int64_t cols; /* tablerow only; 0 for forloop */
+    bool tablerow;
+    const struct lq_loop *parent;
+};
+
+struct lq_cycle_state {
+    struct lq_val key;
+    int64_t iter;
+};
+
+struct lq_offset {
+    struct slm_str name;
+    int64_t next;
+};
+
+/* A direct-mapped cache of object[key] lookups for keys written in the
+ * template (the variables do not change during a render). */
+#define LQ_KCACHE 256
+struct lq_kcache {
+    const json_t *obj;
+    const char *key;
+    const json_t *val;
+};
+
+struct lq_rs {
+    struct lq_kcache kcache[LQ_KCACHE];
+    const struct slm_liquid_template *t;
+    struct lq_ctx *ctx;
+    int include_depth;
+    int interrupt; /* 0, LQ_BREAK or LQ_CONTINUE */
+    bool lax;
+    const struct lq_loop *for_top; /* parentloop for the next forloop */
+    struct lq_cycle_state *cycles;
+    size_t ncycles, cycles_cap;
+    struct lq_offset *offsets;
+    size_t noffsets, offsets_cap;
+    struct slm_str ifchanged;
+    bool has_ifchanged;
+    struct lq_symtab *dyn_syms; /* grown by partials named at render time */
+    struct lq_unit *dyn_units;  /* partials parsed during this render */
+    struct slm_arena dyn_arena;
+    struct lq_fenv fenv;  /* what filters see: the budget, params.now, eval_cb */
+    struct lq_budget bud; /* last: its first scratch chunk is not cleared */
+};
+
+#define LQ_BREAK 1
+#define LQ_CONTINUE 2
+
+/* Where runtime errors in `u` point. */
+static struct lq_source unit_source(const struct lq_unit *u) {
+    return (struct lq_source){u->name, u->src, u->len};
 }
 
 /* ---------------------------------------------------------------- scopes */
@@ -79,7 +122,7 @@ static struct lq_slot *slot_for_write(struct lq_rs *rs, uint32_t sym) {
     struct lq_ctx *c = rs->ctx;
     if (sym >= c->nslots) {
         uint32_t n = syms(rs)->n > sym ? syms(rs)->n : sym + 1;
-        struct lq_slot *s = slm__lq_alloc(rs, n * sizeof(*s));
+        struct lq_slot *s = slm__lq_alloc(&rs->bud, n * sizeof(*s));
         if (!s) {
             return NULL;
         }
@@ -130,7 +173,7 @@ static void lookup_sym(struct lq_rs *rs, uint32_t sym, struct lq_val *out) {
 static int set_root(struct lq_rs *rs, uint32_t sym, const struct lq_val *v, uint32_t pos) {
     struct lq_slot *s = slot_for_write(rs, sym);
     if (!s) {
-        return mem_fail(rs, pos);
+        return slm__lq_mem_fail(&rs->bud, pos);
     }
     s->root = *v;
     s->has_root = 1;
@@ -142,7 +185,7 @@ static struct lq_binding *push(struct lq_rs *rs, uint32_t sym, const struct lq_v
     if (!s) {
         return NULL;
     }
-    struct lq_binding *b = slm__lq_alloc(rs, sizeof(*b));
+    struct lq_binding *b = slm__lq_alloc(&rs->bud, sizeof(*b));
     if (!b) {
         return NULL;
     }
@@ -223,7 +266,7 @@ static struct lq_val first_pair(struct lq_rs *rs, const json_t *o, bool *nomem) 
     if (!it) {
         return lq_nil();
     }
-    struct lq_arr *a = slm__lq_arr_new(rs, 2);
+    struct lq_arr *a = slm__lq_arr_new(&rs->bud, 2);
     if (!a) {
         *nomem = true;
         return lq_nil();
@@ -232,6 +275,8 @@ static struct lq_val first_pair(struct lq_rs *rs, const json_t *o, bool *nomem) 
     a->v[1] = lq_from_json(json_object_iter_value(it));
     return lq_arr_val(a);
 }
+
+static int eval_prim(struct lq_rs *rs, const struct lq_prim *p, struct lq_val *out);
 
 /* One step of a path, in place: v[key] / v.key / v[index]. */
 static int step(struct lq_rs *rs, struct lq_val *v, const struct lq_seg *s, uint32_t pos) {
@@ -249,7 +294,7 @@ static int step(struct lq_rs *rs, struct lq_val *v, const struct lq_seg *s, uint
         is_idx = true;
     } else {
         struct lq_val key;
-        int rc = slm__lq_eval(rs, s->dyn, &key);
+        int rc = eval_prim(rs, s->dyn, &key);
         if (rc != SLM_OK) {
             return rc;
         }
@@ -292,7 +337,7 @@ static int step(struct lq_rs *rs, struct lq_val *v, const struct lq_seg *s, uint
             if (dot && kid == K_FIRST) {
                 bool nm = false;
                 *v = first_pair(rs, v->u.j, &nm);
-                return nm ? mem_fail(rs, pos) : SLM_OK;
+                return nm ? slm__lq_mem_fail(&rs->bud, pos) : SLM_OK;
             }
         }
         break;
@@ -330,16 +375,6 @@ static int step(struct lq_rs *rs, struct lq_val *v, const struct lq_seg *s, uint
     return SLM_OK;
 }
 
-bool slm__lq_lookup_key(const struct lq_val *v, struct slm_str key, struct lq_val *out) {
-    if (v->k == LQ_JOBJ) {
-        const json_t *j = json_object_getn(v->u.j, key.ptr, key.len);
-        *out = j ? lq_from_json(j) : lq_nil();
-        return true;
-    }
-    *out = lq_nil();
-    return false;
-}
-
 __attribute__((noinline)) static int resolve(struct lq_rs *rs, const struct lq_prim *p,
                                              struct lq_val *out) {
     const struct lq_path *path = p->u.var;
@@ -347,7 +382,7 @@ __attribute__((noinline)) static int resolve(struct lq_rs *rs, const struct lq_p
         lookup_sym(rs, path->sym, out);
     } else {
         struct lq_val name;
-        int rc = slm__lq_eval(rs, path->root_dyn, &name);
+        int rc = eval_prim(rs, path->root_dyn, &name);
         if (rc != SLM_OK) {
             return rc;
         }
@@ -377,15 +412,15 @@ static int range_bound(struct lq_rs *rs, const struct lq_val *v, uint32_t pos, i
     case LQ_FLOAT: *out = lq_f2i(v->u.f); return SLM_OK;
     case LQ_STR: *out = slm__lq_str_to_i(v->u.s.p, v->u.s.n); return SLM_OK;
     case LQ_NIL: *out = 0; return SLM_OK;
-    default: return slm__lq_rt_err(rs, pos, SLM_E_INVALID, "range bounds must be numbers");
+    default: return slm__lq_rt_err(&rs->bud, pos, SLM_E_INVALID, "range bounds must be numbers");
     }
 }
 
 static int eval_range(struct lq_rs *rs, const struct lq_prim *p, struct lq_val *out) {
     struct lq_val lo, hi;
-    int rc = slm__lq_eval(rs, p->u.range.lo, &lo);
+    int rc = eval_prim(rs, p->u.range.lo, &lo);
     if (rc == SLM_OK) {
-        rc = slm__lq_eval(rs, p->u.range.hi, &hi);
+        rc = eval_prim(rs, p->u.range.hi, &hi);
     }
     if (rc != SLM_OK) {
         return rc;
@@ -408,8 +443,13 @@ static inline int eval(struct lq_rs *rs, const struct lq_prim *p, struct lq_val 
     return p->kind == P_VAR ? resolve(rs, p, out) : eval_range(rs, p, out);
 }
 
-int slm__lq_eval(struct lq_rs *rs, const struct lq_prim *p, struct lq_val *out) {
+static int eval_prim(struct lq_rs *rs, const struct lq_prim *p, struct lq_val *out) {
     return eval(rs, p, out);
+}
+
+/* The filters' evaluator for keyword arguments (struct lq_fenv). */
+static int eval_cb(void *ctx, const struct lq_prim *p, struct lq_val *out) {
+    return eval(ctx, p, out);
 }
 
 /* ---------------------------------------------------------------- expressions */
@@ -425,9 +465,9 @@ static int apply_filter(struct lq_rs *rs, const struct lq_filter *f, struct lq_v
         n = LQ_MAX_FARGS;
     }
     if (n > SLM_ARRAY_LEN(small)) {
-        args = slm__lq_alloc(rs, n * sizeof(*args));
+        args = slm__lq_alloc(&rs->bud, n * sizeof(*args));
         if (!args) {
-            return mem_fail(rs, f->pos);
+            return slm__lq_mem_fail(&rs->bud, f->pos);
         }
     }
     for (unsigned i = 0; i < n; i++) {
@@ -440,11 +480,11 @@ static int apply_filter(struct lq_rs *rs, const struct lq_filter *f, struct lq_v
             args[i] = lq_nil();
         }
     }
-    rs->steps++;
+    rs->bud.steps++;
     if (v->k == LQ_EMPTY || v->k == LQ_BLANK) {
         *v = lq_str("", 0); /* filters see the literals empty and blank as '' */
     }
-    return d->fn(rs, f, v, args);
+    return d->fn(&rs->fenv, f, v, args);
 }
 
 static int eval_fexpr(struct lq_rs *rs, const struct lq_fexpr *fe, struct lq_val *v) {
@@ -459,19 +499,23 @@ static int write_val(struct lq_rs *rs, const struct lq_val *v, uint32_t pos) {
     char buf[48];
     size_t n;
     switch (v->k) {
-    case LQ_STR: return out_put(rs, v->u.s.p, v->u.s.n, pos);
+    case LQ_STR: return slm__lq_out_put(&rs->bud, v->u.s.p, v->u.s.n, pos);
     case LQ_NIL: return SLM_OK;
-    case LQ_INT: n = slm__lq_fmt_int(v->u.i, buf); return out_put(rs, buf, n, pos);
-    case LQ_FLOAT: n = slm__lq_fmt_float(v->u.f, buf); return out_put(rs, buf, n, pos);
-    case LQ_BOOL: return v->u.b ? out_put(rs, "true", 4, pos) : out_put(rs, "false", 5, pos);
+    case LQ_INT: n = slm__lq_fmt_int(v->u.i, buf); return slm__lq_out_put(&rs->bud, buf, n, pos);
+    case LQ_FLOAT:
+        n = slm__lq_fmt_float(v->u.f, buf);
+        return slm__lq_out_put(&rs->bud, buf, n, pos);
+    case LQ_BOOL:
+        return v->u.b ? slm__lq_out_put(&rs->bud, "true", 4, pos)
+                      : slm__lq_out_put(&rs->bud, "false", 5, pos);
     default: break;
     }
     struct slm_str s;
-    int rc = slm__lq_to_str(rs, v, &s);
+    int rc = slm__lq_to_str(&rs->bud, v, &s);
     if (rc != SLM_OK) {
-        return mem_fail(rs, pos);
+        return slm__lq_mem_fail(&rs->bud, pos);
     }
-    return out_put(rs, s.ptr, s.len, pos);
+    return slm__lq_out_put(&rs->bud, s.ptr, s.len, pos);
 }
 
 static int eval_cond(struct lq_rs *rs, const struct lq_cond *c, bool *res) {
@@ -487,7 +531,7 @@ static int eval_cond(struct lq_rs *rs, const struct lq_cond *c, bool *res) {
         } else {
             rc = eval(rs, &c->r, &r);
             if (rc == SLM_OK) {
-                rc = slm__lq_compare(rs, c->l.pos, &l, c->op, &r, &t);
+                rc = slm__lq_compare(&rs->bud, c->l.pos, &l, c->op, &r, &t);
             }
             if (rc != SLM_OK) {
                 return rc;
@@ -568,7 +612,7 @@ static int to_integer(struct lq_rs *rs, const struct lq_val *v, uint32_t pos, co
             return SLM_OK;
         }
     }
-    return slm__lq_rt_err(rs, pos, SLM_E_INVALID, "%s must be an integer", what);
+    return slm__lq_rt_err(&rs->bud, pos, SLM_E_INVALID, "%s must be an integer", what);
 }
 
 /* Ruby's to_i for tablerow attributes. */
@@ -591,18 +635,18 @@ static int loop_items(struct lq_rs *rs, const struct lq_val *coll, uint32_t pos,
     case LQ_RANGE: *seq = *coll; return SLM_OK;
     case LQ_JOBJ: {
         size_t n = json_object_size(coll->u.j);
-        struct lq_arr *a = slm__lq_arr_new(rs, n);
+        struct lq_arr *a = slm__lq_arr_new(&rs->bud, n);
         if (!a) {
-            return mem_fail(rs, pos);
+            return slm__lq_mem_fail(&rs->bud, pos);
         }
         size_t i = 0;
         const char *key;
         size_t klen;
         json_t *val;
         json_object_keylen_foreach((json_t *)coll->u.j, key, klen, val) {
-            struct lq_arr *pair = slm__lq_arr_new(rs, 2);
+            struct lq_arr *pair = slm__lq_arr_new(&rs->bud, 2);
             if (!pair) {
-                return mem_fail(rs, pos);
+                return slm__lq_mem_fail(&rs->bud, pos);
             }
             pair->v[0] = lq_str(key, klen);
             pair->v[1] = lq_from_json(val);
@@ -616,9 +660,9 @@ static int loop_items(struct lq_rs *rs, const struct lq_val *coll, uint32_t pos,
             break;
         }
         {
-            struct lq_arr *a = slm__lq_arr_new(rs, 1);
+            struct lq_arr *a = slm__lq_arr_new(&rs->bud, 1);
             if (!a) {
-                return mem_fail(rs, pos);
+                return slm__lq_mem_fail(&rs->bud, pos);
             }
             a->v[0] = *coll;
             *seq = lq_arr_val(a);
@@ -639,7 +683,7 @@ static int64_t *offset_slot(struct lq_rs *rs, struct slm_str name) {
     }
     if (rs->noffsets == rs->offsets_cap) {
         size_t cap = rs->offsets_cap ? rs->offsets_cap * 2 : 8;
-        struct lq_offset *v = slm__lq_alloc(rs, cap * sizeof(*v));
+        struct lq_offset *v = slm__lq_alloc(&rs->bud, cap * sizeof(*v));
         if (!v) {
             return NULL;
         }
@@ -688,7 +732,7 @@ static int render_for(struct lq_rs *rs, const struct lq_node *n) {
     int64_t from = 0, limit = 0;
     int64_t *cont = offset_slot(rs, f->name);
     if (!cont) {
-        return mem_fail(rs, n->pos);
+        return slm__lq_mem_fail(&rs->bud, n->pos);
     }
     if (f->offset_continue) {
         from = *cont;
@@ -732,9 +776,9 @@ static int render_for(struct lq_rs *rs, const struct lq_node *n) {
     if (count == 0) {
         return f->else_body ? render_block(rs, f->else_body) : SLM_OK;
     }
-    struct lq_loop *loop = slm__lq_alloc(rs, sizeof(*loop));
+    struct lq_loop *loop = slm__lq_alloc(&rs->bud, sizeof(*loop));
     if (!loop) {
-        return mem_fail(rs, n->pos);
+        return slm__lq_mem_fail(&rs->bud, n->pos);
     }
     *loop = (struct lq_loop){f->name, 0, (int64_t)count, 0, false, rs->for_top};
     struct lq_val lv = {.k = LQ_LOOP, .u.loop = loop};
@@ -742,13 +786,13 @@ static int render_for(struct lq_rs *rs, const struct lq_node *n) {
     uint32_t fsym = slm__lq_sym_find(syms(rs), forloop, sizeof(forloop) - 1);
     struct lq_binding *fb = NULL;
     if (fsym != LQ_NOSYM && !(fb = push(rs, fsym, &lv))) {
-        return mem_fail(rs, n->pos);
+        return slm__lq_mem_fail(&rs->bud, n->pos);
     }
     struct lq_val nil = lq_nil();
     struct lq_binding *vb = push(rs, f->var, &nil);
     if (!vb) {
         pop(rs, fsym, fb);
-        return mem_fail(rs, n->pos);
+        return slm__lq_mem_fail(&rs->bud, n->pos);
     }
     rs->for_top = loop;
     rc = SLM_OK;
@@ -756,7 +800,7 @@ static int render_for(struct lq_rs *rs, const struct lq_node *n) {
         size_t idx = f->reversed ? start + count - 1 - i : start + i;
         vb->v = slm__lq_seq_get(&seq, idx);
         loop->index0 = (int64_t)i;
-        rc = slm__lq_charge(rs, 1, n->pos);
+        rc = slm__lq_charge(&rs->bud, 1, n->pos);
         if (rc == SLM_OK) {
             rc = render_block(rs, &f->body);
         }
@@ -822,9 +866,9 @@ static int render_tablerow(struct lq_rs *rs, const struct lq_node *n) {
     if (!f->cols) {
         cols = (int64_t)count;
     }
-    struct lq_loop *loop = slm__lq_alloc(rs, sizeof(*loop));
+    struct lq_loop *loop = slm__lq_alloc(&rs->bud, sizeof(*loop));
     if (!loop) {
-        return mem_fail(rs, n->pos);
+        return slm__lq_mem_fail(&rs->bud, n->pos);
     }
     *loop = (struct lq_loop){{NULL, 0}, 0, (int64_t)count, cols, true, NULL};
     struct lq_val lv = {.k = LQ_LOOP, .u.loop = loop};
@@ -832,15 +876,15 @@ static int render_tablerow(struct lq_rs *rs, const struct lq_node *n) {
     uint32_t tsym = slm__lq_sym_find(syms(rs), trl, sizeof(trl) - 1);
     struct lq_binding *tb = NULL;
     if (tsym != LQ_NOSYM && !(tb = push(rs, tsym, &lv))) {
-        return mem_fail(rs, n->pos);
+        return slm__lq_mem_fail(&rs->bud, n->pos);
     }
     struct lq_val nil = lq_nil();
     struct lq_binding *vb = push(rs, f->var, &nil);
     if (!vb) {
         pop(rs, tsym, tb);
-        return mem_fail(rs, n->pos);
+        return slm__lq_mem_fail(&rs->bud, n->pos);
     }
-    rc = out_put(rs, "<tr class=\"row1\">\n", 18, n->pos);
+    rc = slm__lq_out_put(&rs->bud, "<tr class=\"row1\">\n", 18, n->pos);
     for (size_t i = 0; i < count && rc == SLM_OK; i++) {
         vb->v = slm__lq_seq_get(&seq, start + i);
         loop->index0 = (int64_t)i;
@@ -848,15 +892,15 @@ static int render_tablerow(struct lq_rs *rs, const struct lq_node *n) {
         loop_attr(loop, K_COL, &col);
         char buf[64];
         int k = snprintf(buf, sizeof(buf), "<td class=\"col%lld\">", (long long)col.u.i);
-        rc = slm__lq_charge(rs, 1, n->pos);
+        rc = slm__lq_charge(&rs->bud, 1, n->pos);
         if (rc == SLM_OK) {
-            rc = out_put(rs, buf, (size_t)k, n->pos);
+            rc = slm__lq_out_put(&rs->bud, buf, (size_t)k, n->pos);
         }
         if (rc == SLM_OK) {
             rc = render_block(rs, &f->body);
         }
         if (rc == SLM_OK) {
-            rc = out_put(rs, "</td>", 5, n->pos);
+            rc = slm__lq_out_put(&rs->bud, "</td>", 5, n->pos);
         }
         if (rc != SLM_OK) {
             break;
@@ -873,11 +917,11 @@ static int render_tablerow(struct lq_rs *rs, const struct lq_node *n) {
         loop_attr(loop, K_ROW, &row);
         if (cl.u.b && i + 1 < count) {
             k = snprintf(buf, sizeof(buf), "</tr>\n<tr class=\"row%lld\">", (long long)row.u.i + 1);
-            rc = out_put(rs, buf, (size_t)k, n->pos);
+            rc = slm__lq_out_put(&rs->bud, buf, (size_t)k, n->pos);
         }
     }
     if (rc == SLM_OK) {
-        rc = out_put(rs, "</tr>\n", 6, n->pos);
+        rc = slm__lq_out_put(&rs->bud, "</tr>\n", 6, n->pos);
     }
     pop(rs, f->var, vb);
     pop(rs, tsym, tb);
@@ -887,19 +931,19 @@ static int render_tablerow(struct lq_rs *rs, const struct lq_node *n) {
 /* Renders `b` into the output, then moves what it wrote into scratch. */
 static int render_to_string(struct lq_rs *rs, const struct lq_block *b, uint32_t pos,
                             struct lq_val *out) {
-    size_t mark = rs->out->len;
+    size_t mark = rs->bud.out->len;
     int rc = render_block(rs, b);
     if (rc != SLM_OK) {
         return rc;
     }
-    size_t n = rs->out->len - mark;
-    char *s = slm__lq_alloc(rs, n + 1);
+    size_t n = rs->bud.out->len - mark;
+    char *s = slm__lq_alloc(&rs->bud, n + 1);
     if (!s) {
-        return mem_fail(rs, pos);
+        return slm__lq_mem_fail(&rs->bud, pos);
     }
-    memcpy(s, rs->out->ptr ? rs->out->ptr + mark : "", n);
+    memcpy(s, rs->bud.out->ptr ? rs->bud.out->ptr + mark : "", n);
     s[n] = '\0';
-    rs->out->len = mark;
+    rs->bud.out->len = mark;
     *out = lq_str(s, n);
     return SLM_OK;
 }
@@ -907,7 +951,7 @@ static int render_to_string(struct lq_rs *rs, const struct lq_block *b, uint32_t
 static int render_counter(struct lq_rs *rs, const struct lq_node *n) {
     struct lq_slot *s = slot_for_write(rs, n->u.counter);
     if (!s) {
-        return mem_fail(rs, n->pos);
+        return slm__lq_mem_fail(&rs->bud, n->pos);
     }
     if (!s->has_counter) {
         struct lq_val g = s->global_state ? s->global
@@ -940,7 +984,7 @@ static int render_cycle(struct lq_rs *rs, const struct lq_node *n) {
         key.k = LQ_STR;
     }
     struct lq_cycle_state *st = NULL;
-    int crc = slm__lq_charge(rs, rs->ncycles, n->pos);
+    int crc = slm__lq_charge(&rs->bud, rs->ncycles, n->pos);
     if (crc != SLM_OK) {
         return crc;
     }
@@ -953,9 +997,9 @@ static int render_cycle(struct lq_rs *rs, const struct lq_node *n) {
     if (!st) {
         if (rs->ncycles == rs->cycles_cap) {
             size_t cap = rs->cycles_cap ? rs->cycles_cap * 2 : 8;
-            struct lq_cycle_state *v = slm__lq_alloc(rs, cap * sizeof(*v));
+            struct lq_cycle_state *v = slm__lq_alloc(&rs->bud, cap * sizeof(*v));
             if (!v) {
-                return mem_fail(rs, n->pos);
+                return slm__lq_mem_fail(&rs->bud, n->pos);
             }
             if (rs->ncycles) {
                 memcpy(v, rs->cycles, rs->ncycles * sizeof(*v));
@@ -992,7 +1036,7 @@ static const struct lq_unit *find_unit(struct lq_unit *list, const char *name, s
 static int dynamic_unit(struct lq_rs *rs, const struct lq_node *n, struct lq_val *name,
                         const struct lq_unit **out) {
     if (name->k != LQ_STR || name->u.s.n == 0) {
-        return slm__lq_rt_err(rs, n->pos, SLM_E_INVALID,
+        return slm__lq_rt_err(&rs->bud, n->pos, SLM_E_INVALID,
                               "include needs a template name (got an empty or non-string value)");
     }
     const struct lq_unit *u = find_unit(rs->dyn_units, name->u.s.p, name->u.s.n);
@@ -1003,9 +1047,9 @@ static int dynamic_unit(struct lq_rs *rs, const struct lq_node *n, struct lq_val
         *out = u;
         return SLM_OK;
     }
-    char *nm = slm__lq_alloc(rs, name->u.s.n + 1);
+    char *nm = slm__lq_alloc(&rs->bud, name->u.s.n + 1);
     if (!nm) {
-        return mem_fail(rs, n->pos);
+        return slm__lq_mem_fail(&rs->bud, n->pos);
     }
     memcpy(nm, name->u.s.p, name->u.s.n);
     nm[name->u.s.n] = '\0';
@@ -1014,7 +1058,7 @@ static int dynamic_unit(struct lq_rs *rs, const struct lq_node *n, struct lq_val
         if (!rs->dyn_syms || slm__lq_symtab_copy(rs->dyn_syms, &rs->t->syms) != SLM_OK) {
             free(rs->dyn_syms);
             rs->dyn_syms = NULL;
-            return mem_fail(rs, n->pos);
+            return slm__lq_mem_fail(&rs->bud, n->pos);
         }
     }
     struct slm_buf src;
@@ -1025,9 +1069,9 @@ static int dynamic_unit(struct lq_rs *rs, const struct lq_node *n, struct lq_val
     if (rc != SLM_OK) {
         slm_buf_free(&src);
         if (rc == SLM_E_NOT_FOUND) {
-            return slm__lq_rt_err(rs, n->pos, SLM_E_NOT_FOUND, "partial '%s' not found", nm);
+            return slm__lq_rt_err(&rs->bud, n->pos, SLM_E_NOT_FOUND, "partial '%s' not found", nm);
         }
-        return slm__lq_rt_err(rs, n->pos, rc, "partial '%s': %s", nm,
+        return slm__lq_rt_err(&rs->bud, n->pos, rc, "partial '%s': %s", nm,
                               lerr.msg[0] ? lerr.msg : slm_strerror(rc));
     }
     struct lq_penv env = {rs->t,
@@ -1039,7 +1083,7 @@ static int dynamic_unit(struct lq_rs *rs, const struct lq_node *n, struct lq_val
                           NULL,
                           rs->include_depth};
     struct lq_unit *pu;
-    rc = slm__lq_parse_unit(&env, nm, slm_buf_cstr(&src), src.len, &pu, rs->err);
+    rc = slm__lq_parse_unit(&env, nm, slm_buf_cstr(&src), src.len, &pu, rs->bud.err);
     slm_buf_free(&src);
     if (rc != SLM_OK) {
         return rc;
@@ -1049,10 +1093,10 @@ static int dynamic_unit(struct lq_rs *rs, const struct lq_node *n, struct lq_val
 }
 
 static int render_unit(struct lq_rs *rs, const struct lq_unit *u) {
-    const struct lq_unit *saved = rs->unit;
-    rs->unit = u;
+    struct lq_source saved = rs->bud.where;
+    rs->bud.where = unit_source(u);
     int rc = render_block(rs, &u->body);
-    rs->unit = saved;
+    rs->bud.where = saved;
     return rc;
 }
 
@@ -1067,9 +1111,9 @@ static int render_isolated(struct lq_rs *rs, const struct lq_node *n, const stru
     const struct lq_include *inc = n->u.inc;
     struct lq_ctx ctx = {NULL, 0, NULL, NULL};
     uint32_t ns = syms(rs)->n;
-    ctx.slots = slm__lq_alloc(rs, (ns ? ns : 1) * sizeof(*ctx.slots));
+    ctx.slots = slm__lq_alloc(&rs->bud, (ns ? ns : 1) * sizeof(*ctx.slots));
     if (!ctx.slots) {
-        return mem_fail(rs, n->pos);
+        return slm__lq_mem_fail(&rs->bud, n->pos);
     }
     memset(ctx.slots, 0, (ns ? ns : 1) * sizeof(*ctx.slots));
     ctx.nslots = ns;
@@ -1112,7 +1156,7 @@ static int render_include(struct lq_rs *rs, const struct lq_node *n) {
             return rc;
         }
         if (inc->name.kind == P_LIT) {
-            return slm__lq_rt_err(rs, n->pos, SLM_E_NOT_FOUND, "partial '%.*s' not found",
+            return slm__lq_rt_err(&rs->bud, n->pos, SLM_E_NOT_FOUND, "partial '%.*s' not found",
                                   (int)SLM_MIN(name.u.s.n, 100), name.u.s.p);
         }
         if ((rc = dynamic_unit(rs, n, &name, &u)) != SLM_OK) {
@@ -1128,7 +1172,7 @@ static int render_include(struct lq_rs *rs, const struct lq_node *n) {
         }
     }
     if (rs->include_depth >= rs->t->params.max_include_depth) {
-        return slm__lq_rt_err(rs, n->pos, SLM_E_LIMIT, "include/render nested deeper than %d",
+        return slm__lq_rt_err(&rs->bud, n->pos, SLM_E_LIMIT, "include/render nested deeper than %d",
                               rs->t->params.max_include_depth);
     }
     struct lq_val args[32];
@@ -1147,15 +1191,15 @@ static int render_include(struct lq_rs *rs, const struct lq_node *n) {
             struct lq_val seq;
             rc = loop_items(rs, &with, n->pos, &seq);
             size_t cnt = rc == SLM_OK ? slm__lq_seq_len(&seq) : 0;
-            struct lq_loop *loop = slm__lq_alloc(rs, sizeof(*loop));
+            struct lq_loop *loop = slm__lq_alloc(&rs->bud, sizeof(*loop));
             if (!loop && rc == SLM_OK) {
-                rc = mem_fail(rs, n->pos);
+                rc = slm__lq_mem_fail(&rs->bud, n->pos);
             }
             for (size_t i = 0; i < cnt && rc == SLM_OK; i++) {
                 *loop = (struct lq_loop){
                     {u->name, strlen(u->name)}, (int64_t)i, (int64_t)cnt, 0, false, NULL};
                 struct lq_val item = slm__lq_seq_get(&seq, i);
-                rc = slm__lq_charge(rs, 1, n->pos);
+                rc = slm__lq_charge(&rs->bud, 1, n->pos);
                 if (rc == SLM_OK) {
                     rc = render_isolated(rs, n, u, args, &item, loop);
                 }
@@ -1174,7 +1218,7 @@ static int render_include(struct lq_rs *rs, const struct lq_node *n) {
         bs[i] = push(rs, inc->args[i].sym, &args[i]);
         if (!bs[i]) {
             na = i;
-            rc = mem_fail(rs, n->pos);
+            rc = slm__lq_mem_fail(&rs->bud, n->pos);
             break;
         }
     }
@@ -1183,12 +1227,12 @@ static int render_include(struct lq_rs *rs, const struct lq_node *n) {
             struct lq_val nil = lq_nil();
             struct lq_binding *vb = push(rs, bind, &nil);
             if (!vb) {
-                rc = mem_fail(rs, n->pos);
+                rc = slm__lq_mem_fail(&rs->bud, n->pos);
             } else if (with.k == LQ_ARR || with.k == LQ_JARR) {
                 size_t cnt = slm__lq_seq_len(&with);
                 for (size_t i = 0; i < cnt && rc == SLM_OK && !rs->interrupt; i++) {
                     vb->v = slm__lq_seq_get(&with, i);
-                    rc = slm__lq_charge(rs, 1, n->pos);
+                    rc = slm__lq_charge(&rs->bud, 1, n->pos);
                     if (rc == SLM_OK) {
                         rc = render_unit(rs, u);
                     }
@@ -1210,19 +1254,19 @@ static int render_include(struct lq_rs *rs, const struct lq_node *n) {
 }
 
 static int render_ifchanged(struct lq_rs *rs, const struct lq_node *n) {
-    size_t mark = rs->out->len;
+    size_t mark = rs->bud.out->len;
     int rc = render_block(rs, &n->u.body);
     if (rc != SLM_OK) {
         return rc;
     }
-    struct slm_str now = {rs->out->ptr ? rs->out->ptr + mark : "", rs->out->len - mark};
+    struct slm_str now = {rs->bud.out->ptr ? rs->bud.out->ptr + mark : "", rs->bud.out->len - mark};
     if (rs->has_ifchanged && slm_str_eq(now, rs->ifchanged)) {
-        rs->out->len = mark;
+        rs->bud.out->len = mark;
         return SLM_OK;
     }
-    char *copy = slm__lq_alloc(rs, now.len + 1);
+    char *copy = slm__lq_alloc(&rs->bud, now.len + 1);
     if (!copy) {
-        return mem_fail(rs, n->pos);
+        return slm__lq_mem_fail(&rs->bud, n->pos);
     }
     memcpy(copy, now.ptr, now.len);
     rs->ifchanged = (struct slm_str){copy, now.len};
@@ -1266,19 +1310,20 @@ static int render_node(struct lq_rs *rs, const struct lq_node *n) {
 /* Lax mode: a runtime error becomes text in the output, as Shopify renders it. */
 static int inline_error(struct lq_rs *rs, uint32_t pos) {
     char msg[300];
-    int k = snprintf(msg, sizeof(msg), "Liquid error: %s", rs->err->msg);
-    slm_err_clear(rs->err);
-    return out_put(rs, msg, (size_t)k < sizeof(msg) ? (size_t)k : sizeof(msg) - 1, pos);
+    int k = snprintf(msg, sizeof(msg), "Liquid error: %s", rs->bud.err->msg);
+    slm_err_clear(rs->bud.err);
+    return slm__lq_out_put(&rs->bud, msg, (size_t)k < sizeof(msg) ? (size_t)k : sizeof(msg) - 1,
+                           pos);
 }
 
 static int render_block(struct lq_rs *rs, const struct lq_block *b) {
     for (const struct lq_node *n = b->first; n; n = n->next) {
-        if (++rs->steps > rs->max_steps) {
-            return slm__lq_charge(rs, 0, n->pos);
+        if (++rs->bud.steps > rs->bud.max_steps) {
+            return slm__lq_charge(&rs->bud, 0, n->pos);
         }
         int rc;
         if (n->kind == N_TEXT) {
-            rc = out_put(rs, n->u.text.ptr, n->u.text.len, n->pos);
+            rc = slm__lq_out_put(&rs->bud, n->u.text.ptr, n->u.text.len, n->pos);
         } else {
             rc = render_node(rs, n);
             if ((rc == SLM_E_INVALID || rc == SLM_E_NOT_FOUND) && rs->lax) {
@@ -1307,30 +1352,20 @@ int slm__lq_render(const struct slm_liquid_template *t, const json_t *vars, stru
     if (!rs) {
         return slm_err_set(err, SLM_E_NOMEM, "%s: out of memory", t->name);
     }
-    memset(rs, 0, offsetof(struct lq_rs, mem));
-    rs->mem.p = rs->mem.first;
-    rs->mem.end = rs->mem.first + sizeof(rs->mem.first);
-    rs->mem.chunks = NULL;
-    rs->mem.total = 0;
-    rs->mem.max = t->params.max_memory_bytes;
+    memset(rs, 0, offsetof(struct lq_rs, bud));
     rs->t = t;
-    rs->unit = t->main;
-    rs->out = out;
-    size_t start = out->len;
-    size_t bmax = out->max ? out->max : SLM_BUF_DEFAULT_MAX;
-    rs->out_max =
-        t->params.max_output_bytes > bmax - start ? bmax : start + t->params.max_output_bytes;
-    rs->max_steps = t->params.max_steps;
     rs->lax = t->params.mode == SLM_LIQUID_LAX || t->params.mode == SLM_LIQUID_WARN;
-    slm_err_clear(&rs->errbuf);
-    rs->err = &rs->errbuf;
+    size_t start = out->len;
+    slm__lq_budget_init(&rs->bud, out, t->params.max_output_bytes, t->params.max_steps,
+                        t->params.max_memory_bytes, unit_source(t->main));
+    rs->fenv = (struct lq_fenv){&rs->bud, t->params.now, eval_cb, rs};
     slm_arena_init(&rs->dyn_arena, t->params.max_memory_bytes);
 
     struct lq_ctx ctx = {NULL, t->syms.n, vars, NULL};
     int rc = SLM_OK;
-    ctx.slots = slm__lq_alloc(rs, (t->syms.n ? t->syms.n : 1) * sizeof(*ctx.slots));
+    ctx.slots = slm__lq_alloc(&rs->bud, (t->syms.n ? t->syms.n : 1) * sizeof(*ctx.slots));
     if (!ctx.slots) {
-        rc = mem_fail(rs, 0);
+        rc = slm__lq_mem_fail(&rs->bud, 0);
     } else {
         memset(ctx.slots, 0, (t->syms.n ? t->syms.n : 1) * sizeof(*ctx.slots));
         rs->ctx = &ctx;
@@ -1346,17 +1381,13 @@ int slm__lq_render(const struct slm_liquid_template *t, const json_t *vars, stru
             out->ptr[start] = '\0';
         }
         if (err) {
-            *err = rs->errbuf;
+            *err = rs->bud.errbuf;
             if (!err->msg[0] || err->code != rc) {
                 slm_err_set(err, rc, "%s: %s", t->name, slm_strerror(rc));
             }
         }
     }
-    for (struct lq_chunk *c = rs->mem.chunks; c;) {
-        struct lq_chunk *next = c->next;
-        free(c);
-        c = next;
-    }
+    slm__lq_budget_free(&rs->bud);
     if (rs->dyn_syms) {
         slm__lq_symtab_free(rs->dyn_syms);
         free(rs->dyn_syms);

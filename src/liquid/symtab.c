@@ -4,7 +4,7 @@
  * render keeps one slot per id instead of hash maps of scopes. Open
  * addressing over FNV-1a hashes; names live in the template's arena.
  */
-#include "liquid/internal.h"
+#include "liquid/symtab.h"
 
 #include <stdlib.h>
 #include <string.h>

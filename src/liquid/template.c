@@ -2,7 +2,7 @@
  * liquid/template.c - the public API of the Liquid engine: parameters,
  * parse, render, free, warnings.
  */
-#include "liquid/internal.h"
+#include "liquid/template.h"
 
 #include <stdlib.h>
 #include <string.h>

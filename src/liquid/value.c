@@ -1,123 +1,28 @@
 /*
  * liquid/value.c - Liquid values: string forms (Ruby's to_s and inspect),
- * number formatting, equality, ordering, blank/empty, array-likes and the
- * render's scratch memory.
+ * number formatting, equality, ordering, blank/empty, array-likes.
  *
  * Semantics follow Shopify Liquid on Ruby: only nil and false are falsy;
  * 1 == 1.0 but 1 != "1"; arrays print joined, hashes print as Ruby's inspect;
  * floats print the shortest round-trip form with at least one decimal
  * (5.0, 0.1, 1.0e+16).
+ *
+ * Memory, steps and errors go through the render's budget (budget.c); this
+ * file calls nothing in the tree walker or the filters.
  */
-#include "liquid/internal.h"
+#include "liquid/value.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ---------------------------------------------------------------- scratch memory */
+/* ---------------------------------------------------------------- arrays */
 
-void *slm__lq_alloc(struct lq_rs *rs, size_t n) {
-    struct lq_mem *m = &rs->mem;
-    n = (n + 15) & ~(size_t)15;
-    if ((size_t)(m->end - m->p) >= n) {
-        void *r = m->p;
-        m->p += n;
-        return r;
-    }
-    size_t cap = m->chunks ? m->chunks->cap * 2 : (size_t)64 << 10;
-    if (cap < n) {
-        cap = n;
-    }
-    if (cap > ((size_t)16 << 20) && n <= ((size_t)16 << 20)) {
-        cap = (size_t)16 << 20;
-    }
-    if (m->total + cap > m->max) {
-        if (m->total + n > m->max) {
-            return NULL;
-        }
-        cap = n;
-    }
-    struct lq_chunk *c = malloc(sizeof(*c) + cap);
-    if (!c) {
-        return NULL;
-    }
-    c->cap = cap;
-    c->next = m->chunks;
-    m->chunks = c;
-    m->total += cap;
-    m->p = c->data + n;
-    m->end = c->data + cap;
-    return c->data;
-}
-
-void slm__lq_sb_begin(struct lq_rs *rs, struct lq_sb *sb, size_t hint) {
-    sb->rs = rs;
-    sb->n = 0;
-    sb->failed = false;
-    struct lq_mem *m = &rs->mem;
-    if ((size_t)(m->end - m->p) > hint) {
-        sb->p = m->p;
-        sb->cap = (size_t)(m->end - m->p) - 1; /* room for the NUL */
-        return;
-    }
-    sb->p = NULL;
-    sb->cap = 0;
-    if (!slm__lq_sb_grow(sb, hint + 1)) {
-        sb->failed = true;
-    }
-}
-
-bool slm__lq_sb_grow(struct lq_sb *sb, size_t extra) {
-    if (sb->failed) {
-        return false;
-    }
-    struct lq_mem *m = &sb->rs->mem;
-    size_t need = sb->n + extra + 1;
-    size_t want = need * 2 > 256 ? need * 2 : 256;
-    /* The builder owns [m->p, m->end) while open; allocate a fresh chunk and
-     * move what is written so far. */
-    char *old = sb->p;
-    char *save_p = m->p;
-    if (old == m->p) {
-        m->p = m->end; /* force a new chunk */
-    }
-    char *np = slm__lq_alloc(sb->rs, want);
-    if (!np) {
-        m->p = save_p;
-        sb->failed = true;
-        return false;
-    }
-    /* slm__lq_alloc bumped past `want`; give the rest of the chunk back to
-     * the builder (it is the newest chunk). */
-    m->p = np;
-    if (sb->n) {
-        memcpy(np, old, sb->n);
-    }
-    sb->p = np;
-    sb->cap = (size_t)(m->end - np) - 1;
-    return true;
-}
-
-int slm__lq_sb_end(struct lq_sb *sb, struct lq_val *out) {
-    if (sb->failed || !sb->p) {
-        *out = lq_str("", 0);
-        return sb->failed ? SLM_E_LIMIT : SLM_OK;
-    }
-    sb->p[sb->n] = '\0';
-    struct lq_mem *m = &sb->rs->mem;
-    if (sb->p == m->p) {
-        size_t used = (sb->n + 1 + 15) & ~(size_t)15;
-        m->p = (size_t)(m->end - m->p) >= used ? m->p + used : m->end;
-    }
-    *out = lq_str(sb->p, sb->n);
-    return SLM_OK;
-}
-
-struct lq_arr *slm__lq_arr_new(struct lq_rs *rs, size_t n) {
+struct lq_arr *slm__lq_arr_new(struct lq_budget *bud, size_t n) {
     if (n > ((size_t)1 << 40)) {
         return NULL;
     }
-    struct lq_arr *a = slm__lq_alloc(rs, sizeof(*a) + n * sizeof(struct lq_val));
+    struct lq_arr *a = slm__lq_alloc(bud, sizeof(*a) + n * sizeof(struct lq_val));
     if (a) {
         a->n = n;
     }
@@ -495,7 +400,7 @@ void slm__lq_write_val(struct lq_sb *sb, const struct lq_val *v, int depth) {
     }
 }
 
-int slm__lq_to_str(struct lq_rs *rs, const struct lq_val *v, struct slm_str *out) {
+int slm__lq_to_str(struct lq_budget *bud, const struct lq_val *v, struct slm_str *out) {
     if (v->k == LQ_STR) {
         *out = (struct slm_str){v->u.s.p, v->u.s.n};
         return SLM_OK;
@@ -505,12 +410,9 @@ int slm__lq_to_str(struct lq_rs *rs, const struct lq_val *v, struct slm_str *out
         return SLM_OK;
     }
     struct lq_sb sb;
-    slm__lq_sb_begin(rs, &sb, 32);
+    slm__lq_sb_begin(bud, &sb, 32);
     slm__lq_write_val(&sb, v, 0);
-    struct lq_val s;
-    int rc = slm__lq_sb_end(&sb, &s);
-    *out = (struct slm_str){s.u.s.p, s.u.s.n};
-    return rc;
+    return slm__lq_sb_end(&sb, out);
 }
 
 /* ---------------------------------------------------------------- predicates */
@@ -637,7 +539,7 @@ int slm__lq_cmp(const struct lq_val *a, const struct lq_val *b) {
     return 2;
 }
 
-int slm__lq_compare(struct lq_rs *rs, uint32_t pos, const struct lq_val *l, int op,
+int slm__lq_compare(struct lq_budget *bud, uint32_t pos, const struct lq_val *l, int op,
                     const struct lq_val *r, bool *res) {
     switch (op) {
     case OP_EQ: *res = slm__lq_equal(l, r); return SLM_OK;
@@ -649,14 +551,14 @@ int slm__lq_compare(struct lq_rs *rs, uint32_t pos, const struct lq_val *l, int 
         }
         if (l->k == LQ_STR) {
             struct slm_str needle;
-            int rc = slm__lq_to_str(rs, r, &needle);
+            int rc = slm__lq_to_str(bud, r, &needle);
             if (rc != SLM_OK) {
                 return rc;
             }
             *res = slm_str_find((struct slm_str){l->u.s.p, l->u.s.n}, needle, 0) != SIZE_MAX;
         } else if (is_seq(l) || l->k == LQ_RANGE) {
             size_t n = slm__lq_seq_len(l);
-            int rc = slm__lq_charge(rs, n, pos);
+            int rc = slm__lq_charge(bud, n, pos);
             if (rc != SLM_OK) {
                 return rc;
             }
@@ -674,7 +576,7 @@ int slm__lq_compare(struct lq_rs *rs, uint32_t pos, const struct lq_val *l, int 
     bool ln = lq_is_num(l), rn = lq_is_num(r);
     bool ls = l->k == LQ_STR, rstr = r->k == LQ_STR;
     if ((ln && rstr) || (ls && rn)) {
-        return slm__lq_rt_err(rs, pos, SLM_E_INVALID, "cannot compare %s with %s",
+        return slm__lq_rt_err(bud, pos, SLM_E_INVALID, "cannot compare %s with %s",
                               ln ? "a number" : "a string", rn ? "a number" : "a string");
     }
     if (!((ln && rn) || (ls && rstr))) {
@@ -692,4 +594,14 @@ int slm__lq_compare(struct lq_rs *rs, uint32_t pos, const struct lq_val *l, int 
     default: break;
     }
     return SLM_OK;
+}
+
+bool slm__lq_lookup_key(const struct lq_val *v, struct slm_str key, struct lq_val *out) {
+    if (v->k == LQ_JOBJ) {
+        const json_t *j = json_object_getn(v->u.j, key.ptr, key.len);
+        *out = j ? lq_from_json(j) : lq_nil();
+        return true;
+    }
+    *out = lq_nil();
+    return false;
 }
