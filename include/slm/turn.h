@@ -215,4 +215,16 @@ int slm_turn_prompt(const struct slm_turn *t, const struct slm_model *model,
                     const struct slm_turn_req *r, struct slm_buf *out, struct slm_buf *rendered,
                     struct slm_err *err);
 
+/*
+ * The chat template's rendering of messages[0..n) ({role, content} objects)
+ * appended to `out`: the model's template, or `chat_template` when not NULL
+ * (Jinja or a builtin name), ChatML for a model without one; with
+ * `add_assistant` the text ends where the assistant's reply starts. The one
+ * place JSON messages meet slm_chat_format(): prompts here, and `slm tune`'s
+ * training and evaluation examples, so both see the same text.
+ */
+int slm_turn_chat_format(const struct slm_model *model, const char *chat_template,
+                         const json_t *messages, size_t n, bool add_assistant, struct slm_buf *out,
+                         struct slm_err *err);
+
 #endif /* SLM_TURN_H */

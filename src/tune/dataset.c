@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "slm/engine.h"
+#include "slm/turn.h"
 #include "tune/train_internal.h"
 
 #define MAX_TOKENS ((size_t)1 << 31)
@@ -109,22 +110,12 @@ static int ds_add_token(struct slm_dataset *ds, int32_t tok, uint8_t train) {
     return SLM_OK;
 }
 
-/* Renders msgs[0..n) (with the assistant header when add_assistant). */
+/* Renders msgs[0..n) (with the assistant header when add_assistant), as a
+ * request's prompt is rendered (slm/turn.h). */
 static int render(const struct slm_model *vocab, const char *tmpl, const json_t *msgs, size_t n,
                   bool add_assistant, struct slm_buf *out, struct slm_err *err) {
-    struct slm_chat_msg *cm = calloc(n ? n : 1, sizeof(*cm));
-    if (!cm) {
-        return slm_err_set(err, SLM_E_NOMEM, "out of memory");
-    }
-    for (size_t i = 0; i < n; i++) {
-        const json_t *m = json_array_get(msgs, i);
-        cm[i].role = json_string_value(json_object_get(m, "role"));
-        cm[i].content = json_string_value(json_object_get(m, "content"));
-    }
     slm_buf_clear(out);
-    int rc = slm_chat_format(vocab, tmpl, cm, n, add_assistant, out, err);
-    free(cm);
-    return rc;
+    return slm_turn_chat_format(vocab, tmpl, msgs, n, add_assistant, out, err);
 }
 
 static int messages_example(struct slm_dataset *ds, const struct slm_model *vocab,

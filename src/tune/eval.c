@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "slm/engine.h"
+#include "slm/turn.h"
 #include "tune/internal.h"
 
 struct slm_tune_eval_params slm_tune_eval_params_default(void) {
@@ -45,7 +46,8 @@ static int tokenize(const struct slm_model *vocab, const char *text, bool bos, b
     return SLM_OK;
 }
 
-/* The prompt text of a record (messages: rendered up to the assistant turn). */
+/* The prompt text of a record (messages: rendered up to the last assistant
+ * turn through the turn module, as training rendered it). */
 static int prompt_text(const struct slm_model *vocab, const struct slm_data_record *r,
                        const char *tmpl, struct slm_buf *out, struct slm_err *err) {
     slm_buf_clear(out);
@@ -59,18 +61,7 @@ static int prompt_text(const struct slm_model *vocab, const struct slm_data_reco
             json_string_value(json_object_get(json_array_get(r->messages, i), "role"));
         last = strcmp(role, "assistant") == 0 ? i : last;
     }
-    struct slm_chat_msg *cm = calloc(last + 1, sizeof(*cm));
-    if (!cm) {
-        return slm_err_set(err, SLM_E_NOMEM, "out of memory");
-    }
-    for (size_t i = 0; i < last; i++) {
-        const json_t *m = json_array_get(r->messages, i);
-        cm[i].role = json_string_value(json_object_get(m, "role"));
-        cm[i].content = json_string_value(json_object_get(m, "content"));
-    }
-    int rc = slm_chat_format(vocab, tmpl, cm, last, true, out, err);
-    free(cm);
-    return rc;
+    return slm_turn_chat_format(vocab, tmpl, r->messages, last, true, out, err);
 }
 
 struct labels {

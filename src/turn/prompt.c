@@ -246,21 +246,27 @@ static int template_last_user(const struct slm_turn *t, const struct slm_turn_re
     return rc;
 }
 
-static int format_chat(const struct slm_model *model, const json_t *conv, struct slm_buf *out,
-                       struct slm_err *err) {
-    size_t n = json_array_size(conv);
+int slm_turn_chat_format(const struct slm_model *model, const char *chat_template,
+                         const json_t *messages, size_t n, bool add_assistant, struct slm_buf *out,
+                         struct slm_err *err) {
+    n = SLM_MIN(n, json_array_size(messages));
     struct slm_chat_msg *cm = calloc(n ? n : 1, sizeof(*cm));
     if (!cm) {
         return nomem(err);
     }
     for (size_t i = 0; i < n; i++) {
-        const json_t *m = json_array_get(conv, i);
+        const json_t *m = json_array_get(messages, i);
         cm[i].role = role_of(m);
         cm[i].content = json_string_value(json_object_get(m, "content"));
     }
-    int rc = slm_chat_format(model, NULL, cm, n, true, out, err);
+    int rc = slm_chat_format(model, chat_template, cm, n, add_assistant, out, err);
     free(cm);
     return rc;
+}
+
+static int format_chat(const struct slm_model *model, const json_t *conv, struct slm_buf *out,
+                       struct slm_err *err) {
+    return slm_turn_chat_format(model, NULL, conv, json_array_size(conv), true, out, err);
 }
 
 /* ---------------------------------------------------------------- kinds */
