@@ -1,18 +1,26 @@
 /*
- * server/internal.h - what the server's files share; never included outside
- * src/server/ (and the server's tests and fuzz harness).
+ * server/internal.h - the server's shared core: the server and connection
+ * structs, replies, jobs, streams and routes; never included outside
+ * src/server/ (and the server's tests and fuzz harness). Concepts with a
+ * header of their own: error.h (errors as clients see them), request.h
+ * (parsed request bodies), metrics.h.
  *
- * The pieces, in the order a request meets them:
- *   server.c   libmicrohttpd daemon, connections, bodies, auth, routing, logs
- *   parse.c    request bodies (OpenAI and Ollama) -> struct srv_gen_req
- *   prompt.c   the request as a turn (slm/turn.h builds the prompt),
- *              tokens, items; the model pinned
- *   job.c      submitting to the backend and reading answers back
- *   openai.c   the /v1 routes: responses and SSE chunks
- *   ollama*.c  the /api routes: NDJSON lines, model management
- *   stream.c   the content reader behind every streamed response
- *   reply.c    JSON replies and errors in each API's shape
- *   metrics.c  counters and histograms for /metrics
+ * The files, in the order a request meets them:
+ *   server.c         libmicrohttpd daemon, connections, bodies, auth, routing, logs
+ *   parse.c          request bodies (OpenAI and Ollama) -> struct srv_gen_req (request.h)
+ *   routed.c         `slm serve --router`: chat requests that name a route
+ *   prompt.c         the request as a turn (slm/turn.h builds the prompt),
+ *                    tokens, items; the model pinned
+ *   job.c            submitting to the backend and reading answers back
+ *   openai.c         the /v1 routes: responses and SSE chunks
+ *   ollama.c         the /api generation routes: NDJSON lines
+ *   ollama_models.c  /api/tags, show, ps, version, copy, delete
+ *   ollama_admin.c   /api/pull, create
+ *   embed.c          embeddings (OpenAI and Ollama)
+ *   stream.c         the content reader behind every streamed response
+ *   reply.c          JSON replies and errors in each API's shape
+ *   metrics.c        counters and histograms for /metrics (metrics.h)
+ *   backend_pool.c   the backend over the engine's model pool
  */
 #ifndef SLM_SERVER_INTERNAL_H
 #define SLM_SERVER_INTERNAL_H
@@ -22,6 +30,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "server/error.h"
+#include "server/metrics.h"
+#include "server/request.h"
 #include "slm/liquid.h"
 #include "slm/options.h"
 #include "slm/server.h"
@@ -41,134 +52,6 @@
 #define SRV_MAX_PROMPT_TEXT ((size_t)64 << 20)
 #define SRV_MAX_LOGPROB_RECORDS ((size_t)1 << 17)
 #define SRV_POLL_MS 50 /* how often waiting threads look at the client and the clock */
-
-/* ---------------------------------------------------------------- errors */
-
-enum srv_api { SRV_API_OPENAI = 0, SRV_API_OLLAMA = 1, SRV_API_PLAIN = 2 };
-
-/* An error as the client sees it: HTTP status, OpenAI type/code, message. */
-struct srv_error {
-    int status;       /* HTTP status */
-    const char *type; /* "invalid_request_error", "not_found_error", ... (static) */
-    const char *code; /* "model_not_found", "context_length_exceeded", ... or NULL */
-    char param[64];   /* the request field at fault, "" = none */
-    char msg[512];
-    int retry_after; /* seconds for Retry-After, 0 = no header */
-};
-
-/* Fills `e` with the HTTP status, type and code for an slm status (SLM_E_*)
- * and returns `rc`, so `return srv_fail(e, rc, err)` works. */
-int srv_fail(struct srv_error *e, int rc, const struct slm_err *err);
-/* A 400 invalid_request_error naming `param` (may be NULL). Returns SLM_E_INVALID. */
-int srv_bad(struct srv_error *e, const char *param, const char *fmt, ...) SLM_PRINTF(3, 4);
-/* Any status/type/code. Returns `rc`. */
-int srv_error_set(struct srv_error *e, int rc, int status, const char *type, const char *code,
-                  const char *fmt, ...) SLM_PRINTF(6, 7);
-
-/* ---------------------------------------------------------------- requests */
-
-enum srv_kind {
-    SRV_KIND_CHAT = 0,   /* messages, chat-formatted */
-    SRV_KIND_COMPLETION, /* OpenAI /v1/completions: prompts as given */
-    SRV_KIND_GENERATE,   /* Ollama /api/generate: chat-formatted unless raw or no template */
-    SRV_KIND_EMBED,      /* embeddings of inputs */
-};
-
-
-#define SRV_KEEP_ALIVE_UNSET (-2)
-
-/* A generation or embedding request, parsed and checked. Strings and JSON
- * marked borrowed point into `body`. */
-struct srv_gen_req {
-    enum srv_api api;
-    enum srv_kind kind;
-    json_t *body;      /* owned reference */
-    const char *model; /* borrowed */
-    /* CHAT: [{role, content (string), tool_calls?, tool_call_id?, name?}] with
-     * roles system/user/assistant/tool (developer -> system) and content
-     * parts joined. Owned. */
-    json_t *messages;
-    /* COMPLETION / GENERATE / EMBED: array of strings or of token-id arrays.
-     * Owned. */
-    json_t *inputs;
-    const char *system; /* GENERATE: the request's system prompt, borrowed, or NULL */
-    bool raw;           /* GENERATE: no template, no chat formatting */
-    bool stream;
-    bool include_usage; /* OpenAI stream_options.include_usage */
-    json_t *options;    /* Ollama-named options to apply over the model's (owned) */
-    bool logprobs;
-    int top_logprobs; /* 0..SLM_MAX_TOP_LOGPROBS */
-    enum slm_turn_format format;
-    const json_t *schema; /* SLM_TURN_FORMAT_SCHEMA: borrowed */
-    const json_t
-        *tools; /* array of {type: function, function: {name, description, parameters}}, borrowed */
-    enum slm_tool_choice tool_choice;
-    const char *tool_name; /* SLM_TOOLS_NAMED, borrowed */
-    bool parallel_tool_calls;
-    int64_t keep_alive_ms;   /* SRV_KEEP_ALIVE_UNSET when not given; -1 = forever */
-    int n;                   /* choices per prompt */
-    bool echo;               /* COMPLETION: prepend the prompt */
-    const json_t *variables; /* template variables (object) or NULL, borrowed */
-    bool truncate;           /* EMBED: cut inputs to the context instead of failing */
-    bool base64;             /* EMBED: OpenAI encoding_format base64 */
-    int dimensions;          /* EMBED: 0 = all */
-    bool load_only;          /* Ollama: no prompt/messages = load (or unload) the model */
-    bool ignore_eos;         /* extension (as llama-server): never stop at end-of-generation */
-};
-
-enum srv_route_id {
-    SRV_R_OPENAI_CHAT = 0,
-    SRV_R_OPENAI_COMPLETIONS,
-    SRV_R_OPENAI_EMBEDDINGS,
-    SRV_R_OLLAMA_CHAT,
-    SRV_R_OLLAMA_GENERATE,
-    SRV_R_OLLAMA_EMBED,
-    SRV_R_OLLAMA_EMBEDDINGS,
-    SRV_R_COUNT_GEN,
-};
-
-/* Parses a request body for one of the generation/embedding routes. On
- * success one srv_gen_req_free() is owed; on failure nothing is owed and `e`
- * holds the 4xx to send. Untrusted input: fuzzed by tests/fuzz/fuzz_request.c. */
-int srv_parse_request(enum srv_route_id route, const char *body, size_t len,
-                      struct srv_gen_req *out, struct srv_error *e);
-void srv_gen_req_free(struct srv_gen_req *g);
-
-/* Ollama keep_alive: a number of seconds or a Go duration ("5m", "1h30m",
- * "300ms", "-1"). Negative means forever (-1). */
-int srv_parse_duration_ms(const json_t *v, int64_t *out_ms);
-int srv_parse_duration_text(const char *s, int64_t *out_ms);
-
-/* ---------------------------------------------------------------- tools */
-
-/* Checks `tools` (OpenAI/Ollama shape) and tool_choice; normalizes nothing.
- * Building tool prompts and grammars, and finding calls in the output, is
- * the turn module's (slm/turn.h). */
-int srv_tools_check(const json_t *tools, struct srv_error *e);
-
-/* ---------------------------------------------------------------- create */
-
-/* The Modelfile an /api/create body means (FROM a store name, inline SYSTEM,
- * TEMPLATE, PARAMETER, MESSAGE, LICENSE), appended to `b`; every value is
- * checked so the text means only what the fields say, and nothing names a
- * server file. Untrusted input: fuzzed. */
-int srv_create_modelfile(const json_t *body, struct slm_buf *b, struct srv_error *e);
-
-/* ---------------------------------------------------------------- metrics */
-
-struct srv_metrics;
-int srv_metrics_init(struct srv_metrics **out);
-void srv_metrics_free(struct srv_metrics *m);
-void srv_metrics_request(struct srv_metrics *m, const char *route, int status, double seconds);
-void srv_metrics_tokens(struct srv_metrics *m, const char *model, const struct slm_gen_stats *st);
-void srv_metrics_ttft(struct srv_metrics *m, double seconds);
-void srv_metrics_reject(struct srv_metrics *m, const char *reason);
-void srv_metrics_inflight(struct srv_metrics *m, int delta);
-void srv_metrics_waiting(struct srv_metrics *m, int delta);
-/* The loaded models' scheduler gauges come from `loaded` (pool entries) with
- * their names (`names[i]`, the store name asked for, or the file's path). */
-int srv_metrics_render(struct srv_metrics *m, const struct slm_pool_entry *loaded,
-                       const char *const *names, size_t n_loaded, struct slm_buf *out);
 
 /* ---------------------------------------------------------------- server */
 
@@ -262,6 +145,38 @@ int srv_json_dump(const json_t *v, struct slm_buf *out);
 json_t *srv_json_text(const char *p, size_t n);
 /* Adds the headers every reply carries (request id). */
 void srv_add_common_headers(struct srv_conn *rc, struct MHD_Response *r);
+
+/* ---------------------------------------------------------------- routes */
+
+enum MHD_Result srv_openai_generate(struct srv_conn *rc, enum srv_route_id route);
+enum MHD_Result srv_openai_models(struct srv_conn *rc, const char *one);
+enum MHD_Result srv_ollama_generate(struct srv_conn *rc, enum srv_route_id route);
+enum MHD_Result srv_ollama_tags(struct srv_conn *rc);
+enum MHD_Result srv_ollama_show(struct srv_conn *rc);
+enum MHD_Result srv_ollama_ps(struct srv_conn *rc);
+enum MHD_Result srv_ollama_version(struct srv_conn *rc);
+enum MHD_Result srv_ollama_pull(struct srv_conn *rc);
+enum MHD_Result srv_ollama_create(struct srv_conn *rc);
+enum MHD_Result srv_ollama_copy(struct srv_conn *rc);
+enum MHD_Result srv_ollama_delete(struct srv_conn *rc);
+enum MHD_Result srv_metrics_route(struct srv_conn *rc);
+
+/* Embeddings (OpenAI and Ollama share the job). */
+enum MHD_Result srv_embed(struct srv_conn *rc, enum srv_route_id route);
+
+/* ---------------------------------------------------------------- helpers */
+
+/* A random id with `prefix` ("chatcmpl-" + 24 hex digits). */
+void srv_make_id(const char *prefix, char *out, size_t cap);
+/* RFC 3339 UTC with nanoseconds, as Ollama writes times. */
+void srv_format_time(int64_t unix_ms, char *out, size_t cap);
+/* Parses a JSON body into an object; 400 when it is not one. */
+int srv_parse_object(const struct slm_buf *body, json_t **out, struct srv_error *e);
+/* True when a model name looks like a file path (refused over HTTP: a
+ * client cannot make the server open files). */
+bool srv_name_is_path(const char *name);
+/* "292.80K", "135.00M", "1.54B" as Ollama shows parameter counts. */
+void srv_format_params(uint64_t n, char *out, size_t cap);
 
 /* ---------------------------------------------------------------- jobs */
 
@@ -380,37 +295,5 @@ struct srv_stream {
  * Takes ownership of ctx (freed with free_ctx) even on failure. */
 enum MHD_Result srv_reply_stream(struct srv_conn *rc, const char *content_type,
                                  srv_stream_step_fn step, void *ctx, srv_stream_free_fn free_ctx);
-
-/* ---------------------------------------------------------------- routes */
-
-enum MHD_Result srv_openai_generate(struct srv_conn *rc, enum srv_route_id route);
-enum MHD_Result srv_openai_models(struct srv_conn *rc, const char *one);
-enum MHD_Result srv_ollama_generate(struct srv_conn *rc, enum srv_route_id route);
-enum MHD_Result srv_ollama_tags(struct srv_conn *rc);
-enum MHD_Result srv_ollama_show(struct srv_conn *rc);
-enum MHD_Result srv_ollama_ps(struct srv_conn *rc);
-enum MHD_Result srv_ollama_version(struct srv_conn *rc);
-enum MHD_Result srv_ollama_pull(struct srv_conn *rc);
-enum MHD_Result srv_ollama_create(struct srv_conn *rc);
-enum MHD_Result srv_ollama_copy(struct srv_conn *rc);
-enum MHD_Result srv_ollama_delete(struct srv_conn *rc);
-enum MHD_Result srv_metrics_route(struct srv_conn *rc);
-
-/* Embeddings (OpenAI and Ollama share the job). */
-enum MHD_Result srv_embed(struct srv_conn *rc, enum srv_route_id route);
-
-/* ---------------------------------------------------------------- helpers */
-
-/* A random id with `prefix` ("chatcmpl-" + 24 hex digits). */
-void srv_make_id(const char *prefix, char *out, size_t cap);
-/* RFC 3339 UTC with nanoseconds, as Ollama writes times. */
-void srv_format_time(int64_t unix_ms, char *out, size_t cap);
-/* Parses a JSON body into an object; 400 when it is not one. */
-int srv_parse_object(const struct slm_buf *body, json_t **out, struct srv_error *e);
-/* True when a model name looks like a file path (refused over HTTP: a
- * client cannot make the server open files). */
-bool srv_name_is_path(const char *name);
-/* "292.80K", "135.00M", "1.54B" as Ollama shows parameter counts. */
-void srv_format_params(uint64_t n, char *out, size_t cap);
 
 #endif /* SLM_SERVER_INTERNAL_H */

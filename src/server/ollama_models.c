@@ -1,8 +1,7 @@
 /*
  * server/ollama_models.c - Ollama's model-management routes over the store:
  * GET /api/tags, POST /api/show, GET /api/ps, GET /api/version,
- * POST /api/pull (NDJSON progress), POST /api/create, POST /api/copy,
- * DELETE /api/delete.
+ * POST /api/copy, DELETE /api/delete (pull and create: ollama_admin.c).
  *
  * Over HTTP nothing reads server-side files a client names: /api/create
  * takes FROM a store name and inline SYSTEM/TEMPLATE text only (file paths

@@ -1,5 +1,5 @@
 /*
- * server/router.c - `slm serve --router router.yaml`: a POST
+ * server/routed.c - `slm serve --router router.yaml`: a POST
  * /v1/chat/completions whose "model" names a route of the router goes through
  * slm_router_chat() (slm/router.h): local model first, checks, escalation,
  * ledger. Every other request (other models, other routes) is served as
