@@ -102,6 +102,9 @@ int slm_token_to_piece(const struct slm_model *model, int32_t token, bool specia
                        struct slm_buf *out);
 bool slm_token_is_eog(const struct slm_model *model, int32_t token);
 int32_t slm_model_n_vocab(const struct slm_model *model);
+/* The model's end-of-sequence token (what a tuned label ends with), -1 when
+ * it has none. */
+int32_t slm_model_eos(const struct slm_model *model);
 
 /* ---------------------------------------------------------------- chat */
 
@@ -134,8 +137,6 @@ struct slm_adapter;
 int slm_adapter_load(struct slm_model *model, const char *path, struct slm_adapter **out,
                      struct slm_err *err);
 void slm_adapter_free(struct slm_adapter *adapter);
-/* alpha from the adapter's metadata (0 when absent). */
-float slm_adapter_alpha(const struct slm_adapter *adapter);
 
 /* ---------------------------------------------------------------- contexts */
 

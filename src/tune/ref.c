@@ -145,8 +145,3 @@ int slm_tune_scorer_score(struct slm_tune_scorer *s, const int32_t *prompt, size
                           float *scores, struct slm_err *err) {
     return slm_scorer_score(s->sc, prompt, n_prompt, cand, cand_len, n_cand, scores, err);
 }
-
-int slm_tune_scorer_logits(struct slm_tune_scorer *s, const int32_t *tokens, size_t n,
-                           const float **logits, int32_t *n_vocab, struct slm_err *err) {
-    return slm_scorer_logits(s->sc, tokens, n, logits, n_vocab, err);
-}
