@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The second README command: the whole test suite, in a normal build and in an
-# ASan+UBSan build, plus the source checks (banned functions) and the fuzz
-# harnesses replaying their seed corpora.
+# ASan+UBSan build, plus the source checks (banned functions, and includes
+# against the module arrows) and the fuzz harnesses replaying their seed
+# corpora.
 #
 #   scripts/test.sh             everything
 #   SLM_TEST_QUICK=1 ...        normal build only (for a fast local loop)
@@ -23,6 +24,7 @@ werror=OFF
 
 say "source checks"
 scripts/check-source.sh
+scripts/check-layers.sh
 
 run_suite() { # name, build dir, extra cmake args...
     local name=$1 dir=$2

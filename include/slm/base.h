@@ -157,7 +157,6 @@ void slm_arena_free(struct slm_arena *a);
 /* NULL when the cap is reached or memory runs out. Memory is zeroed. */
 void *slm_arena_alloc(struct slm_arena *a, size_t n);
 char *slm_arena_strndup(struct slm_arena *a, const char *p, size_t n);
-struct slm_str slm_arena_str(struct slm_arena *a, struct slm_str s); /* copy; ptr NULL on failure */
 
 /* ---------------------------------------------------------------- logging */
 

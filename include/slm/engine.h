@@ -102,6 +102,9 @@ int slm_token_to_piece(const struct slm_model *model, int32_t token, bool specia
                        struct slm_buf *out);
 bool slm_token_is_eog(const struct slm_model *model, int32_t token);
 int32_t slm_model_n_vocab(const struct slm_model *model);
+/* The model's end-of-sequence token (what a tuned label ends with), -1 when
+ * it has none. */
+int32_t slm_model_eos(const struct slm_model *model);
 
 /* ---------------------------------------------------------------- chat */
 
@@ -134,8 +137,6 @@ struct slm_adapter;
 int slm_adapter_load(struct slm_model *model, const char *path, struct slm_adapter **out,
                      struct slm_err *err);
 void slm_adapter_free(struct slm_adapter *adapter);
-/* alpha from the adapter's metadata (0 when absent). */
-float slm_adapter_alpha(const struct slm_adapter *adapter);
 
 /* ---------------------------------------------------------------- contexts */
 
@@ -189,6 +190,32 @@ struct slm_sample_params {
 /* Ollama's defaults: temperature 0.8, top_k 40, top_p 0.9, min_p 0,
  * repeat_penalty 1.1 over the last 64 tokens, random seed. */
 struct slm_sample_params slm_sample_params_default(void);
+
+/* ---------------------------------------------------------------- grammars
+ * llama.cpp's own GBNF parser and matcher, for a grammar made by the grammar
+ * module (slm/grammar.h) or written by hand. */
+
+/*
+ * Asks llama.cpp whether it accepts `gbnf` (with a `root` rule) for `model`'s
+ * vocabulary: builds its grammar sampler and frees it. A vocab-only model
+ * (slm_model_params.vocab_only) is enough. SLM_OK, or SLM_E_INVALID when
+ * llama.cpp rejects the grammar (its parser logs the reason), or when an
+ * argument is NULL.
+ */
+int slm_model_check_grammar(const struct slm_model *model, const char *gbnf, struct slm_err *err);
+
+/*
+ * Runs `len` bytes of `text` through llama.cpp's grammar matcher for `gbnf`,
+ * one byte-sized token at a time (what a model could write), then asks
+ * whether the grammar is complete. SLM_OK when the grammar accepts the whole
+ * text; SLM_E_INVALID naming the first byte it rejects; SLM_E_INCOMPLETE when
+ * the text is only a prefix of something it accepts; SLM_E_UNSUPPORTED when
+ * the vocabulary lacks a single-byte token for some byte. The test suite's
+ * proof that generated grammars mean what they should; also a debugging aid
+ * (llama.cpp's gbnf-validator).
+ */
+int slm_model_match_grammar(const struct slm_model *model, const char *gbnf, const char *text,
+                            size_t len, struct slm_err *err);
 
 /* ---------------------------------------------------------------- generation */
 

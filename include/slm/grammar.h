@@ -1,8 +1,11 @@
 /*
- * slm/grammar.h - structured output: JSON Schema -> GBNF for llama.cpp's
- * grammar sampler, and validation of a JSON value against the same schema
- * (part of the engine module; everything but slm_grammar_check() needs no
- * model: pure C over jansson and PCRE2).
+ * slm/grammar.h - the grammar module: structured output as JSON Schema ->
+ * GBNF for llama.cpp's grammar sampler (regex `pattern`s included), and
+ * validation of a JSON value, or of a constrained generation's text, against
+ * the same schema. Needs no model: pure C over base, jansson and PCRE2 (the
+ * module links nothing else). Asking llama.cpp itself whether it accepts a
+ * grammar needs a model: slm_model_check_grammar() and
+ * slm_model_match_grammar() in slm/engine.h.
  *
  * Supported schema subset (what structured-output APIs accept): type (string,
  * number, integer, boolean, null, object, array, or a list of these), object
@@ -39,8 +42,6 @@
 #include <jansson.h>
 
 #include "slm/base.h"
-
-struct slm_model;
 
 /* Deepest schema nesting (and $ref chain) the converter and the validator
  * follow; deeper schemas or values fail with SLM_E_LIMIT. */
@@ -93,27 +94,5 @@ int slm_json_schema_validate(const json_t *schema, const json_t *value, struct s
  */
 int slm_json_output_check(const json_t *schema, const char *text, size_t len, bool truncated,
                           json_t **out, struct slm_err *err);
-
-/*
- * Asks llama.cpp whether it accepts `gbnf` (with a `root` rule) for `model`'s
- * vocabulary: builds its grammar sampler and frees it. A vocab-only model
- * (slm_model_params.vocab_only) is enough. SLM_OK, or SLM_E_INVALID when
- * llama.cpp rejects the grammar (its parser logs the reason), or when an
- * argument is NULL.
- */
-int slm_grammar_check(const struct slm_model *model, const char *gbnf, struct slm_err *err);
-
-/*
- * Runs `len` bytes of `text` through llama.cpp's grammar matcher for `gbnf`,
- * one byte-sized token at a time (what a model could write), then asks
- * whether the grammar is complete. SLM_OK when the grammar accepts the whole
- * text; SLM_E_INVALID naming the first byte it rejects; SLM_E_INCOMPLETE when
- * the text is only a prefix of something it accepts; SLM_E_UNSUPPORTED when
- * the vocabulary lacks a single-byte token for some byte. The test suite's
- * proof that generated grammars mean what they should; also a debugging aid
- * (llama.cpp's gbnf-validator).
- */
-int slm_grammar_match(const struct slm_model *model, const char *gbnf, const char *text, size_t len,
-                      struct slm_err *err);
 
 #endif /* SLM_GRAMMAR_H */

@@ -27,8 +27,6 @@ int slm_json_get_str(const json_t *obj, const char *key, const char *def, const 
                      struct slm_err *err);
 int slm_json_get_int(const json_t *obj, const char *key, int64_t def, int64_t *out,
                      struct slm_err *err);
-int slm_json_get_num(const json_t *obj, const char *key, double def, double *out,
-                     struct slm_err *err);
 int slm_json_get_bool(const json_t *obj, const char *key, bool def, bool *out, struct slm_err *err);
 
 /* Serializes compactly into `out` (appended). */

@@ -58,10 +58,6 @@ int slm_scorer_init_params(struct slm_model *model, struct slm_adapter *const *a
                            const float *scales, size_t n_adapters,
                            const struct slm_scorer_params *params, struct slm_scorer **out,
                            struct slm_err *err);
-/* The same with n_ctx, max_candidates and n_threads given (0 = default). */
-int slm_scorer_init(struct slm_model *model, struct slm_adapter *const *adapters,
-                    const float *scales, size_t n_adapters, uint32_t n_ctx, uint32_t max_candidates,
-                    int32_t n_threads, struct slm_scorer **out, struct slm_err *err);
 void slm_scorer_free(struct slm_scorer *s);
 
 struct slm_model *slm_scorer_model(const struct slm_scorer *s);
@@ -96,10 +92,6 @@ struct slm_scorer_stats {
 };
 
 void slm_scorer_last_stats(const struct slm_scorer *s, struct slm_scorer_stats *out);
-
-/* The model's end-of-sequence token (what a tuned label ends with), -1 when
- * it has none. */
-int32_t slm_model_eos(const struct slm_model *model);
 
 /* Forgets the cached prompt (the next call decodes it all). */
 void slm_scorer_reset(struct slm_scorer *s);

@@ -342,8 +342,6 @@ int slm_trainer_resume(struct slm_trainer *tr, const char *path, struct slm_err 
 /* Trains until the last step or until `cb` asks to stop. */
 int slm_trainer_run(struct slm_trainer *tr, slm_tune_progress_cb cb, void *user,
                     struct slm_err *err);
-/* Writes a checkpoint now (atomic: temp file, fsync, rename). */
-int slm_trainer_save_checkpoint(struct slm_trainer *tr, const char *path, struct slm_err *err);
 /* Mean loss over the validation set (or `ds` when not NULL) with the current
  * weights; NAN when there is nothing to evaluate. */
 int slm_trainer_eval(struct slm_trainer *tr, const struct slm_dataset *ds, float *loss,
@@ -389,10 +387,6 @@ void slm_tune_scorer_free(struct slm_tune_scorer *s);
 int slm_tune_scorer_score(struct slm_tune_scorer *s, const int32_t *prompt, size_t n_prompt,
                           const int32_t *const *cand, const size_t *cand_len, size_t n_cand,
                           float *scores, struct slm_err *err);
-/* Greedy next-token logits after `tokens` (n_vocab floats, borrowed until the
- * next call), with the scorer's model and adapter. */
-int slm_tune_scorer_logits(struct slm_tune_scorer *s, const int32_t *tokens, size_t n,
-                           const float **logits, int32_t *n_vocab, struct slm_err *err);
 
 struct slm_tune_eval_params {
     size_t max_examples;       /* 0 = all */

@@ -72,10 +72,6 @@ int slm_upstream_pool_open(const struct slm_upstream_params *p, struct slm_upstr
 void slm_upstream_pool_free(struct slm_upstream_pool *pool);
 /* The pool's name (borrowed, valid until free); "" when it has none. */
 const char *slm_upstream_pool_name(const struct slm_upstream_pool *pool);
-/* Number of members and a borrowed view of member `i` (copied strings, valid until free). */
-size_t slm_upstream_pool_size(const struct slm_upstream_pool *pool);
-const struct slm_upstream_member *slm_upstream_pool_member(const struct slm_upstream_pool *pool,
-                                                           size_t i);
 
 struct slm_upstream_result {
     json_t *response;              /* the upstream's chat.completion body (owned, new reference) */

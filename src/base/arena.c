@@ -76,8 +76,3 @@ char *slm_arena_strndup(struct slm_arena *a, const char *p, size_t n) {
     s[n] = '\0';
     return s;
 }
-
-struct slm_str slm_arena_str(struct slm_arena *a, struct slm_str s) {
-    char *p = slm_arena_strndup(a, s.ptr, s.len);
-    return (struct slm_str){p, p ? s.len : 0};
-}

@@ -68,20 +68,6 @@ int slm_json_get_int(const json_t *obj, const char *key, int64_t def, int64_t *o
     return slm_err_set(err, SLM_E_INVALID, "'%s' must be an integer", key);
 }
 
-int slm_json_get_num(const json_t *obj, const char *key, double def, double *out,
-                     struct slm_err *err) {
-    const json_t *v = field(obj, key);
-    if (!v) {
-        *out = def;
-        return SLM_OK;
-    }
-    if (!json_is_number(v)) {
-        return slm_err_set(err, SLM_E_INVALID, "'%s' must be a number", key);
-    }
-    *out = json_number_value(v);
-    return SLM_OK;
-}
-
 int slm_json_get_bool(const json_t *obj, const char *key, bool def, bool *out,
                       struct slm_err *err) {
     const json_t *v = field(obj, key);

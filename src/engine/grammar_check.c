@@ -1,20 +1,20 @@
 /*
  * grammar_check.c - asks llama.cpp's own grammar code about a GBNF grammar:
- * does it parse for this vocabulary (slm_grammar_check), and does it accept a
- * given text (slm_grammar_match, the ground truth the tests hold generated
+ * does it parse for this vocabulary (slm_model_check_grammar), and does it accept a
+ * given text (slm_model_match_grammar, the ground truth the tests hold generated
  * grammars to).
  *
  * Needs a model (its vocabulary; a vocab-only load is enough). Reentrant: a
  * model is read-only after load.
  */
-#include "slm/grammar.h"
+#include "slm/engine.h"
 
 #include <llama.h>
 #include <math.h>
 
 #include "engine/internal.h"
 
-int slm_grammar_check(const struct slm_model *model, const char *gbnf, struct slm_err *err) {
+int slm_model_check_grammar(const struct slm_model *model, const char *gbnf, struct slm_err *err) {
     if (!model || !gbnf) {
         return slm_err_set(err, SLM_E_INVALID, "no model or no grammar");
     }
@@ -40,9 +40,9 @@ static bool allowed(struct llama_sampler *s, llama_token tok) {
     return !isinf(d.logit);
 }
 
-int slm_grammar_match(const struct slm_model *model, const char *gbnf, const char *text, size_t len,
-                      struct slm_err *err) {
-    int rc = slm_grammar_check(model, gbnf, err);
+int slm_model_match_grammar(const struct slm_model *model, const char *gbnf, const char *text,
+                            size_t len, struct slm_err *err) {
+    int rc = slm_model_check_grammar(model, gbnf, err);
     if (rc != SLM_OK) {
         return rc;
     }

@@ -19,7 +19,6 @@ struct slm_model {
 struct slm_adapter {
     struct llama_adapter_lora *la;
     struct slm_model *model;
-    float alpha;
 };
 
 struct slm_ctx {

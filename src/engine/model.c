@@ -185,6 +185,11 @@ int32_t slm_model_n_vocab(const struct slm_model *model) {
     return llama_vocab_n_tokens(model->vocab);
 }
 
+int32_t slm_model_eos(const struct slm_model *model) {
+    llama_token t = llama_vocab_eos(model->vocab);
+    return t == LLAMA_TOKEN_NULL ? -1 : (int32_t)t;
+}
+
 /* ---------------------------------------------------------------- GGUF header */
 
 static int64_t kv_int(const struct gguf_context *g, const char *key) {
@@ -323,13 +328,6 @@ int slm_adapter_load(struct slm_model *model, const char *path, struct slm_adapt
                            path);
     }
     a->model = model;
-    char buf[64];
-    if (llama_adapter_meta_val_str(a->la, "adapter.lora.alpha", buf, sizeof(buf)) > 0) {
-        double alpha;
-        if (slm_parse_f64(slm_str_c(buf), &alpha) == SLM_OK) {
-            a->alpha = (float)alpha;
-        }
-    }
     *out = a;
     return SLM_OK;
 }
@@ -340,10 +338,6 @@ void slm_adapter_free(struct slm_adapter *adapter) {
     }
     llama_adapter_lora_free(adapter->la);
     free(adapter);
-}
-
-float slm_adapter_alpha(const struct slm_adapter *adapter) {
-    return adapter->alpha;
 }
 
 /* ---------------------------------------------------------------- tokens */

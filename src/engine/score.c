@@ -117,16 +117,6 @@ fail:
     return rc;
 }
 
-int slm_scorer_init(struct slm_model *model, struct slm_adapter *const *adapters,
-                    const float *scales, size_t n_adapters, uint32_t n_ctx, uint32_t max_candidates,
-                    int32_t n_threads, struct slm_scorer **out, struct slm_err *err) {
-    struct slm_scorer_params p = slm_scorer_params_default();
-    p.n_ctx = n_ctx ? n_ctx : p.n_ctx;
-    p.max_candidates = max_candidates ? max_candidates : p.max_candidates;
-    p.n_threads = n_threads;
-    return slm_scorer_init_params(model, adapters, scales, n_adapters, &p, out, err);
-}
-
 void slm_scorer_free(struct slm_scorer *s) {
     if (!s) {
         return;
@@ -150,11 +140,6 @@ uint32_t slm_scorer_n_ctx(const struct slm_scorer *s) {
 
 void slm_scorer_last_stats(const struct slm_scorer *s, struct slm_scorer_stats *out) {
     *out = s->stats;
-}
-
-int32_t slm_model_eos(const struct slm_model *model) {
-    llama_token t = llama_vocab_eos(model->vocab);
-    return t == LLAMA_TOKEN_NULL ? -1 : (int32_t)t;
 }
 
 void slm_scorer_reset(struct slm_scorer *s) {

@@ -61,15 +61,6 @@ const char *slm_upstream_pool_name(const struct slm_upstream_pool *pool) {
     return pool && pool->name ? pool->name : "";
 }
 
-size_t slm_upstream_pool_size(const struct slm_upstream_pool *pool) {
-    return pool ? pool->n : 0;
-}
-
-const struct slm_upstream_member *slm_upstream_pool_member(const struct slm_upstream_pool *pool,
-                                                           size_t i) {
-    return pool && i < pool->n ? &pool->members[i].m : NULL;
-}
-
 /* ---------------------------------------------------------------- open / free */
 
 static char *dup_or_null(const char *s) {

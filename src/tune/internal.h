@@ -142,13 +142,6 @@ int slm__gguf_write_atomic(const struct gguf_context *g, const char *path, struc
 /* The projection's weight tensor name in GGUF: "blk.3.attn_q.weight". */
 void slm__proj_name(int layer, int proj, char *out, size_t cap);
 
-/* Reference logits from libllama (F32 KV cache, no flash attention), with an
- * optional adapter; `logits` receives n * n_vocab floats. For tests and
- * evaluation. */
-int slm__llama_logits(const char *model_path, const char *adapter_path, float adapter_scale,
-                      const int32_t *tokens, size_t n, float *logits, int32_t n_threads,
-                      struct slm_err *err);
-
 /* splitmix64: the module's only random source, so runs are reproducible. */
 static inline uint64_t slm__rng_next(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);

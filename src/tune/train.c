@@ -1067,10 +1067,6 @@ int slm_trainer_run(struct slm_trainer *tr, slm_tune_progress_cb cb, void *user,
     return rc;
 }
 
-int slm_trainer_save_checkpoint(struct slm_trainer *tr, const char *path, struct slm_err *err) {
-    return slm__ckpt_save(tr, path, err);
-}
-
 int slm_trainer_resume(struct slm_trainer *tr, const char *path, struct slm_err *err) {
     return slm__ckpt_load(tr, path, err);
 }

@@ -6,7 +6,7 @@
  * `sq` turns them into double quotes). Without a model the converter and the
  * validator are tested alone; with $SLM_SHARED/models/stories260K.gguf every
  * grammar is also run through llama.cpp's own grammar matcher
- * (slm_grammar_match) against texts it must accept and reject, and the model
+ * (slm_model_match_grammar) against texts it must accept and reject, and the model
  * generates under several grammars to prove the output parses and validates.
  */
 #include <criterion/criterion.h>
@@ -234,17 +234,17 @@ static void match_cases(struct slm_model *m, const struct gcase *cs, size_t n) {
     for (size_t i = 0; i < n; i++) {
         char *g = convert(cs[i].schema, NULL);
         struct slm_err err = {0};
-        cr_assert_eq(slm_grammar_check(m, g, &err), SLM_OK, "%s:\n%s\n%s", cs[i].schema, g,
+        cr_assert_eq(slm_model_check_grammar(m, g, &err), SLM_OK, "%s:\n%s\n%s", cs[i].schema, g,
                      err.msg);
         for (size_t j = 0; j < MAXV && cs[i].accept[j]; j++) {
             char *t = sq(cs[i].accept[j]);
-            int rc = slm_grammar_match(m, g, t, strlen(t), &err);
+            int rc = slm_model_match_grammar(m, g, t, strlen(t), &err);
             cr_expect_eq(rc, SLM_OK, "%s should accept %s: %s\n%s", cs[i].schema, t, err.msg, g);
             free(t);
         }
         for (size_t j = 0; j < MAXV && cs[i].reject[j]; j++) {
             char *t = sq(cs[i].reject[j]);
-            int rc = slm_grammar_match(m, g, t, strlen(t), &err);
+            int rc = slm_model_match_grammar(m, g, t, strlen(t), &err);
             cr_expect_neq(rc, SLM_OK, "%s should reject %s\n%s", cs[i].schema, t, g);
             free(t);
         }
@@ -314,7 +314,7 @@ Test(grammar, patterns_convert_and_match) {
                              text, err.msg);
                 json_decref(v);
                 if (m) {
-                    rc = slm_grammar_match(m, g.ptr, text, strlen(text), &err);
+                    rc = slm_model_match_grammar(m, g.ptr, text, strlen(text), &err);
                     cr_expect_eq(rc == SLM_OK, pass == 0, "grammar %s on %s: %s\n%s",
                                  patterns[i].pattern, text, err.msg, g.ptr);
                 }
@@ -581,19 +581,20 @@ Test(grammar, json_object_grammar) {
     struct slm_model *m = load_or_skip(true);
     struct slm_err err = {0};
     const char *g = slm_grammar_json_object;
-    cr_assert_eq(slm_grammar_check(m, g, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(slm_model_check_grammar(m, g, &err), SLM_OK, "%s", err.msg);
     const char *ok[] = {"{}", "{\"a\":[1,{\"b\":null}],\"c\":\"x\"}", "{ \"a\": 1 }",
                         "{\n    \"a\": true\n}"};
     for (size_t i = 0; i < SLM_ARRAY_LEN(ok); i++) {
-        cr_expect_eq(slm_grammar_match(m, g, ok[i], strlen(ok[i]), &err), SLM_OK, "%s: %s", ok[i],
-                     err.msg);
+        cr_expect_eq(slm_model_match_grammar(m, g, ok[i], strlen(ok[i]), &err), SLM_OK, "%s: %s",
+                     ok[i], err.msg);
     }
     /* No whitespace before a colon or a comma: fewer ways to write the same
      * JSON leave a small model fewer ways to wander. */
     const char *bad[] = {"[]",        "\"x\"",       "{\"a\":1",
                          "{\"a\" 1}", "{\"a\" : 1}", "{\"a\":1 ,\"b\":2}"};
     for (size_t i = 0; i < SLM_ARRAY_LEN(bad); i++) {
-        cr_expect_neq(slm_grammar_match(m, g, bad[i], strlen(bad[i]), &err), SLM_OK, "%s", bad[i]);
+        cr_expect_neq(slm_model_match_grammar(m, g, bad[i], strlen(bad[i]), &err), SLM_OK, "%s",
+                      bad[i]);
     }
     slm_model_free(m);
 }
@@ -604,11 +605,11 @@ Test(grammar, whitespace_is_bounded) {
     struct slm_err err = {0};
     char text[64];
     snprintf(text, sizeof(text), "{\n%20s}", "");
-    cr_expect_eq(slm_grammar_match(m, g, text, strlen(text), &err), SLM_OK, "%s", err.msg);
+    cr_expect_eq(slm_model_match_grammar(m, g, text, strlen(text), &err), SLM_OK, "%s", err.msg);
     snprintf(text, sizeof(text), "{\n%21s}", "");
-    cr_expect_neq(slm_grammar_match(m, g, text, strlen(text), &err), SLM_OK);
+    cr_expect_neq(slm_model_match_grammar(m, g, text, strlen(text), &err), SLM_OK);
     snprintf(text, sizeof(text), "{%2s}", "");
-    cr_expect_neq(slm_grammar_match(m, g, text, strlen(text), &err), SLM_OK);
+    cr_expect_neq(slm_model_match_grammar(m, g, text, strlen(text), &err), SLM_OK);
     free(g);
     slm_model_free(m);
 }
@@ -630,7 +631,7 @@ Test(grammar, integer_ranges_exhaustive) {
             char text[32];
             snprintf(text, sizeof(text), "%lld", v);
             struct slm_err err = {0};
-            int rc = slm_grammar_match(m, g, text, strlen(text), &err);
+            int rc = slm_model_match_grammar(m, g, text, strlen(text), &err);
             bool in = v >= ranges[r][0] && v <= ranges[r][1];
             cr_expect_eq(rc == SLM_OK, in, "%s on %s: %s", schema, text, err.msg);
         }
@@ -642,13 +643,13 @@ Test(grammar, integer_ranges_exhaustive) {
 Test(grammar, check_rejects_bad_grammar) {
     struct slm_model *m = load_or_skip(true);
     struct slm_err err = {0};
-    cr_expect_eq(slm_grammar_check(m, "root ::= (", &err), SLM_E_INVALID);
-    cr_expect_eq(slm_grammar_check(m, "start ::= \"a\"", &err), SLM_E_INVALID);
-    cr_expect_eq(slm_grammar_check(m, "root ::= root \"a\"", &err), SLM_E_INVALID);
-    cr_expect_eq(slm_grammar_check(m, "", &err), SLM_E_INVALID);
-    cr_expect_eq(slm_grammar_check(m, "root ::= \"a\"", &err), SLM_OK);
-    cr_expect_eq(slm_grammar_match(m, "root ::= \"ab\"", "a", 1, &err), SLM_E_INCOMPLETE);
-    cr_expect_eq(slm_grammar_match(m, "root ::= \"ab\"", "ax", 2, &err), SLM_E_INVALID);
+    cr_expect_eq(slm_model_check_grammar(m, "root ::= (", &err), SLM_E_INVALID);
+    cr_expect_eq(slm_model_check_grammar(m, "start ::= \"a\"", &err), SLM_E_INVALID);
+    cr_expect_eq(slm_model_check_grammar(m, "root ::= root \"a\"", &err), SLM_E_INVALID);
+    cr_expect_eq(slm_model_check_grammar(m, "", &err), SLM_E_INVALID);
+    cr_expect_eq(slm_model_check_grammar(m, "root ::= \"a\"", &err), SLM_OK);
+    cr_expect_eq(slm_model_match_grammar(m, "root ::= \"ab\"", "a", 1, &err), SLM_E_INCOMPLETE);
+    cr_expect_eq(slm_model_match_grammar(m, "root ::= \"ab\"", "ax", 2, &err), SLM_E_INVALID);
     cr_expect(strstr(err.msg, "byte 1") != NULL, "%s", err.msg);
     slm_model_free(m);
 }

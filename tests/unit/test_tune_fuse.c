@@ -3,6 +3,7 @@
  * libllama: exactly for F32 output, within quantization error for F16 and
  * Q8_0; and fuse refuses adapters for another model.
  */
+#include "test_llama_ref.h"
 #include "test_tune_common.h"
 
 #include "tune/train_internal.h"
@@ -62,18 +63,18 @@ Test(tune_fuse, fused_model_matches_base_plus_adapter) {
     int32_t tok[32];
     tt_tokens(tok, n, (int32_t)V, 11);
     float *want = malloc(n * V * sizeof(float)), *got = malloc(n * V * sizeof(float));
-    cr_assert_eq(slm__llama_logits(base, ad, 1.0f, tok, n, want, 1, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(test_llama_logits(base, ad, 1.0f, tok, n, want, 1, &err), SLM_OK, "%s", err.msg);
 
     struct slm_fuse_params fp = {1.0f, NULL};
     cr_assert_eq(slm_fuse(base, ad, f32, &fp, &err), SLM_OK, "%s", err.msg);
-    cr_assert_eq(slm__llama_logits(f32, NULL, 1.0f, tok, n, got, 1, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(test_llama_logits(f32, NULL, 1.0f, tok, n, got, 1, &err), SLM_OK, "%s", err.msg);
     double rms, mx = tt_max_diff(want, got, n * V, &rms);
     cr_log_info("f32: max %.3g rms %.3g", mx, rms);
     cr_assert(mx < 1e-3, "fused F32 differs by %g", mx);
 
     fp.out_type = "f16";
     cr_assert_eq(slm_fuse(base, ad, f16, &fp, &err), SLM_OK, "%s", err.msg);
-    cr_assert_eq(slm__llama_logits(f16, NULL, 1.0f, tok, n, got, 1, &err), SLM_OK);
+    cr_assert_eq(test_llama_logits(f16, NULL, 1.0f, tok, n, got, 1, &err), SLM_OK);
     tt_max_diff(want, got, n * V, &rms);
     size_t agree = argmax_agree(want, got, n, V);
     cr_log_info("f16: rms %.3g, greedy agreement %zu/%zu", rms, agree, n);
@@ -82,7 +83,7 @@ Test(tune_fuse, fused_model_matches_base_plus_adapter) {
 
     fp.out_type = "q8_0";
     cr_assert_eq(slm_fuse(base, ad, q8, &fp, &err), SLM_OK, "%s", err.msg);
-    cr_assert_eq(slm__llama_logits(q8, NULL, 1.0f, tok, n, got, 1, &err), SLM_OK);
+    cr_assert_eq(test_llama_logits(q8, NULL, 1.0f, tok, n, got, 1, &err), SLM_OK);
     tt_max_diff(want, got, n * V, &rms);
     agree = argmax_agree(want, got, n, V);
     cr_log_info("q8_0: rms %.3g, greedy agreement %zu/%zu", rms, agree, n);

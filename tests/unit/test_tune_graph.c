@@ -3,6 +3,7 @@
  * forward logits equal libllama's (F32 KV cache) on stories260K and on
  * synthetic qwen2 / llama models, and gradients match finite differences.
  */
+#include "test_llama_ref.h"
 #include "test_tune_common.h"
 
 #include "tune/internal.h"
@@ -21,7 +22,7 @@ static void compare_with_llama(const char *path, enum slm_tune_base_type bt, siz
     cr_assert(tok && a && b);
     tt_tokens(tok, n, info.n_vocab, 7);
     cr_assert_eq(slm_tune_forward_logits(m, NULL, tok, n, a, &err), SLM_OK, "%s", err.msg);
-    cr_assert_eq(slm__llama_logits(path, NULL, 1.0f, tok, n, b, 2, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(test_llama_logits(path, NULL, 1.0f, tok, n, b, 2, &err), SLM_OK, "%s", err.msg);
     double rms;
     double mx = tt_max_diff(a, b, n * (size_t)info.n_vocab, &rms);
     cr_log_info("%s (%s): max |diff| %.3g, rms %.3g over %zu tokens", info.arch, info.base_type, mx,

@@ -5,6 +5,7 @@
  * training graph computed, full fine-tunes save a loadable model, and a run
  * resumed from a checkpoint ends where an uninterrupted one does.
  */
+#include "test_llama_ref.h"
 #include "test_tune_common.h"
 
 #include "tune/train_internal.h"
@@ -198,9 +199,9 @@ Test(tune_train, training_lowers_valid_loss_and_adapter_matches_llama) {
     float *a = malloc(nl * sizeof(float)), *b = malloc(nl * sizeof(float)),
           *base = malloc(nl * sizeof(float));
     cr_assert_eq(slm_tune_forward_logits(f.m, f.tr, tok, 24, a, &err), SLM_OK);
-    cr_assert_eq(slm__llama_logits(tt_stories(), path, 1.0f, tok, 24, b, 2, &err), SLM_OK, "%s",
+    cr_assert_eq(test_llama_logits(tt_stories(), path, 1.0f, tok, 24, b, 2, &err), SLM_OK, "%s",
                  err.msg);
-    cr_assert_eq(slm__llama_logits(tt_stories(), NULL, 1.0f, tok, 24, base, 2, &err), SLM_OK);
+    cr_assert_eq(test_llama_logits(tt_stories(), NULL, 1.0f, tok, 24, base, 2, &err), SLM_OK);
     double rms, rms_base;
     double mx = tt_max_diff(a, b, nl, &rms);
     tt_max_diff(a, base, nl, &rms_base);
@@ -231,7 +232,7 @@ Test(tune_train, full_finetune_saves_a_model_llama_loads) {
     size_t nl = 16 * (size_t)f.m->hp.n_vocab;
     float *a = malloc(nl * sizeof(float)), *b = malloc(nl * sizeof(float));
     cr_assert_eq(slm_tune_forward_logits(f.m, NULL, tok, 16, a, &err), SLM_OK);
-    cr_assert_eq(slm__llama_logits(path, NULL, 1.0f, tok, 16, b, 2, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(test_llama_logits(path, NULL, 1.0f, tok, 16, b, 2, &err), SLM_OK, "%s", err.msg);
     double mx = tt_max_diff(a, b, nl, NULL);
     cr_assert(mx < 1e-4, "saved model differs by %g", mx);
     free(a);

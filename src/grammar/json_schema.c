@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/grammar_internal.h"
+#include "grammar/internal.h"
 
 /* ---------------------------------------------------------------- fixed rules */
 

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/grammar_internal.h"
+#include "grammar/internal.h"
 #include "slm/json.h"
 
 #define RX_CACHE 16

@@ -13,7 +13,7 @@
  *
  * Memory: one arena per call. Reentrant.
  */
-#include "engine/grammar_internal.h"
+#include "grammar/internal.h"
 
 #include <stdlib.h>
 #include <string.h>

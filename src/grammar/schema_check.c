@@ -8,7 +8,7 @@
  * converter and the validator report the same errors and can trust shapes
  * afterwards. No allocation survives a call; reentrant.
  */
-#include "engine/grammar_internal.h"
+#include "grammar/internal.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>

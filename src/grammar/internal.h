@@ -1,10 +1,10 @@
 /*
- * engine/grammar_internal.h - what the structured-output files share
- * (schema_check.c, json_schema.c, regex_gbnf.c, schema_validate.c); never
- * included outside src/engine/. No llama.h here: these files need no model.
+ * grammar/internal.h - what the grammar module's files share (schema_check.c,
+ * json_schema.c, regex_gbnf.c, schema_validate.c); never included outside
+ * src/grammar/. The module needs no model: base, jansson and PCRE2 only.
  */
-#ifndef SLM_ENGINE_GRAMMAR_INTERNAL_H
-#define SLM_ENGINE_GRAMMAR_INTERNAL_H
+#ifndef SLM_GRAMMAR_INTERNAL_H
+#define SLM_GRAMMAR_INTERNAL_H
 
 #include <jansson.h>
 #include <stdbool.h>
