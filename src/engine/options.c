@@ -180,38 +180,6 @@ int slm_option_parse_file_value(const struct slm_option_desc *d, const char *tex
     return *out ? SLM_OK : slm_err_set(err, SLM_E_NOMEM, "out of memory");
 }
 
-double slm_option_get(const struct slm_options *o, const struct slm_option_desc *d) {
-    const struct slm_sample_params *s = &o->sample;
-    const char *n = d->name;
-    if (!strcmp(n, "temperature")) {
-        return s->temperature;
-    } else if (!strcmp(n, "top_k")) {
-        return s->top_k;
-    } else if (!strcmp(n, "top_p")) {
-        return s->top_p;
-    } else if (!strcmp(n, "min_p")) {
-        return s->min_p;
-    } else if (!strcmp(n, "seed")) {
-        return s->seed == SLM_SEED_RANDOM ? -1 : (double)s->seed;
-    } else if (!strcmp(n, "repeat_penalty")) {
-        return s->repeat_penalty;
-    } else if (!strcmp(n, "repeat_last_n")) {
-        return s->repeat_last_n;
-    } else if (!strcmp(n, "presence_penalty")) {
-        return s->presence_penalty;
-    } else if (!strcmp(n, "frequency_penalty")) {
-        return s->frequency_penalty;
-    } else if (!strcmp(n, "num_predict")) {
-        return o->num_predict;
-    } else if (!strcmp(n, "num_ctx")) {
-        return o->num_ctx;
-    } else if (!strcmp(n, "num_thread")) {
-        return o->num_thread;
-    } else if (!strcmp(n, "num_batch")) {
-        return o->num_batch;
-    }
-    return 0;
-}
 
 void slm_options_init(struct slm_options *o) {
     memset(o, 0, sizeof(*o));
@@ -240,42 +208,77 @@ int slm_options_copy(struct slm_options *dst, const struct slm_options *src) {
     return SLM_OK;
 }
 
+/* Where an option lives in struct slm_options: exactly one pointer is set
+ * (none for stop). The one mapping from names to fields. */
+struct slot {
+    float *f;
+    int32_t *i;
+    uint32_t *seed;
+};
+
+static struct slot slot_of(struct slm_options *o, const struct slm_option_desc *d) {
+    struct slm_sample_params *s = &o->sample;
+    const char *n = d->name;
+    struct slot sl = {0};
+    if (!strcmp(n, "temperature")) {
+        sl.f = &s->temperature;
+    } else if (!strcmp(n, "top_k")) {
+        sl.i = &s->top_k;
+    } else if (!strcmp(n, "top_p")) {
+        sl.f = &s->top_p;
+    } else if (!strcmp(n, "min_p")) {
+        sl.f = &s->min_p;
+    } else if (!strcmp(n, "seed")) {
+        sl.seed = &s->seed;
+    } else if (!strcmp(n, "repeat_penalty")) {
+        sl.f = &s->repeat_penalty;
+    } else if (!strcmp(n, "repeat_last_n")) {
+        sl.i = &s->repeat_last_n;
+    } else if (!strcmp(n, "presence_penalty")) {
+        sl.f = &s->presence_penalty;
+    } else if (!strcmp(n, "frequency_penalty")) {
+        sl.f = &s->frequency_penalty;
+    } else if (!strcmp(n, "num_predict")) {
+        sl.i = &o->num_predict;
+    } else if (!strcmp(n, "num_ctx")) {
+        sl.i = &o->num_ctx;
+    } else if (!strcmp(n, "num_thread")) {
+        sl.i = &o->num_thread;
+    } else if (!strcmp(n, "num_batch")) {
+        sl.i = &o->num_batch;
+    }
+    return sl;
+}
+
+double slm_option_get(const struct slm_options *o, const struct slm_option_desc *d) {
+    struct slot sl = slot_of((struct slm_options *)o, d);
+    if (sl.f) {
+        return *sl.f;
+    }
+    if (sl.i) {
+        return *sl.i;
+    }
+    if (sl.seed) {
+        return *sl.seed == SLM_SEED_RANDOM ? -1 : (double)*sl.seed;
+    }
+    return 0;
+}
+
 static int store_number(struct slm_options *o, const struct slm_option_desc *d, double v,
                         struct slm_err *err) {
     int rc = check_range(d, v, false, err);
     if (rc != SLM_OK) {
         return rc;
     }
-    const char *n = d->name;
-    struct slm_sample_params *s = &o->sample;
-    if (!strcmp(n, "temperature")) {
-        s->temperature = (float)v;
-    } else if (!strcmp(n, "top_k")) {
-        s->top_k = (int32_t)v;
-    } else if (!strcmp(n, "top_p")) {
-        s->top_p = (float)v;
-    } else if (!strcmp(n, "min_p")) {
-        s->min_p = (float)v;
-    } else if (!strcmp(n, "seed")) {
-        s->seed = v < 0 || v >= SLM_SEED_RANDOM ? SLM_SEED_RANDOM : (uint32_t)v;
-    } else if (!strcmp(n, "repeat_penalty")) {
-        s->repeat_penalty = (float)v;
-        o->repeat_penalty_set = true;
-    } else if (!strcmp(n, "repeat_last_n")) {
-        s->repeat_last_n = (int32_t)v;
-    } else if (!strcmp(n, "presence_penalty")) {
-        s->presence_penalty = (float)v;
-    } else if (!strcmp(n, "frequency_penalty")) {
-        s->frequency_penalty = (float)v;
-    } else if (!strcmp(n, "num_predict")) {
-        o->num_predict = (int32_t)v;
-    } else if (!strcmp(n, "num_ctx")) {
-        o->num_ctx = (int32_t)v;
-    } else if (!strcmp(n, "num_thread")) {
-        o->num_thread = (int32_t)v;
-    } else if (!strcmp(n, "num_batch")) {
-        o->num_batch = (int32_t)v;
+    struct slot sl = slot_of(o, d);
+    if (sl.f) {
+        *sl.f = (float)v;
+    } else if (sl.i) {
+        *sl.i = (int32_t)v;
+    } else if (sl.seed) {
+        *sl.seed = v < 0 || v >= SLM_SEED_RANDOM ? SLM_SEED_RANDOM : (uint32_t)v;
     }
+    o->repeat_penalty_set |= sl.f == &o->sample.repeat_penalty;
     return SLM_OK;
 }
 
@@ -404,12 +407,6 @@ int slm_options_from_openai(const json_t *body, json_t *ollama, const char **bad
     return SLM_OK;
 }
 
-static void put_num(json_t *obj, const char *key, double v, double def, bool integer) {
-    if (v != def) {
-        json_object_set_new(obj, key, integer ? json_integer((json_int_t)v) : json_real(v));
-    }
-}
-
 json_t *slm_options_to_json(const struct slm_options *o) {
     struct slm_options d;
     slm_options_init(&d);
@@ -417,22 +414,17 @@ json_t *slm_options_to_json(const struct slm_options *o) {
     if (!obj) {
         return NULL;
     }
-    const struct slm_sample_params *s = &o->sample, *ds = &d.sample;
-    put_num(obj, "temperature", s->temperature, ds->temperature, false);
-    put_num(obj, "top_k", s->top_k, ds->top_k, true);
-    put_num(obj, "top_p", s->top_p, ds->top_p, false);
-    put_num(obj, "min_p", s->min_p, ds->min_p, false);
-    if (s->seed != SLM_SEED_RANDOM) {
-        json_object_set_new(obj, "seed", json_integer(s->seed));
+    for (const struct slm_option_desc *t = g_table; t->name; t++) {
+        if (t->type == SLM_OPT_STRINGS) {
+            continue;
+        }
+        double v = slm_option_get(o, t);
+        if (v == slm_option_get(&d, t)) {
+            continue;
+        }
+        json_object_set_new(obj, t->name,
+                            t->type == SLM_OPT_INT ? json_integer((json_int_t)v) : json_real(v));
     }
-    put_num(obj, "repeat_penalty", s->repeat_penalty, ds->repeat_penalty, false);
-    put_num(obj, "repeat_last_n", s->repeat_last_n, ds->repeat_last_n, true);
-    put_num(obj, "presence_penalty", s->presence_penalty, 0, false);
-    put_num(obj, "frequency_penalty", s->frequency_penalty, 0, false);
-    put_num(obj, "num_predict", o->num_predict, -1, true);
-    put_num(obj, "num_ctx", o->num_ctx, 0, true);
-    put_num(obj, "num_thread", o->num_thread, 0, true);
-    put_num(obj, "num_batch", o->num_batch, 0, true);
     if (o->n_stop) {
         json_t *arr = json_array();
         for (size_t i = 0; i < o->n_stop; i++) {
