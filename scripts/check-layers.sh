@@ -34,11 +34,11 @@ declare -A uses=(
     [grammar]="base"
     [liquid]="base"
     [store]="engine liquid base"
-    [request]="engine store liquid grammar base"
-    [router]="request engine liquid store grammar base"
-    [tune]="request engine liquid store grammar base"
-    [server]="tune router request engine liquid store grammar base"
-    [cli]="server tune router request engine liquid store grammar base"
+    [turn]="engine store liquid grammar base"
+    [router]="turn engine liquid store grammar base"
+    [tune]="turn engine liquid store grammar base"
+    [server]="tune router turn engine liquid store grammar base"
+    [cli]="server tune router turn engine liquid store grammar base"
 )
 
 # ---------------------------------------------------------------- public headers
@@ -49,7 +49,7 @@ declare -A owner=(
     [grammar.h]=grammar
     [liquid.h]=liquid
     [store.h]=store
-    [request.h]=request
+    [turn.h]=turn
     [router.h]=router [ledger.h]=router [signals.h]=router [upstream.h]=router
     [server.h]=server
     [tune.h]=tune
