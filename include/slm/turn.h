@@ -68,8 +68,8 @@ struct slm_turn_params slm_turn_params_default(void);
 
 /* A model reference resolved for requests. Fields are read-only. */
 struct slm_turn {
-    struct slm_manifest *manifest; /* model path, digest, MESSAGEs, ... */
-    char *system;                  /* in force, or NULL */
+    struct slm_manifest *manifest;    /* model path, digest, MESSAGEs, ... */
+    char *system;                     /* in force, or NULL */
     struct slm_liquid_template *tmpl; /* TEMPLATE in force, or NULL */
     struct slm_options options;       /* model's PARAMETERs + params.parameters */
     char *adapter_paths[SLM_TURN_MAX_ADAPTERS];
@@ -82,8 +82,9 @@ struct slm_turn {
  * SLM_E_NOT_FOUND (with the store's advice), SLM_E_CORRUPT when the model's
  * stored PARAMETERs are refused by the option table or its stored TEMPLATE
  * does not parse, SLM_E_INVALID for the caller's parameters, the Liquid
- * status of the caller's template (the message names the file), SLM_E_TOO_LARGE past SLM_TURN_MAX_ADAPTERS, SLM_E_NOMEM. On
- * success one slm_turn_free() is owed; on failure nothing is.
+ * status of the caller's template (the message names the file), SLM_E_TOO_LARGE past
+ * SLM_TURN_MAX_ADAPTERS, SLM_E_NOMEM. On success one slm_turn_free() is owed; on failure nothing
+ * is.
  */
 int slm_turn_open(struct slm_store *store, const char *ref, const struct slm_turn_params *p,
                   struct slm_turn **out, struct slm_err *err);

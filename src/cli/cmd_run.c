@@ -286,9 +286,8 @@ static int set_vars(struct slm_session *s, const struct run_args *a, struct slm_
     if (!a->vars) {
         return SLM_OK;
     }
-    int rc = a->vars[0] == '@'
-                 ? slm_json_load_file(a->vars + 1, 16 << 20, &s->vars, err)
-                 : slm_json_parse(a->vars, strlen(a->vars), "--vars", &s->vars, err);
+    int rc = a->vars[0] == '@' ? slm_json_load_file(a->vars + 1, 16 << 20, &s->vars, err)
+                               : slm_json_parse(a->vars, strlen(a->vars), "--vars", &s->vars, err);
     if (rc != SLM_OK) {
         return rc;
     }

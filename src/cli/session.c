@@ -21,8 +21,7 @@ int slm_session_reload_ctx(struct slm_session *s, struct slm_err *err) {
     cp.n_threads = s->opt.num_thread;
     int rc = slm_ctx_init(s->model, &cp, &s->ctx, err);
     if (rc == SLM_OK && s->n_adapters) {
-        rc = slm_ctx_set_adapters(s->ctx, s->adapters, s->turn->adapter_scales, s->n_adapters,
-                                  err);
+        rc = slm_ctx_set_adapters(s->ctx, s->adapters, s->turn->adapter_scales, s->n_adapters, err);
     }
     return rc;
 }
@@ -75,8 +74,8 @@ static int build_prompt(struct slm_session *s, const char *input, struct slm_buf
             return slm_err_set(err, SLM_E_NOMEM, "out of memory");
         }
         if (s->system && s->system[0]) {
-            json_array_append_new(conv, json_pack("{s:s,s:s}", "role", "system", "content",
-                                                  s->system));
+            json_array_append_new(conv,
+                                  json_pack("{s:s,s:s}", "role", "system", "content", s->system));
         }
         json_array_extend(conv, s->messages);
         json_array_append_new(conv, json_pack("{s:s,s:s}", "role", "user", "content", input));

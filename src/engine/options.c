@@ -45,11 +45,26 @@ static const struct slm_option_desc g_table[] = {
 
 /* Ollama parameters slm deliberately does not support. */
 static const char *const g_unsupported[] = {
-    "mirostat",        "mirostat_eta",  "mirostat_tau",       "num_gpu",
-    "num_keep",        "tfs_z",         "typical_p",          "penalize_newline",
-    "use_mmap",        "use_mlock",     "numa",               "num_gqa",
-    "main_gpu",        "low_vram",      "f16_kv",             "logits_all",
-    "vocab_only",      "embedding_only", "rope_frequency_base", "rope_frequency_scale",
+    "mirostat",
+    "mirostat_eta",
+    "mirostat_tau",
+    "num_gpu",
+    "num_keep",
+    "tfs_z",
+    "typical_p",
+    "penalize_newline",
+    "use_mmap",
+    "use_mlock",
+    "numa",
+    "num_gqa",
+    "main_gpu",
+    "low_vram",
+    "f16_kv",
+    "logits_all",
+    "vocab_only",
+    "embedding_only",
+    "rope_frequency_base",
+    "rope_frequency_scale",
     "num_thread_batch",
 };
 
@@ -128,8 +143,8 @@ static int check_range(const struct slm_option_desc *d, double v, bool file, str
         lo = 1;
     }
     if (!isfinite(v) || v < lo || v > d->max) {
-        return slm_err_set(err, SLM_E_INVALID, "'%s' must be from %.15g to %.15g, got %.15g", d->name,
-                           lo, d->max, v);
+        return slm_err_set(err, SLM_E_INVALID, "'%s' must be from %.15g to %.15g, got %.15g",
+                           d->name, lo, d->max, v);
     }
     if (d->type == SLM_OPT_INT && v != floor(v)) {
         return slm_err_set(err, SLM_E_INVALID, "'%s' must be an integer, got %g", d->name, v);
@@ -179,7 +194,6 @@ int slm_option_parse_file_value(const struct slm_option_desc *d, const char *tex
     *out = d->type == SLM_OPT_INT ? json_integer((json_int_t)x) : json_real(x);
     return *out ? SLM_OK : slm_err_set(err, SLM_E_NOMEM, "out of memory");
 }
-
 
 void slm_options_init(struct slm_options *o) {
     memset(o, 0, sizeof(*o));

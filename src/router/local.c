@@ -95,8 +95,8 @@ static int resolve(struct slm_router *r, struct slm__local_rt *lt, struct slm_er
     const char *paths[SLM_TURN_MAX_ADAPTERS];
     float scales[SLM_TURN_MAX_ADAPTERS];
     if (c->n_adapters > SLM_TURN_MAX_ADAPTERS) {
-        return slm_err_set(err, SLM_E_TOO_LARGE, "local target '%s': at most %d adapters",
-                           c->name, SLM_TURN_MAX_ADAPTERS);
+        return slm_err_set(err, SLM_E_TOO_LARGE, "local target '%s': at most %d adapters", c->name,
+                           SLM_TURN_MAX_ADAPTERS);
     }
     for (size_t i = 0; i < c->n_adapters; i++) {
         paths[i] = c->adapters[i].path;

@@ -210,8 +210,8 @@ struct srv_job {
     struct srv_conn *conn;
     struct srv_gen_req *g; /* owned */
     char id[48];
-    int64_t created;  /* unix seconds */
-    char *model_name;     /* as the client named it */
+    int64_t created;       /* unix seconds */
+    char *model_name;      /* as the client named it */
     struct slm_turn *turn; /* the model resolved: manifest, options, TEMPLATE (slm/turn.h) */
     struct srv_model_facts facts;
     struct slm_sched *sched;

@@ -945,7 +945,8 @@ int srv_parse_request(enum srv_route_id route, const char *body, size_t len,
         default: rc = srv_bad(e, NULL, "unknown route"); break;
         }
     }
-    if (rc == SLM_OK && out->format != SLM_TURN_FORMAT_TEXT && out->tool_choice >= SLM_TOOLS_REQUIRED) {
+    if (rc == SLM_OK && out->format != SLM_TURN_FORMAT_TEXT &&
+        out->tool_choice >= SLM_TOOLS_REQUIRED) {
         rc = srv_bad(e, "response_format",
                      "a JSON response format cannot be combined with a "
                      "required tool call");

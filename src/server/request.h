@@ -23,7 +23,6 @@ enum srv_kind {
     SRV_KIND_EMBED,      /* embeddings of inputs */
 };
 
-
 #define SRV_KEEP_ALIVE_UNSET (-2)
 
 /* A generation or embedding request, parsed and checked. Strings and JSON

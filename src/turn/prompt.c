@@ -64,9 +64,9 @@ static int too_large(struct slm_err *err) {
 
 /* The TEMPLATE renders `input` with the request's variables plus input,
  * system and messages (DESIGN.md); without one, the input as it is. */
-static int render_input(const struct slm_turn *t, const struct slm_turn_req *r, struct slm_str input,
-                        const char *system, const json_t *history, struct slm_buf *out,
-                        struct slm_err *err) {
+static int render_input(const struct slm_turn *t, const struct slm_turn_req *r,
+                        struct slm_str input, const char *system, const json_t *history,
+                        struct slm_buf *out, struct slm_err *err) {
     if (!t->tmpl) {
         return slm_buf_append_str(out, input) == SLM_OK ? SLM_OK : too_large(err);
     }
@@ -217,7 +217,8 @@ static int template_last_user(const struct slm_turn *t, const struct slm_turn_re
     if (!last || strcmp(role_of(last), "user") != 0) {
         return SLM_OK;
     }
-    struct slm_str in = r->input ? slm_str_c(r->input) : slm_json_str(json_object_get(last, "content"));
+    struct slm_str in =
+        r->input ? slm_str_c(r->input) : slm_json_str(json_object_get(last, "content"));
     if (!t->tmpl) {
         if (rendered && slm_buf_append_str(rendered, in) != SLM_OK) {
             return too_large(err);
