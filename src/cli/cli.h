@@ -49,6 +49,10 @@ bool slm_cli_int(const char *cmd, const char *flag, const char *val, long long l
 bool slm_cli_float(const char *cmd, const char *flag, const char *val, double lo, double hi,
                    double *out);
 
+/* An environment switch (docs/commands.md, "Environment"): set, non-empty and
+ * not "0". Only cli/ reads the environment; it hands values on in params. */
+bool slm_cli_env_on(const char *name);
+
 /* True when stdout/stderr is a terminal (cached). */
 bool slm_cli_stdout_tty(void);
 bool slm_cli_stderr_tty(void);

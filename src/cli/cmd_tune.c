@@ -231,6 +231,10 @@ static int finish_opts(struct tune_cli *c, const char *data, struct slm_tune_mod
     *mp = slm_tune_model_params_default();
     mp->trainable = c->p.method == SLM_TUNE_FULL;
     mp->device = c->device;
+    /* Measurement and test switches (docs/commands.md, "Environment"). */
+    mp->cpu_sched = slm_cli_env_on("SLM_TUNE_CPU_SCHED");
+    c->p.no_weight_transpose = slm_cli_env_on("SLM_TUNE_NO_TRANSPOSE");
+    c->p.no_graph_rewrite = slm_cli_env_on("SLM_TUNE_NO_REWRITE");
     const char *bts[] = {"auto", "f32", "keep", "q8_0"};
     bool ok = !c->base_type;
     for (int k = 0; k < 4 && !ok; k++) {

@@ -6,6 +6,7 @@
 
 #include <signal.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -66,6 +67,11 @@ bool slm_cli_float(const char *cmd, const char *flag, const char *val, double lo
     }
     *out = v;
     return true;
+}
+
+bool slm_cli_env_on(const char *name) {
+    const char *v = getenv(name);
+    return v && v[0] && strcmp(v, "0") != 0;
 }
 
 bool slm_cli_stdout_tty(void) {
