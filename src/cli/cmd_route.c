@@ -1,6 +1,8 @@
 /*
  * cli/cmd_route.c - `slm route`: batch requests through the router, and
- * `slm route calibrate`: choose check thresholds from labelled data.
+ * `slm route calibrate`: choose check thresholds from labelled data (the run,
+ * the maths, the report and the chart are router/calibrate.c's; this file
+ * parses flags, draws progress and writes the files).
  *
  * Batch: input lines are OpenAI chat bodies with an "id"; output lines are
  * {"id", "response", "route", "reason"} (or {"id", "error", "route": "error"})
