@@ -208,4 +208,69 @@ int slm_router_run_local(struct slm_router *r, const char *route, const json_t *
                          struct slm_err *err);
 void slm_router_local_result_free(struct slm_router_local_result *res);
 
+/* ---------------------------------------------------------------- calibration runs */
+
+struct slm_router_calib_params {
+    double cloud_accuracy;      /* accuracy assumed for escalated rows (0..1; default 0.92) */
+    double target_accuracy;     /* the accuracy to reach (0..1) */
+    double confidence;          /* reach it with this one-sided confidence, not just on these rows
+                                   (0.5..0.9999); 0 = 0.95; 0.5 = the measured accuracy */
+    size_t limit;               /* usable rows at most; 0 = all */
+    const volatile int *cancel; /* non-zero stops the run (SLM_E_ABORTED); may be NULL */
+    /* After each line of the file is read: lines read so far. May be NULL. */
+    void (*progress)(size_t lines, void *user);
+    /* "FILE:LINE: why" for a row that cannot be used (it is skipped). May be NULL. */
+    void (*note)(const char *line, void *user);
+    void *user;
+};
+
+struct slm_router_calib_params slm_router_calib_params_default(void);
+
+/* What a calibration run measured and chose. */
+struct slm_router_calib {
+    const char *key;     /* the check the threshold is for: "label_prob" or "token_mean" (static) */
+    size_t n, n_correct; /* usable rows, answered right locally */
+    double auroc, ece;   /* of the confidence for a right local answer (slm/signals.h) */
+    double cloud_accuracy, target_accuracy, confidence; /* as asked (defaults applied) */
+    struct slm_calib_point *curve; /* accuracy/cost over every threshold (owned) */
+    size_t n_curve;
+    struct slm_calib_point chosen, oracle;
+    bool reached;     /* a threshold reaches the target; else `chosen` is the most accurate */
+    double threshold; /* the value for the thresholds file (escalate-all is written as 1) */
+};
+
+/*
+ * Runs `route`'s local target once per labelled row of the JSONL file `data`
+ * ({"input" or "messages", "answer" or "label"}), reads its confidence (label
+ * probability for label routes, else mean token probability), prices an
+ * escalation at the first upstream's rates, and chooses the cheapest
+ * threshold that reaches the target (slm_calib_choose, with the normal
+ * quantile of `confidence` as z). Lines that are not JSON are skipped
+ * silently; rows without the fields, or whose local run fails, go to
+ * p->note. Nothing is written and no upstream is called.
+ * Errors: SLM_E_NOT_FOUND (no such route, or `data` cannot be opened),
+ * SLM_E_INVALID (the route escalates nowhere, no usable row), SLM_E_NOMEM,
+ * SLM_E_ABORTED. On success one slm_router_calib_free() is owed.
+ */
+int slm_router_calibrate(struct slm_router *r, const char *route, const char *data,
+                         const struct slm_router_calib_params *p, struct slm_router_calib *out,
+                         struct slm_err *err);
+void slm_router_calib_free(struct slm_router_calib *c);
+
+/* Appends the report `slm route calibrate` prints: a summary line (rows,
+ * accuracy, AUROC, ECE), the curve (about 20 rows), the oracle, and the
+ * choice. */
+int slm_router_calib_report(const struct slm_router_calib *c, struct slm_buf *out);
+/* Appends the accuracy/cost chart as standalone SVG (slm/svg.h). */
+int slm_router_calib_svg(const struct slm_router_calib *c, struct slm_buf *out);
+
+/* Where calibrated thresholds go when no file is named: router.yaml's
+ * include, else thresholds.yaml beside router.yaml (snprintf semantics). */
+size_t slm_router_thresholds_path(const struct slm_router_config *cfg, char *out, size_t cap);
+/* Sets routes.<route>.<key> = value in the thresholds file at `path`
+ * (created if missing), keeping its other entries, under the comment line
+ * `comment`; written atomically. */
+int slm_router_write_thresholds(const char *path, const char *route, const char *key, double value,
+                                const char *comment, struct slm_err *err);
+
 #endif /* SLM_ROUTER_H */

@@ -73,6 +73,7 @@ struct slm_server_backend {
 struct slm_server_backend slm_server_backend_pool(struct slm_pool *pool);
 
 struct slm_router;
+struct slm_pull_params;
 
 struct slm_server_params {
     const char *host; /* address to bind; NULL = "127.0.0.1" */
@@ -103,6 +104,10 @@ struct slm_server_params {
      * routes go through it (slm/router.h); everything else is served as
      * usual. Borrowed (must outlive the server); NULL = no router. */
     struct slm_router *router;
+    /* POST /api/pull starts from these (endpoint, mirror, token, backoff;
+     * the server sets its own callbacks). Borrowed (must outlive the
+     * server); NULL = slm_pull_params_default(). */
+    const struct slm_pull_params *pull;
 };
 
 /* Defaults as documented above; `backend` is zeroed and must be set. */

@@ -240,13 +240,17 @@ typedef int (*slm_pull_progress_fn)(const struct slm_pull_progress *p, void *use
 /* Called with one-line notes: retries, resumes, what was verified. */
 typedef void (*slm_pull_note_fn)(const char *line, void *user);
 
+/* No field falls back to the environment: `slm pull` and `slm serve` fill
+ * endpoint, mirror, token and backoff_ms from SLM_HF_ENDPOINT, SLM_MIRROR,
+ * HF_TOKEN and SLM_PULL_BACKOFF_MS (docs/commands.md, "Environment"). */
 struct slm_pull_params {
-    const char *endpoint; /* NULL: $SLM_HF_ENDPOINT, else https://huggingface.co */
-    const char *mirror;   /* a URL or a folder in the same layout; NULL: $SLM_MIRROR */
+    const char *endpoint; /* Hugging Face base URL; NULL or "" = https://huggingface.co */
+    const char *mirror;   /* a URL or a folder in the same layout; NULL or "" = none */
+    const char *token;    /* bearer token for the endpoint only (gated repositories); NULL = none */
     const char *sha256;   /* expected digest; required for a plain URL */
     const char *name;     /* store a URL under this name; NULL: from the file name */
     int max_retries;      /* transient failures retried; 0 = 5, -1 = none */
-    int backoff_ms;       /* first retry delay, doubling; 0 = $SLM_PULL_BACKOFF_MS or 500 */
+    int backoff_ms;       /* first retry delay, doubling; 0 = 500, negative = no delay */
     slm_pull_progress_fn progress;
     slm_pull_note_fn note;
     void *user;

@@ -74,7 +74,8 @@ struct slm_tune_model_params {
      * the device cannot run fall back to the CPU. */
     const char *device;
     /* On the CPU: run through ggml_backend_sched like a GPU device instead of
-     * the direct CPU path (which is faster; for tests and measurement). */
+     * the direct CPU path (which is faster; for tests and measurement).
+     * `slm tune` sets it from SLM_TUNE_CPU_SCHED. */
     bool cpu_sched;
 };
 
@@ -305,6 +306,11 @@ struct slm_tune_params {
     uint32_t checkpoint_every; /* steps; 0 = every 5% of the run, at most once a minute (and at the
                                   end, on abort) */
     int32_t n_threads;         /* 0 = 1 for models under 20M parameters, else physical cores */
+    /* Kernel choices (docs/internals/tune.md), for tests and measurement; the
+     * math is the same either way. `slm tune` sets them from
+     * SLM_TUNE_NO_TRANSPOSE and SLM_TUNE_NO_REWRITE. */
+    bool no_weight_transpose; /* no transposed copies of frozen weights: less memory, slower */
+    bool no_graph_rewrite;    /* keep ggml's own out_prod / mul_mat nodes */
 };
 
 struct slm_tune_params slm_tune_params_default(void);

@@ -49,6 +49,17 @@ bool slm_cli_int(const char *cmd, const char *flag, const char *val, long long l
 bool slm_cli_float(const char *cmd, const char *flag, const char *val, double lo, double hi,
                    double *out);
 
+/* An environment switch (docs/commands.md, "Environment"): set, non-empty and
+ * not "0". Only cli/ reads the environment; it hands values on in params. */
+bool slm_cli_env_on(const char *name);
+
+struct slm_pull_params;
+/* The pull settings the environment gives (docs/commands.md): endpoint from
+ * SLM_HF_ENDPOINT, token from HF_TOKEN, backoff_ms from SLM_PULL_BACKOFF_MS
+ * (0 to 60000; 0 = retry at once), and mirror from SLM_MIRROR unless one is
+ * set already. For `slm pull` and `slm serve` (POST /api/pull). */
+void slm_cli_pull_env(struct slm_pull_params *pp);
+
 /* True when stdout/stderr is a terminal (cached). */
 bool slm_cli_stdout_tty(void);
 bool slm_cli_stderr_tty(void);

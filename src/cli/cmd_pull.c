@@ -134,7 +134,8 @@ static int run(int argc, char **argv) {
         slm_cli_error(CMD, "--sha256 and --name apply to one model at a time");
         return SLM_EXIT_USAGE;
     }
-    slm_cli_progress_init(&ui.bar, !ui.quiet && slm_cli_stderr_tty());
+    slm_cli_pull_env(&pp);
+    slm_cli_progress_init(&ui.bar, !ui.quiet && slm_cli_stderr_tty(), SLM_CLI_PROGRESS_BYTES);
     pp.progress = on_progress;
     pp.note = on_note;
     pp.user = &ui;

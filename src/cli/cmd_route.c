@@ -1,6 +1,8 @@
 /*
  * cli/cmd_route.c - `slm route`: batch requests through the router, and
- * `slm route calibrate`: choose check thresholds from labelled data.
+ * `slm route calibrate`: choose check thresholds from labelled data (the run,
+ * the maths, the report and the chart are router/calibrate.c's; this file
+ * parses flags, draws progress and writes the files).
  *
  * Batch: input lines are OpenAI chat bodies with an "id"; output lines are
  * {"id", "response", "route", "reason"} (or {"id", "error", "route": "error"})
@@ -13,13 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/progress.h"
 #include "slm/json.h"
 #include "slm/router.h"
-#include "slm/yaml.h"
 
 static const char *const CMD = "route";
 
@@ -47,48 +48,6 @@ static void usage(void) {
            "                      these rows (default 0.95; 0.5 = the measured accuracy)\n"
            "  --out FILE          default: router.yaml's include, else thresholds.yaml beside it\n"
            "See docs/router.md.\n");
-}
-
-/* ---------------------------------------------------------------- progress */
-
-/* A one-line bar counted in requests (cli/progress.h counts bytes), redrawn at
- * most ten times a second, only on a terminal. */
-struct line_progress {
-    bool enabled, drawn;
-    double t_start, t_last;
-};
-
-static void lp_init(struct line_progress *p) {
-    memset(p, 0, sizeof(*p));
-    p->enabled = slm_cli_stderr_tty();
-    p->t_start = slm_time_mono();
-}
-
-static void lp_update(struct line_progress *p, const char *label, size_t done, size_t total,
-                      bool force) {
-    double now = slm_time_mono();
-    if (!p->enabled || (!force && now - p->t_last < 0.1)) {
-        return;
-    }
-    p->t_last = now;
-    double rate = now > p->t_start ? (double)done / (now - p->t_start) : 0;
-    int pct = total ? (int)(100.0 * (double)done / (double)total) : 0;
-    char bar[21];
-    for (int i = 0; i < 20; i++) {
-        bar[i] = i < pct / 5 ? '=' : ' ';
-    }
-    bar[20] = '\0';
-    double eta = rate > 0 && total > done ? (double)(total - done) / rate : 0;
-    fprintf(stderr, "\r%s %3d%% [%s] %zu/%zu  %.1f/s  ETA %.0fs\033[K", label, pct, bar, done,
-            total, rate, eta);
-    p->drawn = true;
-}
-
-static void lp_finish(struct line_progress *p) {
-    if (p->drawn) {
-        fputc('\n', stderr);
-        p->drawn = false;
-    }
 }
 
 /* ---------------------------------------------------------------- resume */
@@ -213,8 +172,8 @@ static int batch_run(struct batch *b, const char *in_path, const char *out_path,
         return SLM_EXIT_ERROR;
     }
     size_t total = count_lines(in_path), lineno = 0;
-    struct line_progress prog;
-    lp_init(&prog);
+    struct slm_cli_progress prog;
+    slm_cli_progress_init(&prog, slm_cli_stderr_tty(), SLM_CLI_PROGRESS_ITEMS);
     bool skipping = resume != NULL;
     char *line = NULL;
     size_t cap = 0;
@@ -222,7 +181,7 @@ static int batch_run(struct batch *b, const char *in_path, const char *out_path,
     int code = SLM_EXIT_OK;
     while (code == SLM_EXIT_OK && !slm_cli_interrupted && (n = getline(&line, &cap, in)) >= 0) {
         lineno++;
-        lp_update(&prog, "route", lineno, total, false);
+        slm_cli_progress_update(&prog, "route", lineno, total);
         struct slm_str s = slm_str_trim(slm_str_n(line, (size_t)n));
         if (s.len == 0) {
             continue;
@@ -238,7 +197,7 @@ static int batch_run(struct batch *b, const char *in_path, const char *out_path,
         }
         if (rc != SLM_OK) {
             json_decref(req);
-            lp_finish(&prog);
+            slm_cli_progress_finish(&prog);
             slm_cli_error(CMD, "%s%s", err.msg, fail_bad ? "" : " (skipped)");
             b->bad++;
             code = fail_bad ? SLM_EXIT_ERROR : SLM_EXIT_OK;
@@ -257,8 +216,7 @@ static int batch_run(struct batch *b, const char *in_path, const char *out_path,
         free(id);
         json_decref(req);
     }
-    lp_update(&prog, "route", lineno, total, true);
-    lp_finish(&prog);
+    slm_cli_progress_finish(&prog);
     if (skipping && code == SLM_EXIT_OK) {
         slm_cli_error(CMD, "%s ends with id '%s', which is not in %s: not resuming", out_path,
                       resume, in_path);
@@ -288,272 +246,93 @@ struct calib_args {
     long long limit;
 };
 
-/* The standard normal quantile of c in (0, 1), by bisection on erfc: the
- * number of standard errors a one-sided bound at confidence c lies below
- * the estimate. */
-static double normal_quantile(double c) {
-    double lo = -10, hi = 10;
-    for (int i = 0; i < 100; i++) {
-        double mid = (lo + hi) / 2;
-        if (0.5 * erfc(-mid / sqrt(2.0)) < c) {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    return (lo + hi) / 2;
-}
-
-static json_t *row_request(const json_t *row, const char *route, const char **answer) {
-    *answer = json_string_value(json_object_get(row, "answer"));
-    if (!*answer) {
-        *answer = json_string_value(json_object_get(row, "label"));
-    }
-    const json_t *msgs = json_object_get(row, "messages");
-    const char *input = json_string_value(json_object_get(row, "input"));
-    if (!*answer || (!json_is_array(msgs) && !input)) {
-        return NULL;
-    }
-    if (json_is_array(msgs)) {
-        return json_pack("{s:s, s:O}", "model", route, "messages", msgs);
-    }
-    return json_pack("{s:s, s:[{s:s, s:s}]}", "model", route, "messages", "role", "user", "content",
-                     input);
-}
-
-static bool same_answer(const char *a, const char *b) {
-    return slm_str_eq_nocase(slm_str_trim(slm_str_c(a)), slm_str_trim(slm_str_c(b)));
-}
-
-static int write_svg(const char *path, const struct slm_calib_point *pts, size_t n,
-                     const struct slm_calib_point *chosen) {
-    double max_cost = 0;
-    for (size_t i = 0; i < n; i++) {
-        max_cost = SLM_MAX(max_cost, pts[i].cost);
-    }
-    max_cost = max_cost > 0 ? max_cost : 1;
-    struct slm_buf b = {0};
-    int rc = slm_buf_puts(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" "
-                              "height=\"400\" font-family=\"sans-serif\" font-size=\"12\">\n"
-                              "<rect width=\"640\" height=\"400\" fill=\"white\"/>\n"
-                              "<text x=\"320\" y=\"20\" text-anchor=\"middle\">accuracy vs cost "
-                              "(slm route calibrate)</text>\n"
-                              "<line x1=\"60\" y1=\"360\" x2=\"620\" y2=\"360\" stroke=\"black\"/>"
-                              "<line x1=\"60\" y1=\"40\" x2=\"60\" y2=\"360\" stroke=\"black\"/>\n"
-                              "<text x=\"340\" y=\"390\" text-anchor=\"middle\">cost</text>"
-                              "<text x=\"15\" y=\"200\" transform=\"rotate(-90 15 200)\">"
-                              "accuracy</text>\n<polyline fill=\"none\" stroke=\"#2060c0\" "
-                              "stroke-width=\"2\" points=\"");
-    for (size_t i = 0; i < n && rc == SLM_OK; i++) {
-        rc = slm_buf_printf(&b, "%.1f,%.1f ", 60 + 560 * pts[i].cost / max_cost,
-                            360 - 320 * pts[i].accuracy);
-    }
-    if (rc == SLM_OK) {
-        rc = slm_buf_printf(&b,
-                            "\"/>\n<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"#c03020\"/>\n"
-                            "<text x=\"70\" y=\"55\">chosen: threshold %.4f, accuracy %.3f, "
-                            "cost %.4f</text>\n</svg>\n",
-                            60 + 560 * chosen->cost / max_cost, 360 - 320 * chosen->accuracy,
-                            chosen->threshold, chosen->accuracy, chosen->cost);
-    }
-    struct slm_err err = {0};
-    if (rc == SLM_OK) {
-        rc = slm_file_write_atomic(path, b.ptr, b.len, &err);
-    }
-    slm_buf_free(&b);
-    return rc;
-}
-
-/* Keeps the other routes of an existing thresholds file, replaces this one. */
-static int write_thresholds(const char *path, const char *route, const char *key, double value,
-                            const char *comment, struct slm_err *err) {
-    json_t *routes = json_object();
-    if (slm_file_exists(path)) {
-        struct slm_yaml_doc *doc = NULL;
-        int rc = slm_yaml_load_file(path, NULL, &doc, err);
-        if (rc != SLM_OK) {
-            json_decref(routes);
-            return rc;
-        }
-        json_t *old = json_object_get(slm_yaml_root(doc), "routes");
-        if (json_is_object(old)) {
-            json_object_update(routes, old);
-        }
-        slm_yaml_free(doc);
-    }
-    json_t *mine = json_object_get(routes, route);
-    if (!json_is_object(mine)) {
-        mine = json_object();
-        json_object_set_new(routes, route, mine);
-    }
-    json_object_set_new(mine, key, json_real(value));
-    struct slm_buf b = {0};
-    int rc = slm_buf_printf(&b, "# %s\nroutes:\n", comment);
-    const char *rname, *k;
-    json_t *rv, *v;
-    json_object_foreach(routes, rname, rv) {
-        if (rc == SLM_OK) {
-            rc = slm_buf_printf(&b, "  \"%s\":\n", rname);
-        }
-        json_object_foreach(rv, k, v) {
-            if (rc == SLM_OK && json_is_number(v)) {
-                rc = slm_buf_printf(&b, "    %s: %.17g\n", k, json_number_value(v));
-            }
-        }
-    }
-    if (rc == SLM_OK) {
-        rc = slm_file_write_atomic(path, b.ptr, b.len, err);
-    }
-    slm_buf_free(&b);
-    json_decref(routes);
-    return rc;
-}
-
-struct calib_data {
-    double *conf, *cost;
-    bool *correct;
-    size_t n, cap;
+struct calib_ui {
+    struct slm_cli_progress bar;
+    size_t total; /* lines in the data file */
 };
 
-static int calib_collect(struct slm_router *r, const struct calib_args *a,
-                         const struct slm_router_route *route, struct calib_data *d) {
-    const struct slm_router_config *cfg = slm_router_get_config(r);
-    const struct slm_router_local *t = &cfg->locals[route->local];
-    const struct slm_upstream_member *base = &cfg->pools[route->escalate[0]].members[0];
-    FILE *f = fopen(a->data, "r");
-    if (!f) {
-        slm_cli_error(CMD, "cannot open %s: %s", a->data, strerror(errno));
-        return SLM_EXIT_NOT_FOUND;
-    }
-    char *line = NULL;
-    size_t cap = 0, lineno = 0, total = count_lines(a->data);
-    ssize_t n;
-    struct line_progress prog;
-    lp_init(&prog);
-    int code = SLM_EXIT_OK;
-    while (code == SLM_EXIT_OK && !slm_cli_interrupted && (n = getline(&line, &cap, f)) >= 0 &&
-           (a->limit <= 0 || (long long)d->n < a->limit)) {
-        lineno++;
-        lp_update(&prog, "calibrate", lineno, total, false);
-        struct slm_str s = slm_str_trim(slm_str_n(line, (size_t)n));
-        json_t *row = NULL;
-        struct slm_err err = {0};
-        if (s.len == 0 || slm_json_parse(s.ptr, s.len, a->data, &row, &err) != SLM_OK) {
-            continue;
-        }
-        const char *answer = NULL;
-        json_t *req = row_request(row, route->name, &answer);
-        struct slm_router_local_result res;
-        int rc = req ? slm_router_run_local(r, route->name, req, &slm_cli_interrupted, &res, &err)
-                     : SLM_E_INVALID;
-        if (rc == SLM_OK && d->n == d->cap) {
-            d->cap = d->cap * 2 + 64;
-            d->conf = realloc(d->conf, d->cap * sizeof(double));
-            d->cost = realloc(d->cost, d->cap * sizeof(double));
-            d->correct = realloc(d->correct, d->cap * sizeof(bool));
-            rc = d->conf && d->cost && d->correct ? SLM_OK : SLM_E_NOMEM;
-        }
-        if (rc == SLM_OK) {
-            bool ok = res.status == SLM_OK;
-            double conf = !ok ? 0.0 : t->score_labels ? res.label_prob : res.tok.mean_prob;
-            d->conf[d->n] = isnan(conf) ? 0.0 : conf;
-            d->correct[d->n] = ok && same_answer(slm_buf_cstr(&res.text), answer);
-            d->cost[d->n] = slm_upstream_price(base, res.n_prompt, res.n_gen);
-            d->n++;
-        } else if (rc != SLM_E_ABORTED) {
-            lp_finish(&prog);
-            slm_cli_error(CMD, "%s:%zu: %s", a->data, lineno,
-                          err.msg[0] ? err.msg : "needs \"answer\" and \"input\" or \"messages\"");
-        }
-        if (req) {
-            slm_router_local_result_free(&res);
-        }
-        json_decref(req);
-        json_decref(row);
-    }
-    lp_finish(&prog);
-    free(line);
-    fclose(f);
-    return slm_cli_interrupted ? SLM_EXIT_INTERRUPTED : code;
+static void calib_progress(size_t lines, void *user) {
+    struct calib_ui *ui = user;
+    slm_cli_progress_update(&ui->bar, "calibrate", lines, ui->total);
 }
 
-static void print_curve(const struct slm_calib_point *pts, size_t n) {
-    printf("%10s %10s %10s %10s %10s\n", "THRESHOLD", "ESCALATED", "ACCURACY", "AT LEAST", "COST");
-    size_t step = n > 20 ? n / 20 : 1;
-    for (size_t i = 0; i < n; i++) {
-        if (i % step == 0 || i + 1 == n) {
-            printf("%10.4f %9.1f%% %9.1f%% %9.1f%% %10.6f\n", pts[i].threshold,
-                   100 * pts[i].share_escalated, 100 * pts[i].accuracy, 100 * pts[i].accuracy_low,
-                   pts[i].cost);
-        }
-    }
+static void calib_note(const char *line, void *user) {
+    struct calib_ui *ui = user;
+    slm_cli_progress_finish(&ui->bar);
+    slm_cli_error(CMD, "%s", line);
 }
 
-static int calib_report(const struct calib_args *a, const struct slm_router_config *cfg,
-                        const struct slm_router_route *route, const struct calib_data *d) {
-    if (d->n == 0) {
-        slm_cli_error(CMD, "no usable rows in %s", a->data);
-        return SLM_EXIT_ERROR;
-    }
-    double mean_cost = 0;
-    for (size_t i = 0; i < d->n; i++) {
-        mean_cost += d->cost[i] / (double)d->n;
-    }
-    struct slm_calib_params cp = {a->cloud_accuracy, 0.0, mean_cost, a->target,
-                                  normal_quantile(a->confidence)};
-    int64_t np = slm_calib_curve(d->conf, d->correct, NULL, d->cost, d->n, &cp, NULL, 0);
-    struct slm_calib_point *pts = np > 0 ? calloc((size_t)np, sizeof(*pts)) : NULL;
-    if (!pts) {
-        slm_cli_error(CMD, "cannot compute the curve");
-        return SLM_EXIT_ERROR;
-    }
-    slm_calib_curve(d->conf, d->correct, NULL, d->cost, d->n, &cp, pts, (size_t)np);
-    struct slm_calib_point chosen, oracle;
-    int rc = slm_calib_choose(d->conf, d->correct, NULL, d->cost, d->n, &cp, &chosen, &oracle);
-    size_t n_ok = 0;
-    for (size_t i = 0; i < d->n; i++) {
-        n_ok += d->correct[i];
-    }
-    printf("rows %zu, local accuracy %.1f%%, AUROC %.3f, ECE %.3f, cloud accuracy %.1f%%\n", d->n,
-           100.0 * (double)n_ok / (double)d->n, slm_calib_auroc(d->conf, d->correct, d->n),
-           slm_calib_ece(d->conf, d->correct, d->n, 10), 100 * a->cloud_accuracy);
-    print_curve(pts, (size_t)np);
-    printf("oracle: escalates %.1f%%, accuracy %.1f%%, cost %.6f\n", 100 * oracle.share_escalated,
-           100 * oracle.accuracy, oracle.cost);
-    if (rc == SLM_E_NOT_FOUND) {
-        printf("no threshold reaches %.1f%%; the most accurate point is used\n", 100 * a->target);
-    }
-    double th = isinf(chosen.threshold) ? 1.0 : chosen.threshold;
-    const char *key = cfg->locals[route->local].score_labels ? "label_prob" : "token_mean";
-    printf("chosen: %s %.4f: escalates %.1f%%, accuracy %.1f%% (at least %.1f%% with confidence "
-           "%.2f), cost %.6f\n",
-           key, th, 100 * chosen.share_escalated, 100 * chosen.accuracy, 100 * chosen.accuracy_low,
-           a->confidence, chosen.cost);
+/* Writes the thresholds file and the chart the flags ask for. */
+static int calib_write(const struct calib_args *a, const struct slm_router_config *cfg,
+                       const struct slm_router_route *route, const struct slm_router_calib *c) {
     int code = SLM_EXIT_OK;
     char out[4096];
     if (a->out) {
         snprintf(out, sizeof(out), "%s", a->out);
-    } else if (cfg->include_path) {
-        snprintf(out, sizeof(out), "%s", cfg->include_path);
     } else {
-        slm_path_join(out, sizeof(out), cfg->dir, "thresholds.yaml");
+        slm_router_thresholds_path(cfg, out, sizeof(out));
     }
     char comment[512];
     snprintf(comment, sizeof(comment),
              "written by slm route calibrate: target accuracy %.4f on %zu rows of %s", a->target,
-             d->n, a->data);
+             c->n, a->data);
     struct slm_err err = {0};
-    if (write_thresholds(out, route->name, key, th, comment, &err) != SLM_OK) {
+    if (slm_router_write_thresholds(out, route->name, c->key, c->threshold, comment, &err) !=
+        SLM_OK) {
         code = slm_cli_fail(CMD, err.code, &err);
     } else {
         printf("wrote %s%s\n", out,
                cfg->include_path ? "" : " (add `include: thresholds.yaml` to router.yaml)");
     }
-    if (a->svg && write_svg(a->svg, pts, (size_t)np, &chosen) != SLM_OK) {
-        slm_cli_error(CMD, "cannot write %s", a->svg);
+    if (a->svg) {
+        struct slm_buf svg = {0};
+        int rc = slm_router_calib_svg(c, &svg);
+        if (rc == SLM_OK) {
+            rc = slm_file_write_atomic(a->svg, svg.ptr, svg.len, &err);
+        }
+        slm_buf_free(&svg);
+        if (rc != SLM_OK) {
+            slm_cli_error(CMD, "cannot write %s", a->svg);
+            code = SLM_EXIT_ERROR;
+        }
+    }
+    return code;
+}
+
+static int calib_run(struct slm_router *r, const struct calib_args *a,
+                     const struct slm_router_route *route) {
+    struct calib_ui ui = {.total = count_lines(a->data)};
+    slm_cli_progress_init(&ui.bar, slm_cli_stderr_tty(), SLM_CLI_PROGRESS_ITEMS);
+    struct slm_router_calib_params cp = slm_router_calib_params_default();
+    cp.cloud_accuracy = a->cloud_accuracy;
+    cp.target_accuracy = a->target;
+    cp.confidence = a->confidence;
+    cp.limit = a->limit > 0 ? (size_t)a->limit : 0;
+    cp.cancel = &slm_cli_interrupted;
+    cp.progress = calib_progress;
+    cp.note = calib_note;
+    cp.user = &ui;
+    struct slm_router_calib c;
+    struct slm_err err = {0};
+    int rc = slm_router_calibrate(r, route->name, a->data, &cp, &c, &err);
+    slm_cli_progress_finish(&ui.bar);
+    if (rc == SLM_E_ABORTED) {
+        return SLM_EXIT_INTERRUPTED;
+    }
+    if (rc != SLM_OK) {
+        return slm_cli_fail(CMD, rc, &err);
+    }
+    struct slm_buf report = {0};
+    int code = SLM_EXIT_OK;
+    if (slm_router_calib_report(&c, &report) == SLM_OK) {
+        fputs(slm_buf_cstr(&report), stdout);
+        code = calib_write(a, slm_router_get_config(r), route, &c);
+    } else {
+        slm_cli_error(CMD, "out of memory");
         code = SLM_EXIT_ERROR;
     }
-    free(pts);
+    slm_buf_free(&report);
+    slm_router_calib_free(&c);
     return code;
 }
 
@@ -623,17 +402,10 @@ static int calibrate(int argc, char **argv) {
         slm_cli_error(CMD, "route '%s' has no upstream to escalate to", route->name);
         code = SLM_EXIT_USAGE;
     }
-    struct calib_data d = {0};
     if (code == SLM_EXIT_OK) {
         slm_cli_trap_signals();
-        code = calib_collect(r, &a, route, &d);
+        code = calib_run(r, &a, route);
     }
-    if (code == SLM_EXIT_OK) {
-        code = calib_report(&a, cfg, route, &d);
-    }
-    free(d.conf);
-    free(d.cost);
-    free(d.correct);
     slm_router_free(r);
     return code;
 }

@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "slm/router.h"
 #include "slm/server.h"
+#include "slm/store.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -89,7 +90,8 @@ struct serve_args {
     struct slm_server_params sp;
     struct slm_pool_params pp;
     long long ctx_size;
-    const char *router_path; /* --router */
+    const char *router_path;     /* --router */
+    struct slm_pull_params pull; /* POST /api/pull: settings from the environment */
 };
 
 /* "8M", "512K", "2GB", "1048576" -> bytes. */
@@ -364,6 +366,9 @@ static int run(int argc, char **argv) {
     a.sp = slm_server_params_default();
     a.pp = slm_pool_params_default();
     a.sp.api_key = getenv("SLM_API_KEY");
+    a.pull = slm_pull_params_default();
+    slm_cli_pull_env(&a.pull);
+    a.sp.pull = &a.pull;
     int code = parse_args(argc, argv, &a);
     if (code != SLM_EXIT_OK) {
         return code < 0 ? SLM_EXIT_OK : code;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/progress.h"
 #include "slm/engine.h"
 #include "slm/store.h"
 #include "slm/tune.h"
@@ -231,6 +232,10 @@ static int finish_opts(struct tune_cli *c, const char *data, struct slm_tune_mod
     *mp = slm_tune_model_params_default();
     mp->trainable = c->p.method == SLM_TUNE_FULL;
     mp->device = c->device;
+    /* Measurement and test switches (docs/commands.md, "Environment"). */
+    mp->cpu_sched = slm_cli_env_on("SLM_TUNE_CPU_SCHED");
+    c->p.no_weight_transpose = slm_cli_env_on("SLM_TUNE_NO_TRANSPOSE");
+    c->p.no_graph_rewrite = slm_cli_env_on("SLM_TUNE_NO_REWRITE");
     const char *bts[] = {"auto", "f32", "keep", "q8_0"};
     bool ok = !c->base_type;
     for (int k = 0; k < 4 && !ok; k++) {
@@ -347,20 +352,9 @@ static int load_data(struct tune_cli *c, const char *data, struct slm_tune_model
     return rc;
 }
 
-static void fmt_duration(double s, char *out, size_t cap) {
-    if (!isfinite(s) || s < 0) {
-        snprintf(out, cap, "?");
-    } else if (s >= 3600) {
-        snprintf(out, cap, "%dh%02dm", (int)(s / 3600), (int)(fmod(s, 3600) / 60));
-    } else if (s >= 60) {
-        snprintf(out, cap, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
-    } else {
-        snprintf(out, cap, "%.1fs", s);
-    }
-}
-
 struct progress_state {
-    bool tty, quiet, out_of_time;
+    struct slm_cli_progress line;
+    bool quiet, out_of_time;
     uint32_t every;
     double t0, limit;
 };
@@ -368,17 +362,18 @@ struct progress_state {
 static int on_progress(const struct slm_tune_progress *pr, void *user) {
     struct progress_state *ps = user;
     if (!ps->quiet &&
-        (ps->tty || pr->did_eval || pr->step % ps->every == 0 || pr->step == pr->n_steps)) {
-        char eta[32], valid[32] = "";
-        fmt_duration(pr->eta_s, eta, sizeof(eta));
+        (ps->line.tty || pr->did_eval || pr->step % ps->every == 0 || pr->step == pr->n_steps)) {
+        char eta[16], valid[32] = "", text[256];
+        slm_cli_format_duration(eta, sizeof(eta), pr->eta_s);
         if (isfinite(pr->valid_loss)) {
             snprintf(valid, sizeof(valid), " valid %.4f", (double)pr->valid_loss);
         }
-        fprintf(stderr, "%sstep %u/%u  epoch %.2f  loss %.4f%s  lr %.2e  %.0f tok/s  ETA %s%s",
-                ps->tty ? "\r\033[K" : "", pr->step, pr->n_steps, pr->epoch, (double)pr->loss,
-                valid, (double)pr->lr, pr->tokens_per_s, eta,
-                ps->tty && pr->step != pr->n_steps && !pr->did_eval ? "" : "\n");
-        fflush(stderr);
+        snprintf(text, sizeof(text),
+                 "step %u/%u  epoch %.2f  loss %.4f%s  lr %.2e  %.0f tok/s  ETA %s", pr->step,
+                 pr->n_steps, pr->epoch, (double)pr->loss, valid, (double)pr->lr, pr->tokens_per_s,
+                 eta);
+        /* A validation pass and the last step stay on screen. */
+        slm_cli_progress_status(&ps->line, text, pr->did_eval || pr->step == pr->n_steps);
     }
     if (ps->limit > 0 && slm_time_mono() - ps->t0 >= ps->limit && pr->step < pr->n_steps) {
         ps->out_of_time = true;
@@ -433,7 +428,7 @@ static void final_report(struct slm_trainer *tr, const struct tune_cli *c, doubl
     struct slm_err err = {0};
     bool svg = slm_tune_write_svg(c->report, tl, ntl, vl, vs, nvl, &err) == SLM_OK;
     char t[32], size[32];
-    fmt_duration(secs, t, sizeof(t));
+    slm_cli_format_duration(t, sizeof(t), secs);
     slm_format_size(size, sizeof(size), (uint64_t)slm_file_size(c->out));
     /* The last few steps' mean is steadier than the last step alone. */
     double tail = 0;
@@ -546,10 +541,12 @@ static int run(int argc, char **argv) {
     double t0 = slm_time_mono();
     bool stopped = false, out_of_time = false;
     if (rc == SLM_OK) {
-        struct progress_state ps = {slm_cli_stderr_tty(), c.quiet, false, 1, t0, c.time_limit};
+        struct progress_state ps = {.quiet = c.quiet, .every = 1, .t0 = t0, .limit = c.time_limit};
+        slm_cli_progress_init(&ps.line, slm_cli_stderr_tty(), SLM_CLI_PROGRESS_ITEMS);
         ps.every = slm_trainer_n_steps(tr) >= 20 ? slm_trainer_n_steps(tr) / 20 : 1;
         slm_cli_trap_signals();
         rc = slm_trainer_run(tr, on_progress, &ps, &err);
+        slm_cli_progress_finish(&ps.line);
         if (rc == SLM_E_ABORTED) {
             /* Stopped by a signal or the time limit: the weights so far are
              * useful, so the output is written too. */

@@ -1,13 +1,16 @@
 /*
  * cli/common.c - helpers shared by the command files: errors, exit codes,
- * flag value parsing, signals.
+ * flag value parsing, signals, the environment variables that set params.
  */
 #include "cli/cli.h"
 
 #include <signal.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "slm/store.h"
 
 volatile int slm_cli_interrupted;
 
@@ -66,6 +69,24 @@ bool slm_cli_float(const char *cmd, const char *flag, const char *val, double lo
     }
     *out = v;
     return true;
+}
+
+bool slm_cli_env_on(const char *name) {
+    const char *v = getenv(name);
+    return v && v[0] && strcmp(v, "0") != 0;
+}
+
+void slm_cli_pull_env(struct slm_pull_params *pp) {
+    pp->endpoint = getenv("SLM_HF_ENDPOINT");
+    pp->token = getenv("HF_TOKEN");
+    if (!pp->mirror || !pp->mirror[0]) {
+        pp->mirror = getenv("SLM_MIRROR");
+    }
+    const char *backoff = getenv("SLM_PULL_BACKOFF_MS");
+    int64_t v;
+    if (backoff && slm_parse_i64(slm_str_c(backoff), &v) == SLM_OK && v >= 0 && v <= 60000) {
+        pp->backoff_ms = v == 0 ? -1 : (int)v; /* tests retry without waiting */
+    }
 }
 
 bool slm_cli_stdout_tty(void) {

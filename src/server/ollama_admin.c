@@ -76,7 +76,8 @@ static void *pull_main(void *arg) {
     push_line(pj, json_pack("{s:s}", "status", "pulling manifest"));
     int rc = slm_store_open(pj->home, &store, &err);
     if (rc == SLM_OK) {
-        struct slm_pull_params pp = slm_pull_params_default();
+        const struct slm_pull_params *dp = pj->srv->p.pull;
+        struct slm_pull_params pp = dp ? *dp : slm_pull_params_default();
         pp.progress = on_progress;
         pp.note = on_note;
         pp.user = pj;

@@ -10,8 +10,10 @@
  * points at a broken download.
  *
  * Network: libcurl, http(s) only, redirects followed (Hugging Face redirects
- * to its CDN); HF_TOKEN is sent as a bearer token to the Hugging Face
- * endpoint only. Thread safety: one pull per store handle at a time.
+ * to its CDN); the params' token is sent as a bearer token to the Hugging
+ * Face endpoint only. Reads no environment variable: the CLI maps SLM_MIRROR,
+ * SLM_HF_ENDPOINT, HF_TOKEN and SLM_PULL_BACKOFF_MS onto the params.
+ * Thread safety: one pull per store handle at a time.
  */
 #include "slm/store.h"
 
@@ -185,7 +187,7 @@ static enum outcome transfer(struct pull *pl, const char *url, struct xfer *x, l
     char cerr[CURL_ERROR_SIZE] = "";
     char range[32];
     struct curl_slist *hdr = NULL;
-    const char *token = getenv("HF_TOKEN");
+    const char *token = pl->p->token;
     if (pl->send_token && token && token[0]) {
         char auth[1024];
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
@@ -315,9 +317,6 @@ static bool is_url(const char *s) {
 
 static int setup_base(struct pull *pl, struct slm_err *err) {
     const char *mirror = pl->p->mirror;
-    if (!mirror || !mirror[0]) {
-        mirror = getenv("SLM_MIRROR");
-    }
     const char *base;
     if (mirror && mirror[0]) {
         if (strncmp(mirror, "file://", 7) == 0) {
@@ -335,10 +334,7 @@ static int setup_base(struct pull *pl, struct slm_err *err) {
         }
         return SLM_OK;
     }
-    base = pl->p->endpoint && pl->p->endpoint[0] ? pl->p->endpoint : getenv("SLM_HF_ENDPOINT");
-    if (!base || !base[0]) {
-        base = DEFAULT_ENDPOINT;
-    }
+    base = pl->p->endpoint && pl->p->endpoint[0] ? pl->p->endpoint : DEFAULT_ENDPOINT;
     if (!is_url(base) || strncmp(base, "file://", 7) == 0) {
         return slm_err_set(err, SLM_E_INVALID, "endpoint '%s' is not an http(s) URL", base);
     }
@@ -819,13 +815,7 @@ int slm_pull(struct slm_store *store, const char *text, const struct slm_pull_pa
     pl.res = result ? result : &local_res;
     memset(pl.res, 0, sizeof(*pl.res));
     pl.max_retries = pl.p->max_retries == 0 ? 5 : SLM_MAX(pl.p->max_retries, 0);
-    pl.backoff_ms = pl.p->backoff_ms > 0 ? pl.p->backoff_ms : 500;
-    const char *env_backoff = getenv("SLM_PULL_BACKOFF_MS");
-    int64_t v;
-    if (pl.p->backoff_ms <= 0 && env_backoff &&
-        slm_parse_i64(slm_str_c(env_backoff), &v) == SLM_OK && v >= 0 && v <= 60000) {
-        pl.backoff_ms = (int)v; /* tests retry without waiting */
-    }
+    pl.backoff_ms = pl.p->backoff_ms > 0 ? pl.p->backoff_ms : pl.p->backoff_ms < 0 ? 0 : 500;
 
     struct slm_source src;
     int rc = slm_source_parse(text, &src, err);

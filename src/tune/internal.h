@@ -154,11 +154,6 @@ static inline double slm__rng_unit(uint64_t *s) {
 }
 
 int32_t slm__default_threads(void);
-/* An environment switch: set, non-empty and not "0" (measurement, tests). */
-static inline bool slm__env_on(const char *name) {
-    const char *v = getenv(name);
-    return v && v[0] && strcmp(v, "0") != 0;
-}
 /* `asked` when given; else one thread for models under 20M parameters
  * (ggml meets its threads at a spinning barrier after every op, and a small
  * model's ops are too short to pay for it: 7-9x slower with two threads on a

@@ -522,8 +522,7 @@ static int open_device(struct slm_tune_model *m, struct slm_err *err) {
     }
     if (m->dev == cpu) {
         m->backend = m->backend_cpu;
-        /* measurement, like cpu_sched */
-        m->use_sched = m->params.cpu_sched || slm__env_on("SLM_TUNE_CPU_SCHED");
+        m->use_sched = m->params.cpu_sched;
         return SLM_OK;
     }
     /* ggml-vulkan reorders a graph's nodes before running it; on these

@@ -17,6 +17,9 @@
  * get a uniform label, so their gradient is exactly zero
  * (ggml_cross_entropy_loss alone would still push the softmax of an all-zero
  * label row).
+ *
+ * After autodiff the backward and evaluation graphs go through the kernel
+ * rewriter (rewrite.c), which swaps slow kernels for fast equivalents.
  */
 #include "slm/tune.h"
 
@@ -271,317 +274,6 @@ static long param_index(const struct slm_trainer *tr, const struct ggml_tensor *
     return -1;
 }
 
-/* ---------------------------------------------------------------- transposed weights */
-
-/*
- * The gradient of mul_mat(W, x) with respect to x is W^T g, which ggml's
- * autodiff computes as out_prod(W, transpose(g)). For a quantized W that
- * kernel dequantizes every row of W once per token (T times the whole
- * matrix): on a 135M model it was 40% of a step. A frozen weight never
- * changes, so a transposed copy Wt ([n_out, n_in], same type) turns that node
- * into mul_mat(Wt, g), the fast quantized matmul (or sgemm for F32).
- */
-static struct ggml_tensor *transposed(struct slm_trainer *tr, struct ggml_tensor *w) {
-    for (size_t i = 0; i < tr->n_wt; i++) {
-        if (tr->wt_src[i] == w) {
-            return tr->wt[i];
-        }
-    }
-    if (tr->n_wt == tr->cap_wt) {
-        return NULL;
-    }
-    struct ggml_tensor *t = ggml_new_tensor_2d(tr->ctx_wt, w->type, w->ne[1], w->ne[0]);
-    ggml_format_name(t, "%.*s.T", GGML_MAX_NAME - 3, ggml_get_name(w));
-    tr->wt_src[tr->n_wt] = w;
-    tr->wt[tr->n_wt++] = t;
-    if (w->type == GGML_TYPE_F32) {
-        tr->wt_f32_bytes += ggml_nbytes(w);
-    }
-    return t;
-}
-
-/* Quantized frozen weights always; F32 ones while the copies stay under a
- * budget (a copy doubles F32 memory). The backward pass meets the output
- * projection first, the largest weight, whose per-step transpose would
- * otherwise be the largest transient tensor of the step: a copy of it costs
- * little peak memory. Weights without a copy are transposed in the graph
- * (`rewrite_node`), which beats F32 out_prod but costs time every step. */
-#define SLM_TUNE_F32_TRANSPOSE_MAX ((size_t)256 << 20)
-
-static bool reroutable(const struct slm_trainer *tr, const struct ggml_tensor *w) {
-    if (!slm__bufs_has(tr->m->bufs_w, w->buffer) || (w->flags & GGML_TENSOR_FLAG_PARAM) ||
-        ggml_n_dims(w) != 2 || w->ne[1] % ggml_blck_size(w->type) != 0) {
-        return false;
-    }
-    if (ggml_is_quantized(w->type)) {
-        return true;
-    }
-    if (w->type != GGML_TYPE_F32) {
-        return false;
-    }
-    for (size_t i = 0; i < tr->n_wt; i++) {
-        if (tr->wt_src[i] == w) {
-            return true;
-        }
-    }
-    return tr->wt_f32_bytes + ggml_nbytes(w) <= SLM_TUNE_F32_TRANSPOSE_MAX;
-}
-
-/* Fills Wt = transpose(W), row by row through F32. */
-static int fill_transposed(struct ggml_tensor *wt, const struct ggml_tensor *w) {
-    const int64_t n_in = w->ne[0], n_out = w->ne[1];
-    const struct ggml_type_traits *tr = ggml_get_type_traits(w->type);
-    /* W itself when it is in host memory (one buffer less: init's peak
-     * memory counts too), else a copy read back from the device */
-    const bool host = ggml_backend_buffer_is_host(w->buffer);
-    void *wcopy = host ? NULL : malloc(ggml_nbytes(w));
-    if (!host && !wcopy) {
-        return SLM_E_NOMEM;
-    }
-    if (!host) {
-        ggml_backend_tensor_get(w, wcopy, 0, ggml_nbytes(w));
-    }
-    const void *wdata = host ? w->data : wcopy;
-    if (w->type == GGML_TYPE_F32) {
-        float *ft = malloc(ggml_nbytes(wt));
-        if (!ft) {
-            free(wcopy);
-            return SLM_E_NOMEM;
-        }
-        const float *f = (const float *)wdata;
-        for (int64_t o = 0; o < n_out; o++) {
-            for (int64_t i = 0; i < n_in; i++) {
-                ft[i * n_out + o] = f[o * n_in + i];
-            }
-        }
-        ggml_backend_tensor_set(wt, ft, 0, ggml_nbytes(wt));
-        free(ft);
-        free(wcopy);
-        return SLM_OK;
-    }
-    float *f = malloc((size_t)(n_in * n_out) * sizeof(float));
-    float *ft = malloc((size_t)(n_in * n_out) * sizeof(float));
-    void *q = malloc(ggml_nbytes(wt));
-    if (!f || !ft || !q) {
-        free(f);
-        free(ft);
-        free(q);
-        free(wcopy);
-        return SLM_E_NOMEM;
-    }
-    tr->to_float(wdata, f, n_in * n_out);
-    free(wcopy);
-    for (int64_t o = 0; o < n_out; o++) {
-        for (int64_t i = 0; i < n_in; i++) {
-            ft[i * n_out + o] = f[o * n_in + i];
-        }
-    }
-    ggml_quantize_chunk(wt->type, ft, q, 0, n_in, n_out, NULL);
-    ggml_backend_tensor_set(wt, q, 0, ggml_nbytes(wt));
-    free(f);
-    free(ft);
-    free(q);
-    return SLM_OK;
-}
-
-/*
- * Rewrites that keep the math and change the kernel. ggml's CPU out_prod
- * vectorizes along its output's first dimension only, and only in chunks of
- * 64 floats: with a LoRA rank of 16 or a head size of 8 it runs scalar code.
- * Its matmul (tinyBLAS) is fast when the contraction is a multiple of 16 and
- * slow when it is tiny (8: stories260K's heads). So, node by node:
- *
- * - out_prod(W, transpose(g)) with W a frozen weight: mul_mat(Wt, g), with Wt
- *   a transposed copy made once at init (see `transposed`);
- * - any other F32 out_prod(a, b) whose first dimension is short or whose b is
- *   a transposed view with a long contraction (a short one, a LoRA rank, is
- *   read in contiguous runs): transpose(out_prod(b, a)) when b has long rows (only
- *   the small result is copied), else mul_mat(aT, bT) with the transposes
- *   made contiguous by copies in the graph, when the contraction suits the
- *   matmul;
- * - mul_mat(a, b) with a contraction of 16 or less (attention's K·Q on tiny
- *   heads, LoRA's B (A x) at rank 16): out_prod(aT, transpose(b)),
- *   vectorized along the long side. tinyBLAS sums each output over the
- *   contraction in one register and then across it, so a contraction of 16
- *   is one multiply-add per horizontal sum: on a 135M model those 420
- *   matmuls took 7% of a step and did not scale with threads; as out_prod
- *   they take a third of that.
- *
- * New tensors go into a new graph (the nodes in order, each with its sources
- * first). SLM_TUNE_NO_REWRITE=1 turns the last two off (tests compare).
- */
-struct rewriter {
-    struct slm_trainer *tr;
-    struct ggml_context *ctx;
-    struct ggml_tensor **memo_src, **memo_t;
-    size_t n_memo, cap_memo;
-    bool weights, general, added; /* added: new tensors, so a new graph */
-    bool cpu;                     /* the device is the CPU (whose kernels these suit) */
-};
-
-/* Contractions this short go to out_prod rather than the matmul. */
-#define SLM_TUNE_SHORT_K 16
-
-/* A contiguous transpose of t (dims 0 and 1), made once per tensor. */
-static struct ggml_tensor *ctrans(struct rewriter *rw, struct ggml_tensor *t) {
-    if (t->op == GGML_OP_TRANSPOSE && ggml_is_contiguous(t->src[0])) {
-        return t->src[0];
-    }
-    for (size_t i = 0; i < rw->n_memo; i++) {
-        if (rw->memo_src[i] == t) {
-            return rw->memo_t[i];
-        }
-    }
-    struct ggml_tensor *c = ggml_cont(rw->ctx, ggml_transpose(rw->ctx, t));
-    rw->added = true;
-    if (rw->n_memo < rw->cap_memo) {
-        rw->memo_src[rw->n_memo] = t;
-        rw->memo_t[rw->n_memo++] = c;
-    }
-    return c;
-}
-
-static bool is_f32(const struct ggml_tensor *t) {
-    return t && t->type == GGML_TYPE_F32;
-}
-
-static void set_op(struct ggml_tensor *node, enum ggml_op op, struct ggml_tensor *a,
-                   struct ggml_tensor *b) {
-    node->op = op;
-    memset(node->op_params, 0, sizeof(node->op_params));
-    node->src[0] = a;
-    node->src[1] = b;
-}
-
-static void rewrite_node(struct rewriter *rw, struct ggml_tensor *node) {
-    struct ggml_tensor *a = node->src[0], *b = node->src[1];
-    if (!a || !b) {
-        return;
-    }
-    if (node->op == GGML_OP_OUT_PROD && rw->weights && reroutable(rw->tr, a) &&
-        b->op == GGML_OP_TRANSPOSE && is_f32(b->src[0])) {
-        struct ggml_tensor *wt = transposed(rw->tr, a);
-        if (wt) {
-            set_op(node, GGML_OP_MUL_MAT, wt, b->src[0]);
-            return;
-        }
-    }
-    if (!rw->general || !is_f32(a) || !is_f32(b) || a->ne[3] != 1 || b->ne[3] != 1) {
-        return;
-    }
-    if (node->op == GGML_OP_OUT_PROD) {
-        /* out_prod(a, b)[i, j] = sum_k a[i, k] b[j, k] = mul_mat(aT, bT) */
-        const int64_t k = a->ne[1];
-        /* A transposed b is read along k: on the CPU fine while k is a
-         * LoRA rank (16 floats in a row), slow when it is a sequence. A
-         * GPU's out_prod wants contiguous sources: there it is rewritten. */
-        bool slow = a->ne[0] < 64 || (ggml_is_transposed(b) && (!rw->cpu || k > SLM_TUNE_SHORT_K));
-        bool fits = k % 16 == 0 || k >= 128;
-        if (!slow) {
-            return;
-        }
-        if (!ggml_is_transposed(b) && b->ne[0] >= 64 && a->ne[2] == b->ne[2]) {
-            /* = transpose(out_prod(b, a)): vectorized along b's long rows, and
-             * only the small result is transposed (not b) */
-            struct ggml_tensor *t = ggml_out_prod(rw->ctx, b, a);
-            set_op(node, GGML_OP_CONT, ggml_transpose(rw->ctx, t), NULL);
-            rw->added = true;
-        } else if (fits) {
-            set_op(node, GGML_OP_MUL_MAT, ctrans(rw, a), ctrans(rw, b));
-        }
-    } else if (node->op == GGML_OP_MUL_MAT && rw->cpu) {
-        /* mul_mat(a, b)[i, j] = sum_k a[k, i] b[k, j] = out_prod(aT, transpose(b)).
-         * CPU only: a GPU's out_prod wants contiguous sources, so this one
-         * would fall back to the CPU there. */
-        if (a->ne[0] <= SLM_TUNE_SHORT_K && a->ne[1] >= 64 && ggml_is_contiguous(a)) {
-            set_op(node, GGML_OP_OUT_PROD, ctrans(rw, a), ggml_transpose(rw->ctx, b));
-            rw->added = true;
-        }
-    }
-}
-
-static bool is_view_op(enum ggml_op op) {
-    return op == GGML_OP_VIEW || op == GGML_OP_RESHAPE || op == GGML_OP_PERMUTE ||
-           op == GGML_OP_TRANSPOSE;
-}
-
-static int rewrite_graph(struct slm_trainer *tr, struct ggml_cgraph **g, bool weights,
-                         struct slm_err *err) {
-    struct rewriter rw = {tr, tr->ctx_graph, NULL, NULL, 0, 0, false, false, false, false};
-    rw.cpu = tr->m->backend == tr->m->backend_cpu;
-    rw.weights = weights && !slm__env_on("SLM_TUNE_NO_TRANSPOSE"); /* memory over speed; tests */
-    rw.general = !slm__env_on("SLM_TUNE_NO_REWRITE");
-    int n = ggml_graph_n_nodes(*g);
-    rw.cap_memo = (size_t)n;
-    rw.memo_src = calloc(rw.cap_memo, sizeof(*rw.memo_src));
-    rw.memo_t = calloc(rw.cap_memo, sizeof(*rw.memo_t));
-    if (!rw.memo_src || !rw.memo_t) {
-        free(rw.memo_src);
-        free(rw.memo_t);
-        return slm_err_set(err, SLM_E_NOMEM, "out of memory");
-    }
-    for (int i = 0; i < n; i++) {
-        rewrite_node(&rw, ggml_graph_node(*g, i));
-    }
-    free(rw.memo_src);
-    free(rw.memo_t);
-    if (rw.added) {
-        struct ggml_cgraph *ng = ggml_new_graph_custom(tr->ctx_graph, SLM_TUNE_GRAPH_SIZE, false);
-        for (int i = 0; i < n; i++) {
-            /* Views come in with their users: a view nobody reads any more
-             * (the transpose a rewrite replaced) would otherwise keep its
-             * source allocated to the end of the graph. */
-            struct ggml_tensor *node = ggml_graph_node(*g, i);
-            if (!is_view_op(node->op)) {
-                ggml_build_forward_expand(ng, node);
-            }
-        }
-        *g = ng;
-    }
-    return SLM_OK;
-}
-
-static bool wt_on_dev(const struct ggml_tensor *t, void *user) {
-    const struct slm_trainer *tr = user;
-    for (size_t i = 0; i < tr->n_wt; i++) {
-        if (tr->wt[i] == t) {
-            return !ggml_backend_buffer_is_host(tr->wt_src[i]->buffer) ||
-                   ggml_backend_buffer_get_type(tr->wt_src[i]->buffer) == slm__dev_buft(tr->m);
-        }
-    }
-    return false;
-}
-
-/* Allocates and fills the transposed weight copies `rewrite_graph` asked for. */
-static int fill_weights_t(struct slm_trainer *tr, struct slm_err *err) {
-    if (tr->n_wt == 0) {
-        return SLM_OK;
-    }
-    /* Each copy where its weight is: the device supports mul_mat on that type. */
-    if (slm__bufs_alloc(&tr->buf_wt, tr->ctx_wt, slm__dev_buft(tr->m), wt_on_dev, tr,
-                        GGML_BACKEND_BUFFER_USAGE_WEIGHTS) != SLM_OK) {
-        return slm_err_set(err, SLM_E_NOMEM, "cannot allocate transposed weights");
-    }
-    for (size_t i = 0; i < tr->n_wt; i++) {
-        if (fill_transposed(tr->wt[i], tr->wt_src[i]) != SLM_OK) {
-            return slm_err_set(err, SLM_E_NOMEM, "out of memory transposing weights");
-        }
-    }
-    return SLM_OK;
-}
-
-static int init_weights_t(struct slm_trainer *tr, struct slm_err *err) {
-    tr->cap_wt = (size_t)tr->m->hp.n_layer * SLM_TUNE_N_PROJ + 2;
-    tr->wt = calloc(tr->cap_wt, sizeof(*tr->wt));
-    tr->wt_src = calloc(tr->cap_wt, sizeof(*tr->wt_src));
-    struct ggml_init_params ip = {(tr->cap_wt + 1) * ggml_tensor_overhead(), NULL, true};
-    tr->ctx_wt = ggml_init(ip);
-    if (!tr->wt || !tr->wt_src || !tr->ctx_wt) {
-        return slm_err_set(err, SLM_E_NOMEM, "out of memory");
-    }
-    return SLM_OK;
-}
-
 static int build_graphs(struct slm_trainer *tr, struct slm_err *err) {
     /* forward (twice), backward, optimizer, and the rewritten copies */
     size_t mem = (size_t)SLM_TUNE_GRAPH_SIZE * 5 * ggml_tensor_overhead() +
@@ -625,15 +317,18 @@ static int build_graphs(struct slm_trainer *tr, struct slm_err *err) {
     tr->gb = ggml_graph_dup(ctx, tr->gf, true);
     ggml_build_backward_expand(ctx, tr->gb, grad_accs);
     free(grad_accs);
-    int rc = init_weights_t(tr, err);
+    /* Kernel rewrites (rewrite.c); transposed weights only in the backward pass. */
+    struct slm__rewrite_opts ro = {!tr->p.no_weight_transpose, !tr->p.no_graph_rewrite};
+    struct slm__rewrite_opts ro_eval = {false, ro.general};
+    int rc = slm__wt_init(&tr->wt, (size_t)tr->m->hp.n_layer * SLM_TUNE_N_PROJ + 2, err);
     if (rc == SLM_OK) {
-        rc = rewrite_graph(tr, &tr->gb, true, err);
+        rc = slm__rewrite_graph(tr->m, &tr->wt, ctx, &tr->gb, ro, err);
     }
     if (rc == SLM_OK) {
-        rc = rewrite_graph(tr, &tr->gf_eval, false, err);
+        rc = slm__rewrite_graph(tr->m, &tr->wt, ctx, &tr->gf_eval, ro_eval, err);
     }
     if (rc == SLM_OK) {
-        rc = fill_weights_t(tr, err);
+        rc = slm__wt_fill(tr->m, &tr->wt, err);
     }
     if (rc != SLM_OK) {
         return rc;
@@ -778,12 +473,7 @@ void slm_trainer_free(struct slm_trainer *tr) {
     slm__runner_free(tr->run_train);
     slm__runner_free(tr->run_eval);
     slm__runner_free(tr->run_opt);
-    slm__bufs_free(&tr->buf_wt);
-    if (tr->ctx_wt) {
-        ggml_free(tr->ctx_wt);
-    }
-    free(tr->wt);
-    free(tr->wt_src);
+    slm__wt_free(&tr->wt);
     if (tr->ctx_graph) {
         ggml_free(tr->ctx_graph);
     }

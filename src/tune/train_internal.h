@@ -1,7 +1,8 @@
 /*
  * tune/train_internal.h - the trainer's state, shared by train.c (graph and
  * loop), plan.c (packing rows into micro-batches) and save.c (checkpoints,
- * adapters, full models). Never included outside src/tune/.
+ * adapters, full models); the kernel rewriter (rewrite.h) sees none of it.
+ * Never included outside src/tune/.
  */
 #ifndef SLM_TUNE_TRAIN_INTERNAL_H
 #define SLM_TUNE_TRAIN_INTERNAL_H
@@ -9,6 +10,7 @@
 #include <ggml-alloc.h>
 
 #include "tune/internal.h"
+#include "tune/rewrite.h"
 
 struct slm_dataset {
     int32_t *tokens; /* all examples back to back */
@@ -67,12 +69,8 @@ struct slm_trainer {
     size_t n_params;
     uint64_t n_trainable;
 
-    /* transposed copies of frozen quantized weights for the backward pass */
-    struct ggml_context *ctx_wt;
-    struct slm__bufs buf_wt;
-    struct ggml_tensor **wt, **wt_src;
-    size_t n_wt, cap_wt;
-    size_t wt_f32_bytes; /* F32 copies so far (they have a budget) */
+    /* transposed copies of frozen weights for the backward pass (rewrite.c) */
+    struct slm__wt_set wt;
 
     struct slm__plan plan, vplan;
     struct slm__batch hb;

@@ -1,13 +1,16 @@
 /*
- * test_base.c - strings, buffers, arenas, files, sha256, numbers, UTF-8.
+ * test_base.c - strings, buffers, arenas, files, sha256, numbers, UTF-8, the
+ * SVG chart writer.
  */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "slm/base.h"
 #include "slm/json.h"
+#include "slm/svg.h"
 
 Test(base, str_views) {
     struct slm_str s = SLM_STR("  hello world \n");
@@ -165,4 +168,47 @@ Test(base, json_helpers) {
     cr_assert_str_eq(out.ptr, "{\"n\":3,\"s\":\"x\",\"b\":true}");
     slm_buf_free(&out);
     json_decref(v);
+}
+
+static size_t pct_label(double v, char *out, size_t cap, void *user) {
+    (void)user;
+    return (size_t)snprintf(out, cap, "%.0f%%", 100 * v);
+}
+
+Test(base, svg_chart_maps_labels_and_escapes) {
+    struct slm_svg_chart c = {.width = 200, .height = 100, .margin = {20, 10, 30, 20}};
+    c.title = "a <b> & 'c'";
+    c.x = (struct slm_svg_axis){.min = 0, .max = 10, .ticks = 2, .fmt = "%.0f", .title = "step"};
+    c.y = (struct slm_svg_axis){.min = 0, .max = 1, .ticks = 4, .label = pct_label};
+    /* The plot area is [20, 190] x [30, 80]; y grows upwards. */
+    cr_assert_float_eq(slm_svg_px(&c, 0), 20, 1e-9);
+    cr_assert_float_eq(slm_svg_px(&c, 10), 190, 1e-9);
+    cr_assert_float_eq(slm_svg_py(&c, 0), 80, 1e-9);
+    cr_assert_float_eq(slm_svg_py(&c, 1), 30, 1e-9);
+    struct slm_buf b = {0};
+    const struct slm_svg_style s = {"#123456", 1.5, "4 2"};
+    cr_assert_eq(slm_svg_begin(&b, &c), SLM_OK);
+    cr_assert_eq(slm_svg_line_begin(&b, &s), SLM_OK);
+    cr_assert_eq(slm_svg_line_point(&b, &c, 0, 0), SLM_OK);
+    cr_assert_eq(slm_svg_line_point(&b, &c, 5, NAN), SLM_OK); /* left out */
+    cr_assert_eq(slm_svg_line_point(&b, &c, 10, 1), SLM_OK);
+    cr_assert_eq(slm_svg_line_end(&b), SLM_OK);
+    cr_assert_eq(slm_svg_marker(&b, &c, 5, 0.5, 3, "red"), SLM_OK);
+    cr_assert_eq(slm_svg_legend(&b, &c, 0, &s, "x < y"), SLM_OK);
+    cr_assert_eq(slm_svg_end(&b), SLM_OK);
+    const char *t = slm_buf_cstr(&b);
+    cr_assert(strncmp(t, "<?xml", 5) == 0);
+    cr_assert(strstr(t, "<title>a &lt;b&gt; &amp; &apos;c&apos;</title>"), "%s", t);
+    cr_assert(strstr(t, "points=\"20.0,80.0 190.0,30.0 \""), "%s", t);
+    cr_assert(strstr(t, "stroke=\"#123456\" stroke-width=\"1.5\" stroke-dasharray=\"4 2\""));
+    cr_assert(strstr(t, ">75%</text>") && strstr(t, ">100%</text>"), "custom y labels");
+    cr_assert(strstr(t, ">5</text>") && strstr(t, ">step</text>"), "x labels and title");
+    cr_assert(strstr(t, "<circle cx=\"105.0\" cy=\"55.0\" r=\"3\" fill=\"red\"/>"), "%s", t);
+    cr_assert(strstr(t, ">x &lt; y</text>"));
+    cr_assert(!strstr(t, "nan") && !strstr(t, "inf"));
+    cr_assert(strstr(t, "</svg>\n"));
+    slm_buf_free(&b);
+    cr_assert_float_eq(slm_svg_nice_max(7.5), 10, 1e-12);
+    cr_assert_float_eq(slm_svg_nice_max(0.013), 0.02, 1e-12);
+    cr_assert_float_eq(slm_svg_nice_max(-1), 1, 1e-12);
 }

@@ -197,6 +197,51 @@ Test(router, thresholds_include_overrides_and_is_validated) {
     slm_buf_free(&b);
 }
 
+/* What `slm route calibrate` writes: other routes of the thresholds file stay. */
+Test(router, calibration_output) {
+    char path[128];
+    snprintf(path, sizeof(path), "%s/thresholds.yaml", g_dir);
+    write_file("thresholds.yaml", "routes:\n  other:\n    token_mean: 0.5\n");
+    struct slm_err err = {0};
+    cr_assert_eq(
+        slm_router_write_thresholds(path, "intent", "label_prob", 0.625, "by a test", &err), SLM_OK,
+        "%s", err.msg);
+    struct slm_buf b = {0};
+    cr_assert_eq(slm_file_read(path, 0, &b, &err), SLM_OK);
+    cr_assert_str_eq(b.ptr, "# by a test\nroutes:\n  \"other\":\n    token_mean: 0.5\n"
+                            "  \"intent\":\n    label_prob: 0.625\n");
+    slm_buf_free(&b);
+
+    struct slm_calib_point curve[] = {{0.2, 0, 0, 0.7, 0.6, 0},
+                                      {0.5, 2, 0.5, 0.9, 0.8, 0.01},
+                                      {INFINITY, 4, 1, 0.92, 0.85, 0.02}};
+    struct slm_router_calib c = {.key = "label_prob",
+                                 .n = 4,
+                                 .n_correct = 3,
+                                 .auroc = 0.75,
+                                 .ece = 0.1,
+                                 .cloud_accuracy = 0.92,
+                                 .target_accuracy = 0.8,
+                                 .confidence = 0.95,
+                                 .curve = curve,
+                                 .n_curve = 3,
+                                 .chosen = curve[1],
+                                 .oracle = curve[2],
+                                 .reached = true,
+                                 .threshold = 0.5};
+    cr_assert_eq(slm_router_calib_report(&c, &b), SLM_OK);
+    const char *t = slm_buf_cstr(&b);
+    cr_assert(strstr(t, "rows 4, local accuracy 75.0%, AUROC 0.750, ECE 0.100"), "%s", t);
+    cr_assert(strstr(t, "    0.5000      50.0%      90.0%      80.0%   0.010000\n"), "%s", t);
+    cr_assert(strstr(t, "chosen: label_prob 0.5000: escalates 50.0%"), "%s", t);
+    cr_assert(!strstr(t, "no threshold reaches"));
+    slm_buf_free(&b);
+    cr_assert_eq(slm_router_calib_svg(&c, &b), SLM_OK);
+    cr_assert(strstr(slm_buf_cstr(&b), "<polyline") && strstr(slm_buf_cstr(&b), "<circle"));
+    cr_assert(!strstr(slm_buf_cstr(&b), "inf"), "the escalate-all point is at cost 0.02");
+    slm_buf_free(&b);
+}
+
 Test(router, json_config_and_top_level_errors) {
     struct slm_router_config *cfg = NULL;
     struct slm_err err = {0};

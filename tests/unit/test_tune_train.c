@@ -314,7 +314,7 @@ Test(tune_train, resume_ends_with_the_same_weights) {
 }
 
 /* A Q8_0 base: the backward pass goes through transposed Q8_0 copies of the
- * frozen weights (train.c).  */
+ * frozen weights (rewrite.c).  */
 Test(tune_train, q8_0_base_transposed_gradients_match_ggml_backward) {
     char *dir = tt_tmpdir();
     char path[4200];
@@ -336,7 +336,7 @@ Test(tune_train, q8_0_base_transposed_gradients_match_ggml_backward) {
     p.n_threads = 1;
     struct slm_trainer *tr = NULL;
     cr_assert_eq(slm_trainer_init(m, ds, NULL, &p, &tr, &err), SLM_OK, "%s", err.msg);
-    cr_assert(tr->n_wt > 0, "no transposed weights were made");
+    cr_assert(tr->wt.n > 0, "no transposed weights were made");
     for (size_t i = 0; i < tr->n_params; i++) {
         randomize(tr->params[i], 200 + i, 0.2f);
     }
@@ -344,11 +344,11 @@ Test(tune_train, q8_0_base_transposed_gradients_match_ggml_backward) {
      * are too noisy here; compare with ggml's own backward (out_prod through
      * the stored weights) instead: the transposed copies are requantized, so
      * they agree within Q8_0's rounding. */
-    setenv("SLM_TUNE_NO_TRANSPOSE", "1", 1);
+    struct slm_tune_params rp = p;
+    rp.no_weight_transpose = true;
     struct slm_trainer *ref = NULL;
-    cr_assert_eq(slm_trainer_init(m, ds, NULL, &p, &ref, &err), SLM_OK, "%s", err.msg);
-    unsetenv("SLM_TUNE_NO_TRANSPOSE");
-    cr_assert_eq(ref->n_wt, 0);
+    cr_assert_eq(slm_trainer_init(m, ds, NULL, &rp, &ref, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(ref->wt.n, 0);
     for (size_t i = 0; i < tr->n_params; i++) {
         ggml_backend_tensor_copy(tr->params[i], ref->params[i]);
     }
@@ -381,7 +381,7 @@ Test(tune_train, q8_0_base_transposed_gradients_match_ggml_backward) {
     tt_rmdir(dir);
 }
 
-/* The kernel rewrites (train.c: out_prod as mul_mat, attention's tiny-head
+/* The kernel rewrites (rewrite.c: out_prod as mul_mat, attention's tiny-head
  * K·Q as out_prod) change no math: loss and gradients equal ggml's own
  * backward to float rounding, for LoRA and full fine-tuning. */
 static void check_rewrite_matches(enum slm_tune_method method) {
@@ -394,10 +394,10 @@ static void check_rewrite_matches(enum slm_tune_method method) {
     for (size_t i = 0; method == SLM_TUNE_LORA && i < f.tr->n_params; i++) {
         randomize(f.tr->params[i], 300 + i, 0.2f);
     }
-    setenv("SLM_TUNE_NO_REWRITE", "1", 1);
+    struct slm_tune_params rp = p;
+    rp.no_graph_rewrite = true;
     struct slm_trainer *ref = NULL;
-    int rc = slm_trainer_init(f.m, f.train, f.valid, &p, &ref, &err);
-    unsetenv("SLM_TUNE_NO_REWRITE");
+    int rc = slm_trainer_init(f.m, f.train, f.valid, &rp, &ref, &err);
     cr_assert_eq(rc, SLM_OK, "%s", err.msg);
     cr_assert_neq(ggml_graph_n_nodes(f.tr->gb), ggml_graph_n_nodes(ref->gb), "nothing rewritten");
     for (size_t i = 0; method == SLM_TUNE_LORA && i < f.tr->n_params; i++) {
