@@ -21,7 +21,7 @@
 static struct slm_model *g_model;
 
 static void load_model(void) {
-    test_stories_load(&g_model);
+    test_model_load(&g_model);
 }
 
 static void unload_model(void) {

@@ -59,7 +59,7 @@ static char *engine_text(const char *prompt, int n) {
     struct slm_ctx *ctx = NULL;
     struct slm_err err = {0};
     struct slm_model_params mp = slm_model_params_default();
-    cr_assert_eq(slm_model_load(stories_path(), &mp, &m, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(slm_model_load(need_model(), &mp, &m, &err), SLM_OK, "%s", err.msg);
     struct slm_ctx_params cp = slm_ctx_params_default();
     cp.n_ctx = 512;
     cr_assert_eq(slm_ctx_init(m, &cp, &ctx, &err), SLM_OK, "%s", err.msg);
