@@ -30,8 +30,7 @@ format:
 
 lint:
 	scripts/check-source.sh
-	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability \
-	    --suppress=missingIncludeSystem -Iinclude -Isrc src
+	scripts/lint.sh
 
 clean:
 	rm -rf build build-asan build-fuzz
