@@ -38,7 +38,7 @@ if [ -z "${SLM_TEST_NO_STORIES:-}" ]; then
         echo "stories $shared/models/stories260K.gguf"
         exit 0
     fi
-    if [ -x "${SLM_BIN:-}" ]; then
+    if [ -x "${SLM_BIN:-}" ] && [ -d "$store" ]; then # (slm would create a missing store)
         from=$(SLM_HOME=$store "$SLM_BIN" show --modelfile stories260k 2>/dev/null |
             sed -n 's/^FROM //p' | head -n 1) || true
         if [ -n "$from" ] && [ -f "$from" ]; then
