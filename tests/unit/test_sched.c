@@ -1,7 +1,7 @@
 /*
  * test_sched.c - the continuous-batching scheduler and the model pool, on
- * the real stories260K model (every test skips when $SLM_SHARED/models has
- * no stories260K.gguf).
+ * the test model (test_stories.h: stories260K, else a random-weight one; the
+ * tests marked load_stories need stories260K itself).
  *
  * Outputs are compared with slm_generate on one sequence. Batching changes
  * the order of float sums, so two greedy streams may part where the model is

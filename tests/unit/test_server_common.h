@@ -44,13 +44,6 @@ static inline const char *need_model(void) {
     return path;
 }
 
-/* The real stories260K, for tests that check its answers (skips without it). */
-static inline const char *need_stories(void) {
-    static char path[PATH_MAX];
-    test_stories_path(path, sizeof(path));
-    return path;
-}
-
 /* Creates model `name` in the test store from a Modelfile text. */
 static inline void create_model(const char *name, const char *modelfile) {
     struct slm_store *st = NULL;
