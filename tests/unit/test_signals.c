@@ -1,7 +1,7 @@
 /*
  * test_signals.c - the router's signals: token confidence, input signals,
- * calibration math (hand-computed cases, no model) and label sets on the real
- * stories260K model (skipped when $SLM_SHARED/models has no stories260K.gguf).
+ * calibration math (hand-computed cases, no model) and label sets on the
+ * test model (test_stories.h: stories260K, else a random-weight one).
  */
 #include <criterion/criterion.h>
 #include <math.h>

@@ -27,7 +27,7 @@ static inline const char *tt_stories(void) {
 #define TT_NEED(path)                                                                              \
     do {                                                                                           \
         if (!(path)) {                                                                             \
-            cr_skip_test("needs $SLM_SHARED/models/stories260K.gguf (or mkmodel)");                \
+            cr_skip_test("needs a model (tests/tools/test-model.sh)");                             \
         }                                                                                          \
     } while (0)
 
