@@ -31,8 +31,7 @@ format:
 lint:
 	scripts/check-source.sh
 	scripts/check-layers.sh
-	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability \
-	    --suppress=missingIncludeSystem -Iinclude -Isrc src
+	scripts/lint.sh
 
 clean:
 	rm -rf build build-asan build-fuzz

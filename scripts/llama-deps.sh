@@ -79,8 +79,10 @@ if [ ! -f "$bundle_cache" ] || ! echo "$BUNDLE_SHA256  $bundle_cache" | sha256su
 fi
 
 rm -rf "$dir/src" "$dir/build" "$prefix"
-git clone -q "$bundle_cache" "$dir/src"
-(cd "$dir/src" && git checkout -q "$COMMIT")
+# The bundle's only ref is a bare commit (no branch, no tag): a clone of it is
+# a detached HEAD by design, so git's advice about that state is only noise.
+git -c advice.detachedHead=false clone -q "$bundle_cache" "$dir/src"
+(cd "$dir/src" && git -c advice.detachedHead=false checkout -q "$COMMIT")
 
 native=ON
 [ "$arch_mode" = generic ] && native=OFF

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The second README command: the whole test suite, in a normal build and in an
-# ASan+UBSan build, plus the source checks (banned functions, and includes
-# against the module arrows) and the fuzz harnesses replaying their seed
-# corpora.
+# ASan+UBSan build, plus the source checks (banned functions, includes
+# against the module arrows, clang-format, cppcheck) and the fuzz harnesses
+# replaying their seed corpora. After each suite it says which tests, test
+# cases and checks skipped, and why.
 #
 #   scripts/test.sh             everything
 #   SLM_TEST_QUICK=1 ...        normal build only (for a fast local loop)
@@ -25,6 +26,8 @@ werror=OFF
 say "source checks"
 scripts/check-source.sh
 scripts/check-layers.sh
+say "format and lint"
+scripts/lint.sh
 
 run_suite() { # name, build dir, extra cmake args...
     local name=$1 dir=$2
@@ -34,8 +37,16 @@ run_suite() { # name, build dir, extra cmake args...
         >/dev/null
     cmake --build "$dir" -j "$jobs"
     say "$name tests"
-    (cd "$dir" && ctest --output-on-failure -j "$jobs")
+    rm -rf "$dir/Testing/tap" && mkdir -p "$dir/Testing/tap"
+    local rc=0
+    (cd "$dir" && ctest --output-on-failure -j "$jobs") || rc=$?
+    summaries+="$name build: $(tests/tools/skip-summary.sh "$dir" 2>&1 || true)"$'\n'
+    if [ "$rc" != 0 ]; then
+        printf '%s' "$summaries" >&2
+        return "$rc"
+    fi
 }
+summaries=""
 
 run_suite "normal" build -DCMAKE_BUILD_TYPE=Release
 if [ -z "${SLM_TEST_QUICK:-}" ]; then
@@ -54,4 +65,5 @@ if [ -z "${SLM_TEST_QUICK:-}" ]; then
         done
     fi
 fi
-say "all tests passed"
+say "all tests passed; what did not run, and why:"
+printf '%s' "$summaries"

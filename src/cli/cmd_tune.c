@@ -10,6 +10,7 @@
  */
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +217,23 @@ static int parse_opts(struct tune_cli *c, int argc, char **argv, const char **po
     return 0;
 }
 
+/* Formats a default file name derived from another path into `buf`; a name
+ * that does not fit is an error naming the flag that sets it, never a
+ * silently cut path (a cut checkpoint name would write to another file). */
+static int SLM_PRINTF(4, 5)
+    derive_path(char *buf, size_t cap, const char *flag, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap) {
+        slm_cli_error(CMD, "the default %s name would be longer than %zu bytes: give %s", flag + 2,
+                      cap - 1, flag);
+        return -1;
+    }
+    return 0;
+}
+
 /* Fills in the enum-valued flags and the default file names. */
 static int finish_opts(struct tune_cli *c, const char *data, struct slm_tune_model_params *mp) {
     if (c->method && strcmp(c->method, "full") == 0) {
@@ -256,18 +274,26 @@ static int finish_opts(struct tune_cli *c, const char *data, struct slm_tune_mod
             dot = d.ptr[i] == '.' ? i : dot;
         }
         dot = dot > slash ? dot : d.len;
-        snprintf(c->out_buf, sizeof(c->out_buf), "%.*s-%s.gguf", (int)(dot - slash), d.ptr + slash,
-                 c->p.method == SLM_TUNE_FULL ? "full" : "lora");
+        if (derive_path(c->out_buf, sizeof(c->out_buf), "--output", "%.*s-%s.gguf",
+                        (int)(dot - slash), d.ptr + slash,
+                        c->p.method == SLM_TUNE_FULL ? "full" : "lora") != 0) {
+            return -1;
+        }
         c->out = c->out_buf;
     }
     if (!c->checkpoint) {
-        snprintf(c->ckpt_buf, sizeof(c->ckpt_buf), "%s.ckpt", c->out);
+        if (derive_path(c->ckpt_buf, sizeof(c->ckpt_buf), "--checkpoint", "%s.ckpt", c->out) != 0) {
+            return -1;
+        }
         c->checkpoint = c->ckpt_buf;
     }
     if (!c->report) {
         struct slm_str o = slm_str_c(c->out);
         size_t n = slm_str_ends_with(o, SLM_STR(".gguf")) ? o.len - 5 : o.len;
-        snprintf(c->report_buf, sizeof(c->report_buf), "%.*s.loss.svg", (int)n, o.ptr);
+        if (derive_path(c->report_buf, sizeof(c->report_buf), "--report", "%.*s.loss.svg", (int)n,
+                        o.ptr) != 0) {
+            return -1;
+        }
         c->report = c->report_buf;
     }
     return 0;

@@ -336,7 +336,7 @@ int slm_generate(struct slm_ctx *ctx, const int32_t *prompt, size_t n_prompt,
                  const struct slm_gen_params *params, slm_token_cb cb, void *user,
                  struct slm_gen_stats *stats, struct slm_err *err) {
     struct slm_gen_params p = params ? *params : slm_gen_params_default();
-    struct slm_gen_stats s_local;
+    struct slm_gen_stats s_local = {0};
     struct slm_gen_stats *s = stats ? stats : &s_local;
     memset(s, 0, sizeof(*s));
     s->n_prompt = (int32_t)n_prompt;

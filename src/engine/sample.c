@@ -141,8 +141,10 @@ double slm__log_norm(const float *logits, int32_t n) {
     for (int32_t i = 1; i < n; i++) {
         mx = logits[i] > mx ? logits[i] : mx;
     }
-    double s = 0.0;
-    for (int32_t i = 0; i < n; i++) {
+    /* Seeded with the first term so the sum is visibly positive for log()
+     * (n >= 1: a vocabulary has a token, and logits[0] was read above). */
+    double s = exp((double)(logits[0] - mx));
+    for (int32_t i = 1; i < n; i++) {
         s += exp((double)(logits[i] - mx));
     }
     return (double)mx + log(s);

@@ -474,7 +474,7 @@ static int load_templates(struct slm_server *s, struct slm_err *err) {
         }
     }
     const struct slm_tool_family *f = slm_tool_families();
-    for (size_t i = 0; f[i].name && i < SLM_ARRAY_LEN(s->family_tmpl); i++) {
+    for (size_t i = 0; i < SLM_ARRAY_LEN(s->family_tmpl) && f[i].name; i++) {
         char name[64];
         snprintf(name, sizeof(name), "templates/tools/%s.liquid", f[i].name);
         int rc = slm_liquid_parse(name, f[i].template_src, strlen(f[i].template_src), &lp,

@@ -353,7 +353,7 @@ size_t slm__store_digests_of(struct slm_store *store, const char *path, char (*o
 
 int slm_store_remove(struct slm_store *store, const char *text, struct slm_remove_result *res,
                      struct slm_err *err) {
-    struct slm_remove_result local;
+    struct slm_remove_result local = {0};
     res = res ? res : &local;
     memset(res, 0, sizeof(*res));
     struct slm_name name;

@@ -495,10 +495,13 @@ static int pick_target(struct pull *pl, const struct slm_source *src, struct tar
                          "%s is split into several files; slm pulls single-file models only",
                          t->path);
     }
-    int len =
-        snprintf(t->source, sizeof(t->source), "hf.co/%s/%s/%s", src->org, src->repo, t->path);
-    if (rc == SLM_OK && (len < 0 || (size_t)len >= sizeof(t->source))) {
+    /* Measured first: gcc's truncation analysis cannot see a check made after the call. */
+    size_t len = strlen(src->org) + strlen(src->repo) + strlen(t->path) + sizeof("hf.co///") - 1;
+    if (rc == SLM_OK && len >= sizeof(t->source)) {
         rc = slm_err_set(err, SLM_E_INVALID, "the file path '%.200s' is too long", t->path);
+    }
+    if (rc == SLM_OK) {
+        snprintf(t->source, sizeof(t->source), "hf.co/%s/%s/%s", src->org, src->repo, t->path);
     }
     return rc;
 }
@@ -810,7 +813,7 @@ int slm_pull(struct slm_store *store, const char *text, const struct slm_pull_pa
              struct slm_pull_result *result, struct slm_err *err) {
     pthread_once(&g_curl_once, curl_init_once);
     struct slm_pull_params defaults = slm_pull_params_default();
-    struct slm_pull_result local_res;
+    struct slm_pull_result local_res = {0};
     struct pull pl = {.store = store, .p = params ? params : &defaults};
     pl.res = result ? result : &local_res;
     memset(pl.res, 0, sizeof(*pl.res));

@@ -28,10 +28,40 @@ contains() { # haystack, needle, what
 }
 
 SLM=${SLM_BIN:?SLM_BIN must name the slm binary}
-STORIES=${SLM_SHARED:-/nonexistent}/models/stories260K.gguf
+# The user's store, where test-model.sh looks for stories260k (read before
+# SLM_HOME becomes a private store below).
+export SLM_TEST_STORE=${SLM_TEST_STORE:-${SLM_HOME:-$HOME/.slm}}
+TEST_MODEL_SH=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tools" && pwd)/test-model.sh
 
+# need_stories: the real stories260K in $STORIES (../shared, else the store),
+# or skip: for tests that check what the model says.
 need_stories() {
-    [ -f "$STORIES" ] || skip "stories260K.gguf not found under \$SLM_SHARED/models"
+    local found code=0
+    found=$("$TEST_MODEL_SH" stories 2>&1) || code=$?
+    [ "$code" = 0 ] || skip "$found"
+    STORIES=${found#* }
+    MODEL=$STORIES
+    MODEL_KIND=stories
+}
+
+# need_model: a model that loads and generates in $MODEL: stories260K when
+# there is one, else a random-weight model made by mkmodel ($MODEL_KIND is
+# `stories` or `random`). For tests of everything but the text itself.
+need_model() {
+    local found code=0
+    found=$("$TEST_MODEL_SH" any 2>&1) || code=$?
+    [ "$code" = 77 ] && skip "$found"
+    [ "$code" = 0 ] || fail "test-model.sh: $found"
+    MODEL=${found#* }
+    MODEL_KIND=${found%% *}
+}
+
+# if coherent "what"; then ...; fi: true with stories260K; with a random model
+# it says which checks it leaves out (scripts/test.sh collects these lines).
+coherent() {
+    [ "${MODEL_KIND:-}" = stories ] && return 0
+    echo "SKIP-PART: $* (needs stories260K's coherent text; the model is random)" >&2
+    return 1
 }
 
 # fake_cloud_start OUT ARGS...: starts tests/tools/fake_cloud ($FAKE) on a

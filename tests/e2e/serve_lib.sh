@@ -54,6 +54,6 @@ serve_stop() {
 }
 
 make_stories() {
-    printf 'FROM %s\n' "$STORIES" >"$SERVE_DIR/Modelfile"
+    printf 'FROM %s\n' "$MODEL" >"$SERVE_DIR/Modelfile"
     "$SLM" create "$1" -f "$SERVE_DIR/Modelfile" >/dev/null
 }

@@ -9,7 +9,7 @@
 # --token-ids prints the continuation text (one trailing newline from slm is
 # allowed). At temperature 0 slm's default repeat penalty is off, so this is
 # the model's own argmax, as llama-simple's greedy sampler.
-# Skips (77) when the shared model, jq, or `slm run` is missing.
+# Skips (77) when stories260K (tests/tools/test-model.sh), jq, or `slm run` is missing.
 set -euo pipefail
 
 skip() {
@@ -25,9 +25,8 @@ fail() {
 data=${SLM_TEST_DATA:-$(cd "$(dirname "$0")/../data" && pwd)}
 fixture=$data/greedy/stories260k.json
 [ -f "$fixture" ] || fail "fixture missing: $fixture"
-[ -n "${SLM_SHARED:-}" ] || skip "SLM_SHARED is not set (the shared models folder)"
-model=$SLM_SHARED/models/stories260K.gguf
-[ -f "$model" ] || skip "$model not found"
+found=$("$(dirname "$0")/../tools/test-model.sh" stories 2>&1) || skip "$found"
+model=${found#* }
 command -v jq >/dev/null || skip "jq is not installed (apt-get install jq)"
 if ! help=$("$SLM_BIN" run --help 2>&1) || ! grep -q -- '--token-ids' <<<"$help"; then
     skip "slm run (with --token-ids) is not available yet"

@@ -5,7 +5,7 @@
 # every upstream fails; shadow sampling at the configured rate; resume of `slm route`; bad input
 # lines; and the ledger's accounting checked against the fake clouds' OWN logs.
 source "$(dirname "$0")/lib.sh"
-need_stories
+need_model
 FAKE=${SLM_TOOLS:-build/tools}/fake_cloud
 [ -x "$FAKE" ] || skip "fake_cloud not built"
 command -v jq >/dev/null || skip "jq not installed"
@@ -38,7 +38,7 @@ start_cloud flaky --faults 429,500,timeout,ok --hang-s 3 --retry-after 0
 start_cloud down --faults 500x1000
 start_cloud shadow
 
-cp "$STORIES" "$work/stories.gguf"
+cp "$MODEL" "$work/stories.gguf"
 printf 'Story: {{ input }}\n' >"$work/story.liquid"
 printf 'Text: {{ input }}\nAnswer:' >"$work/label.liquid"
 printf 'happy\nsad\nangry\n' >"$work/labels.txt"

@@ -5,7 +5,7 @@
 # port, and a clean exit on SIGTERM and SIGINT even mid-stream.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/serve_lib.sh"
-need_stories
+need_model
 command -v curl >/dev/null || skip "curl is needed"
 
 make_stories stories

@@ -5,7 +5,7 @@
 # (offline).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/serve_lib.sh"
-need_stories
+need_model
 command -v node >/dev/null || skip "node is not installed"
 command -v npm >/dev/null || skip "npm is not installed"
 major=$(node -p 'process.versions.node.split(".")[0]')

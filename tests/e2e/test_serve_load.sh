@@ -8,7 +8,7 @@
 #   - the memory budget unloads the least recently used of two models
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/serve_lib.sh"
-need_stories
+need_model
 command -v curl >/dev/null || skip "curl is needed"
 command -v jq >/dev/null || skip "jq is needed"
 command -v node >/dev/null || skip "node is not installed"
@@ -46,7 +46,7 @@ node "$LOAD" cancel "$URL" stories || fail "cancel check failed"
 serve_stop
 
 # --- the memory budget: two models that do not fit together.
-"$SLM" quantize "$STORIES" "$SERVE_DIR/s16.gguf" F16 >/dev/null 2>&1 || fail "quantize failed"
+"$SLM" quantize "$MODEL" "$SERVE_DIR/s16.gguf" F16 >/dev/null 2>&1 || fail "quantize failed"
 printf 'FROM %s\n' "$SERVE_DIR/s16.gguf" >"$SERVE_DIR/Modelfile16"
 "$SLM" create stories16 -f "$SERVE_DIR/Modelfile16" >/dev/null
 gen1() { curl -sf "$URL/api/generate" -d "{\"model\":\"$1\",\"prompt\":\"Tom\",\"stream\":false,\"options\":{\"num_predict\":2}}" >/dev/null || fail "generate with $1 failed"; }

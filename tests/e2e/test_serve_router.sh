@@ -8,7 +8,7 @@
 # route when the clients are installed (test_serve_clients installs them).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/serve_lib.sh"
-need_stories
+need_model
 command -v curl >/dev/null || skip "curl is needed"
 command -v jq >/dev/null || skip "jq is needed"
 FAKE=${SLM_TOOLS:-build/tools}/fake_cloud
@@ -21,7 +21,7 @@ fake_cloud_start "$work/cloud" --log "$work/cloud.log" --gold "$work/gold.jsonl"
 SERVE_ALL="$SERVE_ALL $FAKE_PID"
 port=$FAKE_PORT
 
-cp "$STORIES" "$work/stories.gguf"
+cp "$MODEL" "$work/stories.gguf"
 printf 'Story: {{ input }}\n' >"$work/story.liquid"
 cat >"$work/router.yaml" <<EOF
 # two routes over stories260K: one always local, one that always escalates

@@ -2,7 +2,7 @@
 # The model store through the real binary: pull by alias, hf.co name and
 # :QUANT from the fake Hugging Face server, a folder mirror, list/show/cp/rm,
 # create from Modelfiles (and their errors), quantize to Q8_0 and Q4_K_M.
-# The parts that read a real model need $SLM_SHARED/models/stories260K.gguf.
+# The parts that read a real model need the pinned stories260K (lib.sh need_stories).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/fake_hf.sh"
 

@@ -1,10 +1,11 @@
 #!/bin/bash
-# test_tune.sh - the tuning workflow with the real binary on stories260K:
+# test_tune.sh - the tuning workflow with the real binary on the test model
+# (lib.sh need_model; the accuracy checks need stories260K):
 # data check (and --fix) -> tune, stopped by SIGTERM and by kill -9, resumed to
 # the same adapter bytes as an uninterrupted run -> eval -> fuse -> run with
 # the adapter, the fused model and a created model, all giving the same text.
 source "$(dirname "$0")/lib.sh"
-need_stories
+need_model
 
 W=$(mktemp -d /tmp/slm-e2e-tune-XXXXXX)
 trap 'rm -rf "$W" "$SLM_HOME"' EXIT
@@ -13,7 +14,7 @@ VALID=$SLM_SRC/tests/data/tune/colors-valid.jsonl
 TUNE=(--valid "$VALID" --steps 60 --lr 1e-2 --rank 8 --ctx-size 128 --threads 1 --eval-every 20 -q)
 
 # --- data check
-out=$("$SLM" data check "$DATA" --model "$STORIES" --labels red,blue,green,big,small,happy,sad,old)
+out=$("$SLM" data check "$DATA" --model "$MODEL" --labels red,blue,green,big,small,happy,sad,old)
 contains "$out" "64 records" "data check"
 contains "$out" "0 errors" "data check"
 printf '%s\n' '{"prompt":"a","completion":"x"}' '{"prompt":"a","completion":"y"}' \
@@ -21,10 +22,10 @@ printf '%s\n' '{"prompt":"a","completion":"x"}' '{"prompt":"a","completion":"y"}
 expect_exit 1 "$SLM" data check "$W/bad.jsonl" --fix "$W/fixed.jsonl"
 [ "$(wc -l <"$W/fixed.jsonl")" = 1 ] || fail "--fix should keep one record: $(cat "$W/fixed.jsonl")"
 expect_exit 2 "$SLM" data frobnicate "$DATA"
-expect_exit 3 "$SLM" tune "$STORIES" "$W/missing.jsonl" -o "$W/x.gguf"
+expect_exit 3 "$SLM" tune "$MODEL" "$W/missing.jsonl" -o "$W/x.gguf"
 
 # --- an uninterrupted run
-"$SLM" tune "$STORIES" "$DATA" "${TUNE[@]}" -o "$W/full-run.gguf" >"$W/run1.txt" 2>"$W/run1.err"
+"$SLM" tune "$MODEL" "$DATA" "${TUNE[@]}" -o "$W/full-run.gguf" >"$W/run1.txt" 2>"$W/run1.err"
 contains "$(head -n1 "$W/run1.err")" "device: " "the first line names the device"
 contains "$(cat "$W/run1.txt")" "validation loss" "tune report"
 [ -s "$W/full-run.loss.svg" ] || fail "no loss chart"
@@ -33,12 +34,12 @@ grep -q "<polyline" "$W/full-run.loss.svg" || fail "loss chart has no curve"
 # --- devices: an unknown name fails and lists them; --device cpu is the default
 # here when auto found no GPU (the same bytes, the direct CPU path)
 code=0
-out=$("$SLM" tune "$STORIES" "$DATA" "${TUNE[@]}" --device NoSuchGPU7 -o "$W/d.gguf" 2>&1) || code=$?
+out=$("$SLM" tune "$MODEL" "$DATA" "${TUNE[@]}" --device NoSuchGPU7 -o "$W/d.gguf" 2>&1) || code=$?
 [ "$code" != 0 ] || fail "an unknown --device should fail"
 contains "$out" "unknown device 'NoSuchGPU7'" "--device error"
 contains "$out" "CPU (cpu:" "--device error lists the devices"
-expect_exit 2 "$SLM" tune eval "$STORIES" "$DATA" --device cpu
-"$SLM" tune "$STORIES" "$DATA" "${TUNE[@]}" --device cpu -o "$W/cpu.gguf" >/dev/null 2>"$W/cpu.err"
+expect_exit 2 "$SLM" tune eval "$MODEL" "$DATA" --device cpu
+"$SLM" tune "$MODEL" "$DATA" "${TUNE[@]}" --device cpu -o "$W/cpu.gguf" >/dev/null 2>"$W/cpu.err"
 contains "$(head -n1 "$W/cpu.err")" "device: CPU (" "--device cpu"
 if head -n1 "$W/run1.err" | grep -q "^device: CPU ("; then
     cmp -s "$W/cpu.gguf" "$W/full-run.gguf" || fail "--device cpu differs from auto on the CPU"
@@ -52,7 +53,7 @@ wait_ckpt() { # file, pid
         sleep 0.05
     done
 }
-"$SLM" tune "$STORIES" "$DATA" "${TUNE[@]}" -o "$W/a.gguf" --checkpoint-every 12 &
+"$SLM" tune "$MODEL" "$DATA" "${TUNE[@]}" -o "$W/a.gguf" --checkpoint-every 12 &
 pid=$!
 wait_ckpt "$W/a.gguf.ckpt" $pid
 kill -TERM $pid 2>/dev/null || true
@@ -61,7 +62,7 @@ wait $pid || code=$?
 if [ "$code" = 130 ]; then
     [ -s "$W/a.gguf.ckpt" ] || fail "no checkpoint after SIGTERM"
     [ -s "$W/a.gguf" ] || fail "an interrupted run keeps its weights so far in the output"
-    "$SLM" tune "$STORIES" "$DATA" "${TUNE[@]}" -o "$W/a.gguf" --resume 2>"$W/resume.txt"
+    "$SLM" tune "$MODEL" "$DATA" "${TUNE[@]}" -o "$W/a.gguf" --resume 2>"$W/resume.txt"
     contains "$(cat "$W/resume.txt")" "resuming from" "resume"
 else
     [ "$code" = 0 ] || fail "tune exited $code after SIGTERM"
@@ -69,34 +70,38 @@ fi
 cmp -s "$W/a.gguf" "$W/full-run.gguf" || fail "resumed adapter differs from the uninterrupted run"
 
 # --- kill -9: the last periodic checkpoint survives and --resume finishes the job
-"$SLM" tune "$STORIES" "$DATA" "${TUNE[@]}" -o "$W/b.gguf" --checkpoint-every 12 &
+"$SLM" tune "$MODEL" "$DATA" "${TUNE[@]}" -o "$W/b.gguf" --checkpoint-every 12 &
 pid=$!
 wait_ckpt "$W/b.gguf.ckpt" $pid
 kill -9 $pid 2>/dev/null || true
 wait $pid 2>/dev/null || true
-"$SLM" tune "$STORIES" "$DATA" "${TUNE[@]}" -o "$W/b.gguf" --resume 2>/dev/null
+"$SLM" tune "$MODEL" "$DATA" "${TUNE[@]}" -o "$W/b.gguf" --resume 2>/dev/null
 cmp -s "$W/b.gguf" "$W/full-run.gguf" || fail "adapter resumed after kill -9 differs"
 
 # --- a time limit stops the run cleanly (exit 0) with an output
-"$SLM" tune "$STORIES" "$DATA" "${TUNE[@]}" --steps 100000 --time-limit 1 -o "$W/t.gguf" 2>"$W/t.txt"
+"$SLM" tune "$MODEL" "$DATA" "${TUNE[@]}" --steps 100000 --time-limit 1 -o "$W/t.gguf" 2>"$W/t.txt"
 contains "$(cat "$W/t.txt")" "time limit" "time-limited run"
 [ -s "$W/t.gguf" ] || fail "no output after the time limit"
 
 # --- eval: the adapter learned the job
-base=$("$SLM" tune eval "$STORIES" "$VALID" --threads 1)
-tuned=$("$SLM" tune eval "$STORIES" "$VALID" --adapter "$W/a.gguf" --threads 1)
+base=$("$SLM" tune eval "$MODEL" "$VALID" --threads 1)
+tuned=$("$SLM" tune eval "$MODEL" "$VALID" --adapter "$W/a.gguf" --threads 1)
 acc() { sed -n 's/.*accuracy \([0-9]*\)\..*/\1/p' <<<"$1"; }
-[ "$(acc "$tuned")" -ge 60 ] || fail "tuned accuracy too low: $tuned"
-[ "$(acc "$base")" -le 50 ] || fail "the base model should not already know: $base"
+if coherent "tune eval: the tuned accuracy >= 60% and the base's <= 50%"; then
+    [ "$(acc "$tuned")" -ge 60 ] || fail "tuned accuracy too low: $tuned"
+    [ "$(acc "$base")" -le 50 ] || fail "the base model should not already know: $base"
+fi
 
 # --- fuse, run, create
-"$SLM" fuse "$STORIES" "$W/a.gguf" "$W/fused.gguf" >/dev/null
+"$SLM" fuse "$MODEL" "$W/a.gguf" "$W/fused.gguf" >/dev/null
 PROMPT="Mia had a ball. The ball was"
-want=$("$SLM" run "$STORIES" --adapter "$W/a.gguf" --temperature 0 -n 4 "$PROMPT")
+want=$("$SLM" run "$MODEL" --adapter "$W/a.gguf" --temperature 0 -n 4 "$PROMPT")
 got=$("$SLM" run "$W/fused.gguf" --temperature 0 -n 4 "$PROMPT")
 [ "$want" = "$got" ] || fail "fused model says '$got', base+adapter says '$want'"
-contains "$want" "happy" "tuned output"
-printf 'FROM %s\nADAPTER %s\n' "$STORIES" "$W/a.gguf" >"$W/Modelfile"
+if coherent "the tuned model answers 'happy'"; then
+    contains "$want" "happy" "tuned output"
+fi
+printf 'FROM %s\nADAPTER %s\n' "$MODEL" "$W/a.gguf" >"$W/Modelfile"
 "$SLM" create colors -f "$W/Modelfile" >/dev/null 2>&1
 got=$("$SLM" run colors --temperature 0 -n 4 "$PROMPT")
 [ "$want" = "$got" ] || fail "created model says '$got', base+adapter says '$want'"

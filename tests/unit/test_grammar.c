@@ -4,7 +4,7 @@
  *
  * Tables hold the cases (JSON written with single quotes for readability;
  * `sq` turns them into double quotes). Without a model the converter and the
- * validator are tested alone; with $SLM_SHARED/models/stories260K.gguf every
+ * validator are tested alone; with a model (test_stories.h: any will do) every
  * grammar is also run through llama.cpp's own grammar matcher
  * (slm_model_match_grammar) against texts it must accept and reject, and the model
  * generates under several grammars to prove the output parses and validates.
@@ -16,6 +16,7 @@
 #include "slm/engine.h"
 #include "slm/grammar.h"
 #include "slm/json.h"
+#include "test_stories.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -39,20 +40,21 @@ static json_t *sj(const char *s) {
     return v;
 }
 
+/* The test model (test_stories.h), or NULL with the reason in g_why. */
+static char g_why[4096];
 static const char *model_path(void) {
     static char path[4096];
-    const char *dir = getenv("SLM_SHARED");
-    if (!dir || !dir[0]) {
+    if (test_model_lookup("any", path, sizeof(path)) < 0) {
+        snprintf(g_why, sizeof(g_why), "%s", path);
         return NULL;
     }
-    snprintf(path, sizeof(path), "%s/models/stories260K.gguf", dir);
-    return slm_file_exists(path) ? path : NULL;
+    return path;
 }
 
 static struct slm_model *load_or_skip(bool vocab_only) {
     const char *path = model_path();
     if (!path) {
-        cr_skip_test("$SLM_SHARED/models/stories260K.gguf is missing: skipping the model part");
+        cr_skip_test("%s", g_why);
     }
     slm_log_set_level(SLM_LOG_ERROR);
     struct slm_model_params mp = slm_model_params_default();

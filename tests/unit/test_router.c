@@ -465,7 +465,7 @@ static void *chat_main(void *arg) {
  * answers, greedy answers agree, and the ledger has one row per call. */
 Test(router, concurrent_chat_is_safe) {
     char model[512];
-    test_stories_path(model, sizeof(model));
+    test_model_path(model, sizeof(model));
     setenv("SLM_HOME", g_dir, 1);
     char yaml[2048];
     snprintf(yaml, sizeof(yaml),

@@ -1,7 +1,6 @@
 /*
- * test_score.c - the engine's one-decode candidate scorer, on the real
- * stories260K model (every test skips when $SLM_SHARED/models has no
- * stories260K.gguf).
+ * test_score.c - the engine's one-decode candidate scorer, on the test
+ * model (test_stories.h: stories260K, else a random-weight one).
  *
  * The reference is independent of sequence sharing: each candidate's
  * log-prob is summed from next-token logits after prompt + its own prefix,
@@ -21,7 +20,7 @@
 static struct slm_model *g_model;
 
 static void load_model(void) {
-    test_stories_load(&g_model);
+    test_model_load(&g_model);
 }
 
 static void unload_model(void) {

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "server/internal.h"
+#include "test_stories.h"
 #include "slm/json.h"
 #include "slm/server.h"
 #include "slm/store.h"
@@ -35,19 +36,12 @@ static inline void remove_home(void) {
     cr_assert_eq(system(cmd), 0);
 }
 
-static const char *stories_path(void) {
+/* The model the server tests run on (test_stories.h: stories260K, else a
+ * random-weight one; skips when there is neither). */
+static inline const char *need_model(void) {
     static char path[PATH_MAX];
-    const char *shared = getenv("SLM_SHARED");
-    snprintf(path, sizeof(path), "%s/models/stories260K.gguf", shared ? shared : "/nonexistent");
-    return access(path, R_OK) == 0 ? path : NULL;
-}
-
-static const char *need_stories(void) {
-    const char *p = stories_path();
-    if (!p) {
-        cr_skip_test("stories260K.gguf not found under $SLM_SHARED/models: skipping");
-    }
-    return p;
+    test_model_path(path, sizeof(path));
+    return path;
 }
 
 /* Creates model `name` in the test store from a Modelfile text. */
@@ -240,10 +234,10 @@ static inline struct slm_server_backend fake_backend(struct fake *f) {
                                        fake_cancel, fake_free,    fake_list};
 }
 
-/* Loads stories260K's vocabulary for the fake (skips without it). */
+/* Loads the test model's vocabulary for the fake (skips without one). */
 static inline void fake_init(struct fake *f, const char *script) {
     memset(f, 0, sizeof(*f));
-    const char *path = need_stories();
+    const char *path = need_model();
     struct slm_model_params mp = slm_model_params_default();
     mp.vocab_only = true;
     struct slm_err err = {0};

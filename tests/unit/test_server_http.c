@@ -19,7 +19,7 @@ static void setup_with(const char *script, int32_t max_tokens) {
     make_home();
     fake_init(&g_fake, script);
     char mf[PATH_MAX + 64];
-    snprintf(mf, sizeof(mf), "FROM %s\n", stories_path());
+    snprintf(mf, sizeof(mf), "FROM %s\n", need_model());
     create_model("stories", mf);
     struct slm_server_params p = slm_server_params_default();
     p.backend = fake_backend(&g_fake);

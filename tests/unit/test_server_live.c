@@ -1,7 +1,8 @@
 /*
  * test_server_live.c - the server on the real model pool and scheduler with
- * stories260K (skipped without $SLM_SHARED): answers match `slm run`'s
- * engine, streams match whole answers, concurrent requests all finish,
+ * the test model (test_stories.h: stories260K, else a random-weight one):
+ * answers match `slm run`'s engine, streams match whole answers, concurrent
+ * requests all finish,
  * grammars hold for schemas and required tool calls, embeddings are unit
  * vectors, models load and unload on request.
  */
@@ -13,7 +14,7 @@
 static struct slm_pool *g_pool;
 
 static void setup(void) {
-    const char *path = need_stories();
+    const char *path = need_model();
     make_home();
     char mf[PATH_MAX + 64];
     snprintf(mf, sizeof(mf), "FROM %s\n", path);
@@ -59,7 +60,7 @@ static char *engine_text(const char *prompt, int n) {
     struct slm_ctx *ctx = NULL;
     struct slm_err err = {0};
     struct slm_model_params mp = slm_model_params_default();
-    cr_assert_eq(slm_model_load(stories_path(), &mp, &m, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(slm_model_load(need_model(), &mp, &m, &err), SLM_OK, "%s", err.msg);
     struct slm_ctx_params cp = slm_ctx_params_default();
     cp.n_ctx = 512;
     cr_assert_eq(slm_ctx_init(m, &cp, &ctx, &err), SLM_OK, "%s", err.msg);

@@ -14,22 +14,20 @@
 
 #include "slm/base.h"
 #include "slm/tune.h"
+#include "test_stories.h"
 
-/* $SLM_SHARED/models/stories260K.gguf, or NULL (the test skips). */
+/* A model to tune (test_stories.h: stories260K, else a random-weight one
+ * made by mkmodel); the test skips when there is neither. */
 static inline const char *tt_stories(void) {
     static char path[4096];
-    const char *sh = getenv("SLM_SHARED");
-    if (!sh) {
-        return NULL;
-    }
-    snprintf(path, sizeof(path), "%s/models/stories260K.gguf", sh);
-    return access(path, R_OK) == 0 ? path : NULL;
+    test_model_path(path, sizeof(path));
+    return path;
 }
 
 #define TT_NEED(path)                                                                              \
     do {                                                                                           \
         if (!(path)) {                                                                             \
-            cr_skip_test("needs $SLM_SHARED/models/stories260K.gguf (or mkmodel)");                \
+            cr_skip_test("needs a model (tests/tools/test-model.sh)");                             \
         }                                                                                          \
     } while (0)
 
