@@ -19,7 +19,6 @@
 #include "slm/base.h"
 #include "slm/engine.h"
 
-
 struct slm_options {
     struct slm_sample_params sample;
     int32_t num_predict;      /* max tokens; -1 = until done */

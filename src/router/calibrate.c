@@ -47,15 +47,23 @@ static void rows_free(struct rows *d) {
 static int rows_add(struct rows *d, double conf, bool correct, double cost) {
     if (d->n == d->cap) {
         size_t cap = d->cap * 2 + 64;
+        /* each array keeps its old block when growing it fails; cap grows
+         * only when all three did */
         double *c = realloc(d->conf, cap * sizeof(double));
-        d->conf = c ? c : d->conf;
-        double *k = realloc(d->cost, cap * sizeof(double));
-        d->cost = k ? k : d->cost;
-        bool *ok = realloc(d->correct, cap * sizeof(bool));
-        d->correct = ok ? ok : d->correct;
-        if (!c || !k || !ok) {
+        if (!c) {
             return SLM_E_NOMEM;
         }
+        d->conf = c;
+        double *k = realloc(d->cost, cap * sizeof(double));
+        if (!k) {
+            return SLM_E_NOMEM;
+        }
+        d->cost = k;
+        bool *ok = realloc(d->correct, cap * sizeof(bool));
+        if (!ok) {
+            return SLM_E_NOMEM;
+        }
+        d->correct = ok;
         d->cap = cap;
     }
     d->conf[d->n] = isnan(conf) ? 0.0 : conf;
