@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/run_router.sh - the small-first router, measured (issue 5).
 #
-#   bench/run_router.sh [--limit N] [--overhead N] [--model GGUF] [--correction none|prior|length]
+#   bench/run_router.sh [--limit N] [--overhead N] [--overhead-only] [--model GGUF]
+#                       [--correction none|prior|length]
 #                       [--cloud-accuracy 0.92] [--price-in 2.5] [--price-out 10] [--threads 2]
 #
 # 1. Overhead: `slm serve --router` with a route whose local target is
@@ -30,6 +31,8 @@
 # ${SLM_BENCH_MODELS:-~/.cache/slm/bench-models}/b77-full.gguf (about 20
 # minutes of one core); --model uses another file.
 #
+# --overhead-only measures part 1 and stops (no tuned model, no banking77 runs).
+#
 # Output: a Markdown table on stdout; progress on stderr. No network beyond
 # 127.0.0.1.
 set -euo pipefail
@@ -46,6 +49,7 @@ cloud_acc=0.92
 price_in=2.5
 price_out=10
 threads=2
+overhead_only=0
 
 usage() {
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
@@ -55,6 +59,7 @@ while [ $# -gt 0 ]; do
     case $1 in
     --limit) limit=${2:?}; shift 2 ;;
     --overhead) n_overhead=${2:?}; shift 2 ;;
+    --overhead-only) overhead_only=1; shift ;;
     --model) model=${2:?}; shift 2 ;;
     --correction) correction=${2:?}; shift 2 ;;
     --cloud-accuracy) cloud_acc=${2:?}; shift 2 ;;
@@ -84,7 +89,7 @@ pids=()
 # shellcheck disable=SC2064 # expand now
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$BENCH_TMP"' EXIT
 
-if [ -z "$model" ]; then
+if [ -z "$model" ] && [ "$overhead_only" = 0 ]; then
     model=$models/b77-full.gguf
     if [ ! -f "$model" ]; then
         mkdir -p "$models"
@@ -144,6 +149,24 @@ bench_log "overhead in process: $n_overhead requests"
 "$SLM_TOOLS/router_overhead" "$BENCH_TMP/overhead.yaml" story-routed "$n_overhead" "Once upon a time" \
     >"$BENCH_TMP/overhead_inproc.txt" 2>&1 || { cat "$BENCH_TMP/overhead_inproc.txt" >&2; bench_die "router_overhead failed"; }
 
+# ---------------------------------------------------------------- table, part 1
+
+j() { jq -r "$1" <<<"$2"; }
+f() { awk -v v="$1" -v d="${2:-3}" 'BEGIN { printf "%.*f", d, v }'; }
+overhead_table() {
+    printf '\nslm router, %s threads; %s\n\n' "$threads" "$(bench_machine)"
+    printf '| router overhead (%s requests, stories260K, 8 tokens) | p50 | p99 |\n|---|---:|---:|\n' "$n_overhead"
+    printf '| direct to the model, ms | %s | %s |\n' "$(f "$(j .direct_p50_ms "$ov")")" "$(f "$(j .direct_p99_ms "$ov")")"
+    printf '| through the router, ms | %s | %s |\n' "$(f "$(j .router_p50_ms "$ov")")" "$(f "$(j .router_p99_ms "$ov")")"
+    printf '| **added by the router, ms** (target p99 < 1) | %s | %s |\n' "$(f "$(j .added_p50_ms "$ov")")" "$(f "$(j .added_p99_ms "$ov")")"
+    printf '| paired difference per request, ms | %s | %s |\n\n' "$(f "$(j .paired_diff_p50_ms "$ov")")" "$(f "$(j .paired_diff_p99_ms "$ov")")"
+    printf 'in process (tests/tools/router_overhead, the router'"'"'s own work per request):\n\n```\n%s\n```\n\n' "$(cat "$BENCH_TMP/overhead_inproc.txt")"
+}
+if [ "$overhead_only" = 1 ]; then
+    overhead_table
+    exit 0
+fi
+
 # ---------------------------------------------------------------- 2. banking77
 
 # The router renders a request's last user message as `input`; the tuning
@@ -198,16 +221,8 @@ sc=$(python3 "$eval_py" score "$BENCH_TMP") || bench_die "scoring failed"
 bench_log "score: $sc"
 
 # ---------------------------------------------------------------- table
+overhead_table
 
-j() { jq -r "$1" <<<"$2"; }
-f() { awk -v v="$1" -v d="${2:-3}" 'BEGIN { printf "%.*f", d, v }'; }
-printf '\nslm router, %s threads; %s\n\n' "$threads" "$(bench_machine)"
-printf '| router overhead (%s requests, stories260K, 8 tokens) | p50 | p99 |\n|---|---:|---:|\n' "$n_overhead"
-printf '| direct to the model, ms | %s | %s |\n' "$(f "$(j .direct_p50_ms "$ov")")" "$(f "$(j .direct_p99_ms "$ov")")"
-printf '| through the router, ms | %s | %s |\n' "$(f "$(j .router_p50_ms "$ov")")" "$(f "$(j .router_p99_ms "$ov")")"
-printf '| **added by the router, ms** (target p99 < 1) | %s | %s |\n' "$(f "$(j .added_p50_ms "$ov")")" "$(f "$(j .added_p99_ms "$ov")")"
-printf '| paired difference per request, ms | %s | %s |\n\n' "$(f "$(j .paired_diff_p50_ms "$ov")")" "$(f "$(j .paired_diff_p99_ms "$ov")")"
-printf 'in process (tests/tools/router_overhead, the router'"'"'s own work per request):\n\n```\n%s\n```\n\n' "$(cat "$BENCH_TMP/overhead_inproc.txt")"
 printf 'banking77 test half (%s rows), local: %s (label_correction %s), cloud: fake at %s accuracy, %s/%s per 1M tokens in/out\n\n' \
     "$(j .n "$sc")" "$(basename "$model")" "$correction" "$cloud_acc" "$price_in" "$price_out"
 printf '| policy | accuracy | escalated | cloud cost | cost vs all-cloud |\n|---|---:|---:|---:|---:|\n'

@@ -9,7 +9,6 @@
 
 #include "cli/cli.h"
 #include "cli/session.h"
-#include "slm/grammar.h"
 #include "slm/json.h"
 
 #define STDIN_MAX ((size_t)64 << 20)
@@ -254,31 +253,28 @@ static int open_turn(struct slm_session *s, struct slm_store *store, struct run_
     return rc == SLM_OK ? slm_turn_open(store, a->model, &tp, &s->turn, err) : rc;
 }
 
+/* --format json / --json-schema FILE: the grammar comes from the turn, as a
+ * server request's does; the schema stays for validating the answer. */
 static int set_format(struct slm_session *s, const struct run_args *a, struct slm_err *err) {
     if (a->format && a->schema_file) {
         return slm_err_set(err, SLM_E_INVALID, "use --format json or --json-schema, not both");
     }
+    struct slm_turn_req r = {0};
     if (a->format) {
-        s->grammar = strdup(slm_grammar_json_object);
-        s->want_json = true;
-        return s->grammar ? SLM_OK : slm_err_set(err, SLM_E_NOMEM, "out of memory");
-    }
-    if (!a->schema_file) {
+        r.format = SLM_TURN_FORMAT_JSON;
+    } else if (a->schema_file) {
+        int rc = slm_json_load_file(a->schema_file, 1 << 20, &s->schema, err);
+        if (rc != SLM_OK) {
+            return rc;
+        }
+        r.format = SLM_TURN_FORMAT_SCHEMA;
+        r.schema = s->schema;
+    } else {
         return SLM_OK;
     }
-    int rc = slm_json_load_file(a->schema_file, 1 << 20, &s->schema, err);
-    if (rc != SLM_OK) {
-        return rc;
-    }
-    struct slm_buf g = {0};
-    rc = slm_json_schema_to_gbnf(s->schema, &g, err);
-    if (rc != SLM_OK) {
-        slm_buf_free(&g);
-        return slm_err_prefix(err, "%s", a->schema_file);
-    }
-    s->grammar = slm_buf_take(&g);
     s->want_json = true;
-    return SLM_OK;
+    int rc = slm_turn_grammar(&r, NULL, &s->grammar, err);
+    return rc == SLM_OK || !a->schema_file ? rc : slm_err_prefix(err, "%s", a->schema_file);
 }
 
 /* --vars as JSON text or @file, for the template in force. */

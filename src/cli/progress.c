@@ -52,7 +52,7 @@ static void amount(const struct slm_cli_progress *p, uint64_t v, char *out, size
 
 static void speed(const struct slm_cli_progress *p, char *out, size_t cap) {
     if (p->unit == SLM_CLI_PROGRESS_BYTES) {
-        char s[32];
+        char s[24]; /* "1023.9 GB": room for "/s" in a 32-byte `out` */
         slm_format_size(s, sizeof(s), (uint64_t)p->speed);
         snprintf(out, cap, "%s/s", s);
     } else {

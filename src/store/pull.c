@@ -495,14 +495,19 @@ static int pick_target(struct pull *pl, const struct slm_source *src, struct tar
                          "%s is split into several files; slm pulls single-file models only",
                          t->path);
     }
-    /* Measured first: gcc's truncation analysis cannot see a check made after the call. */
-    size_t len = strlen(src->org) + strlen(src->repo) + strlen(t->path) + sizeof("hf.co///") - 1;
-    if (rc == SLM_OK && len >= sizeof(t->source)) {
+    /* Joined with a capped buffer: gcc's truncation analysis (at every
+     * optimisation level) cannot see a length checked before snprintf. */
+    struct slm_buf b = {0};
+    slm_buf_init(&b, sizeof(t->source) - 1);
+    if (rc == SLM_OK && (slm_buf_puts(&b, "hf.co/") != SLM_OK || slm_buf_puts(&b, src->org) ||
+                         slm_buf_putc(&b, '/') || slm_buf_puts(&b, src->repo) ||
+                         slm_buf_putc(&b, '/') || slm_buf_puts(&b, t->path))) {
         rc = slm_err_set(err, SLM_E_INVALID, "the file path '%.200s' is too long", t->path);
     }
     if (rc == SLM_OK) {
-        snprintf(t->source, sizeof(t->source), "hf.co/%s/%s/%s", src->org, src->repo, t->path);
+        memcpy(t->source, b.ptr, b.len + 1);
     }
+    slm_buf_free(&b);
     return rc;
 }
 
