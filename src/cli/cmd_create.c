@@ -11,7 +11,7 @@
 static const char *const CMD = "create";
 
 static void usage(void) {
-    printf("Usage: slm create NAME [-f MODELFILE]\n"
+    printf("Usage: slm create NAME [-f, --file MODELFILE]\n"
            "\n"
            "Creates (or replaces) the model NAME from a Modelfile (default ./Modelfile;\n"
            "\"-\" reads standard input). Directives, as Ollama reads them:\n"
