@@ -120,7 +120,8 @@ enum MHD_Result srv_ollama_ps(struct srv_conn *rc) {
     for (size_t i = 0; i < n; i++) {
         struct srv_loaded_name ln;
         if (!srv_lookup_name(s, ents[i].path, &ln)) {
-            snprintf(ln.name, sizeof(ln.name), "%s", ents[i].path);
+            /* a path longer than a name is cut (shown, never used to open) */
+            snprintf(ln.name, sizeof(ln.name), "%.*s", (int)sizeof(ln.name) - 1, ents[i].path);
             ln.digest[0] = '\0';
         }
         struct srv_model_facts f;
