@@ -61,6 +61,9 @@ const struct slm_alias *slm_alias_table(void);
 /* True when `text` names a local file rather than a store entry: it starts
  * with '/', "./" or "../", or ends in ".gguf" and exists on disk. */
 bool slm_name_is_local_path(const char *text);
+/* True when `text` reads as a file path whether or not the file exists: it
+ * starts with '/', '.' or '~', or ends in .gguf, or is a local path. */
+bool slm_name_looks_like_path(const char *text);
 
 /* ---------------------------------------------------------------- store */
 
@@ -120,6 +123,16 @@ struct slm_manifest {
 int slm_store_resolve(struct slm_store *store, const char *name, struct slm_manifest **out,
                       struct slm_err *err);
 void slm_manifest_free(struct slm_manifest *m);
+
+enum slm_resolve_flags {
+    /* Only what is in the store: no file path, neither as the model nor after
+     * '+' as an adapter (what a network client may name). SLM_E_NOT_FOUND. */
+    SLM_RESOLVE_STORE_ONLY = 1 << 0,
+};
+
+/* slm_store_resolve() with `flags` (enum slm_resolve_flags). */
+int slm_store_resolve_flags(struct slm_store *store, const char *name, unsigned flags,
+                            struct slm_manifest **out, struct slm_err *err);
 /* Reads the manifest stored for exactly `name` (no alias, no local path).
  * SLM_E_NOT_FOUND when there is none, SLM_E_CORRUPT when it is damaged. The
  * blobs' presence is not checked. */

@@ -50,6 +50,9 @@
 /* ---------------------------------------------------------------- the model side */
 
 struct slm_turn_params {
+    /* enum slm_resolve_flags (slm/store.h): SLM_RESOLVE_STORE_ONLY where a
+     * network client names the model. */
+    unsigned resolve_flags;
     /* A Liquid file that replaces the model's TEMPLATE, or NULL. Borrowed. */
     const char *template_path;
     /* Replaces the model's SYSTEM (a route's `system`, `slm run --system`),

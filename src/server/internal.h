@@ -172,6 +172,9 @@ void srv_make_id(const char *prefix, char *out, size_t cap);
 void srv_format_time(int64_t unix_ms, char *out, size_t cap);
 /* Parses a JSON body into an object; 400 when it is not one. */
 int srv_parse_object(const struct slm_buf *body, json_t **out, struct srv_error *e);
+/* The one 404 for a model name the store does not hold (whatever the
+ * reason), so that a client learns nothing about the server's files. */
+int srv_model_not_found(struct srv_error *e, const char *name);
 /* True when a model name looks like a file path (refused over HTTP: a
  * client cannot make the server open files). */
 bool srv_name_is_path(const char *name);

@@ -52,15 +52,14 @@ static int resolve(struct slm_server *s, const char *name, struct slm_manifest *
     if (!name || !name[0]) {
         return srv_bad(e, "model", "'model' is required");
     }
-    if (srv_name_is_path(name)) {
-        return srv_error_set(e, SLM_E_NOT_FOUND, 404, "invalid_request_error", "model_not_found",
-                             "model '%s' not found", name);
-    }
     struct slm_err err = {0};
     pthread_mutex_lock(&s->store_lock);
-    int rc = slm_store_resolve(s->store, name, m, &err);
+    int rc = slm_store_resolve_flags(s->store, name, SLM_RESOLVE_STORE_ONLY, m, &err);
     pthread_mutex_unlock(&s->store_lock);
-    return rc == SLM_OK ? SLM_OK : srv_fail(e, rc == SLM_E_INVALID ? SLM_E_NOT_FOUND : rc, &err);
+    if (rc == SLM_E_NOT_FOUND || rc == SLM_E_INVALID) {
+        return srv_model_not_found(e, name);
+    }
+    return rc == SLM_OK ? SLM_OK : srv_fail(e, rc, &err);
 }
 
 static enum MHD_Result fail(struct srv_conn *rc, struct srv_error *e) {

@@ -30,21 +30,30 @@ uint32_t srv_job_n_ctx(const struct srv_job *j) {
 
 /* ---------------------------------------------------------------- model and options */
 
+/* The same 404 for every name the store does not hold: a path, a path after
+ * '+', a missing model or a malformed name read alike, so a client learns
+ * nothing about the server's files. */
+int srv_model_not_found(struct srv_error *e, const char *name) {
+    return srv_error_set(e, SLM_E_NOT_FOUND, 404, "invalid_request_error", "model_not_found",
+                         "model '%.200s' not found: the server serves the models of its store "
+                         "by name, not files (see GET /v1/models)",
+                         name);
+}
+
 static int resolve(struct srv_job *j, struct srv_error *e) {
     struct slm_server *s = j->srv;
     const char *name = j->g->model;
-    if (srv_name_is_path(name)) {
-        return srv_error_set(e, SLM_E_NOT_FOUND, 404, "invalid_request_error", "model_not_found",
-                             "model '%s' not found: the server serves models of its store by "
-                             "name, not files (see GET /v1/models)",
-                             name);
-    }
     struct slm_err err = {0};
+    struct slm_turn_params tp = slm_turn_params_default();
+    tp.resolve_flags = SLM_RESOLVE_STORE_ONLY;
     pthread_mutex_lock(&s->store_lock);
-    int rc = slm_turn_open(s->store, name, NULL, &j->turn, &err);
+    int rc = slm_turn_open(s->store, name, &tp, &j->turn, &err);
     pthread_mutex_unlock(&s->store_lock);
+    if (rc == SLM_E_NOT_FOUND || rc == SLM_E_INVALID) {
+        return srv_model_not_found(e, name);
+    }
     if (rc != SLM_OK) {
-        return srv_fail(e, rc == SLM_E_INVALID ? SLM_E_NOT_FOUND : rc, &err);
+        return srv_fail(e, rc, &err);
     }
     rc = srv_model_facts(s, j->turn->manifest->model_path, &j->facts, &err);
     if (rc != SLM_OK) {

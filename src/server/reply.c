@@ -238,6 +238,5 @@ void srv_format_params(uint64_t n, char *out, size_t cap) {
 }
 
 bool srv_name_is_path(const char *name) {
-    return name[0] == '/' || name[0] == '.' || name[0] == '~' ||
-           slm_str_ends_with(slm_str_c(name), SLM_STR(".gguf")) || slm_name_is_local_path(name);
+    return slm_name_looks_like_path(name);
 }

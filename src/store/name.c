@@ -163,6 +163,16 @@ size_t slm_name_format(const struct slm_name *n, char *out, size_t cap) {
     return len < 0 ? 0 : (size_t)len;
 }
 
+bool slm_name_looks_like_path(const char *text) {
+    if (!text || !text[0]) {
+        return false;
+    }
+    struct slm_str s = slm_str_c(text);
+    return text[0] == '/' || text[0] == '.' || text[0] == '~' ||
+           slm_str_ends_with(s, SLM_STR(".gguf")) || slm_str_ends_with(s, SLM_STR(".GGUF")) ||
+           slm_name_is_local_path(text);
+}
+
 bool slm_name_is_local_path(const char *text) {
     if (!text || !text[0]) {
         return false;

@@ -357,7 +357,7 @@ static int add_adapter(struct slm_manifest *m, const char *path, struct slm_err 
 
 /* "base+adapter": the base model plus an adapter given as a path to a GGUF
  * LoRA file, or as the name of a store model whose adapters are added. */
-static int resolve_plus(struct slm_store *store, const char *text, const char *plus,
+static int resolve_plus(struct slm_store *store, const char *text, const char *plus, unsigned flags,
                         struct slm_manifest **out, struct slm_err *err) {
     char base[SLM_NAME_MAX + 1024];
     size_t n = (size_t)(plus - text);
@@ -367,16 +367,17 @@ static int resolve_plus(struct slm_store *store, const char *text, const char *p
     memcpy(base, text, n);
     base[n] = '\0';
     const char *adapter = plus + 1;
-    int rc = slm_store_resolve(store, base, out, err);
+    int rc = slm_store_resolve_flags(store, base, flags, out, err);
     if (rc != SLM_OK) {
         return rc;
     }
     char real[PATH_MAX];
-    if (slm_name_is_local_path(adapter) && realpath(adapter, real)) {
+    if (!(flags & SLM_RESOLVE_STORE_ONLY) && slm_name_is_local_path(adapter) &&
+        realpath(adapter, real)) {
         rc = add_adapter(*out, real, err);
     } else {
         struct slm_manifest *am = NULL;
-        rc = slm_store_resolve(store, adapter, &am, err);
+        rc = slm_store_resolve_flags(store, adapter, flags, &am, err);
         if (rc == SLM_OK && am->n_adapters == 0) {
             rc = slm_err_set(err, SLM_E_INVALID,
                              "'%s' has no adapters (after '+', name an adapter .gguf file or a "
@@ -400,10 +401,18 @@ static int resolve_plus(struct slm_store *store, const char *text, const char *p
 
 int slm_store_resolve(struct slm_store *store, const char *text, struct slm_manifest **out,
                       struct slm_err *err) {
+    return slm_store_resolve_flags(store, text, 0, out, err);
+}
+
+int slm_store_resolve_flags(struct slm_store *store, const char *text, unsigned flags,
+                            struct slm_manifest **out, struct slm_err *err) {
     *out = NULL;
+    if ((flags & SLM_RESOLVE_STORE_ONLY) && slm_name_looks_like_path(text)) {
+        return slm_err_set(err, SLM_E_NOT_FOUND, "model '%.200s' not found", text);
+    }
     const char *plus = strrchr(text, '+');
-    if (plus && !slm_file_exists(text)) {
-        return resolve_plus(store, text, plus, out, err);
+    if (plus && ((flags & SLM_RESOLVE_STORE_ONLY) || !slm_file_exists(text))) {
+        return resolve_plus(store, text, plus, flags, out, err);
     }
     if (slm_name_is_local_path(text)) {
         return resolve_local(text, out, err);

@@ -95,7 +95,7 @@ int slm_turn_open(struct slm_store *store, const char *ref, const struct slm_tur
         return slm_err_set(err, SLM_E_NOMEM, "out of memory");
     }
     slm_options_init(&t->options);
-    int rc = slm_store_resolve(store, ref, &t->manifest, err);
+    int rc = slm_store_resolve_flags(store, ref, p->resolve_flags, &t->manifest, err);
     if (rc == SLM_OK) {
         rc = setup(t, p, err);
     }

@@ -91,6 +91,20 @@ contains "$out" "context_length_exceeded"
 post /v1/chat/completions '{"model":"nope","messages":[{"role":"user","content":"x"}]}'
 out=$BODY
 [ "$STATUS" = 404 ] || fail "unknown model: $STATUS $out"
+# Over HTTP a name reaches only the store: a path, or a path after '+' (an
+# adapter file, a FIFO that would hang a thread), gets the same 404 as an
+# unknown name, whether the file exists or not.
+mkfifo "$SERVE_DIR/fifo.gguf"
+for m in nope "stories+/etc/hostname" "stories+$SERVE_DIR/fifo.gguf" "stories+/no/such.gguf" \
+    "/etc/hostname" "stories+nope"; do
+    STATUS=$(curl -sS -m 10 -o "$SERVE_DIR/body" -w '%{http_code}' -H 'Content-Type: application/json' \
+        -X POST "$URL/v1/chat/completions" \
+        --data-binary "{\"model\":\"$m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}")
+    [ "$STATUS" = 404 ] || fail "model '$m': $STATUS $(cat "$SERVE_DIR/body")"
+    contains "$(cat "$SERVE_DIR/body")" "model '$m' not found: the server serves the models of its store"
+    post /api/show "{\"model\":\"$m\"}"
+    [ "$STATUS" = 404 ] || fail "/api/show '$m': $STATUS $BODY"
+done
 post /v1/chat/completions '{"model":'
 out=$BODY
 [ "$STATUS" = 400 ] || fail "bad JSON: $STATUS $out"
