@@ -152,7 +152,7 @@ static int check_range(const struct slm_option_desc *d, double v, bool file, str
     return SLM_OK;
 }
 
-static int check_stop(const char *s, size_t len, struct slm_err *err) {
+static int check_stop(size_t len, struct slm_err *err) {
     if (len == 0) {
         return slm_err_set(err, SLM_E_INVALID, "stop strings cannot be empty");
     }
@@ -160,7 +160,6 @@ static int check_stop(const char *s, size_t len, struct slm_err *err) {
         return slm_err_set(err, SLM_E_TOO_LARGE, "a stop string has at most %d bytes (got %zu)",
                            SLM_MAX_STOP_LEN, len);
     }
-    (void)s;
     return SLM_OK;
 }
 
@@ -169,7 +168,7 @@ int slm_option_parse_file_value(const struct slm_option_desc *d, const char *tex
     *out = NULL;
     struct slm_str v = slm_str_c(text);
     if (d->type == SLM_OPT_STRINGS) {
-        int rc = check_stop(v.ptr, v.len, err);
+        int rc = check_stop(v.len, err);
         if (rc != SLM_OK) {
             return rc;
         }
@@ -297,7 +296,7 @@ static int store_number(struct slm_options *o, const struct slm_option_desc *d, 
 }
 
 static int add_stop(struct slm_options *o, const char *s, size_t len, struct slm_err *err) {
-    int rc = check_stop(s, len, err);
+    int rc = check_stop(len, err);
     if (rc != SLM_OK) {
         return rc;
     }

@@ -175,9 +175,6 @@ int srv_parse_object(const struct slm_buf *body, json_t **out, struct srv_error 
 /* The one 404 for a model name the store does not hold (whatever the
  * reason), so that a client learns nothing about the server's files. */
 int srv_model_not_found(struct srv_error *e, const char *name);
-/* True when a model name looks like a file path (refused over HTTP: a
- * client cannot make the server open files). */
-bool srv_name_is_path(const char *name);
 /* "292.80K", "135.00M", "1.54B" as Ollama shows parameter counts. */
 void srv_format_params(uint64_t n, char *out, size_t cap);
 

@@ -314,7 +314,7 @@ int srv_create_modelfile(const json_t *body, struct slm_buf *b, struct srv_error
         }
     }
     const char *from = json_string_value(json_object_get(body, "from"));
-    if (!from || !from[0] || srv_name_is_path(from) || strpbrk(from, "\n\r\"")) {
+    if (!from || !from[0] || slm_name_looks_like_path(from) || strpbrk(from, "\n\r\"")) {
         return srv_bad(e, "from", "'from' must name a model in the store");
     }
     int rc =
@@ -381,7 +381,7 @@ enum MHD_Result srv_ollama_create(struct srv_conn *rc) {
     slm_buf_init(&mf, (size_t)8 << 20);
     struct notes notes;
     slm_buf_init(&notes.lines, (size_t)1 << 20);
-    int r = (!name || !name[0] || srv_name_is_path(name))
+    int r = (!name || !name[0] || slm_name_looks_like_path(name))
                 ? srv_bad(&e, "model", "'model' must be the new model's name")
                 : srv_create_modelfile(body, &mf, &e);
     if (r == SLM_OK) {

@@ -272,7 +272,7 @@ enum MHD_Result srv_ollama_copy(struct srv_conn *rc) {
     int r = SLM_OK;
     if (!src || !dst || !src[0] || !dst[0]) {
         r = srv_bad(&e, NULL, "'source' and 'destination' are required");
-    } else if (srv_name_is_path(src) || srv_name_is_path(dst)) {
+    } else if (slm_name_looks_like_path(src) || slm_name_looks_like_path(dst)) {
         r = srv_bad(&e, NULL, "'source' and 'destination' must be model names");
     } else {
         struct slm_err err = {0};
@@ -296,7 +296,7 @@ enum MHD_Result srv_ollama_delete(struct srv_conn *rc) {
     }
     const char *name = model_field(body);
     int r = SLM_OK;
-    if (!name || !name[0] || srv_name_is_path(name)) {
+    if (!name || !name[0] || slm_name_looks_like_path(name)) {
         r = srv_bad(&e, "model", "'model' must name a model in the store");
     } else {
         struct slm_err err = {0};

@@ -236,7 +236,3 @@ void srv_format_params(uint64_t n, char *out, size_t cap) {
         snprintf(out, cap, "%llu", (unsigned long long)n);
     }
 }
-
-bool srv_name_is_path(const char *name) {
-    return slm_name_looks_like_path(name);
-}
