@@ -263,6 +263,11 @@ struct slm_gen_params {
     int32_t n_top_logprobs; /* alternatives per token in events, 0..SLM_MAX_TOP_LOGPROBS */
     bool logprobs;          /* compute token log-probs (events and stats) */
     bool ignore_eos;        /* never sample end-of-generation tokens (benchmarks) */
+    /* Seconds of sampling under `sample.grammar` one request may use (the
+     * grammar's cost per token depends on the grammar, and it runs where
+     * every other sequence waits); past it the request ends with
+     * SLM_E_TIMEOUT. 0 = no budget. */
+    double sample_budget;
 };
 
 struct slm_gen_params slm_gen_params_default(void);

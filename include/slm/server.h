@@ -38,6 +38,11 @@
 
 /* The port `slm serve` listens on unless told otherwise (DESIGN.md). */
 #define SLM_SERVER_DEFAULT_PORT 11435
+/* Limits on by default (docs/security.md): tokens one request may generate,
+ * seconds it may run, seconds of grammar-constrained sampling it may use. */
+#define SLM_SERVER_DEFAULT_MAX_TOKENS 4096
+#define SLM_SERVER_DEFAULT_TIMEOUT 600.0
+#define SLM_SERVER_DEFAULT_GRAMMAR_BUDGET 30.0
 
 /*
  * What generates the answers. Every function is called from HTTP threads,
@@ -83,10 +88,21 @@ struct slm_server_params {
      * api_key or `insecure` (DESIGN.md). */
     const char *api_key;
     bool insecure;
-    size_t max_body;          /* bytes of one request body; 0 = 8 MiB. Past it: 413 */
-    uint32_t max_connections; /* open connections (= HTTP threads); 0 = 256. Past it: refused */
+    size_t max_body; /* bytes of one request body; 0 = 8 MiB. Past it: 413 */
+    /* Bytes of request bodies held at once, all connections together; 0 =
+     * 64 MiB (at least max_body). Past it: 503 with Retry-After. */
+    size_t max_body_total;
+    /* Open connections (each has an HTTP thread), all clients together and
+     * from one client address; 0 = 1024 and 256. Past either: a 503 with
+     * Retry-After and the connection closed. */
+    uint32_t max_connections;
+    uint32_t max_client_connections;
+    /* Seconds a client has to send a request's headers (a "slowloris" holds
+     * its thread no longer); 0 = 30. Past it: 408 and the connection closed. */
+    double header_timeout;
     /* Generated tokens one request may ask for; 0 = no cap beyond the
-     * context. Asking for more is a 400; asking for nothing gets this cap. */
+     * context. Asking for more is a 400; asking for nothing gets this cap.
+     * slm_server_params_default() sets SLM_SERVER_DEFAULT_MAX_TOKENS. */
     int32_t max_tokens;
     /* Tokens one sequence holds (prompt + answer), as the scheduler was
      * configured (its n_ctx / n_parallel): prompts longer than that are a 400
@@ -94,7 +110,13 @@ struct slm_server_params {
      * asked, /api/show reports it. 0 = the scheduler's default: the model's
      * training context, at most 4096. */
     uint32_t n_ctx_seq;
-    double request_timeout; /* seconds a generation may run; 0 = no limit. Past it: 504 */
+    /* Seconds a generation may run; 0 = no limit. Past it: 504.
+     * slm_server_params_default() sets SLM_SERVER_DEFAULT_TIMEOUT. */
+    double request_timeout;
+    /* Seconds of grammar-constrained sampling (JSON, schema, tools) one
+     * request may use; 0 = no budget. Past it: 504. Default
+     * SLM_SERVER_DEFAULT_GRAMMAR_BUDGET. */
+    double grammar_budget;
     const char *store_home; /* the model store; NULL = $SLM_HOME or ~/.slm */
     /* A Liquid file that renders the tool prompt for every model; NULL = the
      * built-in template of the model's family (templates/tools/). */

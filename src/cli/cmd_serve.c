@@ -44,12 +44,20 @@ static void usage(FILE *f) {
             "  --memory-budget SIZE  weights + KV kept loaded, e.g. 8G (default 75%% of RAM)\n"
             "  --keep-alive DUR      idle time before a model is unloaded, e.g. 5m, 1h, -1 =\n"
             "                        forever (default 5m; requests may set keep_alive)\n"
-            "Limits:\n"
+            "Limits (docs/security.md):\n"
             "  --max-body SIZE       largest request body (default 8M); past it: 413\n"
-            "  --max-tokens N        most tokens one request may generate (default: no cap\n"
-            "                        beyond the context); asking for more: 400\n"
-            "  --max-connections N   open connections (default 256)\n"
-            "  --request-timeout S   seconds a request may run (default: none); past it: 504\n"
+            "  --max-body-total SIZE request bodies held at once, all clients (default 64M);\n"
+            "                        past it: 503 with Retry-After\n"
+            "  --max-tokens N        most tokens one request may generate (default %d; 0 = no\n"
+            "                        cap beyond the context); asking for more: 400\n"
+            "  --max-connections N   open connections, all clients (default 1024); past it: 503\n"
+            "  --max-client-connections N  open connections from one address (default 256)\n"
+            "  --header-timeout S    seconds a client has to send a request's headers (default\n"
+            "                        30); past it: 408 and the connection is closed\n"
+            "  --request-timeout S   seconds a request may run (default %.0f; 0 = no limit);\n"
+            "                        past it: 504\n"
+            "  --grammar-budget S    seconds of JSON/schema/tool-constrained sampling one\n"
+            "                        request may use (default %.0f; 0 = no limit); past it: 504\n"
             "Router:\n"
             "  --router FILE         router.yaml: chat requests whose model names a route go\n"
             "                        local first and escalate per its checks (docs/router.md);\n"
@@ -60,7 +68,8 @@ static void usage(FILE *f) {
             "\n"
             "Sizes take K, M, G (powers of 1024) or KB, MB, GB (powers of 1000). Request lines\n"
             "are logged to stderr (SLM_LOG=warn silences them). See docs/api.md.\n",
-            SLM_SERVER_DEFAULT_PORT);
+            SLM_SERVER_DEFAULT_PORT, SLM_SERVER_DEFAULT_MAX_TOKENS, SLM_SERVER_DEFAULT_TIMEOUT,
+            SLM_SERVER_DEFAULT_GRAMMAR_BUDGET);
 }
 
 enum {
@@ -79,6 +88,10 @@ enum {
     OPT_MAX_BODY,
     OPT_MAX_TOKENS,
     OPT_MAX_CONN,
+    OPT_MAX_CLIENT_CONN,
+    OPT_MAX_BODY_TOTAL,
+    OPT_HEADER_TIMEOUT,
+    OPT_GRAMMAR_BUDGET,
     OPT_TIMEOUT,
     OPT_TOOL_TEMPLATE,
     OPT_KV_TYPE,
@@ -231,12 +244,34 @@ static int parse_one(int c, const char *val, struct serve_args *a) {
         a->sp.max_body = (size_t)sz;
         break;
     case OPT_MAX_TOKENS:
-        code = parse_int_flag("--max-tokens", val, 1, 1 << 24, &v);
+        code = parse_int_flag("--max-tokens", val, 0, 1 << 24, &v);
         a->sp.max_tokens = (int32_t)v;
         break;
     case OPT_MAX_CONN:
-        code = parse_int_flag("--max-connections", val, 1, 10000, &v);
+        code = parse_int_flag("--max-connections", val, 1, 100000, &v);
         a->sp.max_connections = (uint32_t)v;
+        break;
+    case OPT_MAX_CLIENT_CONN:
+        code = parse_int_flag("--max-client-connections", val, 1, 100000, &v);
+        a->sp.max_client_connections = (uint32_t)v;
+        break;
+    case OPT_MAX_BODY_TOTAL:
+        code = parse_size("--max-body-total", val, &sz) ? SLM_EXIT_OK : SLM_EXIT_USAGE;
+        if (code == SLM_EXIT_OK && (sz < 1024 || sz > ((uint64_t)1 << 40))) {
+            slm_cli_error("serve", "--max-body-total must be from 1K to 1T");
+            code = SLM_EXIT_USAGE;
+        }
+        a->sp.max_body_total = (size_t)sz;
+        break;
+    case OPT_HEADER_TIMEOUT:
+        code = slm_cli_float("serve", "--header-timeout", val, 0.01, 3600, &a->sp.header_timeout)
+                   ? SLM_EXIT_OK
+                   : SLM_EXIT_USAGE;
+        break;
+    case OPT_GRAMMAR_BUDGET:
+        code = slm_cli_float("serve", "--grammar-budget", val, 0, 86400, &a->sp.grammar_budget)
+                   ? SLM_EXIT_OK
+                   : SLM_EXIT_USAGE;
         break;
     case OPT_TIMEOUT:
         code = parse_int_flag("--request-timeout", val, 0, 86400 * 7, &v);
@@ -273,6 +308,10 @@ static int parse_args(int argc, char **argv, struct serve_args *a) {
         {"max-body", required_argument, NULL, OPT_MAX_BODY},
         {"max-tokens", required_argument, NULL, OPT_MAX_TOKENS},
         {"max-connections", required_argument, NULL, OPT_MAX_CONN},
+        {"max-client-connections", required_argument, NULL, OPT_MAX_CLIENT_CONN},
+        {"max-body-total", required_argument, NULL, OPT_MAX_BODY_TOTAL},
+        {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
+        {"grammar-budget", required_argument, NULL, OPT_GRAMMAR_BUDGET},
         {"request-timeout", required_argument, NULL, OPT_TIMEOUT},
         {"tool-template", required_argument, NULL, OPT_TOOL_TEMPLATE},
         {"kv-type", required_argument, NULL, OPT_KV_TYPE},

@@ -293,7 +293,7 @@ static int32_t sample_next(struct gen_state *st, struct llama_sampler *chain, fl
                                     st->p->ignore_eos);
     *n_top = 0;
     *lp_out = 0.0f;
-    if (st->p->logprobs || st->p->n_top_logprobs > 0) {
+    if (tok >= 0 && (st->p->logprobs || st->p->n_top_logprobs > 0)) {
         int k = SLM_MIN(st->p->n_top_logprobs, SLM_MAX_TOP_LOGPROBS);
         *lp_out = slm__token_logprob(logits, ctx->n_vocab, tok, k, st->top);
         *n_top = SLM_MAX(k, 0);
@@ -386,7 +386,7 @@ int slm_generate(struct slm_ctx *ctx, const int32_t *prompt, size_t n_prompt,
         float lp;
         int n_top;
         int32_t tok = sample_next(&st, chain, &lp, &n_top);
-        if (llama_vocab_is_eog(ctx->model->vocab, tok)) {
+        if (tok < 0 || llama_vocab_is_eog(ctx->model->vocab, tok)) {
             s->finish = SLM_FINISH_STOP;
             break;
         }

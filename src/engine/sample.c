@@ -131,6 +131,12 @@ int32_t slm__sample_token(struct llama_sampler *chain, const float *logits, int3
     }
     llama_token_data_array arr = {cand, (size_t)n_vocab, -1, false};
     llama_sampler_apply(chain, &arr);
+    /* No token allowed: a grammar that is complete allows only the end of
+     * generation, which ignore_eos masked. The answer is done; accepting a
+     * token the grammar refused would throw inside llama.cpp. */
+    if (arr.selected < 0 || !(arr.data[arr.selected].logit > -INFINITY)) {
+        return n_eog ? eog[0] : -1;
+    }
     int32_t tok = arr.data[arr.selected].id;
     llama_sampler_accept(chain, tok);
     return tok;

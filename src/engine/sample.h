@@ -27,7 +27,9 @@ int slm__eog_ids(const struct slm_model *model, int32_t **out, size_t *n_out);
 
 /* Draws one token from `logits` (n_vocab floats) with `chain` and accepts it
  * into the chain. `cand` is n_vocab entries of scratch. With `ignore_eos`
- * the `eog` ids are masked out first. */
+ * the `eog` ids are masked out first. When the chain allows no token (a
+ * complete grammar under ignore_eos) it returns an end-of-generation id, or
+ * -1 when the model has none: either way, the answer ends there. */
 int32_t slm__sample_token(struct llama_sampler *chain, const float *logits, int32_t n_vocab,
                           llama_token_data *cand, const int32_t *eog, size_t n_eog,
                           bool ignore_eos);

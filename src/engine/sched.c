@@ -89,6 +89,7 @@ struct seq {
     struct slm_gen_stats st;
     double t_start;
     double t_first;
+    double t_grammar; /* seconds spent sampling under a grammar */
 };
 
 struct sctx {
@@ -603,6 +604,7 @@ static void place(struct slm_sched *s, struct slm_request *r) {
     q->order = s->order++;
     q->t_start = slm_time_mono();
     q->t_first = 0;
+    q->t_grammar = 0;
     q->st.n_prompt = (int32_t)n;
     if (c->embed) {
         memset(q->embd_sum, 0, (size_t)s->n_embd * sizeof(*q->embd_sum));
@@ -820,9 +822,22 @@ static void next_token(struct slm_sched *s, struct sctx *c, struct seq *q) {
         retire(s, c, q, SLM_FINISH_NONE, SLM_E_BACKEND, "llama.cpp returned no logits");
         return;
     }
+    /* A grammar's cost per token depends on the grammar, and every other
+     * sequence waits for it: a request gets a budget of sampling time. */
+    bool timed = r->gen.sample_budget > 0 && r->gen.sample.grammar && r->gen.sample.grammar[0];
+    double t0 = timed ? slm_time_mono() : 0;
     int32_t tok = slm__sample_token(q->chain, logits, s->n_vocab, s->cand, s->eog, s->n_eog,
                                     r->gen.ignore_eos);
-    if (llama_vocab_is_eog(s->model->vocab, tok)) {
+    if (timed && (q->t_grammar += slm_time_mono() - t0) > r->gen.sample_budget) {
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "sampling under the grammar took more than %.3g s after %d tokens: the JSON "
+                 "schema, pattern or tool set is too costly for this model",
+                 r->gen.sample_budget, q->st.n_gen + 1);
+        retire(s, c, q, SLM_FINISH_NONE, SLM_E_TIMEOUT, msg);
+        return;
+    }
+    if (tok < 0 || llama_vocab_is_eog(s->model->vocab, tok)) {
         retire(s, c, q, SLM_FINISH_STOP, SLM_OK, NULL);
         return;
     }

@@ -6,7 +6,8 @@
  * (parsed request bodies), metrics.h.
  *
  * The files, in the order a request meets them:
- *   server.c         libmicrohttpd daemon, connections, bodies, auth, routing, logs
+ *   conns.c          accepting: connection limits (all, per client), header deadlines
+ *   server.c         libmicrohttpd daemon, bodies and their budget, auth, routing, logs
  *   parse.c          request bodies (OpenAI and Ollama) -> struct srv_gen_req (request.h)
  *   routed.c         `slm serve --router`: chat requests that name a route
  *   prompt.c         the request as a turn (slm/turn.h builds the prompt),
@@ -42,10 +43,15 @@
 /* ---------------------------------------------------------------- limits */
 
 #define SRV_DEFAULT_MAX_BODY ((size_t)8 << 20)
-#define SRV_DEFAULT_MAX_CONNECTIONS 256u
+#define SRV_DEFAULT_MAX_BODY_TOTAL ((size_t)64 << 20)
+#define SRV_DEFAULT_MAX_CONNECTIONS 1024u
+#define SRV_DEFAULT_MAX_CLIENT_CONNECTIONS 256u
+#define SRV_DEFAULT_HEADER_TIMEOUT 30.0
 #define SRV_MAX_CHOICES 16 /* n x prompts of one request */
 #define SRV_MAX_EMBED_INPUTS 2048
 #define SRV_MAX_MESSAGES 4096
+/* Inputs of one embedding request in the scheduler's queue at once. */
+#define SRV_EMBED_WINDOW 8
 #define SLM_MAX_TOOLS 128
 #define SRV_MAX_ADAPTERS 16
 #define SRV_MAX_TEXT ((size_t)16 << 20) /* generated text kept per choice */
@@ -75,8 +81,10 @@ struct slm_server {
     uint16_t port;
     atomic_bool stopping;
     atomic_uint_fast64_t next_id;
-    atomic_int active; /* requests between arrival and completion */
+    atomic_int active;        /* requests between arrival and completion */
+    atomic_size_t body_bytes; /* request bytes held, against p.max_body_total */
     struct srv_metrics *metrics;
+    struct srv_conns *conns;
 
     pthread_mutex_t store_lock; /* guards store, facts, names */
     struct slm_store *store;
@@ -98,7 +106,12 @@ struct srv_conn {
     struct slm_server *srv;
     struct MHD_Connection *conn;
     struct slm_buf body;
+    size_t reserved; /* of the server's body_bytes */
     bool too_large;
+    bool over_budget; /* the server holds as many body bytes as it may: 503 */
+    json_t *doc;      /* the body parsed (srv_conn_doc), or NULL */
+    bool doc_done;
+    struct srv_error doc_err;
     bool is_stream;
     char id[24];
     const char *route; /* for metrics and logs (static) */
@@ -123,6 +136,21 @@ bool srv_lookup_name(struct slm_server *s, const char *path, struct srv_loaded_n
 /* True when the client of `conn` has closed its side (checked without
  * blocking). */
 bool srv_client_gone(struct MHD_Connection *conn);
+
+/* conns.c: the accepting thread and the connection limits. Start takes the
+ * listening socket (closed by stop, or left to the caller when start fails);
+ * stop ends accepting; free (after MHD_stop_daemon) the rest. */
+struct srv_conns;
+int srv_conns_start(struct slm_server *s, int lfd, struct srv_conns **out, struct slm_err *err);
+void srv_conns_stop(struct srv_conns *c);
+void srv_conns_free(struct srv_conns *c);
+/* libmicrohttpd closed `conn` (NOTIFY_CONNECTION CLOSED, before its socket). */
+void srv_conns_closed(struct srv_conns *c, struct MHD_Connection *conn);
+/* A request's headers are in (begins) or its answer is done (!begins). */
+void srv_conns_request(struct srv_conns *c, struct MHD_Connection *conn, bool begins);
+size_t srv_conns_open(struct srv_conns *c);
+struct sockaddr;
+bool srv_addr_is_loopback(const struct sockaddr *sa);
 
 /* `slm serve --router`: answers POST /v1/chat/completions through the router
  * when the body's "model" names a route (*handled set); otherwise returns
@@ -171,7 +199,9 @@ void srv_make_id(const char *prefix, char *out, size_t cap);
 /* RFC 3339 UTC with nanoseconds, as Ollama writes times. */
 void srv_format_time(int64_t unix_ms, char *out, size_t cap);
 /* Parses a JSON body into an object; 400 when it is not one. */
-int srv_parse_object(const struct slm_buf *body, json_t **out, struct srv_error *e);
+/* The request body parsed as a JSON object, once per request (every later
+ * call gets the same document, or the same error): a new reference. */
+int srv_conn_doc(struct srv_conn *rc, json_t **out, struct srv_error *e);
 /* The one 404 for a model name the store does not hold (whatever the
  * reason), so that a client learns nothing about the server's files. */
 int srv_model_not_found(struct srv_error *e, const char *name);
@@ -226,6 +256,11 @@ struct srv_job {
     bool tools_on;
     struct srv_item *items;
     size_t n_items;
+    /* Items are submitted at most `window` at a time (embedding batches: one
+     * job holds a few queue places, however many inputs it has); items from
+     * next_submit on are not submitted yet. */
+    size_t window, next_submit;
+    struct slm_req_params rp; /* what every item is submitted with */
     double t_start, t_load, t_first;
     double deadline; /* slm_time_mono() seconds, 0 = none */
     bool finished;   /* every item done and results read */
@@ -242,7 +277,9 @@ int srv_job_prepare(struct slm_server *s, struct srv_conn *rc, struct srv_gen_re
  * already queued and its result in *reply. */
 struct srv_job *srv_job_from_body(struct srv_conn *rc, enum srv_route_id route, enum srv_api api,
                                   enum MHD_Result *reply);
-/* Submits every item. */
+/* Submits the first `window` items (the rest follow as those finish, in
+ * srv_job_poll). A full queue now is SLM_E_LIMIT (429); later, it only
+ * delays the rest. */
 int srv_job_submit(struct srv_job *j, struct srv_error *e);
 /* Reads what is new for every unfinished item, waiting up to `timeout_ms` for
  * the first; sets item->new_from / fresh. Marks items done (results read).

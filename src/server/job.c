@@ -25,7 +25,11 @@ struct srv_job *srv_job_from_body(struct srv_conn *rc, enum srv_route_id route, 
         *reply = MHD_NO;
         return NULL;
     }
-    if (srv_parse_request(route, slm_buf_cstr(&rc->body), rc->body.len, g, &e) != SLM_OK) {
+    json_t *doc = NULL;
+    int prc = srv_conn_doc(rc, &doc, &e);
+    prc = prc == SLM_OK ? srv_parse_request_doc(route, doc, g, &e) : prc;
+    json_decref(doc);
+    if (prc != SLM_OK) {
         free(g);
         *reply = srv_reply_error(rc, api, &e);
         return NULL;
@@ -38,43 +42,77 @@ struct srv_job *srv_job_from_body(struct srv_conn *rc, enum srv_route_id route, 
     return j;
 }
 
-int srv_job_submit(struct srv_job *j, struct srv_error *e) {
+static int submit_item(struct srv_job *j, struct srv_item *it, struct slm_err *err) {
     const struct slm_server_backend *b = &j->srv->p.backend;
-    struct slm_req_params rp;
-    memset(&rp, 0, sizeof(rp));
-    rp.gen = slm_options_gen_params(&j->opt);
-    rp.gen.sample.grammar = j->grammar;
-    rp.gen.logprobs = j->g->logprobs;
-    rp.gen.n_top_logprobs = j->g->top_logprobs;
-    rp.gen.ignore_eos = j->g->ignore_eos;
-    rp.adapters = j->adapters;
-    rp.scales = j->scales;
-    rp.n_adapters = j->n_adapters;
-    rp.embed = j->g->kind == SRV_KIND_EMBED;
+    struct slm_req_params rp = j->rp;
     uint32_t seed = rp.gen.sample.seed;
-    for (size_t i = 0; i < j->n_items; i++) {
-        struct srv_item *it = &j->items[i];
+    if (seed != SLM_SEED_RANDOM) {
+        rp.gen.sample.seed = (uint32_t)(seed + (uint32_t)it->index) % SLM_SEED_RANDOM;
+    }
+    int rc = b->submit(b->user, j->sched, it->toks, it->n_toks, &rp, &it->req, err);
+    if (rc != SLM_OK) {
+        it->req = NULL;
+        return rc;
+    }
+    srv_metrics_waiting(j->srv->metrics, 1);
+    if (j->conn) {
+        j->conn->prompt_tokens += (int32_t)it->n_toks;
+    }
+    j->next_submit++;
+    return SLM_OK;
+}
+
+int srv_job_submit(struct srv_job *j, struct srv_error *e) {
+    memset(&j->rp, 0, sizeof(j->rp));
+    j->rp.gen = slm_options_gen_params(&j->opt);
+    j->rp.gen.sample.grammar = j->grammar;
+    j->rp.gen.logprobs = j->g->logprobs;
+    j->rp.gen.n_top_logprobs = j->g->top_logprobs;
+    j->rp.gen.ignore_eos = j->g->ignore_eos;
+    j->rp.gen.sample_budget = j->srv->p.grammar_budget;
+    j->rp.adapters = j->adapters;
+    j->rp.scales = j->scales;
+    j->rp.n_adapters = j->n_adapters;
+    j->rp.embed = j->g->kind == SRV_KIND_EMBED;
+    /* Generations stream every choice at once; an embedding batch is one job
+     * that keeps a few inputs in the queue, not one queue place per input. */
+    j->window = j->rp.embed ? SLM_MIN(j->n_items, (size_t)SRV_EMBED_WINDOW) : j->n_items;
+    j->next_submit = 0;
+    while (j->next_submit < j->window) {
         struct slm_err err = {0};
-        if (seed != SLM_SEED_RANDOM) {
-            rp.gen.sample.seed = (uint32_t)(seed + (uint32_t)it->index) % SLM_SEED_RANDOM;
-        }
-        int rc = b->submit(b->user, j->sched, it->toks, it->n_toks, &rp, &it->req, &err);
+        int rc = submit_item(j, &j->items[j->next_submit], &err);
         if (rc != SLM_OK) {
-            it->req = NULL;
             if (rc == SLM_E_LIMIT) {
                 srv_metrics_reject(j->srv->metrics, "queue_full");
             }
             srv_job_cancel(j);
             return srv_fail(e, rc, &err);
         }
-        srv_metrics_waiting(j->srv->metrics, 1);
-    }
-    if (j->conn) {
-        for (size_t i = 0; i < j->n_items; i++) {
-            j->conn->prompt_tokens += (int32_t)j->items[i].n_toks;
-        }
     }
     return SLM_OK;
+}
+
+/* Keeps `window` items in flight: submits the next ones as others finish. A
+ * full queue leaves them for the next poll (the deadline still holds). */
+static void top_up(struct srv_job *j) {
+    size_t in_flight = 0;
+    for (size_t i = 0; i < j->next_submit; i++) {
+        in_flight += !j->items[i].done;
+    }
+    while (j->next_submit < j->n_items && in_flight < j->window) {
+        struct srv_item *it = &j->items[j->next_submit];
+        int rc = submit_item(j, it, &it->err);
+        if (rc == SLM_E_LIMIT) {
+            return;
+        }
+        if (rc != SLM_OK) {
+            it->rc = rc;
+            it->done = true;
+            j->next_submit++;
+            continue;
+        }
+        in_flight++;
+    }
 }
 
 /* The first output of an item: it has left the queue. */
@@ -140,7 +178,7 @@ int srv_job_poll(struct srv_job *j, int timeout_ms, bool *changed) {
         struct srv_item *it = &j->items[i];
         it->new_from = it->text.len;
         it->n_fresh = 0;
-        if (it->done) {
+        if (it->done || !it->req) {
             continue;
         }
         bool done = false;
@@ -169,11 +207,15 @@ int srv_job_poll(struct srv_job *j, int timeout_ms, bool *changed) {
             it->done = true;
         }
     }
+    top_up(j);
     bool all = true;
     for (size_t i = 0; i < j->n_items; i++) {
         all = all && j->items[i].done;
     }
     j->finished = all;
+    if (!waited && !all) {
+        slm_sleep_ms(timeout_ms); /* only queued items left: wait for a place as a read would */
+    }
     return SLM_OK;
 }
 

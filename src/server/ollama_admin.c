@@ -161,7 +161,7 @@ enum MHD_Result srv_ollama_pull(struct srv_conn *rc) {
     struct slm_server *s = rc->srv;
     struct srv_error e = {0};
     json_t *body = NULL;
-    if (srv_parse_object(&rc->body, &body, &e) != SLM_OK) {
+    if (srv_conn_doc(rc, &body, &e) != SLM_OK) {
         return srv_reply_error(rc, SRV_API_OLLAMA, &e);
     }
     const char *name = json_string_value(json_object_get(body, "model"));
@@ -369,7 +369,7 @@ enum MHD_Result srv_ollama_create(struct srv_conn *rc) {
     struct slm_server *s = rc->srv;
     struct srv_error e = {0};
     json_t *body = NULL;
-    if (srv_parse_object(&rc->body, &body, &e) != SLM_OK) {
+    if (srv_conn_doc(rc, &body, &e) != SLM_OK) {
         return srv_reply_error(rc, SRV_API_OLLAMA, &e);
     }
     const char *name = json_string_value(json_object_get(body, "model"));

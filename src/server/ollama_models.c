@@ -206,7 +206,7 @@ enum MHD_Result srv_ollama_show(struct srv_conn *rc) {
     struct srv_model_facts f;
     memset(&f, 0, sizeof(f));
     struct slm_err err = {0};
-    int r = srv_parse_object(&rc->body, &body, &e);
+    int r = srv_conn_doc(rc, &body, &e);
     if (r == SLM_OK) {
         r = resolve(s, model_field(body), &m, &e);
     }
@@ -264,7 +264,7 @@ enum MHD_Result srv_ollama_copy(struct srv_conn *rc) {
     struct slm_server *s = rc->srv;
     struct srv_error e = {0};
     json_t *body = NULL;
-    if (srv_parse_object(&rc->body, &body, &e) != SLM_OK) {
+    if (srv_conn_doc(rc, &body, &e) != SLM_OK) {
         return fail(rc, &e);
     }
     const char *src = json_string_value(json_object_get(body, "source"));
@@ -291,7 +291,7 @@ enum MHD_Result srv_ollama_delete(struct srv_conn *rc) {
     struct slm_server *s = rc->srv;
     struct srv_error e = {0};
     json_t *body = NULL;
-    if (srv_parse_object(&rc->body, &body, &e) != SLM_OK) {
+    if (srv_conn_doc(rc, &body, &e) != SLM_OK) {
         return fail(rc, &e);
     }
     const char *name = model_field(body);

@@ -921,11 +921,19 @@ int srv_parse_request(enum srv_route_id route, const char *body, size_t len,
     if (slm_json_parse(body, len, "request body", &doc, &err) != SLM_OK) {
         return srv_bad(e, NULL, "%s", err.msg);
     }
+    int rc = srv_parse_request_doc(route, doc, out, e);
+    json_decref(doc);
+    return rc;
+}
+
+int srv_parse_request_doc(enum srv_route_id route, json_t *doc, struct srv_gen_req *out,
+                          struct srv_error *e) {
+    memset(out, 0, sizeof(*out));
+    memset(e, 0, sizeof(*e));
     if (!json_is_object(doc)) {
-        json_decref(doc);
         return srv_bad(e, NULL, "the request body must be a JSON object");
     }
-    out->body = doc;
+    out->body = json_incref(doc);
     out->options = json_object();
     out->keep_alive_ms = SRV_KEEP_ALIVE_UNSET;
     bool ollama = route >= SRV_R_OLLAMA_CHAT;

@@ -154,16 +154,28 @@ enum MHD_Result srv_reply_error(struct srv_conn *rc, enum srv_api api, const str
     return queue(rc, e->status, r);
 }
 
-int srv_parse_object(const struct slm_buf *body, json_t **out, struct srv_error *e) {
-    struct slm_err err = {0};
-    if (slm_json_parse(slm_buf_cstr(body), body->len, "request body", out, &err) != SLM_OK) {
-        return srv_bad(e, NULL, "%s", err.msg);
+int srv_conn_doc(struct srv_conn *rc, json_t **out, struct srv_error *e) {
+    *out = NULL;
+    if (!rc->doc_done) {
+        struct slm_err err = {0};
+        json_t *doc = NULL;
+        rc->doc_done = true;
+        if (slm_json_parse(slm_buf_cstr(&rc->body), rc->body.len, "request body", &doc, &err) !=
+            SLM_OK) {
+            srv_bad(&rc->doc_err, NULL, "%s", err.msg);
+        } else if (!json_is_object(doc)) {
+            json_decref(doc);
+            srv_bad(&rc->doc_err, NULL, "the request body must be a JSON object");
+        } else {
+            rc->doc = doc;
+        }
+        slm_buf_free(&rc->body); /* the text is not needed again */
     }
-    if (!json_is_object(*out)) {
-        json_decref(*out);
-        *out = NULL;
-        return srv_bad(e, NULL, "the request body must be a JSON object");
+    if (!rc->doc) {
+        *e = rc->doc_err;
+        return SLM_E_INVALID;
     }
+    *out = json_incref(rc->doc);
     return SLM_OK;
 }
 

@@ -80,6 +80,10 @@ enum srv_route_id {
  * holds the 4xx to send. Untrusted input: fuzzed by tests/fuzz/fuzz_request.c. */
 int srv_parse_request(enum srv_route_id route, const char *body, size_t len,
                       struct srv_gen_req *out, struct srv_error *e);
+/* The same for a body already parsed (the server parses each body once:
+ * srv_conn_doc); `doc` is borrowed. */
+int srv_parse_request_doc(enum srv_route_id route, json_t *doc, struct srv_gen_req *out,
+                          struct srv_error *e);
 void srv_gen_req_free(struct srv_gen_req *g);
 
 /* Ollama keep_alive: a number of seconds or a Go duration ("5m", "1h30m",

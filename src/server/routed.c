@@ -23,7 +23,9 @@
  * back by its polling interval when the router finishes. */
 struct watch {
     struct MHD_Connection *conn;
+    double deadline; /* slm_time_mono(), 0 = none (--request-timeout) */
     volatile int cancel;
+    bool timed_out;
     bool stop;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -42,6 +44,11 @@ static void *watch_main(void *arg) {
         }
         pthread_cond_timedwait(&w->cv, &w->mu, &ts);
         if (!w->stop && srv_client_gone(w->conn)) {
+            w->cancel = 1;
+            break;
+        }
+        if (!w->stop && w->deadline > 0 && slm_time_mono() > w->deadline) {
+            w->timed_out = true;
             w->cancel = 1;
             break;
         }
@@ -129,12 +136,42 @@ static int to_sse(const json_t *resp, bool include_usage, struct slm_buf *out) {
     return rc;
 }
 
+/* The server's limits hold for routes as for models: the message count, and
+ * --max-tokens (more is a 400; none asked for gets the cap, so the local
+ * model and the upstream both stop there). */
+static int route_limits(struct slm_server *s, json_t *body, struct srv_error *e) {
+    const json_t *ms = json_object_get(body, "messages");
+    if (json_array_size(ms) > SRV_MAX_MESSAGES) {
+        return srv_bad(e, "messages", "at most %d messages", SRV_MAX_MESSAGES);
+    }
+    int32_t cap = s->p.max_tokens;
+    if (cap <= 0) {
+        return SLM_OK;
+    }
+    const char *field = "max_completion_tokens";
+    const json_t *v = json_object_get(body, field);
+    if (!v || json_is_null(v)) {
+        field = "max_tokens";
+        v = json_object_get(body, field);
+    }
+    if (v && json_is_integer(v) && json_integer_value(v) > cap) {
+        return srv_bad(e, field,
+                       "at most %d tokens can be generated per request on this server (asked "
+                       "for %lld)",
+                       cap, (long long)json_integer_value(v));
+    }
+    if (!v || json_is_null(v)) {
+        json_object_set_new(body, "max_tokens", json_integer(cap));
+    }
+    return SLM_OK;
+}
+
 enum MHD_Result srv_router_chat(struct srv_conn *rc, bool *handled) {
     struct slm_server *s = rc->srv;
     *handled = false;
     json_t *body = NULL;
-    if (!s->p.router ||
-        slm_json_parse(slm_buf_cstr(&rc->body), rc->body.len, "request", &body, NULL) != SLM_OK) {
+    struct srv_error pe = {0};
+    if (!s->p.router || srv_conn_doc(rc, &body, &pe) != SLM_OK) {
         return MHD_NO; /* not the router's: the usual path answers (or says what is wrong) */
     }
     const char *model = json_string_value(json_object_get(body, "model"));
@@ -144,11 +181,17 @@ enum MHD_Result srv_router_chat(struct srv_conn *rc, bool *handled) {
     }
     *handled = true;
     snprintf(rc->model, sizeof(rc->model), "%s", model);
+    struct srv_error le = {0};
+    if (route_limits(s, body, &le) != SLM_OK) {
+        json_decref(body);
+        return srv_reply_error(rc, SRV_API_OPENAI, &le);
+    }
     bool stream = json_is_true(json_object_get(body, "stream"));
     bool usage =
         json_is_true(json_object_get(json_object_get(body, "stream_options"), "include_usage"));
 
     struct watch w = {.conn = rc->conn};
+    w.deadline = s->p.request_timeout > 0 ? rc->t0 + s->p.request_timeout : 0;
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
     pthread_t th;
@@ -159,6 +202,13 @@ enum MHD_Result srv_router_chat(struct srv_conn *rc, bool *handled) {
     int r = slm_router_chat(s->p.router, body, &w.cancel, &resp, &info, &err);
     watch_end(&w, th, watching);
     json_decref(body);
+    if (r == SLM_E_ABORTED && w.timed_out) {
+        struct srv_error e = {0};
+        srv_error_set(&e, SLM_E_TIMEOUT, 504, "server_error", "timeout",
+                      "the request took longer than %.0f s (slm serve --request-timeout)",
+                      s->p.request_timeout);
+        return srv_reply_error(rc, SRV_API_OPENAI, &e);
+    }
     if (r == SLM_E_ABORTED && w.cancel) {
         return MHD_NO; /* the client left */
     }

@@ -34,7 +34,13 @@ struct slm_server_params slm_server_params_default(void) {
     p.host = "127.0.0.1";
     p.port = SLM_SERVER_DEFAULT_PORT;
     p.max_body = SRV_DEFAULT_MAX_BODY;
+    p.max_body_total = SRV_DEFAULT_MAX_BODY_TOTAL;
     p.max_connections = SRV_DEFAULT_MAX_CONNECTIONS;
+    p.max_client_connections = SRV_DEFAULT_MAX_CLIENT_CONNECTIONS;
+    p.header_timeout = SRV_DEFAULT_HEADER_TIMEOUT;
+    p.max_tokens = SLM_SERVER_DEFAULT_MAX_TOKENS;
+    p.request_timeout = SLM_SERVER_DEFAULT_TIMEOUT;
+    p.grammar_budget = SLM_SERVER_DEFAULT_GRAMMAR_BUDGET;
     return p;
 }
 
@@ -131,9 +137,39 @@ bool srv_client_gone(struct MHD_Connection *conn) {
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
-static bool is_loopback(const char *host) {
-    return strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0 ||
-           strncmp(host, "127.", 4) == 0;
+/* Whether an address is on the loopback interface: 127.0.0.0/8, ::1, and
+ * 127.0.0.0/8 mapped into IPv6 (::ffff:127.x.y.z). */
+bool srv_addr_is_loopback(const struct sockaddr *sa) {
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+/* Whether every address `host` resolves to is a loopback address. The name
+ * is resolved, never read: "127.example.com" is whatever DNS says it is. */
+static int host_is_loopback(const char *host, bool *loopback, struct slm_err *err) {
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    int g = getaddrinfo(host, NULL, &hints, &res);
+    if (g != 0) {
+        return slm_err_set(err, SLM_E_INVALID, "cannot resolve host '%s': %s", host,
+                           gai_strerror(g));
+    }
+    bool all = res != NULL;
+    for (const struct addrinfo *ai = res; ai && all; ai = ai->ai_next) {
+        all = srv_addr_is_loopback(ai->ai_addr);
+    }
+    freeaddrinfo(res);
+    *loopback = all;
+    return SLM_OK;
 }
 
 /* Constant-time comparison of the presented key with ours. */
@@ -289,7 +325,31 @@ static struct srv_conn *conn_new(struct slm_server *s, struct MHD_Connection *c)
     return rc;
 }
 
-/* Checks that can answer before the body is read: route, auth, size. */
+/* Takes n more bytes of the server's body budget for rc; false past it. */
+static bool body_reserve(struct srv_conn *rc, size_t n) {
+    struct slm_server *s = rc->srv;
+    size_t cur = atomic_load(&s->body_bytes);
+    do {
+        if (n > s->p.max_body_total - SLM_MIN(cur, s->p.max_body_total)) {
+            return false;
+        }
+    } while (!atomic_compare_exchange_weak(&s->body_bytes, &cur, cur + n));
+    rc->reserved += n;
+    return true;
+}
+
+static enum MHD_Result reply_over_budget(struct srv_conn *rc) {
+    struct srv_error e = {0};
+    srv_metrics_reject(rc->srv->metrics, "body_budget");
+    srv_error_set(&e, SLM_E_LIMIT, 503, "server_error", "server_busy",
+                  "the server holds as many request bodies as it may (slm serve "
+                  "--max-body-total); retry later");
+    e.retry_after = 1;
+    return srv_reply_error(rc, rc->api, &e);
+}
+
+/* Checks that can answer before the body is read: route, auth, size, and the
+ * bytes of bodies in flight. */
 static enum MHD_Result early_checks(struct srv_conn *rc, const char *method, const char *url,
                                     bool *answered) {
     struct slm_server *s = rc->srv;
@@ -321,6 +381,10 @@ static enum MHD_Result early_checks(struct srv_conn *rc, const char *method, con
                       (unsigned long long)len, s->p.max_body);
         return srv_reply_error(rc, rc->api, &e);
     }
+    if (cl && slm_parse_u64(slm_str_c(cl), &len) == SLM_OK && len > 0 &&
+        !body_reserve(rc, (size_t)len)) {
+        return reply_over_budget(rc);
+    }
     *answered = false;
     return MHD_YES;
 }
@@ -337,6 +401,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
             return MHD_NO;
         }
         *con_cls = rc;
+        srv_conns_request(s->conns, c, true);
         bool answered;
         enum MHD_Result ok = early_checks(rc, method, url, &answered);
         return answered ? ok : MHD_YES;
@@ -346,12 +411,22 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         return MHD_YES;
     }
     if (*upload_size) {
-        if (!rc->too_large && slm_buf_append(&rc->body, upload, *upload_size) != SLM_OK) {
+        size_t want = rc->body.len + *upload_size;
+        if (!rc->too_large && !rc->over_budget && want > rc->reserved &&
+            !body_reserve(rc, want - rc->reserved)) {
+            rc->over_budget = true; /* a body without Content-Length that grew past it */
+            slm_buf_free(&rc->body);
+        }
+        if (!rc->too_large && !rc->over_budget &&
+            slm_buf_append(&rc->body, upload, *upload_size) != SLM_OK) {
             rc->too_large = true;
             slm_buf_free(&rc->body);
         }
         *upload_size = 0;
         return MHD_YES;
+    }
+    if (rc->over_budget) {
+        return reply_over_budget(rc);
     }
     if (rc->too_large) {
         struct srv_error e = {0};
@@ -366,9 +441,17 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
     return dispatch(rc, r, url);
 }
 
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+    (void)socket_context;
+    struct slm_server *s = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED && s->conns) {
+        srv_conns_closed(s->conns, c);
+    }
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
-    (void)c;
     struct slm_server *s = cls;
     struct srv_conn *rc = *con_cls;
     if (!rc) {
@@ -384,8 +467,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
             rc->prompt_tokens, rc->gen_tokens, dt * 1e3,
             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
     slm_buf_free(&rc->body);
+    json_decref(rc->doc);
+    atomic_fetch_sub(&s->body_bytes, rc->reserved);
     free(rc);
     *con_cls = NULL;
+    srv_conns_request(s->conns, c, false);
     atomic_fetch_sub(&s->active, 1);
 }
 
@@ -494,19 +580,27 @@ static int start_daemon(struct slm_server *s, struct slm_err *err) {
         return rc;
     }
     s->port = bound_port(fd);
+    /* We accept (conns.c) and hand libmicrohttpd the connections within the
+     * limits; its own limit is only a backstop above ours. */
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC | (v6 ? MHD_USE_IPv6 : 0);
+                     MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC | MHD_USE_NO_LISTEN_SOCKET |
+                     (v6 ? MHD_USE_IPv6 : 0);
     s->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->p.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)120, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)128 << 10, MHD_OPTION_END);
+        flags, 0, NULL, NULL, on_access, s, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)s->p.max_connections + 64, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)128 << 10, MHD_OPTION_END);
     if (!s->daemon) {
         close(fd);
         return slm_err_set(err, SLM_E_IO, "cannot start the HTTP server on %s:%u", s->host,
                            s->port);
     }
-    return SLM_OK;
+    rc = srv_conns_start(s, fd, &s->conns, err);
+    if (rc != SLM_OK) {
+        close(fd);
+    }
+    return rc;
 }
 
 int slm_server_open(const struct slm_server_params *params, struct slm_server **out,
@@ -515,10 +609,16 @@ int slm_server_open(const struct slm_server_params *params, struct slm_server **
     struct slm_server_params p = params ? *params : slm_server_params_default();
     const char *host = p.host ? p.host : "127.0.0.1";
     bool keyed = p.api_key && p.api_key[0];
-    if (!is_loopback(host) && !keyed && !p.insecure) {
+    bool local = true;
+    int lrc = keyed || p.insecure ? SLM_OK : host_is_loopback(host, &local, err);
+    if (lrc != SLM_OK) {
+        return lrc;
+    }
+    if (!keyed && !p.insecure && !local) {
         return slm_err_set(err, SLM_E_INVALID,
-                           "refusing to serve on %s without an API key: give --api-key (or "
-                           "SLM_API_KEY), or --insecure to serve without one",
+                           "refusing to serve on %s without an API key: it is not (only) a "
+                           "loopback address; give --api-key (or SLM_API_KEY), or --insecure "
+                           "to serve without one",
                            host);
     }
     int rc = check_backend(&p.backend, err);
@@ -531,6 +631,11 @@ int slm_server_open(const struct slm_server_params *params, struct slm_server **
     }
     p.max_body = p.max_body ? p.max_body : SRV_DEFAULT_MAX_BODY;
     p.max_connections = p.max_connections ? p.max_connections : SRV_DEFAULT_MAX_CONNECTIONS;
+    p.max_client_connections =
+        p.max_client_connections ? p.max_client_connections : SRV_DEFAULT_MAX_CLIENT_CONNECTIONS;
+    p.header_timeout = p.header_timeout > 0 ? p.header_timeout : SRV_DEFAULT_HEADER_TIMEOUT;
+    p.max_body_total =
+        SLM_MAX(p.max_body_total ? p.max_body_total : SRV_DEFAULT_MAX_BODY_TOTAL, p.max_body);
     s->p = p;
     pthread_mutex_init(&s->store_lock, NULL);
     s->host = strdup(host);
@@ -542,6 +647,7 @@ int slm_server_open(const struct slm_server_params *params, struct slm_server **
     atomic_init(&s->stopping, false);
     atomic_init(&s->next_id, 1);
     atomic_init(&s->active, 0);
+    atomic_init(&s->body_bytes, 0);
     if (!s->host || (keyed && !s->api_key) || srv_metrics_init(&s->metrics) != SLM_OK) {
         rc = slm_err_set(err, SLM_E_NOMEM, "out of memory");
     }
@@ -583,16 +689,14 @@ void slm_server_close(struct slm_server *s) {
         /* Stop accepting, let the requests in flight see `stopping` and end
          * their replies (streams get a last error event, waiting clients a
          * 503), then stop: that joins every connection thread. */
-        MHD_socket lfd = MHD_quiesce_daemon(s->daemon);
-        if (lfd != MHD_INVALID_SOCKET) {
-            close(lfd);
-        }
+        srv_conns_stop(s->conns);
         double t0 = slm_time_mono();
         while (atomic_load(&s->active) > 0 && slm_time_mono() - t0 < 5.0) {
             slm_sleep_ms(10);
         }
         MHD_stop_daemon(s->daemon);
     }
+    srv_conns_free(s->conns);
     slm_liquid_free(s->tool_tmpl);
     for (size_t i = 0; i < SLM_ARRAY_LEN(s->family_tmpl); i++) {
         slm_liquid_free(s->family_tmpl[i]);

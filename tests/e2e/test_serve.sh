@@ -20,6 +20,25 @@ contains "$ERR" "--api-key"
 SLM_API_KEY= expect_exit 2 "$SLM" serve --host 0.0.0.0 --port 0
 contains "$ERR" "--insecure"
 
+# Issue 14, hole 2: a name that reads like a loopback address is judged by
+# what it resolves to. In a private mount namespace, /etc/hosts maps
+# 127.evil.test to this machine's non-loopback address: without a key, slm
+# must refuse it (it used to serve there because the name starts with
+# "127.").
+pub=$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -v '^127\.' | grep -v ':' | head -1 || true)
+if [ -n "$pub" ] && unshare -rm true 2>/dev/null; then
+    printf '%s 127.evil.test\n127.0.0.1 localhost\n' "$pub" >"$SLM_HOME/hosts"
+    set +e
+    SLM_API_KEY= timeout 10 unshare -rm sh -c 'mount --bind "$1" /etc/hosts && shift && exec "$@"' \
+        sh "$SLM_HOME/hosts" "$SLM" serve --host 127.evil.test --port 0 >"$SLM_HOME/evil.out" 2>&1
+    code=$?
+    set -e
+    [ "$code" = 2 ] || fail "serve --host 127.evil.test (resolving to $pub) exited $code, not 2: $(cat "$SLM_HOME/evil.out")"
+    contains "$(cat "$SLM_HOME/evil.out")" "not (only) a loopback address"
+else
+    echo "SKIP-PART: the 127.evil.test case (no non-loopback IPv4 address or no unshare -rm here)" >&2
+fi
+
 serve_start --parallel 2 --ctx-size 512 --max-body 64K --max-tokens 64
 contains "$(cat "$SERVE_OUT")" "listening on http://127.0.0.1:"
 

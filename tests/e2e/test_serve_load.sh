@@ -41,7 +41,8 @@ metrics=$(curl -sf "$URL/metrics")
 serve_stop
 
 # --- an abandoned stream frees the only slot.
-serve_start --parallel 1 --ctx-size 32768
+# (30000 tokens asked for: past the default --max-tokens 4096, so the cap is off here)
+serve_start --parallel 1 --ctx-size 32768 --max-tokens 0
 node "$LOAD" cancel "$URL" stories || fail "cancel check failed"
 serve_stop
 

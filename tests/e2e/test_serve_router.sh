@@ -56,6 +56,19 @@ chat() { # model, extra json, curl flags...
 }
 header() { tr -d '\r' <"$work/headers" | sed -n "s/^$1: //Ip"; }
 
+# Issue 14, hole 4: the server's limits hold on routes too. --max-tokens
+# (default 4096): asking for more is a 400 naming the field, on either name
+# of it; more than 4096 messages is a 400.
+r=$(chat easy ',"max_tokens":5000')
+[ "$(jq -r .error.param <<<"$r")" = max_tokens ] || fail "max_tokens 5000 on a route: $r"
+contains "$(jq -r .error.message <<<"$r")" "at most 4096 tokens"
+r=$(chat easy ',"max_completion_tokens":5000,"max_tokens":10')
+[ "$(jq -r .error.param <<<"$r")" = max_completion_tokens ] || fail "max_completion_tokens on a route: $r"
+many=$(jq -cn '[range(4097) | {role: "user", content: "hi"}]')
+r=$(curl -s "$URL/v1/chat/completions" -H 'Content-Type: application/json' \
+    -d "{\"model\":\"easy\",\"messages\":$many}")
+[ "$(jq -r .error.param <<<"$r")" = messages ] || fail "4097 messages on a route: $r"
+
 # Local: answered by stories260K, marked local.
 r=$(chat easy "")
 [ "$(jq -r .slm.route <<<"$r")" = local ] || fail "easy should be local: $r"

@@ -579,6 +579,60 @@ Test(sched, a_full_queue_and_an_overlong_prompt_are_errors, .init = load_model,
     free(p);
 }
 
+/* Issue 14, hole 4: grammar work runs where every sequence waits, so a
+ * request has a budget of it. Past the budget the request ends with
+ * SLM_E_TIMEOUT and a message that says why; a request beside it, and one
+ * with the same grammar under no budget, are served. */
+Test(sched, a_grammar_has_a_time_budget, .init = load_model, .fini = unload_model) {
+    struct slm_sched *s = start(2, 512, 0);
+    size_t n;
+    int32_t *p = tok("Once upon a time", &n);
+    static const char any_letters[] = "root ::= [a-zA-Z ]+";
+    struct slm_req_params tight = {.gen = greedy(32)};
+    tight.gen.ignore_eos = true;
+    tight.gen.sample.grammar = any_letters;
+    tight.gen.sample_budget = 1e-9; /* spent by the first token */
+    struct slm_req_params open = tight;
+    open.gen.sample_budget = 0;
+    struct slm_req_params plain = {.gen = greedy(8)};
+    struct slm_request *r1 = submit(s, p, n, &tight);
+    struct slm_request *r2 = submit(s, p, n, &plain);
+    struct slm_request *r3 = submit(s, p, n, &open);
+    struct run a;
+    drain(r1, &a);
+    cr_assert_eq(a.rc, SLM_E_TIMEOUT);
+    struct slm_err err = {0};
+    struct slm_gen_stats st;
+    cr_assert_eq(slm_request_result(r1, &st, &err), SLM_E_TIMEOUT);
+    cr_assert(strstr(err.msg, "grammar") != NULL, "%s", err.msg);
+    run_free(&a);
+    drain(r2, &a);
+    cr_assert_eq(a.rc, SLM_OK);
+    cr_assert_eq(a.n, 8);
+    run_free(&a);
+    drain(r3, &a);
+    cr_assert_eq(a.rc, SLM_OK);
+    cr_assert_eq(a.n, 32);
+    run_free(&a);
+    /* A grammar that is complete while end-of-generation is masked
+     * (ignore_eos) allows no token: the answer ends there (llama.cpp threw,
+     * and took the process down, when asked to accept a refused token). */
+    struct slm_req_params done = open;
+    done.gen.sample.grammar = "root ::= \"yes\"";
+    struct slm_request *r4 = submit(s, p, n, &done);
+    drain(r4, &a);
+    cr_assert_eq(a.rc, SLM_OK);
+    cr_assert_eq(a.st.finish, SLM_FINISH_STOP);
+    cr_assert_str_eq(slm_buf_cstr(&a.text), "yes");
+    run_free(&a);
+    slm_request_free(r1);
+    slm_request_free(r2);
+    slm_request_free(r3);
+    slm_request_free(r4);
+    slm_sched_free(s);
+    free(p);
+}
+
 Test(sched, freeing_the_scheduler_ends_what_is_running, .init = load_model, .fini = unload_model) {
     struct slm_sched *s = start(1, 1024, 0);
     size_t n;

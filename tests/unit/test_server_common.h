@@ -65,6 +65,8 @@ struct fake {
     int delay_ms;            /* per piece */
     int piece;               /* bytes per piece (default 3) */
     atomic_int submitted, cancelled, freed, active;
+    int max_queue;      /* > 0: submit fails with SLM_E_LIMIT past this many unfinished */
+    atomic_int pending; /* submitted and not finished, as a scheduler's queue counts */
     int32_t n_embd;
     int32_t last_prompt[8192]; /* the last prompt submitted */
     size_t n_last;
@@ -117,6 +119,11 @@ static inline int fake_submit(void *user, struct slm_sched *sched, const int32_t
     if (f->submit_rc != SLM_OK) {
         return slm_err_set(err, f->submit_rc, "fake: refused");
     }
+    if (f->max_queue > 0 && atomic_load(&f->pending) >= f->max_queue) {
+        return slm_err_set(err, SLM_E_LIMIT, "the queue is full (%d requests waiting)",
+                           f->max_queue);
+    }
+    atomic_fetch_add(&f->pending, 1);
     f->n_last = SLM_MIN(n_prompt, SLM_ARRAY_LEN(f->last_prompt));
     memcpy(f->last_prompt, prompt, f->n_last * sizeof(*prompt));
     struct fake_req *r = calloc(1, sizeof(*r));
@@ -159,6 +166,7 @@ static inline int fake_read(void *user, struct slm_request *req, int timeout_ms,
     bool limit = r->max_tokens >= 0 && r->n_gen >= r->max_tokens;
     if (atomic_load(&r->cancel) || r->embed || r->pos >= r->len || limit) {
         r->finished = true;
+        atomic_fetch_sub(&r->f->pending, 1);
         *done = true;
         return SLM_OK;
     }
@@ -218,6 +226,9 @@ static inline void fake_free(void *user, struct slm_request *req) {
     struct fake *f = user;
     atomic_fetch_add(&f->freed, 1);
     atomic_fetch_sub(&f->active, 1);
+    if (!((struct fake_req *)req)->finished) {
+        atomic_fetch_sub(&f->pending, 1);
+    }
     free(req);
 }
 
