@@ -13,6 +13,7 @@
  * path is NOT_FOUND.
  */
 #define _GNU_SOURCE
+#include <ftw.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 #define HEX_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 
 static struct slm_store *store;
+static char root[] = "/tmp/slm-fuzz-resolve-XXXXXX";
 static char blobs[PATH_MAX]; /* realpath of the store's blobs/ folder, with '/' */
 
 static void put(const char *path, const char *text) {
@@ -51,12 +53,25 @@ static void put_manifest(const char *name, const char *json) {
     put(path, json);
 }
 
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* libFuzzer ends with exit(): the temporary store goes with it. */
+static void cleanup(void) {
+    slm_store_close(store);
+    nftw(root, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void setup(void) {
     /* No chdir: libFuzzer reads the corpus by relative paths after the first run. */
-    char root[] = "/tmp/slm-fuzz-resolve-XXXXXX";
     if (!mkdtemp(root)) {
         abort();
     }
+    atexit(cleanup);
     char home[PATH_MAX];
     snprintf(home, sizeof(home), "%s/store", root);
     if (slm_store_open(home, &store, NULL) != SLM_OK) {
