@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The second README command: the whole test suite, in a normal build and in an
 # ASan+UBSan build, plus the source checks (banned functions, includes
-# against the module arrows, clang-format, cppcheck) and the fuzz harnesses
-# replaying their seed corpora. After each suite it says which tests, test
-# cases and checks skipped, and why.
+# against the module arrows, clang-format, cppcheck) and the fuzz harnesses:
+# each replays its seed corpus, then fuzzes for 15 s (scripts/fuzz.sh; about
+# two minutes for all of them on 2 cores). After each suite it says which
+# tests, test cases and checks skipped, and why.
 #
 #   scripts/test.sh             everything
 #   SLM_TEST_QUICK=1 ...        normal build only (for a fast local loop)
+#   SLM_FUZZ_TIME=N ...         N seconds of fuzzing per harness (0: replay only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -52,17 +54,12 @@ run_suite "normal" build -DCMAKE_BUILD_TYPE=Release
 if [ -z "${SLM_TEST_QUICK:-}" ]; then
     run_suite "ASan+UBSan" build-asan -DCMAKE_BUILD_TYPE=Debug -DSLM_SANITIZE=ON
     if command -v clang >/dev/null && ls tests/fuzz/fuzz_*.c >/dev/null 2>&1; then
-        say "fuzz harnesses: replaying seed corpora"
+        fuzz_time=${SLM_FUZZ_TIME:-15}
+        say "fuzz harnesses: seed corpora, then ${fuzz_time}s of fuzzing each"
         CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug \
             -DCMAKE_PREFIX_PATH="$llama_prefix" -DSLM_FUZZ=ON -DSLM_TESTS=OFF >/dev/null
         cmake --build build-fuzz -j "$jobs"
-        for f in build-fuzz/fuzz/fuzz_*; do
-            name=$(basename "$f")
-            corpus=tests/fuzz/corpus/${name#fuzz_}
-            [ -d "$corpus" ] || continue
-            "$f" -runs=0 "$corpus" >/dev/null 2>&1 || { echo "fuzz: $name crashed on its corpus" >&2; "$f" -runs=0 "$corpus"; exit 1; }
-            echo "fuzz: $name ok ($(ls "$corpus" | wc -l) seeds)"
-        done
+        scripts/fuzz.sh "$fuzz_time"
     fi
 fi
 say "all tests passed; what did not run, and why:"

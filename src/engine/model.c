@@ -210,6 +210,13 @@ static int64_t kv_int(const struct gguf_context *g, const char *key) {
     }
 }
 
+/* A count or size: 0 (unknown) when the header's value is negative or past
+ * int32 (a hostile file must not make a negative context or head count). */
+static int32_t kv_count(const struct gguf_context *g, const char *key) {
+    int64_t v = kv_int(g, key);
+    return v >= 0 && v <= INT32_MAX ? (int32_t)v : 0;
+}
+
 static void kv_str(const struct gguf_context *g, const char *key, char *out, size_t cap) {
     int64_t k = gguf_find_key(g, key);
     out[0] = '\0';
@@ -272,18 +279,19 @@ int slm_gguf_read_info(const char *path, struct slm_model_info *out, struct slm_
     ftype_from_tensors(g, out->ftype, sizeof(out->ftype));
     char key[128];
     snprintf(key, sizeof(key), "%s.context_length", out->arch);
-    out->n_ctx_train = (int32_t)kv_int(g, key);
+    out->n_ctx_train = kv_count(g, key);
     snprintf(key, sizeof(key), "%s.embedding_length", out->arch);
-    out->n_embd = (int32_t)kv_int(g, key);
+    out->n_embd = kv_count(g, key);
     snprintf(key, sizeof(key), "%s.block_count", out->arch);
-    out->n_layer = (int32_t)kv_int(g, key);
+    out->n_layer = kv_count(g, key);
     snprintf(key, sizeof(key), "%s.attention.head_count", out->arch);
-    out->n_head = (int32_t)kv_int(g, key);
+    out->n_head = kv_count(g, key);
     snprintf(key, sizeof(key), "%s.attention.head_count_kv", out->arch);
-    out->n_head_kv = (int32_t)kv_int(g, key);
+    out->n_head_kv = kv_count(g, key);
     int64_t tk = gguf_find_key(g, "tokenizer.ggml.tokens");
     if (tk >= 0 && gguf_get_kv_type(g, tk) == GGUF_TYPE_ARRAY) {
-        out->n_vocab = (int32_t)gguf_get_arr_n(g, tk);
+        size_t n = gguf_get_arr_n(g, tk);
+        out->n_vocab = n <= INT32_MAX ? (int32_t)n : 0;
     }
     int64_t ct = gguf_find_key(g, "tokenizer.chat_template");
     if (ct >= 0 && gguf_get_kv_type(g, ct) == GGUF_TYPE_STRING) {
@@ -293,7 +301,7 @@ int slm_gguf_read_info(const char *path, struct slm_model_info *out, struct slm_
             return slm_err_set(err, SLM_E_NOMEM, "out of memory");
         }
     }
-    out->n_tensors = (int32_t)gguf_get_n_tensors(g);
+    out->n_tensors = (int32_t)SLM_MIN(gguf_get_n_tensors(g), (int64_t)INT32_MAX);
     for (int64_t i = 0; i < gguf_get_n_tensors(g); i++) {
         out->size_bytes += gguf_get_tensor_size(g, i);
         enum ggml_type t = gguf_get_tensor_type(g, i);

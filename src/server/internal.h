@@ -3,7 +3,8 @@
  * structs, replies, jobs, streams and routes; never included outside
  * src/server/ (and the server's tests and fuzz harness). Concepts with a
  * header of their own: error.h (errors as clients see them), request.h
- * (parsed request bodies), metrics.h.
+ * (parsed request bodies), metrics.h, headers.h (header values read before
+ * the body).
  *
  * The files, in the order a request meets them:
  *   conns.c          accepting: connection limits (all, per client), header deadlines

@@ -26,6 +26,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "server/headers.h"
 #include "slm/json.h"
 
 struct slm_server_params slm_server_params_default(void) {
@@ -172,30 +173,11 @@ static int host_is_loopback(const char *host, bool *loopback, struct slm_err *er
     return SLM_OK;
 }
 
-/* Constant-time comparison of the presented key with ours. */
-static bool key_matches(const char *given, const char *want) {
-    size_t gl = strlen(given), wl = strlen(want);
-    unsigned diff = (unsigned)(gl ^ wl);
-    for (size_t i = 0; i < wl; i++) {
-        diff |= (unsigned)(uint8_t)want[i] ^ (unsigned)(uint8_t)(i < gl ? given[i] : 0);
-    }
-    return diff == 0;
-}
-
+/* Whether the request carries our API key (server/headers.h). */
 static bool authorized(struct slm_server *s, struct MHD_Connection *c) {
-    if (!s->api_key) {
-        return true;
-    }
-    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    if (h && strncasecmp(h, "Bearer ", 7) == 0) {
-        h += 7;
-        while (*h == ' ') {
-            h++;
-        }
-        return key_matches(h, s->api_key);
-    }
-    h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Api-Key");
-    return h && key_matches(h, s->api_key);
+    return !s->api_key ||
+           srv_api_key_ok(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"),
+                          MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Api-Key"), s->api_key);
 }
 
 /* ---------------------------------------------------------------- routing */
@@ -373,7 +355,7 @@ static enum MHD_Result early_checks(struct srv_conn *rc, const char *method, con
     }
     const char *cl = MHD_lookup_connection_value(rc->conn, MHD_HEADER_KIND, "Content-Length");
     uint64_t len;
-    if (cl && slm_parse_u64(slm_str_c(cl), &len) == SLM_OK && len > s->p.max_body) {
+    if (cl && srv_content_length(cl, &len) == SLM_OK && len > s->p.max_body) {
         srv_metrics_reject(s->metrics, "body_too_large");
         srv_error_set(&e, SLM_E_TOO_LARGE, 413, "invalid_request_error", "request_too_large",
                       "the request body is %llu bytes; this server accepts at most %zu "
@@ -381,7 +363,7 @@ static enum MHD_Result early_checks(struct srv_conn *rc, const char *method, con
                       (unsigned long long)len, s->p.max_body);
         return srv_reply_error(rc, rc->api, &e);
     }
-    if (cl && slm_parse_u64(slm_str_c(cl), &len) == SLM_OK && len > 0 &&
+    if (cl && srv_content_length(cl, &len) == SLM_OK && len > 0 &&
         !body_reserve(rc, (size_t)len)) {
         return reply_over_budget(rc);
     }

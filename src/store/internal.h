@@ -31,4 +31,31 @@ size_t slm__store_digests_of(struct slm_store *store, const char *path, char (*o
  * manifest's digests) that no manifest refers to any more. */
 void slm__store_replaced(struct slm_store *store, char (*old)[72], size_t n);
 
+/* ---------------------------------------------------------------- resumed downloads (range.c) */
+
+/* The complete length "*" (unknown) in a Content-Range. */
+#define SLM_RANGE_UNKNOWN UINT64_MAX
+
+/* Parses a Content-Range value of a 206 answer, "bytes FIRST-LAST/COMPLETE"
+ * where COMPLETE may be "*" (RFC 9110 14.4; unit case-insensitive, surrounding
+ * whitespace ignored). On SLM_OK, first <= last, and last < complete unless
+ * complete is SLM_RANGE_UNKNOWN. SLM_E_INVALID otherwise (including numbers
+ * past UINT64_MAX - 1). */
+int slm__content_range_parse(const char *value, size_t len, uint64_t *first, uint64_t *last,
+                             uint64_t *complete);
+
+enum slm__range_action {
+    SLM__RANGE_APPEND,  /* the body continues the partial file at `offset` */
+    SLM__RANGE_RESTART, /* the body is the file from byte 0: truncate, then write */
+    SLM__RANGE_REJECT,  /* the body cannot be placed: drop the transfer, retry from 0 */
+};
+
+/* What to do with a download's body, decided at its first byte: `offset` is
+ * the size of the partial file (0 = no Range was asked), `status` the HTTP
+ * status, `content_range` (`len` bytes, NULL = absent) the Content-Range
+ * header, `total` the expected file size (0 = unknown). A 206 is appended
+ * only when its range starts at `offset` and fits `total`. */
+enum slm__range_action slm__range_check(uint64_t offset, long status, const char *content_range,
+                                        size_t len, uint64_t total);
+
 #endif /* SLM_STORE_INTERNAL_H */

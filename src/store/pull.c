@@ -118,8 +118,15 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *user) {
         x->checked = true;
         long code = 0;
         curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &code);
-        if (x->asked_range && code == 200) {
-            /* The server ignored Range and sends the whole file: start over. */
+        struct curl_header *cr = NULL;
+        const char *crv =
+            curl_easy_header(x->h, "Content-Range", 0, CURLH_HEADER, -1, &cr) == CURLHE_OK
+                ? cr->value
+                : NULL;
+        enum slm__range_action act =
+            slm__range_check(x->offset, code, crv, crv ? strlen(crv) : 0, x->pl->total);
+        if (act != SLM__RANGE_APPEND) {
+            /* The body is the whole file, or cannot be placed: start over. */
             if (ftruncate(x->fd, 0) != 0 || lseek(x->fd, 0, SEEK_SET) != 0) {
                 x->cb_error = SLM_E_IO;
                 return 0;
@@ -127,6 +134,10 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *user) {
             slm_sha256_init(x->sha);
             x->offset = 0;
             x->pl->res->resumed_from = 0;
+            if (act == SLM__RANGE_REJECT) {
+                x->cb_error = SLM_E_UPSTREAM; /* a transient error: the retry asks from 0 */
+                return 0;
+            }
             note(x->pl, "the server ignored the range request; downloading from the start");
         }
     }
@@ -230,6 +241,10 @@ static enum outcome transfer(struct pull *pl, const char *url, struct xfer *x, l
     const char *detail = cerr[0] ? cerr : curl_easy_strerror(c);
     if (c == CURLE_OK) {
         return XFER_OK;
+    }
+    if (x->cb_error == SLM_E_UPSTREAM) {
+        snprintf(why, why_cap, "the answer's Content-Range does not continue the partial file");
+        return XFER_TRANSIENT;
     }
     if (x->cb_error) {
         *status =

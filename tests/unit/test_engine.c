@@ -11,6 +11,7 @@
 #include "slm/engine.h"
 #include "slm/options.h"
 #include "engine/sample.h"
+#include <gguf.h>
 #include <llama.h>
 #include <math.h>
 #include "test_stories.h"
@@ -357,5 +358,28 @@ Test(model, load_errors_say_what_is_wrong) {
     close(fd);
     int rc = slm_model_load(path, NULL, &m, &err);
     cr_assert(rc == SLM_E_CORRUPT || rc == SLM_E_INVALID, "%d %s", rc, err.msg);
+    unlink(path);
+}
+
+/* Found by tests/fuzz/fuzz_gguf.c (corpus/gguf/ctx_i32): a header's negative
+ * or oversized counts read as 0 (unknown), never as a negative size. */
+Test(model, gguf_info_counts_are_never_negative) {
+    char path[] = "/tmp/slm-gguf-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    struct gguf_context *g = gguf_init_empty();
+    gguf_set_val_str(g, "general.architecture", "llama");
+    gguf_set_val_i32(g, "llama.context_length", -1);
+    gguf_set_val_u64(g, "llama.block_count", (uint64_t)1 << 33);
+    gguf_set_val_u32(g, "llama.embedding_length", 64);
+    cr_assert(gguf_write_to_file(g, path, false));
+    gguf_free(g);
+    struct slm_model_info info;
+    struct slm_err err;
+    cr_assert_eq(slm_gguf_read_info(path, &info, NULL, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(info.n_ctx_train, 0);
+    cr_assert_eq(info.n_layer, 0);
+    cr_assert_eq(info.n_embd, 64);
     unlink(path);
 }

@@ -9,6 +9,8 @@
  */
 #include "test_server_common.h"
 
+#include "server/headers.h"
+
 extern const char slm__tool_template_hermes[];
 extern const char slm__tool_template_llama3[];
 extern const char slm__tool_template_mistral[];
@@ -28,6 +30,30 @@ static void parse_fails(enum srv_route_id route, const char *body, int status, c
     cr_assert_neq(rc, SLM_OK, "accepted: %s", body);
     cr_assert_eq(e.status, status, "%s -> %d %s", body, e.status, e.msg);
     cr_assert(strstr(e.msg, want) != NULL, "%s: message '%s' lacks '%s'", body, e.msg, want);
+}
+
+/* server/headers.h: the header values read before the body. */
+Test(server_headers, content_length_and_api_key) {
+    uint64_t n = 0;
+    cr_assert_eq(srv_content_length("0", &n), SLM_OK);
+    cr_assert_eq(n, 0);
+    cr_assert_eq(srv_content_length("00000000000000000000000000000000000009000000", &n), SLM_OK);
+    cr_assert_eq(n, 9000000);
+    cr_assert_eq(srv_content_length("99999999999999999999999", &n), SLM_OK);
+    cr_assert_eq(n, UINT64_MAX);
+    const char *bad[] = {"", " 5", "+5", "-1", "5,5", "0x10", "1e9", NULL};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cr_assert_eq(srv_content_length(bad[i], &n), SLM_E_INVALID, "%s", bad[i]);
+    }
+    cr_assert(srv_api_key_ok("Bearer sk-1", NULL, "sk-1"));
+    cr_assert(srv_api_key_ok("bearer   sk-1", NULL, "sk-1"));
+    cr_assert(srv_api_key_ok(NULL, "sk-1", "sk-1"));
+    cr_assert(srv_api_key_ok("Basic abc", "sk-1", "sk-1"));
+    cr_assert_not(srv_api_key_ok("Bearer sk-2", "sk-1", "sk-1")); /* Bearer decides alone */
+    cr_assert_not(srv_api_key_ok("Bearer sk-1x", NULL, "sk-1"));
+    cr_assert_not(srv_api_key_ok("Bearer sk-", NULL, "sk-1"));
+    cr_assert_not(srv_api_key_ok("sk-1", NULL, "sk-1"));
+    cr_assert_not(srv_api_key_ok(NULL, NULL, "sk-1"));
 }
 
 Test(server_parse, openai_chat_maps_fields_to_options) {

@@ -12,6 +12,7 @@
 
 #include "slm/json.h"
 #include "slm/store.h"
+#include "store/internal.h"
 
 static char g_home[256];
 
@@ -102,6 +103,31 @@ Test(store_names, format_always_has_tag) {
     char small[4];
     cr_assert_eq(slm_name_format(&n, small, sizeof(small)), strlen("me/m:latest"));
     cr_assert_str_eq(small, "me/");
+}
+
+/* store/range.c: what a resumed download does with the server's answer. */
+Test(store_pull, content_range_decides_append_restart_reject) {
+    const char *cr = "bytes 300-999/1000";
+    cr_assert_eq(slm__range_check(300, 206, cr, strlen(cr), 1000), SLM__RANGE_APPEND);
+    cr_assert_eq(slm__range_check(300, 206, cr, strlen(cr), 0), SLM__RANGE_APPEND);
+    cr_assert_eq(slm__range_check(300, 206, cr, strlen(cr), 2000), SLM__RANGE_REJECT);
+    cr_assert_eq(slm__range_check(200, 206, cr, strlen(cr), 1000), SLM__RANGE_REJECT);
+    cr_assert_eq(slm__range_check(300, 206, NULL, 0, 1000), SLM__RANGE_REJECT);
+    cr = "bytes 0-999/*";
+    cr_assert_eq(slm__range_check(300, 206, cr, strlen(cr), 1000), SLM__RANGE_RESTART);
+    cr_assert_eq(slm__range_check(300, 200, NULL, 0, 1000), SLM__RANGE_RESTART);
+    cr_assert_eq(slm__range_check(0, 200, NULL, 0, 0), SLM__RANGE_APPEND);
+    uint64_t a, b, c;
+    const char *bad[] = {
+        "bytes 5-4/10", "bytes 0-10/10", "bytes 1-2",  "items 1-2/3",
+        "bytes -2/3",   "bytes 1-2/3x",  "bytes */10", "bytes 0-1/18446744073709551616"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cr_assert_eq(slm__content_range_parse(bad[i], strlen(bad[i]), &a, &b, &c), SLM_E_INVALID,
+                     "%s", bad[i]);
+    }
+    cr = " Bytes 1-2/* ";
+    cr_assert_eq(slm__content_range_parse(cr, strlen(cr), &a, &b, &c), SLM_OK);
+    cr_assert(a == 1 && b == 2 && c == SLM_RANGE_UNKNOWN);
 }
 
 Test(store_names, aliases) {
