@@ -19,16 +19,38 @@ static const char *level_name(enum slm_log_level level) {
     }
 }
 
+/* A log record is one line whatever it quotes: control bytes (a newline in
+ * a model name sent by a client, an escape sequence for the terminal) are
+ * written as \n, \r, \t or \xNN. */
+static void one_line(const char *in, char *out, size_t cap) {
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p && o + 5 < cap; p++) {
+        if (*p >= 0x20 && *p != 0x7f) {
+            out[o++] = (char)*p;
+            continue;
+        }
+        const char *esc = *p == '\n' ? "\\n" : *p == '\r' ? "\\r" : *p == '\t' ? "\\t" : NULL;
+        if (esc) {
+            memcpy(out + o, esc, 2);
+            o += 2;
+        } else {
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", *p);
+        }
+    }
+    out[o] = '\0';
+}
+
 void slm_log_write(enum slm_log_level level, const char *fmt, ...) {
-    char line[2048];
+    char raw[2048], line[4096];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
+    vsnprintf(raw, sizeof(raw), fmt, ap);
     va_end(ap);
-    size_t n = strlen(line);
-    while (n > 0 && line[n - 1] == '\n') {
-        line[--n] = '\0';
+    size_t n = strlen(raw);
+    while (n > 0 && raw[n - 1] == '\n') {
+        raw[--n] = '\0';
     }
+    one_line(raw, line, sizeof(line));
     if (g_sink) {
         g_sink(level, line, g_sink_user);
     } else {

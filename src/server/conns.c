@@ -235,7 +235,8 @@ static void enforce_deadlines(struct srv_conns *c, double now) {
 static void *conns_main(void *arg) {
     struct srv_conns *c = arg;
     for (;;) {
-        struct pollfd pf[2] = {{.fd = c->lfd, .events = POLLIN}, {.fd = c->wake[0], .events = POLLIN}};
+        struct pollfd pf[2] = {{.fd = c->lfd, .events = POLLIN},
+                               {.fd = c->wake[0], .events = POLLIN}};
         int n = poll(pf, 2, CONNS_TICK_MS);
         if (pf[1].revents) {
             break;

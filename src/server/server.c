@@ -363,8 +363,7 @@ static enum MHD_Result early_checks(struct srv_conn *rc, const char *method, con
                       (unsigned long long)len, s->p.max_body);
         return srv_reply_error(rc, rc->api, &e);
     }
-    if (cl && srv_content_length(cl, &len) == SLM_OK && len > 0 &&
-        !body_reserve(rc, (size_t)len)) {
+    if (cl && srv_content_length(cl, &len) == SLM_OK && len > 0 && !body_reserve(rc, (size_t)len)) {
         return reply_over_budget(rc);
     }
     *answered = false;
@@ -423,6 +422,31 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
     return dispatch(rc, r, url);
 }
 
+/* A value from the request (the model name) as one key=value field: as is
+ * when it is a plain name, else quoted with " and \ escaped, so that it
+ * cannot forge other fields (slm_log_write escapes control bytes). */
+static void log_field(const char *in, char *out, size_t cap) {
+    bool plain = in[0] != '\0';
+    for (const char *p = in; *p && plain; p++) {
+        plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                strchr("._:/+-@", *p);
+    }
+    if (plain) {
+        snprintf(out, cap, "%s", in);
+        return;
+    }
+    size_t o = 0;
+    out[o++] = '"';
+    for (const char *p = in; *p && o + 3 < cap; p++) {
+        if (*p == '"' || *p == '\\') {
+            out[o++] = '\\';
+        }
+        out[o++] = *p;
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+}
+
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe) {
     (void)socket_context;
@@ -443,11 +467,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     int status = rc->status ? rc->status : 499; /* no reply: the client left */
     srv_metrics_request(s->metrics, rc->route ? rc->route : "other", status, dt);
     srv_metrics_inflight(s->metrics, -1);
+    char model[2 * sizeof(rc->model) + 3];
+    log_field(rc->model[0] ? rc->model : "-", model, sizeof(model));
     SLM_LOG(SLM_LOG_INFO,
             "req=%s route=%s status=%d model=%s prompt_tokens=%d gen_tokens=%d ms=%.1f%s", rc->id,
-            rc->route ? rc->route : "other", status, rc->model[0] ? rc->model : "-",
-            rc->prompt_tokens, rc->gen_tokens, dt * 1e3,
-            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+            rc->route ? rc->route : "other", status, model, rc->prompt_tokens, rc->gen_tokens,
+            dt * 1e3, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
     slm_buf_free(&rc->body);
     json_decref(rc->doc);
     atomic_fetch_sub(&s->body_bytes, rc->reserved);

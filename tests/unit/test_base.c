@@ -212,3 +212,28 @@ Test(base, svg_chart_maps_labels_and_escapes) {
     cr_assert_float_eq(slm_svg_nice_max(0.013), 0.02, 1e-12);
     cr_assert_float_eq(slm_svg_nice_max(-1), 1, 1e-12);
 }
+
+/* ---------------------------------------------------------------- log */
+
+static char g_logged[4096];
+static int g_log_lines;
+
+static void capture(enum slm_log_level level, const char *line, void *user) {
+    (void)level;
+    (void)user;
+    snprintf(g_logged, sizeof(g_logged), "%s", line);
+    g_log_lines++;
+}
+
+/* Issue 14, hole 7: a value a client sent (a model name with a newline, an
+ * escape sequence for the terminal) cannot start a forged log line. */
+Test(log, a_record_is_one_line_whatever_it_quotes) {
+    slm_log_set_sink(capture, NULL);
+    enum slm_log_level old = (enum slm_log_level)slm__log_level;
+    slm_log_set_level(SLM_LOG_INFO);
+    SLM_LOG(SLM_LOG_INFO, "model=%s ms=1", "x\nslm: info: req=forged status=200\r\x1b[2J\t.");
+    slm_log_set_level(old);
+    slm_log_set_sink(NULL, NULL);
+    cr_assert_eq(g_log_lines, 1);
+    cr_assert_str_eq(g_logged, "model=x\\nslm: info: req=forged status=200\\r\\x1b[2J\\t. ms=1");
+}

@@ -248,3 +248,45 @@ Test(server_limits, limits_are_on_by_default) {
     cr_assert(strstr(err_msg(&r), "at most 4096 tokens") != NULL, "%s", err_msg(&r));
     resp_free(&r);
 }
+
+static struct slm_buf g_log;
+static pthread_mutex_t g_log_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void capture(enum slm_log_level level, const char *line, void *user) {
+    (void)level;
+    (void)user;
+    pthread_mutex_lock(&g_log_mu);
+    cr_assert_eq(slm_buf_puts(&g_log, line), SLM_OK);
+    cr_assert_eq(slm_buf_puts(&g_log, "\n"), SLM_OK);
+    pthread_mutex_unlock(&g_log_mu);
+}
+
+/* Issue 14, hole 7: a name from a request is one field of one access-log
+ * line; it cannot add fields or lines. */
+Test(server_limits, request_names_cannot_forge_log_lines) {
+    struct slm_server_params p = slm_server_params_default();
+    start_with(&p);
+    slm_buf_init(&g_log, 1 << 20);
+    enum slm_log_level old = (enum slm_log_level)slm__log_level;
+    slm_log_set_level(SLM_LOG_INFO);
+    slm_log_set_sink(capture, NULL);
+    struct resp r = http("POST", "/api/pull",
+                         "{\"model\":\"https://127.0.0.1:9/m.gguf\\nreq=1 status=200 "
+                         "model=forged\",\"stream\":false}",
+                         NULL);
+    resp_free(&r);
+    slm_sleep_ms(200); /* the access line is written when the request completes */
+    slm_log_set_sink(NULL, NULL);
+    slm_log_set_level(old);
+    pthread_mutex_lock(&g_log_mu);
+    const char *log = slm_buf_cstr(&g_log);
+    const char *line = strstr(log, "route=/api/pull");
+    cr_assert_not_null(line, "%s", log);
+    cr_assert(strstr(log, "\nreq=1 status=200") == NULL, "%s", log);
+    cr_assert(
+        strstr(line, "model=\"https://127.0.0.1:9/m.gguf\\nreq=1 status=200 model=forged\"") !=
+            NULL,
+        "%s", log);
+    pthread_mutex_unlock(&g_log_mu);
+    slm_buf_free(&g_log);
+}
