@@ -137,9 +137,11 @@ static int to_sse(const json_t *resp, bool include_usage, struct slm_buf *out) {
 }
 
 /* The server's limits hold for routes as for models: the message count, and
- * --max-tokens (more is a 400; none asked for gets the cap, so the local
- * model and the upstream both stop there). */
-static int route_limits(struct slm_server *s, json_t *body, struct srv_error *e) {
+ * --max-tokens (more is a 400). A request that asks for no number keeps the
+ * route's own num_predict when that is within the cap; else it gets the cap,
+ * so the local model stops there (the upstream too). */
+static int route_limits(struct slm_server *s, const struct slm_router_route *route, json_t *body,
+                        struct srv_error *e) {
     const json_t *ms = json_object_get(body, "messages");
     if (json_array_size(ms) > SRV_MAX_MESSAGES) {
         return srv_bad(e, "messages", "at most %d messages", SRV_MAX_MESSAGES);
@@ -161,7 +163,12 @@ static int route_limits(struct slm_server *s, json_t *body, struct srv_error *e)
                        cap, (long long)json_integer_value(v));
     }
     if (!v || json_is_null(v)) {
-        json_object_set_new(body, "max_tokens", json_integer(cap));
+        const struct slm_router_config *cfg = slm_router_get_config(s->p.router);
+        const json_t *np = json_object_get(cfg->locals[route->local].parameters, "num_predict");
+        json_int_t own = json_is_integer(np) ? json_integer_value(np) : -1;
+        if (own <= 0 || own > cap) {
+            json_object_set_new(body, "max_tokens", json_integer(cap));
+        }
     }
     return SLM_OK;
 }
@@ -175,14 +182,16 @@ enum MHD_Result srv_router_chat(struct srv_conn *rc, bool *handled) {
         return MHD_NO; /* not the router's: the usual path answers (or says what is wrong) */
     }
     const char *model = json_string_value(json_object_get(body, "model"));
-    if (!model || !slm_router_config_route(slm_router_get_config(s->p.router), model)) {
+    const struct slm_router_route *route =
+        model ? slm_router_config_route(slm_router_get_config(s->p.router), model) : NULL;
+    if (!route) {
         json_decref(body);
         return MHD_NO;
     }
     *handled = true;
     snprintf(rc->model, sizeof(rc->model), "%s", model);
     struct srv_error le = {0};
-    if (route_limits(s, body, &le) != SLM_OK) {
+    if (route_limits(s, route, body, &le) != SLM_OK) {
         json_decref(body);
         return srv_reply_error(rc, SRV_API_OPENAI, &le);
     }

@@ -68,6 +68,10 @@ many=$(jq -cn '[range(4097) | {role: "user", content: "hi"}]')
 r=$(curl -s "$URL/v1/chat/completions" -H 'Content-Type: application/json' \
     -d "{\"model\":\"easy\",\"messages\":$many}")
 [ "$(jq -r .error.param <<<"$r")" = messages ] || fail "4097 messages on a route: $r"
+# ... and a request that asks for no number keeps the route's own num_predict
+# (8 here), not the server's cap.
+r=$(chat easy "")
+[ "$(jq .usage.completion_tokens <<<"$r")" -le 8 ] || fail "a route's num_predict was overridden: $r"
 
 # Local: answered by stories260K, marked local.
 r=$(chat easy "")

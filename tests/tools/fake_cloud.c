@@ -6,7 +6,7 @@
  *   fake_cloud [--port N] [--gold FILE] [--accuracy P] [--seed S] [--latency-ms N[:JITTER]]
  *              [--faults SPEC] [--fail-rate R] [--retry-after S|date:S] [--price-in X]
  *              [--price-out Y] [--log FILE] [--api-key K] [--tokens words|bytes4]
- *              [--model NAME] [--hang-s S]
+ *              [--model NAME] [--hang-s S] [--mix KIND:P,...]
  *
  *   POST /v1/chat/completions  answers the last user message: the --gold answer (JSONL lines
  *                              {"input": "...", "answer": "..."}) with probability P (default
@@ -20,7 +20,10 @@
  * KIND is an HTTP status (429, 500, 401, ...), "ok", "timeout" (hold the request --hang-s seconds,
  * default 30, then 504), "reset" (close the connection without a response), "malformed" (200
  * with a body that is not JSON) or "nousage" (200 without "usage"). --fail-rate R turns a share R
- * of the remaining requests into 500s (deterministic from the seed). 429s carry Retry-After: S,
+ * of the remaining requests into 500s (deterministic from the seed). --mix spreads faults over
+ * the whole run instead: each request after --faults is KIND with probability P (the KINDs of
+ * --faults; deterministic from the seed and the request's number), e.g.
+ * "500:0.08,429:0.05,timeout:0.01". 429s carry Retry-After: S,
  * or an HTTP-date S seconds ahead with "date:S". --api-key K: requests without "Authorization:
  * Bearer K" get 401.
  *
@@ -73,6 +76,9 @@ static struct {
     struct fault *faults;
     size_t n_faults;
     double fail_rate;
+    struct fault mix[16];
+    double mix_p[16];
+    size_t n_mix;
     const char *retry_after;
     double price_in, price_out;
     const char *log_path;
@@ -223,6 +229,13 @@ static const char *retry_after_value(char *buf, size_t cap) {
 static struct fault next_fault(uint64_t n) {
     if (n <= g_opt.n_faults) {
         return g_opt.faults[n - 1];
+    }
+    double u = unit(hash_bytes(&n, sizeof(n), g_opt.seed + 11)), acc = 0;
+    for (size_t i = 0; i < g_opt.n_mix; i++) {
+        acc += g_opt.mix_p[i];
+        if (u < acc) {
+            return g_opt.mix[i];
+        }
     }
     if (g_opt.fail_rate > 0 && unit(hash_bytes(&n, sizeof(n), g_opt.seed + 7)) < g_opt.fail_rate) {
         return (struct fault){FAULT_STATUS, 500};
@@ -529,6 +542,38 @@ static int parse_faults(const char *spec) {
     return 0;
 }
 
+/* --mix: KIND:P,... ; parse_fault appends to g_opt.faults, so each KIND is
+ * parsed there and moved here. */
+static int parse_mix(const char *spec) {
+    struct slm_str s = slm_str_c(spec);
+    size_t pos = 0;
+    double total = 0;
+    while (pos <= s.len) {
+        size_t comma = slm_str_find_char(s, ',', pos);
+        size_t end = comma == SIZE_MAX ? s.len : comma;
+        struct slm_str tok = slm_str_trim(slm_str_sub(s, pos, end - pos));
+        size_t colon = slm_str_find_char(tok, ':', 0);
+        double p;
+        size_t had = g_opt.n_faults;
+        if (tok.len > 0 &&
+            (colon == SIZE_MAX || g_opt.n_mix == SLM_ARRAY_LEN(g_opt.mix) ||
+             slm_parse_f64(slm_str_sub(tok, colon + 1, tok.len), &p) != SLM_OK || p < 0 ||
+             (total += p) > 1 || parse_fault(slm_str_sub(tok, 0, colon)) != 0 ||
+             g_opt.n_faults != had + 1)) {
+            fprintf(stderr,
+                    "fake_cloud: bad '%.*s' in --mix (KIND:P, the P summing to 1 at most)\n",
+                    (int)tok.len, tok.ptr);
+            return -1;
+        }
+        if (tok.len > 0) {
+            g_opt.mix[g_opt.n_mix] = g_opt.faults[--g_opt.n_faults];
+            g_opt.mix_p[g_opt.n_mix++] = p;
+        }
+        pos = end + 1;
+    }
+    return 0;
+}
+
 static bool num(const char *flag, const char *v, double *out) {
     if (!v || slm_parse_f64(slm_str_c(v), out) != SLM_OK || *out < 0) {
         fprintf(stderr, "fake_cloud: %s expects a non-negative number\n", flag);
@@ -579,6 +624,8 @@ static int parse_flag(const char *a, const char *v) {
         return parse_latency(v) ? 2 : -1;
     } else if (strcmp(a, "--faults") == 0) {
         return parse_faults(v) == 0 ? 2 : -1;
+    } else if (strcmp(a, "--mix") == 0) {
+        return parse_mix(v) == 0 ? 2 : -1;
     } else if (strcmp(a, "--retry-after") == 0) {
         g_opt.retry_after = v;
     } else if (strcmp(a, "--price-in") == 0) {
