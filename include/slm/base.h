@@ -148,7 +148,8 @@ static inline const char *slm_buf_cstr(const struct slm_buf *b) {
  * secret=, "x-api-key: ", "api_key": "..." and the like; values shorter than 3
  * bytes are left), and tokens shaped like well-known API keys ("sk-...",
  * "sk_...", "gsk_...", "hf_...", "AIza...", at least 8 key characters after the
- * prefix, so a cloud's "sk-proj-****abcd" hint goes too). Each becomes "***";
+ * prefix, so a cloud's "sk-proj-****abcd" hint goes too), and any other key
+ * hint (a token of 8 or more key characters with "****" in it). Each becomes "***";
  * a name, scheme or key prefix before it is kept ("Bearer ***", "api_key=***",
  * "sk-***"). Never makes `s` longer; returns its new length.
  */

@@ -136,6 +136,23 @@ static bool match_key_shape(const char *s, size_t *keep, size_t *value) {
     return false;
 }
 
+/* A key hint as clouds print them ("zz-plain****abcd": the ends of a key around a run of
+ * asterisks), whatever the key's shape: the whole token goes. */
+static bool match_hint(const char *s, size_t *keep, size_t *value) {
+    size_t n = 0;
+    bool stars = false;
+    while (is_key_char(s[n])) {
+        stars = stars || strncmp(s + n, "****", 4) == 0;
+        n++;
+    }
+    if (!stars || n < MIN_KEY_TAIL) {
+        return false;
+    }
+    *keep = 0;
+    *value = n;
+    return true;
+}
+
 /* One of the configured keys at `s`: its length, else 0. */
 static size_t match_key(const char *s, const char *const *keys, size_t n_keys) {
     for (size_t i = 0; i < n_keys; i++) {
@@ -155,7 +172,7 @@ size_t slm_mask_secrets(char *s, const char *const *keys, size_t n_keys) {
         bool word_start = !is_alnum(prev) && prev != '_' && prev != '-';
         if (key == 0 && word_start &&
             !match_scheme(s + r, &keep, &value) && !match_param(s + r, &keep, &value) &&
-            !match_key_shape(s + r, &keep, &value)) {
+            !match_key_shape(s + r, &keep, &value) && !match_hint(s + r, &keep, &value)) {
             keep = value = 0;
         }
         if (key == 0 && value == 0) {

@@ -245,6 +245,8 @@ Test(base, secrets_are_masked) {
     expect_masked("(sk_live_0123456789abcdef) gsk_0123456789 hf_abcdefghij AIzaSyA12345678", NULL,
                   0, "(sk_***) gsk_*** hf_*** AIza***");
     expect_masked("sk-short", NULL, 0, "sk-short");
+    expect_masked("provided: zz-plain****abcd. ok **** a***b", NULL, 0,
+                  "provided: ***. ok **** a***b");
     /* secret query parameters and key headers */
     expect_masked("GET https://h/v1/models?api_key=s3cr3t&x=1#f", NULL, 0,
                   "GET https://h/v1/models?api_key=***&x=1#f");
