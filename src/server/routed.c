@@ -8,7 +8,8 @@
  * The router answers whole: a streamed request gets the whole answer as SSE
  * events once the checks have passed (or the upstream has answered), because
  * an answer that may still escalate cannot be shown token by token. The
- * response carries x-slm-route / x-slm-reason headers and an "slm" field.
+ * response carries x-slm-route / x-slm-reason headers and an "slm" field,
+ * both reason codes only (the router keeps upstream details for the log).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -18,10 +19,14 @@
 #include "slm/json.h"
 #include "slm/router.h"
 
-/* Watches the client while the router works: a client that leaves cancels.
- * The watcher sleeps on a condition variable so that the answer is not held
- * back by its polling interval when the router finishes. */
+/* Watches the client and the server while the router works: a client that
+ * leaves cancels (the router writes the row as client_aborted), and so does
+ * a server that is stopping (SLM_ROUTER_CANCEL_SHUTDOWN: the client gets a
+ * 503), so that a hanging upstream holds up neither. The watcher sleeps on a
+ * condition variable so that the answer is not held back by its polling
+ * interval when the router finishes. */
 struct watch {
+    struct slm_server *srv;
     struct MHD_Connection *conn;
     volatile int cancel;
     bool stop;
@@ -43,6 +48,10 @@ static void *watch_main(void *arg) {
         pthread_cond_timedwait(&w->cv, &w->mu, &ts);
         if (!w->stop && srv_client_gone(w->conn)) {
             w->cancel = 1;
+            break;
+        }
+        if (!w->stop && atomic_load(&w->srv->stopping)) {
+            w->cancel = SLM_ROUTER_CANCEL_SHUTDOWN;
             break;
         }
     }
@@ -148,7 +157,7 @@ enum MHD_Result srv_router_chat(struct srv_conn *rc, bool *handled) {
     bool usage =
         json_is_true(json_object_get(json_object_get(body, "stream_options"), "include_usage"));
 
-    struct watch w = {.conn = rc->conn};
+    struct watch w = {.srv = s, .conn = rc->conn};
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
     pthread_t th;
@@ -159,6 +168,11 @@ enum MHD_Result srv_router_chat(struct srv_conn *rc, bool *handled) {
     int r = slm_router_chat(s->p.router, body, &w.cancel, &resp, &info, &err);
     watch_end(&w, th, watching);
     json_decref(body);
+    if (r == SLM_E_ABORTED && w.cancel == SLM_ROUTER_CANCEL_SHUTDOWN) {
+        struct srv_error e = {0};
+        srv_error_set(&e, r, 503, "server_error", "shutting_down", "the server is shutting down");
+        return srv_reply_error(rc, SRV_API_OPENAI, &e);
+    }
     if (r == SLM_E_ABORTED && w.cancel) {
         return MHD_NO; /* the client left */
     }
