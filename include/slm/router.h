@@ -145,8 +145,9 @@ struct slm_router_params {
     struct slm_ledger *ledger; /* borrowed, or NULL: opened from meter.ledger (unless off) */
     uint64_t seed;             /* shadow sampling RNG; 0 = from the clock */
     int32_t n_threads;         /* label scorers' threads; 0 = physical cores */
-    int max_shadows; /* shadow calls in flight at once; past it a sampled request is not
-                        shadowed (counted in slm_router_stats); 0 = SLM_ROUTER_MAX_SHADOWS */
+    /* shadow calls in flight at once; past it a sampled request is not shadowed (counted in
+     * slm_router_stats()); 0 = SLM_ROUTER_MAX_SHADOWS */
+    int max_shadows;
 };
 
 /* Default cap of shadow calls in flight at once. */

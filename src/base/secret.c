@@ -24,8 +24,8 @@
 static const char *const KEY_PREFIXES[] = {"sk-", "sk_",  "rk_",  "gsk_",   "xai-",
                                            "hf_", "AIza", "ghp_", "glpat-", "github_pat_"};
 /* Parameter and header names whose value is a secret (case-insensitive). */
-static const char *const SECRET_NAMES[] = {"x-api-key", "api-key",      "api_key",  "apikey",
-                                           "key",       "access_token", "token",    "password",
+static const char *const SECRET_NAMES[] = {"x-api-key", "api-key",      "api_key", "apikey",
+                                           "key",       "access_token", "token",   "password",
                                            "secret",    "client_secret"};
 static const char *const SCHEMES[] = {"bearer", "basic"};
 
@@ -39,9 +39,9 @@ static bool is_key_char(char c) {
 
 /* Where a value ends: whitespace, quotes, separators of queries, lists and JSON. */
 static bool ends_value(char c) {
-    return c == '\0' || c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '"' ||
-           c == '\'' || c == '&' || c == '#' || c == ',' || c == ';' || c == ')' || c == '}' ||
-           c == ']' || c == '<' || c == '>';
+    return c == '\0' || c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '"' || c == '\'' ||
+           c == '&' || c == '#' || c == ',' || c == ';' || c == ')' || c == '}' || c == ']' ||
+           c == '<' || c == '>';
 }
 
 static size_t prefix_nocase(const char *s, const char *word) {
@@ -164,18 +164,19 @@ static size_t match_key(const char *s, const char *const *keys, size_t n_keys) {
     return 0;
 }
 
+/* A rule that starts at `s`, at the start of a word: bytes to keep, bytes to mask. */
+static bool match_rule(const char *s, size_t *keep, size_t *value) {
+    return match_scheme(s, keep, value) || match_param(s, keep, value) ||
+           match_key_shape(s, keep, value) || match_hint(s, keep, value);
+}
+
 size_t slm_mask_secrets(char *s, const char *const *keys, size_t n_keys) {
     size_t r = 0, w = 0;
     char prev = '\0'; /* the byte before s[r] as it was read (s[r - 1] may be rewritten) */
     while (s[r]) {
         size_t keep = 0, value = 0, key = match_key(s + r, keys, n_keys);
         bool word_start = !is_alnum(prev) && prev != '_' && prev != '-';
-        if (key == 0 && word_start &&
-            !match_scheme(s + r, &keep, &value) && !match_param(s + r, &keep, &value) &&
-            !match_key_shape(s + r, &keep, &value) && !match_hint(s + r, &keep, &value)) {
-            keep = value = 0;
-        }
-        if (key == 0 && value == 0) {
+        if (key == 0 && !(word_start && match_rule(s + r, &keep, &value))) {
             prev = s[r];
             s[w++] = s[r++];
             continue;

@@ -452,9 +452,9 @@ int slm_ledger_add(struct slm_ledger *l, const struct slm_ledger_row *row, struc
 int slm_ledger_set_shadow(struct slm_ledger *l, int64_t id, int shadow, double shadow_cost,
                           struct slm_err *err) {
     if (shadow < -1 || shadow > 1 || !num_ok(shadow_cost)) {
-        return slm_err_set(err, SLM_E_INVALID,
-                           "ledger shadow: %d is not -1, 0 or 1, or the cost is not finite and >= 0",
-                           shadow);
+        return slm_err_set(
+            err, SLM_E_INVALID,
+            "ledger shadow: %d is not -1, 0 or 1, or the cost is not finite and >= 0", shadow);
     }
     pthread_mutex_lock(&l->mu);
     int rc = sqlite3_bind_int(l->set_shadow, 1, shadow);

@@ -143,8 +143,8 @@ static void *shadow_main(void *arg) {
     struct slm_upstream_result res;
     struct slm_err err = {0};
     int shadow = -1;
-    int rc = slm_upstream_chat(r->upstreams[j->pool], j->request, j->deadline_s, &r->stopping,
-                               &res, &err);
+    int rc = slm_upstream_chat(r->upstreams[j->pool], j->request, j->deadline_s, &r->stopping, &res,
+                               &err);
     if (rc == SLM_OK) {
         shadow = slm__answers_agree(j->answer, answer_text(res.response)) ? 1 : 0;
     } else {
@@ -428,11 +428,12 @@ int slm_router_chat(struct slm_router *r, const json_t *request, const volatile 
     if (rc != SLM_OK) {
         o.where = "error";
     }
-    if (rc == SLM_E_ABORTED &&
-        slm_buf_printf(&o.reason, "%s%s", o.reason.len ? "," : "",
-                       cancel && *cancel == SLM_ROUTER_CANCEL_SHUTDOWN ? "shutdown"
-                                                                       : "client_aborted") != SLM_OK) {
-        /* capped: the ledger keeps what fits */
+    if (rc == SLM_E_ABORTED) {
+        const char *code =
+            cancel && *cancel == SLM_ROUTER_CANCEL_SHUTDOWN ? "shutdown" : "client_aborted";
+        if (slm_buf_printf(&o.reason, "%s%s", o.reason.len ? "," : "", code) != SLM_OK) {
+            /* capped: the ledger keeps what fits */
+        }
     }
     /* The row is committed before the answer leaves (kill -9 right after loses nothing), also
      * for a request that will be shadowed: the shadow's verdict updates it later. */

@@ -609,7 +609,7 @@ static const char *failure_code(const struct slm__up_exchange *x) {
         if (x->status >= 200 && x->status < 300) {
             return "bad_reply"; /* unless it parses: judge() clears it then */
         }
-        return x->status == 429                      ? "rate_limited"
+        return x->status == 429                       ? "rate_limited"
                : x->status == 401 || x->status == 403 ? "unauthorized"
                : x->status == 408                     ? "timeout"
                : x->status >= 500                     ? "server_error"

@@ -231,12 +231,12 @@ Test(base, secrets_are_masked) {
     expect_masked("", keys, 3, "");
     expect_masked("risk-averse task_sk-1 skim", NULL, 0, "risk-averse task_sk-1 skim");
     /* the configured key values themselves, wherever they appear (short ones are ignored) */
-    expect_masked("got hunter2-the-key twice: xhunter2-the-keyx", keys, 3,
-                  "got *** twice: x***x");
+    expect_masked("got hunter2-the-key twice: xhunter2-the-keyx", keys, 3, "got *** twice: x***x");
     expect_masked("ab is too short to be a key", keys, 3, "ab is too short to be a key");
     /* bearer and basic credentials */
     expect_masked("Authorization: Bearer abc.def-123", NULL, 0, "Authorization: Bearer ***");
-    expect_masked("authorization: bearer   tok, then", NULL, 0, "authorization: bearer   ***, then");
+    expect_masked("authorization: bearer   tok, then", NULL, 0,
+                  "authorization: bearer   ***, then");
     expect_masked("Basic dXNlcjpwYXNz\"}", NULL, 0, "Basic ***\"}");
     expect_masked("a Bearer", NULL, 0, "a Bearer");
     /* key-shaped tokens, also the hints clouds put in 401 bodies */
