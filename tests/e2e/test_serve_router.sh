@@ -206,9 +206,11 @@ chat stuck "" -o "$work/stuck.out" &
 stuck=$!
 sleep 0.5
 kill -TERM "$SERVE_PID"
+term_steps=0
 for _ in $(seq 50); do
     kill -0 "$SERVE_PID" 2>/dev/null || break
     sleep 0.1
+    term_steps=$((term_steps + 1))
 done
 kill -0 "$SERVE_PID" 2>/dev/null && fail "slm serve still running 5 s after SIGTERM (hanging shadows)"
 code=0
@@ -264,4 +266,5 @@ n=$(grep -c . <<<"$answered" || true)
 have=$(rows "$work/ledger3.db" "SELECT request_id FROM requests WHERE request_id LIKE 'load-%'" | sort)
 missing=$(comm -23 <(echo "$answered") <(echo "$have"))
 [ -z "$missing" ] || fail "answered, but no ledger row after kill -9: $missing"
-echo "ok (kill -9 under load: $n answers, each with its row; 50 hanging shadows: 50 rows)"
+echo "ok (kill -9 under load: $n answers, each with its row; 50 hanging shadows: 50 rows;" \
+    "SIGTERM with hanging shadows: exited within $(((term_steps + 1) / 10)).$(((term_steps + 1) % 10)) s)"
