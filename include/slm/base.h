@@ -138,6 +138,23 @@ static inline const char *slm_buf_cstr(const struct slm_buf *b) {
     return b->ptr ? b->ptr : "";
 }
 
+/*
+ * Masks what looks like a credential in the NUL-terminated `s`, in place, for
+ * text bound for a log, an error message or a client: every occurrence of the
+ * `n_keys` strings in `keys` (the configured key values; NULL entries and
+ * entries shorter than 4 bytes are ignored; `keys` may be NULL when n_keys is
+ * 0), the credential after "Bearer " or "Basic ", the value of a secret
+ * parameter or header (api_key=, key=, access_token=, token=, password=,
+ * secret=, "x-api-key: ", "api_key": "..." and the like; values shorter than 3
+ * bytes are left), and tokens shaped like well-known API keys ("sk-...",
+ * "sk_...", "gsk_...", "hf_...", "AIza...", at least 8 key characters after the
+ * prefix, so a cloud's "sk-proj-****abcd" hint goes too), and any other key
+ * hint (a token of 8 or more key characters with "****" in it). Each becomes "***";
+ * a name, scheme or key prefix before it is kept ("Bearer ***", "api_key=***",
+ * "sk-***"). Never makes `s` longer; returns its new length.
+ */
+size_t slm_mask_secrets(char *s, const char *const *keys, size_t n_keys);
+
 /* ---------------------------------------------------------------- arena */
 
 /*

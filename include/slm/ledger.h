@@ -94,6 +94,14 @@ int slm_ledger_add(struct slm_ledger *l, const struct slm_ledger_row *row, struc
 /* The same, and *id (if not NULL) is the new row's id (increasing, never reused). */
 int slm_ledger_add_id(struct slm_ledger *l, const struct slm_ledger_row *row, int64_t *id,
                       struct slm_err *err);
+/* Records a shadow call's outcome on row `id` (from slm_ledger_add_id()): sets shadow to
+ * `shadow` (-1 = no verdict: the call failed or was cancelled, 0 = disagreed, 1 = agreed) and
+ * adds `shadow_cost` to the row's shadow_cost, committed before it returns. The row is written
+ * first, with shadow = -1, when the request is answered, so a process killed while the shadow
+ * call runs keeps the row. SLM_E_INVALID for a shadow outside -1..1 or a negative or non-finite
+ * cost, SLM_E_NOT_FOUND when there is no row `id`, SLM_E_IO when the write fails. Thread-safe. */
+int slm_ledger_set_shadow(struct slm_ledger *l, int64_t id, int shadow, double shadow_cost,
+                          struct slm_err *err);
 /* Number of rows; SLM_E_IO on a read error. */
 int slm_ledger_count(struct slm_ledger *l, int64_t *n, struct slm_err *err);
 

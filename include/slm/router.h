@@ -16,7 +16,8 @@
  * Thread safety: slm_router_chat() may be called by any number of threads at
  * once (the HTTP server's threads): local generation goes through the model's
  * scheduler, label scoring is serialised per local target, upstream pools and
- * the ledger are thread-safe, shadow calls run on their own threads.
+ * the ledger are thread-safe, shadow calls run on their own threads (at most
+ * max_shadows at once, each with a deadline, cancelled by slm_router_shutdown()).
  * slm_router_load()/slm_router_free() are not synchronised with calls.
  */
 #ifndef SLM_ROUTER_H
@@ -144,7 +145,15 @@ struct slm_router_params {
     struct slm_ledger *ledger; /* borrowed, or NULL: opened from meter.ledger (unless off) */
     uint64_t seed;             /* shadow sampling RNG; 0 = from the clock */
     int32_t n_threads;         /* label scorers' threads; 0 = physical cores */
+    /* shadow calls in flight at once; past it a sampled request is not shadowed (counted in
+     * slm_router_stats()); 0 = SLM_ROUTER_MAX_SHADOWS */
+    int max_shadows;
 };
+
+/* Default cap of shadow calls in flight at once. */
+#define SLM_ROUTER_MAX_SHADOWS 8
+/* A shadow call's deadline when its route has no `deadline`, in seconds. */
+#define SLM_ROUTER_SHADOW_DEADLINE_S 30.0
 
 struct slm_router_params slm_router_params_default(void);
 
@@ -153,14 +162,27 @@ struct slm_router_params slm_router_params_default(void);
  * Local models load on first use. On success one slm_router_free() is owed. */
 int slm_router_load(const char *path, const struct slm_router_params *p, struct slm_router **out,
                     struct slm_err *err);
-/* Waits for shadow calls still running, then frees. NULL is a no-op. */
+/* Waits for shadow calls still running (each bounded by its deadline; at once after
+ * slm_router_shutdown()), then frees. NULL is a no-op. */
 void slm_router_free(struct slm_router *r);
+/* Cancels the shadow calls in flight (their rows stay, marked not shadowed) and starts no
+ * new ones, so that slm_router_free() returns promptly: what a server does on SIGTERM. A
+ * batch run that wants every shadow verdict frees without it. Thread-safe; NULL is a no-op. */
+void slm_router_shutdown(struct slm_router *r);
+
+struct slm_router_stats {
+    uint64_t shadows_started; /* shadow calls started */
+    uint64_t shadows_skipped; /* sampled for a shadow but not sent: the cap was reached */
+    int shadows_running;      /* in flight now */
+};
+/* The router's counters. Thread-safe. */
+void slm_router_stats(struct slm_router *r, struct slm_router_stats *out);
 const struct slm_router_config *slm_router_get_config(const struct slm_router *r);
 
 /* Where a request was answered, for the x-slm-route / x-slm-reason headers. */
 struct slm_router_info {
     char route[24];     /* "local" | "escalated" | "local_fallback" */
-    char reason[256];   /* failed checks, e.g. "label_prob<0.62"; "" when none */
+    char reason[256];   /* reason codes, e.g. "label_prob<0.62,upstream:timeout"; "" when none */
     char target[256];   /* the local target name, or "pool/model" that answered */
     char name[128];     /* the route's name */
     double total_ms;    /* the whole call */
@@ -173,13 +195,23 @@ struct slm_router_info {
  * On success *response is an OpenAI chat.completion body (new reference) with
  * an extra "slm": {"route": "local"|"escalated"|"local_fallback", "reason":
  * "...", "target": "...", "checks": {...}} and `info` (may be NULL) filled.
+ * The reason is codes only (docs/router.md): the failed checks and
+ * "upstream:<code>" per failed pool; what an upstream said goes to the log.
  * SLM_E_NOT_FOUND when no route has that name; SLM_E_INVALID for a malformed
  * request; SLM_E_ABORTED when `cancel` (may be NULL) becomes non-zero; a local
  * error with `local_error: false` and no upstream is returned as is.
+ * Every request of a route gets its ledger row, committed before this returns:
+ * a cancelled one too (where "error", reason "client_aborted", or "shutdown"
+ * when *cancel was SLM_ROUTER_CANCEL_SHUTDOWN).
  * Thread-safe (see the top of this header).
  */
 int slm_router_chat(struct slm_router *r, const json_t *request, const volatile int *cancel,
                     json_t **response, struct slm_router_info *info, struct slm_err *err);
+/* The value a server stores in slm_router_chat()'s `cancel` when it cancels because it is
+ * stopping (any other non-zero value means the client left). */
+#define SLM_ROUTER_CANCEL_SHUTDOWN 2
+/* ... because the request ran past the server's --request-timeout (reason "timeout"). */
+#define SLM_ROUTER_CANCEL_TIMEOUT 3
 
 /* ---------------------------------------------------------------- local runs (calibration) */
 

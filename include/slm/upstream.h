@@ -12,7 +12,10 @@
  *
  * Upstream replies are untrusted: bodies are size-capped, malformed JSON and missing or odd
  * usage are errors or zeros, never crashes. Nothing here prints; errors come back in slm_err with
- * the member and the reason ("http://h/v1: 429 after 3 attempts").
+ * the member and the reason ("http://h/v1: 429 after 3 attempts"), passed through
+ * slm_mask_secrets() with the pool's keys (a cloud's 401 body hints at the key it was given), and
+ * as a short code in slm_upstream_result.failure: the message is for the operator's log, the
+ * code is what a client may be told.
  *
  * Thread safety: a pool is safe to use from many threads at once; open/free are not concurrent
  * with anything else on the same pool.
@@ -82,6 +85,11 @@ struct slm_upstream_result {
     char member[256];              /* base_url of the member that answered (or last tried) */
     char model[128];               /* the model name sent to that member */
     int http_status;               /* last HTTP status (0 = no response: timeout/reset/refused) */
+    /* Why the call failed, as a code a client may see (static; NULL on success): "timeout",
+     * "rate_limited" (429), "unauthorized" (401, 403), "rejected" (another 4xx), "server_error"
+     * (5xx), "unreachable" (refused, DNS), "reset", "bad_reply" (malformed or too large),
+     * "breaker_open", "cancelled" or "error". The details are in the slm_err message. */
+    const char *failure;
 };
 
 /*

@@ -1,5 +1,6 @@
 /*
  * log.c - the log sink. One global level and sink, set once at start-up.
+ * Every line is passed through slm_mask_secrets() before the sink sees it.
  */
 #include "slm/base.h"
 
@@ -46,7 +47,8 @@ void slm_log_write(enum slm_log_level level, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(raw, sizeof(raw), fmt, ap);
     va_end(ap);
-    size_t n = strlen(raw);
+    /* Whatever a caller formats, a key-shaped string never reaches the sink. */
+    size_t n = slm_mask_secrets(raw, NULL, 0);
     while (n > 0 && raw[n - 1] == '\n') {
         raw[--n] = '\0';
     }

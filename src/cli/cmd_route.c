@@ -469,6 +469,9 @@ static int run(int argc, char **argv) {
     }
     slm_cli_trap_signals();
     int code = batch_run(&b, in, out, fail_bad);
+    if (slm_cli_interrupted) {
+        slm_router_shutdown(b.r); /* stopped: shadow calls still running are not waited for */
+    }
     slm_router_free(b.r);
     return code;
 }

@@ -393,6 +393,7 @@ static int serve(struct serve_args *a, const sigset_t *sigs) {
     int sig = 0;
     sigwait(sigs, &sig);
     fprintf(stderr, "slm serve: %s, shutting down\n", sig == SIGTERM ? "SIGTERM" : "interrupted");
+    slm_router_shutdown(router); /* shadow calls still running are cancelled, not waited for */
     slm_server_close(srv);
     slm_router_free(router);
     slm_pool_free(pool);

@@ -1,6 +1,7 @@
 /*
  * router/ledger.c - the ledger file: open (refusing what is not a ledger or is
- * newer than us), schema migrations, and appending rows.
+ * newer than us), schema migrations, appending rows, and recording a shadow
+ * call's result on the row written before it.
  *
  * One SQLite connection per struct slm_ledger, guarded by one mutex: SQLite would
  * serialise the writes anyway, and a single connection keeps the cached INSERT
@@ -26,6 +27,7 @@ struct slm_ledger {
     pthread_mutex_t mu;
     sqlite3 *db;
     sqlite3_stmt *insert;
+    sqlite3_stmt *set_shadow;
     char path[PATH_MAX];
 };
 
@@ -58,6 +60,9 @@ static const char *const MIGRATIONS[SLM_LEDGER_SCHEMA_VERSION] = {
     "CREATE INDEX requests_route_time ON requests (route, time_ms);"
     "CREATE INDEX requests_target_time ON requests (target, time_ms);",
 };
+
+static const char SET_SHADOW_SQL[] =
+    "UPDATE requests SET shadow = ?, shadow_cost = shadow_cost + ? WHERE id = ?";
 
 static const char INSERT_SQL[] =
     "INSERT INTO requests (time_ms, request_id, route, where_ran, target, adapter, tokens_in,"
@@ -279,6 +284,11 @@ static int configure(struct slm_ledger *l, const struct slm_ledger_params *p, st
     if (rc != SQLITE_OK) {
         return slm__ledger_db_err(l, rc, "preparing the insert", err);
     }
+    rc = sqlite3_prepare_v3(l->db, SET_SHADOW_SQL, -1, SQLITE_PREPARE_PERSISTENT, &l->set_shadow,
+                            NULL);
+    if (rc != SQLITE_OK) {
+        return slm__ledger_db_err(l, rc, "preparing the shadow update", err);
+    }
     return SLM_OK;
 }
 
@@ -346,6 +356,7 @@ void slm_ledger_close(struct slm_ledger *l) {
         return;
     }
     sqlite3_finalize(l->insert);
+    sqlite3_finalize(l->set_shadow);
     sqlite3_close(l->db); /* the last connection checkpoints and removes the WAL */
     pthread_mutex_destroy(&l->mu);
     free(l);
@@ -436,6 +447,33 @@ int slm_ledger_add_id(struct slm_ledger *l, const struct slm_ledger_row *row, in
 
 int slm_ledger_add(struct slm_ledger *l, const struct slm_ledger_row *row, struct slm_err *err) {
     return slm_ledger_add_id(l, row, NULL, err);
+}
+
+int slm_ledger_set_shadow(struct slm_ledger *l, int64_t id, int shadow, double shadow_cost,
+                          struct slm_err *err) {
+    if (shadow < -1 || shadow > 1 || !num_ok(shadow_cost)) {
+        return slm_err_set(
+            err, SLM_E_INVALID,
+            "ledger shadow: %d is not -1, 0 or 1, or the cost is not finite and >= 0", shadow);
+    }
+    pthread_mutex_lock(&l->mu);
+    int rc = sqlite3_bind_int(l->set_shadow, 1, shadow);
+    rc = rc ? rc : sqlite3_bind_double(l->set_shadow, 2, shadow_cost);
+    rc = rc ? rc : sqlite3_bind_int64(l->set_shadow, 3, id);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(l->set_shadow);
+    }
+    int st = SLM_OK;
+    if (rc != SQLITE_DONE) {
+        st = slm__ledger_db_err(l, rc, "cannot record a shadow result", err);
+    } else if (sqlite3_changes(l->db) != 1) {
+        st = slm_err_set(err, SLM_E_NOT_FOUND, "%s: no ledger row %lld for the shadow result",
+                         l->path, (long long)id);
+    }
+    sqlite3_reset(l->set_shadow);
+    sqlite3_clear_bindings(l->set_shadow);
+    pthread_mutex_unlock(&l->mu);
+    return st;
 }
 
 int slm_ledger_count(struct slm_ledger *l, int64_t *n, struct slm_err *err) {

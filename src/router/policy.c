@@ -2,7 +2,14 @@
  * policy.c - one request through a route: the cheap input checks, the local
  * target, the checks on its answer, escalation down the chain of upstream
  * pools, the local answer as a marked fallback when every upstream fails,
- * shadow sampling, and the ledger row (slm_router_chat()).
+ * the ledger row (written before the answer is returned, also for a request
+ * cancelled midway), and shadow sampling (bounded calls on detached threads
+ * that update the row when they finish) (slm_router_chat()).
+ *
+ * Reasons are codes (docs/router.md): the failed checks, `upstream:<code>`
+ * per failed pool, `client_aborted` / `shutdown`; they reach the client (the
+ * x-slm-reason header, the "slm" field) and the ledger. What an upstream said
+ * goes only to the log, masked by the upstream client.
  *
  * Money: `cost` is what the request was charged (the answering upstream's
  * usage at its member's prices, plus anything failed attempts were charged);
@@ -95,51 +102,62 @@ static json_t *upstream_body(const json_t *request) {
     return body;
 }
 
-/* ---------------------------------------------------------------- shadow */
+/* ---------------------------------------------------------------- ledger and shadow */
 
+/* Adds the row; *id is its id, or 0 when there is no ledger or the write failed. */
+static void write_row(struct slm_router *r, const struct slm_ledger_row *row, int64_t *id) {
+    *id = 0;
+    if (!r->ledger) {
+        return;
+    }
+    struct slm_err err = {0};
+    if (slm_ledger_add_id(r->ledger, row, id, &err) != SLM_OK) {
+        /* the client has its answer; losing the meter row is reported, not fatal */
+        SLM_LOG(SLM_LOG_ERROR, "router: ledger write failed: %s", err.msg);
+        *id = 0;
+    }
+}
+
+/* A shadow call: the request sent to the first pool after a local answer, to measure agreement.
+ * Its row is already written; the verdict updates it. */
 struct shadow_job {
     struct slm_router *r;
     size_t pool;
+    double deadline_s;
     json_t *request;
     char *answer;
-    struct slm_ledger_row row;
-    char *strs[5]; /* owned copies behind row's strings */
+    char *route; /* for the log */
+    int64_t row_id;
 };
 
 static void shadow_job_free(struct shadow_job *j) {
     json_decref(j->request);
     free(j->answer);
-    for (size_t i = 0; i < SLM_ARRAY_LEN(j->strs); i++) {
-        free(j->strs[i]);
-    }
+    free(j->route);
     free(j);
-}
-
-static void write_row(struct slm_router *r, const struct slm_ledger_row *row) {
-    if (!r->ledger) {
-        return;
-    }
-    struct slm_err err = {0};
-    if (slm_ledger_add(r->ledger, row, &err) != SLM_OK) {
-        /* the client has its answer; losing the meter row is reported, not fatal */
-        SLM_LOG(SLM_LOG_ERROR, "router: ledger write failed: %s", err.msg);
-    }
 }
 
 static void *shadow_main(void *arg) {
     struct shadow_job *j = arg;
     struct slm_router *r = j->r;
     struct slm_upstream_result res;
-    memset(&res, 0, sizeof(res));
     struct slm_err err = {0};
-    if (slm_upstream_chat(r->upstreams[j->pool], j->request, 0, NULL, &res, &err) == SLM_OK) {
-        j->row.shadow = slm__answers_agree(j->answer, answer_text(res.response)) ? 1 : 0;
+    int shadow = -1;
+    int rc = slm_upstream_chat(r->upstreams[j->pool], j->request, j->deadline_s, &r->stopping, &res,
+                               &err);
+    if (rc == SLM_OK) {
+        shadow = slm__answers_agree(j->answer, answer_text(res.response)) ? 1 : 0;
     } else {
-        SLM_LOG(SLM_LOG_WARN, "router: shadow call failed: %s", err.msg);
+        SLM_LOG(rc == SLM_E_ABORTED ? SLM_LOG_INFO : SLM_LOG_WARN,
+                "router: route=%s shadow call failed (%s): %s", j->route, res.failure, err.msg);
     }
-    j->row.shadow_cost = res.cost;
+    if (shadow >= 0 || res.cost > 0) {
+        struct slm_err lerr = {0};
+        if (slm_ledger_set_shadow(r->ledger, j->row_id, shadow, res.cost, &lerr) != SLM_OK) {
+            SLM_LOG(SLM_LOG_ERROR, "router: ledger shadow update failed: %s", lerr.msg);
+        }
+    }
     slm_upstream_result_free(&res);
-    write_row(r, &j->row);
     shadow_job_free(j);
     pthread_mutex_lock(&r->mu);
     if (--r->shadow_running == 0) {
@@ -149,51 +167,72 @@ static void *shadow_main(void *arg) {
     return NULL;
 }
 
-/* Hands the row to a shadow thread (which writes it when the shadow call is
- * done). False when no thread could be started: the caller writes it. */
-static bool start_shadow(struct slm_router *r, const struct slm_router_route *route,
-                         const json_t *request, const char *answer,
-                         const struct slm_ledger_row *row) {
-    struct shadow_job *j = calloc(1, sizeof(*j));
-    if (!j) {
-        return false;
-    }
-    j->r = r;
-    j->pool = route->escalate[0];
-    j->request = upstream_body(request);
-    j->answer = strdup(answer);
-    j->row = *row;
-    const char *src[5] = {row->request_id, row->route, row->where, row->target, row->reason};
-    const char **dst[5] = {&j->row.request_id, &j->row.route, &j->row.where, &j->row.target,
-                           &j->row.reason};
-    bool ok = j->request && j->answer;
-    for (size_t i = 0; i < 5 && ok; i++) {
-        j->strs[i] = src[i] ? strdup(src[i]) : NULL;
-        ok = !src[i] || j->strs[i];
-        *dst[i] = j->strs[i];
-    }
-    j->row.adapter = NULL;
-    j->row.shadow = -1;
-    pthread_attr_t attr;
-    pthread_t th;
+/* Takes a slot for a shadow call, or counts it as skipped: at most r->shadow_max run at once
+ * (a hanging upstream must not pile up threads), none once the router is shutting down. */
+static bool shadow_slot(struct slm_router *r, const char *route) {
+    pthread_mutex_lock(&r->mu);
+    bool ok = !r->stopping && r->shadow_running < r->shadow_max;
     if (ok) {
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_mutex_lock(&r->mu);
         r->shadow_running++;
-        pthread_mutex_unlock(&r->mu);
-        ok = pthread_create(&th, &attr, shadow_main, j) == 0;
-        pthread_attr_destroy(&attr);
-        if (!ok) {
-            pthread_mutex_lock(&r->mu);
-            r->shadow_running--;
-            pthread_mutex_unlock(&r->mu);
-        }
+        r->shadows_started++;
+    } else {
+        r->shadows_skipped++;
     }
+    uint64_t skipped = r->shadows_skipped;
+    int running = r->shadow_running;
+    pthread_mutex_unlock(&r->mu);
     if (!ok) {
-        shadow_job_free(j);
+        SLM_LOG(SLM_LOG_INFO, "router: route=%s shadow skipped (%d running, cap %d; %llu skipped)",
+                route, running, r->shadow_max, (unsigned long long)skipped);
     }
     return ok;
+}
+
+static void shadow_slot_return(struct slm_router *r) {
+    pthread_mutex_lock(&r->mu);
+    r->shadows_started--;
+    r->shadows_skipped++;
+    if (--r->shadow_running == 0) {
+        pthread_cond_broadcast(&r->shadow_done);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Starts the shadow call for the answered request whose row is `row_id`, on its own detached
+ * thread, bounded by the route's deadline (or SLM_ROUTER_SHADOW_DEADLINE_S) and cancelled by
+ * slm_router_shutdown(). Nothing to do without a ledger row to record it on. */
+static void start_shadow(struct slm_router *r, const struct slm_router_route *route,
+                         const json_t *request, const char *answer, int64_t row_id) {
+    if (row_id <= 0 || !shadow_slot(r, route->name)) {
+        return;
+    }
+    struct shadow_job *j = calloc(1, sizeof(*j));
+    bool ok = j != NULL;
+    if (ok) {
+        j->r = r;
+        j->pool = route->escalate[0];
+        j->deadline_s = route->deadline_s > 0 ? route->deadline_s : SLM_ROUTER_SHADOW_DEADLINE_S;
+        j->request = upstream_body(request);
+        j->answer = strdup(answer);
+        j->route = strdup(route->name);
+        j->row_id = row_id;
+        ok = j->request && j->answer && j->route;
+    }
+    pthread_attr_t attr;
+    pthread_t th;
+    if (ok && pthread_attr_init(&attr) == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        ok = pthread_create(&th, &attr, shadow_main, j) == 0;
+        pthread_attr_destroy(&attr);
+    } else {
+        ok = false;
+    }
+    if (!ok) {
+        if (j) {
+            shadow_job_free(j);
+        }
+        shadow_slot_return(r);
+    }
 }
 
 /* ---------------------------------------------------------------- the policy */
@@ -223,10 +262,12 @@ static int escalate(struct slm_router *r, const struct slm_router_route *route,
             out = slm_err_set(err, rc, "cancelled");
             break;
         }
-        SLM_LOG(SLM_LOG_WARN, "router: route=%s upstream=%s failed: %s", route->name,
-                r->cfg->pools[pi].name, uerr.msg);
-        if (slm_buf_printf(&o->reason, "%supstream %s failed: %s", o->reason.len ? "; " : "",
-                           r->cfg->pools[pi].name, uerr.msg) != SLM_OK) {
+        /* The details (member URL, the upstream's own message, masked by the upstream client)
+         * are for the operator's log; the client and the ledger get the code. */
+        SLM_LOG(SLM_LOG_WARN, "router: route=%s upstream=%s failed (%s): %s", route->name,
+                r->cfg->pools[pi].name, o->up.failure, uerr.msg);
+        if (slm_buf_printf(&o->reason, "%supstream:%s", o->reason.len ? "," : "",
+                           o->up.failure ? o->up.failure : "error") != SLM_OK) {
             /* the reason is capped; the ledger keeps what fits */
         }
     }
@@ -384,18 +425,27 @@ int slm_router_chat(struct slm_router *r, const json_t *request, const volatile 
             rc = slm_err_set(err, SLM_E_NOMEM, "out of memory");
         }
     }
-    if (rc != SLM_E_ABORTED) {
-        if (rc != SLM_OK) {
-            o.where = "error";
+    if (rc != SLM_OK) {
+        o.where = "error";
+    }
+    if (rc == SLM_E_ABORTED) {
+        const char *code =
+            cancel && *cancel == SLM_ROUTER_CANCEL_SHUTDOWN  ? "shutdown"
+            : cancel && *cancel == SLM_ROUTER_CANCEL_TIMEOUT ? "timeout"
+                                                             : "client_aborted";
+        if (slm_buf_printf(&o.reason, "%s%s", o.reason.len ? "," : "", code) != SLM_OK) {
+            /* capped: the ledger keeps what fits */
         }
-        struct slm_ledger_row row;
-        fill_row(r, route, &rv, &o, t0, target, &row);
-        bool shadowed = rc == SLM_OK && strcmp(o.where, "local") == 0 && route->shadow > 0 &&
-                        route->n_escalate > 0 && uniform01(r) < route->shadow &&
-                        start_shadow(r, route, request, slm_buf_cstr(&o.local.text), &row);
-        if (!shadowed) {
-            write_row(r, &row);
-        }
+    }
+    /* The row is committed before the answer leaves (kill -9 right after loses nothing), also
+     * for a request that will be shadowed: the shadow's verdict updates it later. */
+    struct slm_ledger_row row;
+    fill_row(r, route, &rv, &o, t0, target, &row);
+    int64_t row_id = 0;
+    write_row(r, &row, &row_id);
+    if (rc == SLM_OK && strcmp(o.where, "local") == 0 && route->shadow > 0 &&
+        route->n_escalate > 0 && uniform01(r) < route->shadow) {
+        start_shadow(r, route, request, slm_buf_cstr(&o.local.text), row_id);
     }
     fill_info(info, route, &o, target, t0);
     slm_router_local_result_free(&o.local);

@@ -92,6 +92,7 @@ int slm_router_load(const char *path, const struct slm_router_params *params,
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->shadow_done, NULL);
     r->n_threads = p.n_threads;
+    r->shadow_max = p.max_shadows > 0 ? p.max_shadows : SLM_ROUTER_MAX_SHADOWS;
     r->rng = p.seed ? p.seed : (uint64_t)slm_time_unix_ms() ^ (uint64_t)(uintptr_t)r;
     int rc = slm_router_config_load(path, &r->cfg, err);
     if (rc == SLM_OK) {
@@ -111,6 +112,23 @@ int slm_router_load(const char *path, const struct slm_router_params *params,
     }
     *out = r;
     return SLM_OK;
+}
+
+void slm_router_shutdown(struct slm_router *r) {
+    if (!r) {
+        return;
+    }
+    pthread_mutex_lock(&r->mu);
+    r->stopping = 1;
+    pthread_mutex_unlock(&r->mu);
+}
+
+void slm_router_stats(struct slm_router *r, struct slm_router_stats *out) {
+    pthread_mutex_lock(&r->mu);
+    out->shadows_started = r->shadows_started;
+    out->shadows_skipped = r->shadows_skipped;
+    out->shadows_running = r->shadow_running;
+    pthread_mutex_unlock(&r->mu);
 }
 
 void slm_router_free(struct slm_router *r) {

@@ -44,7 +44,11 @@ struct slm_router {
     int32_t n_threads;
     pthread_mutex_t mu; /* rng, request counter, shadow bookkeeping */
     pthread_cond_t shadow_done;
-    int shadow_running;
+    int shadow_running, shadow_max;
+    uint64_t shadows_started, shadows_skipped;
+    /* set once by slm_router_shutdown(): the shadow calls' cancel flag (read without the lock,
+     * as slm_upstream_chat() polls it; written under it) */
+    volatile int stopping;
     uint64_t rng;
     uint64_t n_requests;
 };

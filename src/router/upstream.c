@@ -457,6 +457,7 @@ static double remaining(const struct call *c) {
 }
 
 static int fail_deadline(struct call *c, struct slm_err *err) {
+    c->res->failure = "timeout";
     if (c->res->attempts == 0) {
         return slm_err_set(err, SLM_E_TIMEOUT,
                            "pool '%s': deadline of %.1f s passed before any "
@@ -471,6 +472,7 @@ static int fail_deadline(struct call *c, struct slm_err *err) {
 }
 
 static int fail_aborted(struct call *c, struct slm_err *err) {
+    c->res->failure = "cancelled";
     return slm_err_set(err, SLM_E_ABORTED, "pool '%s': cancelled after %d attempt%s", c->pool->name,
                        c->res->attempts, c->res->attempts == 1 ? "" : "s");
 }
@@ -507,7 +509,7 @@ static int fail_every_attempt(struct call *c, struct slm_err *err) {
 /* Why no member can be chosen: every breaker open (names the first one). */
 static int fail_broken(struct call *c, struct slm_err *err) {
     if (c->res->attempts > 0) {
-        fail_every_attempt(c, err);
+        fail_every_attempt(c, err); /* the code stays the last attempt's */
         return slm_err_prefix(err, "every circuit breaker is open now");
     }
     struct slm_upstream_pool *pool = c->pool;
@@ -518,6 +520,7 @@ static int fail_broken(struct call *c, struct slm_err *err) {
             m = &pool->members[i];
         }
     }
+    c->res->failure = "breaker_open";
     double left = pool->breaker_cooldown_s - (slm_time_mono() - m->opened_at);
     int fails = m->consecutive_failures;
     pthread_mutex_unlock(&pool->lock);
@@ -599,6 +602,38 @@ static void note_failure(struct call *c, const char *reason, const char *detail)
 
 enum verdict { V_OK, V_RETRY, V_FATAL, V_TIMEOUT, V_ABORTED };
 
+/* The code slm_upstream_result.failure gives for an exchange (NULL when it answered). */
+static const char *failure_code(const struct slm__up_exchange *x) {
+    switch (x->outcome) {
+    case SLM__UP_HTTP:
+        if (x->status >= 200 && x->status < 300) {
+            return "bad_reply"; /* unless it parses: judge() clears it then */
+        }
+        return x->status == 429                       ? "rate_limited"
+               : x->status == 401 || x->status == 403 ? "unauthorized"
+               : x->status == 408                     ? "timeout"
+               : x->status >= 500                     ? "server_error"
+                                                      : "rejected";
+    case SLM__UP_TIMEOUT: return "timeout";
+    case SLM__UP_REFUSED: return "unreachable";
+    case SLM__UP_RESET: return "reset";
+    case SLM__UP_TOO_LARGE: return "bad_reply";
+    case SLM__UP_ABORTED: return "cancelled";
+    case SLM__UP_ERROR: return "error";
+    }
+    return "error";
+}
+
+/* Masks the pool's keys (and anything key-shaped) in `s`, in place. */
+static void mask(const struct slm_upstream_pool *pool, char *s) {
+    slm_mask_secrets(s, NULL, 0);
+    for (size_t i = 0; i < pool->n; i++) {
+        if (pool->members[i].m.api_key) {
+            slm_mask_secrets(s, &pool->members[i].m.api_key, 1);
+        }
+    }
+}
+
 /* Classifies an exchange with member `m`, fills the result on success, settles the member. */
 static enum verdict judge(struct call *c, struct member *m, struct slm__up_exchange *x,
                           double attempt_timeout, struct slm_err *err) {
@@ -608,6 +643,7 @@ static enum verdict judge(struct call *c, struct member *m, struct slm__up_excha
     char detail[112] = "";
     enum verdict v = V_RETRY;
     enum blame blame = BLAME_DOWN;
+    res->failure = failure_code(x);
     switch (x->outcome) {
     case SLM__UP_HTTP:
         if (x->status >= 200 && x->status < 300) {
@@ -618,6 +654,7 @@ static enum verdict judge(struct call *c, struct member *m, struct slm__up_excha
                 res->tokens_in = reply.tokens_in;
                 res->tokens_out = reply.tokens_out;
                 res->cost = slm_upstream_price(&m->m, reply.tokens_in, reply.tokens_out);
+                res->failure = NULL;
                 v = V_OK;
                 blame = BLAME_NONE;
                 break;
@@ -663,8 +700,13 @@ static enum verdict judge(struct call *c, struct member *m, struct slm__up_excha
         return v;
     }
     note_failure(c, reason, detail);
-    SLM_LOG(SLM_LOG_WARN, "upstream=%s member=%s attempt=%d failed: %s", c->pool->name,
-            m->m.base_url, res->attempts, reason);
+    if (slm__log_level >= SLM_LOG_WARN) {
+        char line[512];
+        snprintf(line, sizeof(line), "upstream=%s member=%s attempt=%d failed: %s", c->pool->name,
+                 m->m.base_url, res->attempts, reason);
+        mask(c->pool, line);
+        SLM_LOG(SLM_LOG_WARN, "%s", line);
+    }
     if (v == V_FATAL) {
         slm_err_set(err, SLM_E_UPSTREAM, "pool '%s': %.100s: %s%s%.110s", c->pool->name,
                     m->m.base_url, reason, detail[0] ? ": " : "", detail);
@@ -795,6 +837,12 @@ int slm_upstream_chat(struct slm_upstream_pool *pool, const json_t *request, dou
     }
     out->latency_s = slm_time_mono() - c.t0;
     free(tried);
+    if (rc != SLM_OK) {
+        out->failure = out->failure ? out->failure : "error";
+        if (err) {
+            mask(pool, err->msg);
+        }
+    }
     return rc;
 }
 

@@ -8,7 +8,8 @@
  * The router answers whole: a streamed request gets the whole answer as SSE
  * events once the checks have passed (or the upstream has answered), because
  * an answer that may still escalate cannot be shown token by token. The
- * response carries x-slm-route / x-slm-reason headers and an "slm" field.
+ * response carries x-slm-route / x-slm-reason headers and an "slm" field,
+ * both reason codes only (the router keeps upstream details for the log).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -18,10 +19,14 @@
 #include "slm/json.h"
 #include "slm/router.h"
 
-/* Watches the client while the router works: a client that leaves cancels.
- * The watcher sleeps on a condition variable so that the answer is not held
- * back by its polling interval when the router finishes. */
+/* Watches the client and the server while the router works: a client that
+ * leaves cancels (the router writes the row as client_aborted), and so does
+ * a server that is stopping (SLM_ROUTER_CANCEL_SHUTDOWN: the client gets a
+ * 503), so that a hanging upstream holds up neither. The watcher sleeps on a
+ * condition variable so that the answer is not held back by its polling
+ * interval when the router finishes. */
 struct watch {
+    struct slm_server *srv;
     struct MHD_Connection *conn;
     double deadline; /* slm_time_mono(), 0 = none (--request-timeout) */
     volatile int cancel;
@@ -47,9 +52,12 @@ static void *watch_main(void *arg) {
             w->cancel = 1;
             break;
         }
+        if (!w->stop && atomic_load(&w->srv->stopping)) {
+            w->cancel = SLM_ROUTER_CANCEL_SHUTDOWN;
+            break;
+        }
         if (!w->stop && w->deadline > 0 && slm_time_mono() > w->deadline) {
-            w->timed_out = true;
-            w->cancel = 1;
+            w->cancel = SLM_ROUTER_CANCEL_TIMEOUT;
             break;
         }
     }
@@ -199,7 +207,7 @@ enum MHD_Result srv_router_chat(struct srv_conn *rc, bool *handled) {
     bool usage =
         json_is_true(json_object_get(json_object_get(body, "stream_options"), "include_usage"));
 
-    struct watch w = {.conn = rc->conn};
+    struct watch w = {.srv = s, .conn = rc->conn};
     w.deadline = s->p.request_timeout > 0 ? rc->t0 + s->p.request_timeout : 0;
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
@@ -211,11 +219,16 @@ enum MHD_Result srv_router_chat(struct srv_conn *rc, bool *handled) {
     int r = slm_router_chat(s->p.router, body, &w.cancel, &resp, &info, &err);
     watch_end(&w, th, watching);
     json_decref(body);
-    if (r == SLM_E_ABORTED && w.timed_out) {
+    if (r == SLM_E_ABORTED && w.cancel == SLM_ROUTER_CANCEL_TIMEOUT) {
         struct srv_error e = {0};
         srv_error_set(&e, SLM_E_TIMEOUT, 504, "server_error", "timeout",
                       "the request took longer than %.0f s (slm serve --request-timeout)",
                       s->p.request_timeout);
+        return srv_reply_error(rc, SRV_API_OPENAI, &e);
+    }
+    if (r == SLM_E_ABORTED && w.cancel == SLM_ROUTER_CANCEL_SHUTDOWN) {
+        struct srv_error e = {0};
+        srv_error_set(&e, r, 503, "server_error", "shutting_down", "the server is shutting down");
         return srv_reply_error(rc, SRV_API_OPENAI, &e);
     }
     if (r == SLM_E_ABORTED && w.cancel) {

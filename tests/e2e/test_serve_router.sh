@@ -6,6 +6,12 @@
 # server still served as usual; a bad router.yaml refused with file:line; the
 # ledger's rows against the fake cloud's own log; the npm openai client on a
 # route when the clients are installed (test_serve_clients installs them).
+# Issue 14 (holes 6 and 7): the client gets reason codes, never the upstream's
+# URL or error body (a 401's key hint), and the log has the details masked;
+# a request the client abandons gets its ledger row; shadow calls to a hanging
+# upstream neither hold back rows (50 shadowed answers, kill -9, 50 rows) nor
+# shutdown (SIGTERM exits within 5 s); kill -9 during a load leaves a row for
+# every answer a client received.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/serve_lib.sh"
 need_model
@@ -139,3 +145,143 @@ reqs=$(jq .total.requests "$work/cost.json")
 awk -v a="$spend" -v b="$charged" 'BEGIN { d = a - b; exit !(d < 1e-9 && d > -1e-9) }' ||
     fail "ledger spend $spend != cloud charges $charged ($billed calls)"
 echo "ok ($reqs routed requests, $billed cloud calls, $charged charged)"
+
+# ---- issue 14: reason codes and secrets, rows with the answer, bounded shadows
+command -v sqlite3 >/dev/null || skip "sqlite3 is needed for the ledger checks below"
+rows() { sqlite3 "$1" "$2"; } # ledger, query
+
+fake_cloud_start "$work/hang" --faults timeoutx100000 --hang-s 600 --log "$work/hang.log"
+SERVE_ALL="$SERVE_ALL $FAKE_PID"
+hang=$FAKE_PORT
+fake_cloud_start "$work/locked" --api-key sk-right-key-00000000000000 --log "$work/locked.log"
+SERVE_ALL="$SERVE_ALL $FAKE_PID"
+locked=$FAKE_PORT
+export SLM_TEST_CLOUD_KEY=sk-test-wrongkey-0123456789abcdef
+cat >"$work/router2.yaml" <<EOF
+local:
+  gen: {model: ./stories.gguf, template: story.liquid, parameters: {temperature: 0, num_predict: 8}}
+upstreams:
+  - {name: hang, base_url: "http://127.0.0.1:$hang/v1", model: big, timeout: 600, max_attempts: 1}
+  - {name: locked, base_url: "http://127.0.0.1:$locked/v1", api_key_env: SLM_TEST_CLOUD_KEY}
+routes:
+  - {name: shadowed, local: gen, escalate: [hang], shadow: 1.0}
+  - {name: locked, local: gen, checks: {token_mean: 1.0}, escalate: [locked]}
+  - {name: stuck, local: gen, checks: {token_mean: 1.0}, escalate: [hang]}
+meter:
+  ledger: ledger2.db
+EOF
+serve_start --parallel 2 --ctx-size 512 --router "$work/router2.yaml"
+
+# The cloud refuses the key: the client gets the local answer and reason codes only.
+r=$(chat locked "")
+[ "$(jq -r .slm.route <<<"$r")" = local_fallback ] || fail "locked should fall back: $r"
+[ "$(header x-slm-reason)" = "token_mean<1,upstream:unauthorized" ] ||
+    fail "x-slm-reason is not the codes: $(header x-slm-reason)"
+[ "$(jq -r .slm.reason <<<"$r")" = "token_mean<1,upstream:unauthorized" ] || fail "slm.reason: $r"
+for leak in 127.0.0.1 ":$locked" Incorrect sk-test "****" cdef http; do
+    case "$r$(cat "$work/headers")" in
+    *"$leak"*) fail "'$leak' reached the client: $r $(cat "$work/headers")" ;;
+    esac
+done
+sleep 0.2
+contains "$(cat "$SERVE_ERR")" "HTTP 401" "the server log (the details go there)"
+for leak in sk-test-wrongkey "****cdef" "wrongkey-0123"; do
+    case "$(cat "$SERVE_ERR")" in
+    *"$leak"*) fail "'$leak' reached the log: $(grep -F -- "$leak" "$SERVE_ERR")" ;;
+    esac
+done
+
+# A client that gives up on a hanging escalation still leaves a row.
+code=0
+chat stuck ',"id":"gone-1"' --max-time 1 -o /dev/null || code=$?
+[ "$code" = 28 ] || fail "curl should time out on the stuck route (exit $code)"
+
+# 50 shadowed answers while every shadow call hangs, then kill -9: 50 rows.
+for i in $(seq 50); do
+    r=$(chat shadowed ",\"id\":\"sh-$i\"")
+    [ "$(jq -r .slm.route <<<"$r")" = local ] || fail "shadowed request $i: $r"
+done
+sleep 1 # the abandoned request's row is written once its watcher sees the client gone
+kill -9 "$SERVE_PID"
+wait "$SERVE_PID" 2>/dev/null || true
+SERVE_PID=
+db=$work/ledger2.db
+n=$(rows "$db" "SELECT count(*) FROM requests WHERE request_id LIKE 'sh-%'")
+[ "$n" = 50 ] || fail "kill -9 after 50 shadowed answers: $n rows, want 50"
+got=$(rows "$db" "SELECT where_ran || ' ' || reason FROM requests WHERE request_id = 'gone-1'")
+case $got in # the failed checks come first when the client left after them
+"error client_aborted" | "error token_mean<1,client_aborted") ;;
+*) fail "the abandoned request's row: '$got'" ;;
+esac
+got=$(rows "$db" "SELECT reason FROM requests WHERE route = 'locked'")
+[ "$got" = "token_mean<1,upstream:unauthorized" ] || fail "the ledger's reason: $got"
+
+# SIGTERM with shadows and an escalation hanging: the server exits within 5 s.
+serve_start --parallel 2 --ctx-size 512 --router "$work/router2.yaml"
+for i in $(seq 5); do chat shadowed "" >/dev/null; done
+chat stuck "" -o "$work/stuck.out" &
+stuck=$!
+sleep 0.5
+kill -TERM "$SERVE_PID"
+term_steps=0
+for _ in $(seq 50); do
+    kill -0 "$SERVE_PID" 2>/dev/null || break
+    sleep 0.1
+    term_steps=$((term_steps + 1))
+done
+kill -0 "$SERVE_PID" 2>/dev/null && fail "slm serve still running 5 s after SIGTERM (hanging shadows)"
+code=0
+wait "$SERVE_PID" || code=$?
+[ "$code" = 0 ] || fail "slm serve exited with $code after SIGTERM: $(tail -n 5 "$SERVE_ERR")"
+SERVE_PID=
+wait "$stuck" || true
+contains "$(cat "$work/stuck.out")" "shutting_down" "the hanging escalation's answer"
+
+# kill -9 during a load (local, escalated and shadowed requests from 4 clients): every answer a
+# client received has its row.
+cat >"$work/router3.yaml" <<EOF
+local:
+  gen: {model: ./stories.gguf, template: story.liquid, parameters: {temperature: 0, num_predict: 8}}
+upstreams:
+  - {name: cloud, base_url: "http://127.0.0.1:$port/v1", model: big}
+  - {name: hang, base_url: "http://127.0.0.1:$hang/v1", model: big}
+routes:
+  - {name: easy, local: gen, escalate: [cloud]}
+  - {name: hard, local: gen, checks: {token_mean: 1.0}, escalate: [cloud]}
+  - {name: sampled, local: gen, escalate: [hang], shadow: 1.0}
+meter:
+  ledger: ledger3.db
+EOF
+serve_start --parallel 2 --ctx-size 512 --router "$work/router3.yaml"
+chat easy "" >/dev/null # loads the model (seconds under ASan) before the load starts
+load() { # client number: sends until the server is gone; ids answered go to load.N
+    local n=0 id routes=(easy hard sampled)
+    while :; do
+        n=$((n + 1))
+        id="load-$1-$n"
+        chat "${routes[$((n % 3))]}" ",\"id\":\"$id\"" -f -o "$work/ans.$1" 2>/dev/null || break
+        if jq -e .choices "$work/ans.$1" >/dev/null 2>&1; then echo "$id" >>"$work/load.$1"; fi
+    done
+}
+clients=()
+for c in 1 2 3 4; do
+    : >"$work/load.$c"
+    load "$c" &
+    clients+=($!)
+done
+for _ in $(seq 600); do # until a dozen answers are in (0.1 s steps, 60 s at most), mid-load
+    [ "$(cat "$work"/load.? | wc -l)" -lt 12 ] || break
+    sleep 0.1
+done
+kill -9 "$SERVE_PID"
+wait "$SERVE_PID" 2>/dev/null || true
+SERVE_PID=
+wait "${clients[@]}"
+answered=$(cat "$work"/load.? | sort)
+n=$(grep -c . <<<"$answered" || true)
+[ "$n" -ge 8 ] || fail "too few answers before kill -9 ($n): $(tail -n 5 "$SERVE_ERR")"
+have=$(rows "$work/ledger3.db" "SELECT request_id FROM requests WHERE request_id LIKE 'load-%'" | sort)
+missing=$(comm -23 <(echo "$answered") <(echo "$have"))
+[ -z "$missing" ] || fail "answered, but no ledger row after kill -9: $missing"
+echo "ok (kill -9 under load: $n answers, each with its row; 50 hanging shadows: 50 rows;" \
+    "SIGTERM with hanging shadows: exited within $(((term_steps + 1) / 10)).$(((term_steps + 1) % 10)) s)"

@@ -25,7 +25,8 @@
  * --faults; deterministic from the seed and the request's number), e.g.
  * "500:0.08,429:0.05,timeout:0.01". 429s carry Retry-After: S,
  * or an HTTP-date S seconds ahead with "date:S". --api-key K: requests without "Authorization:
- * Bearer K" get 401.
+ * Bearer K" get 401, whose message hints at the key they sent ("sk-test-****cdef"), as the real
+ * clouds' do. "timeoutxN --hang-s 600" is an upstream that hangs.
  *
  * Port 0 (the default) lets the system pick; the first stdout line is "port=N". --log FILE gets
  * one JSON line per chat request it answered or refused: {"time", "n", "client_port" (the
@@ -269,6 +270,25 @@ static bool authorized(struct MHD_Connection *c) {
     return auth && strncmp(auth, "Bearer ", 7) == 0 && strcmp(auth + 7, g_opt.api_key) == 0;
 }
 
+/* A 401 as a real cloud words it: with a hint of the key it was given (its first
+ * characters and last four), which is why the client must never pass it on. */
+static enum MHD_Result send_unauthorized(struct MHD_Connection *c) {
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    const char *key = auth && strncmp(auth, "Bearer ", 7) == 0 ? auth + 7 : "";
+    size_t n = strlen(key);
+    char msg[256];
+    if (n >= 8) {
+        size_t head = SLM_MIN(n / 2, 8);
+        snprintf(msg, sizeof(msg),
+                 "Incorrect API key provided: %.*s****%s. You can find your API key at "
+                 "https://platform.example/account/api-keys.",
+                 (int)head, key, key + n - 4);
+    } else {
+        snprintf(msg, sizeof(msg), "Incorrect API key provided.");
+    }
+    return send_error(c, 401, msg, NULL);
+}
+
 struct parsed {
     json_t *req;
     const char *model;
@@ -352,7 +372,7 @@ static enum MHD_Result serve_chat(struct MHD_Connection *c, const struct slm_buf
     char date[64];
     if (!authorized(c)) {
         log_line(client_port(c), n, 401, "auth", model, 0, 0, 0, p.input, NULL);
-        ret = send_error(c, 401, "Incorrect API key provided", NULL);
+        ret = send_unauthorized(c);
     } else if (!ok) {
         log_line(client_port(c), n, 400, "bad_request", model, 0, 0, 0, p.input, NULL);
         ret = send_error(c, 400, "'messages' must be a non-empty array", NULL);
@@ -383,7 +403,7 @@ static enum MHD_Result serve_chat(struct MHD_Connection *c, const struct slm_buf
 
 static enum MHD_Result serve_models(struct MHD_Connection *c) {
     if (!authorized(c)) {
-        return send_error(c, 401, "Incorrect API key provided", NULL);
+        return send_unauthorized(c);
     }
     json_t *o = json_pack("{s:s, s:[{s:s, s:s, s:s}]}", "object", "list", "data", "id", g_opt.model,
                           "object", "model", "owned_by", "fake_cloud");

@@ -237,3 +237,51 @@ Test(log, a_record_is_one_line_whatever_it_quotes) {
     cr_assert_eq(g_log_lines, 1);
     cr_assert_str_eq(g_logged, "model=x\\nslm: info: req=forged status=200\\r\\x1b[2J\\t. ms=1");
 }
+
+/* One case: `in` masked with the configured `keys` must read `want`. */
+static void expect_masked(const char *in, const char *const *keys, size_t n_keys,
+                          const char *want) {
+    char s[512];
+    snprintf(s, sizeof(s), "%s", in);
+    size_t n = slm_mask_secrets(s, keys, n_keys);
+    cr_assert_str_eq(s, want, "masking '%s'", in);
+    cr_assert_eq(n, strlen(want));
+}
+
+Test(base, secrets_are_masked) {
+    const char *keys[] = {"hunter2-the-key", NULL, "ab"};
+    /* nothing key-like: unchanged */
+    expect_masked("pool 'cloud': HTTP 500 after 3 attempts", keys, 3,
+                  "pool 'cloud': HTTP 500 after 3 attempts");
+    expect_masked("", keys, 3, "");
+    expect_masked("risk-averse task_sk-1 skim", NULL, 0, "risk-averse task_sk-1 skim");
+    /* the configured key values themselves, wherever they appear (short ones are ignored) */
+    expect_masked("got hunter2-the-key twice: xhunter2-the-keyx", keys, 3, "got *** twice: x***x");
+    expect_masked("ab is too short to be a key", keys, 3, "ab is too short to be a key");
+    /* bearer and basic credentials */
+    expect_masked("Authorization: Bearer abc.def-123", NULL, 0, "Authorization: Bearer ***");
+    expect_masked("authorization: bearer   tok, then", NULL, 0,
+                  "authorization: bearer   ***, then");
+    expect_masked("Basic dXNlcjpwYXNz\"}", NULL, 0, "Basic ***\"}");
+    expect_masked("a Bearer", NULL, 0, "a Bearer");
+    /* key-shaped tokens, also the hints clouds put in 401 bodies */
+    expect_masked("Incorrect API key provided: sk-proj-****************abcd. See docs", NULL, 0,
+                  "Incorrect API key provided: sk-***. See docs");
+    expect_masked("(sk_live_0123456789abcdef) gsk_0123456789 hf_abcdefghij AIzaSyA12345678", NULL,
+                  0, "(sk_***) gsk_*** hf_*** AIza***");
+    expect_masked("sk-short", NULL, 0, "sk-short");
+    expect_masked("provided: zz-plain****abcd. ok **** a***b", NULL, 0,
+                  "provided: ***. ok **** a***b");
+    /* secret query parameters and key headers */
+    expect_masked("GET https://h/v1/models?api_key=s3cr3t&x=1#f", NULL, 0,
+                  "GET https://h/v1/models?api_key=***&x=1#f");
+    expect_masked("https://h/v1?key=AbCdEf123 and access_token=xyz99 token=a", NULL, 0,
+                  "https://h/v1?key=*** and access_token=*** token=a");
+    expect_masked("monkey=banana keyboard=qwerty", NULL, 0, "monkey=banana keyboard=qwerty");
+    expect_masked("x-api-key: abcdef123\r\nnext", NULL, 0, "x-api-key: ***\r\nnext");
+    expect_masked("{\"api_key\": \"abcdef123\"}", NULL, 0, "{\"api_key\": \"***\"}");
+    /* several rules in one line, never longer than the input */
+    const char *one[] = {"k-9f8e7d6c"};
+    expect_masked("k-9f8e7d6c Bearer k-9f8e7d6c sk-ABCDEFGHIJKL password=pw123", one, 1,
+                  "*** Bearer *** sk-*** password=***");
+}

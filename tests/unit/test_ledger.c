@@ -317,6 +317,37 @@ Test(ledger, stores_every_field_and_cuts_long_strings) {
     cr_assert_eq(raw_int(g_db, "SELECT length(CAST(reason AS BLOB)) FROM requests"), 1023);
 }
 
+/* A shadowed request's row is written at once and its shadow verdict lands on it later; a
+ * verdict that never comes leaves the row as "not shadowed". */
+Test(ledger, shadow_result_updates_the_row_written_first) {
+    struct slm_ledger *l = open_ok(g_db);
+    struct slm_ledger_row r = row("intent", "local");
+    r.cloud_cost = 0.5;
+    int64_t a = 0, b = 0;
+    struct slm_err err = {0};
+    cr_assert_eq(slm_ledger_add_id(l, &r, &a, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(slm_ledger_add_id(l, &r, &b, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(slm_ledger_set_shadow(l, a, 1, 0.25, &err), SLM_OK, "%s", err.msg);
+    /* a failed shadow call: no verdict, but what it was charged counts */
+    cr_assert_eq(slm_ledger_set_shadow(l, b, -1, 0.125, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(slm_ledger_set_shadow(l, b + 100, 0, 0, &err), SLM_E_NOT_FOUND);
+    cr_assert_eq(slm_ledger_set_shadow(l, a, 2, 0, &err), SLM_E_INVALID);
+    cr_assert_eq(slm_ledger_set_shadow(l, a, 0, NAN, &err), SLM_E_INVALID);
+    struct slm_cost_query q = {.by = SLM_COST_BY_ROUTE};
+    struct slm_cost_report rep;
+    cr_assert_eq(slm_cost_report(l, &q, NULL, &rep, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(rep.total.requests, 2);
+    cr_assert_eq(rep.total.shadowed, 1);
+    cr_assert_eq(rep.total.shadow_agreed, 1);
+    cr_assert_float_eq(rep.total.shadow_cost, 0.375, 1e-12);
+    cr_assert_float_eq(rep.total.spend, 0.375, 1e-12);
+    slm_cost_report_free(&rep);
+    slm_ledger_close(l);
+    cr_assert_eq(raw_int(g_db, "SELECT shadow FROM requests WHERE id = (SELECT max(id) FROM "
+                               "requests)"),
+                 -1);
+}
+
 /* ---------------------------------------------------------------- threads */
 
 #define N_THREADS 4

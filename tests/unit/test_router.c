@@ -518,3 +518,86 @@ Test(router, concurrent_chat_is_safe) {
     cr_assert_eq(rows, N_THREADS * N_EACH);
     slm_ledger_close(l);
 }
+
+/* ---------------------------------------------------------------- shadows */
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+/* A loopback upstream that takes connections (the kernel's backlog) and never answers. */
+static int hanging_upstream(unsigned *port) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(listen(s, 64), 0);
+    socklen_t len = sizeof(a);
+    cr_assert_eq(getsockname(s, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return s;
+}
+
+static int64_t ledger_rows(const char *where) {
+    char db[256];
+    snprintf(db, sizeof(db), "%s/ledger.db", g_dir);
+    struct slm_ledger *l = NULL;
+    struct slm_err err = {0};
+    cr_assert_eq(slm_ledger_open(db, &l, &err), SLM_OK, "%s", err.msg);
+    struct slm_cost_query q = {.by = SLM_COST_BY_ROUTE};
+    struct slm_cost_report rep;
+    cr_assert_eq(slm_cost_report(l, &q, NULL, &rep, &err), SLM_OK, "%s", err.msg);
+    int64_t n = strcmp(where, "shadowed") == 0 ? rep.total.shadowed : rep.total.requests;
+    slm_cost_report_free(&rep);
+    slm_ledger_close(l);
+    return n;
+}
+
+/* Every answer shadowed to an upstream that never answers: each row is in the ledger when
+ * the call returns; only max_shadows calls are in flight, the rest are skipped and counted;
+ * slm_router_shutdown() cancels them, so slm_router_free() does not wait on them. */
+Test(router, shadows_are_capped_and_never_hold_back_rows) {
+    char model[512];
+    test_model_path(model, sizeof(model));
+    setenv("SLM_HOME", g_dir, 1);
+    unsigned port = 0;
+    int hang = hanging_upstream(&port);
+    char yaml[2048];
+    snprintf(yaml, sizeof(yaml),
+             "local:\n"
+             "  gen: {model: %s, template: intent.liquid, parameters: {num_predict: 2}}\n"
+             "upstreams:\n"
+             "  - {name: hang, base_url: 'http://127.0.0.1:%u/v1', timeout: 600}\n"
+             "routes:\n"
+             "  - {name: s, local: gen, escalate: [hang], shadow: 1.0}\n"
+             "meter: {ledger: ledger.db}\n",
+             model, port);
+    write_file("router.yaml", yaml);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/router.yaml", g_dir);
+    struct slm_router_params p = slm_router_params_default();
+    p.n_threads = 1;
+    p.max_shadows = 2;
+    struct slm_router *r = NULL;
+    struct slm_err err = {0};
+    cr_assert_eq(slm_router_load(path, &p, &r, &err), SLM_OK, "%s", err.msg);
+    for (int i = 0; i < 5; i++) {
+        json_t *req = json_pack("{s:s, s:[{s:s, s:s}]}", "model", "s", "messages", "role", "user",
+                                "content", "Once upon a time");
+        json_t *resp = NULL;
+        struct slm_router_info info;
+        cr_assert_eq(slm_router_chat(r, req, NULL, &resp, &info, &err), SLM_OK, "%s", err.msg);
+        cr_assert_str_eq(info.route, "local");
+        json_decref(resp);
+        json_decref(req);
+        cr_assert_eq(ledger_rows("requests"), i + 1, "the row is committed with the answer");
+    }
+    struct slm_router_stats st;
+    slm_router_stats(r, &st);
+    cr_expect_eq(st.shadows_started, 2);
+    cr_expect_eq(st.shadows_skipped, 3);
+    cr_expect_eq(st.shadows_running, 2);
+    slm_router_shutdown(r);
+    slm_router_free(r);
+    close(hang);
+    cr_assert_eq(ledger_rows("requests"), 5);
+    cr_assert_eq(ledger_rows("shadowed"), 0, "a cancelled shadow gives no verdict");
+}
