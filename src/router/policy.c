@@ -429,10 +429,9 @@ int slm_router_chat(struct slm_router *r, const json_t *request, const volatile 
         o.where = "error";
     }
     if (rc == SLM_E_ABORTED) {
-        const char *code =
-            cancel && *cancel == SLM_ROUTER_CANCEL_SHUTDOWN  ? "shutdown"
-            : cancel && *cancel == SLM_ROUTER_CANCEL_TIMEOUT ? "timeout"
-                                                             : "client_aborted";
+        const char *code = cancel && *cancel == SLM_ROUTER_CANCEL_SHUTDOWN  ? "shutdown"
+                           : cancel && *cancel == SLM_ROUTER_CANCEL_TIMEOUT ? "timeout"
+                                                                            : "client_aborted";
         if (slm_buf_printf(&o.reason, "%s%s", o.reason.len ? "," : "", code) != SLM_OK) {
             /* capped: the ledger keeps what fits */
         }

@@ -28,6 +28,7 @@
 
 #include "server/headers.h"
 #include "slm/json.h"
+#include "slm/router.h"
 
 struct slm_server_params slm_server_params_default(void) {
     struct slm_server_params p;
@@ -737,6 +738,21 @@ enum MHD_Result srv_metrics_route(struct srv_conn *rc) {
     int rrc = srv_metrics_render(s->metrics, ents, labels, loaded, &out);
     free(ents);
     free(names);
+    if (rrc == SLM_OK && s->p.router) {
+        struct slm_router_stats rs;
+        slm_router_stats(s->p.router, &rs);
+        rrc = slm_buf_printf(
+            &out,
+            "# HELP slm_router_shadows_total Shadow calls to the cloud, by outcome.\n"
+            "# TYPE slm_router_shadows_total counter\n"
+            "slm_router_shadows_total{outcome=\"started\"} %llu\n"
+            "slm_router_shadows_total{outcome=\"skipped_at_cap\"} %llu\n"
+            "# HELP slm_router_shadows_running Shadow calls in flight.\n"
+            "# TYPE slm_router_shadows_running gauge\n"
+            "slm_router_shadows_running %d\n",
+            (unsigned long long)rs.shadows_started, (unsigned long long)rs.shadows_skipped,
+            rs.shadows_running);
+    }
     if (rrc == SLM_OK) {
         ok = srv_reply_text(rc, 200, "text/plain; version=0.0.4; charset=utf-8", slm_buf_cstr(&out),
                             out.len);

@@ -78,6 +78,8 @@ r=$(curl -s "$URL/v1/chat/completions" -H 'Content-Type: application/json' \
 # (8 here), not the server's cap.
 r=$(chat easy "")
 [ "$(jq .usage.completion_tokens <<<"$r")" -le 8 ] || fail "a route's num_predict was overridden: $r"
+# The router's shadow counters are on /metrics.
+contains "$(curl -s "$URL/metrics")" 'slm_router_shadows_total{outcome="skipped_at_cap"}'
 
 # Local: answered by stories260K, marked local.
 r=$(chat easy "")
