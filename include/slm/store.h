@@ -5,7 +5,7 @@
  *
  *   $SLM_HOME/blobs/sha256-<hex>              model, adapter, template bytes
  *   $SLM_HOME/manifests/<name...>/<tag>.json  what a name means (below)
- *   $SLM_HOME/tmp/                            partial downloads (resumable)
+ *   $SLM_HOME/tmp/                            partial downloads (resumable), locks
  *
  * Names: "name", "name:tag", "org/name:tag", "hf.co/ORG/REPO:QUANT",
  * "hf.co/ORG/REPO/PATH.gguf", short aliases ("stories260k"), or a path to a
@@ -16,8 +16,10 @@
  * manifests, Modelfiles and listings returned here are owned by the caller
  * and freed with their *_free() (or free() where said).
  * Thread safety: a store handle may be used from one thread at a time; several
- * processes may share one $SLM_HOME (writes are atomic renames). Library code
- * never prints: slm_pull() and slm_create() report through callbacks.
+ * processes (and several handles in one process) may share one $SLM_HOME:
+ * writes are atomic renames, and pulls of one file take turns on a lock in
+ * tmp/ (docs/internals/store.md). Library code never prints: slm_pull() and
+ * slm_create() report through callbacks.
  */
 #ifndef SLM_STORE_H
 #define SLM_STORE_H
@@ -289,6 +291,10 @@ struct slm_pull_result {
  * failures (5xx, 429, resets, truncation) with backoff, verifies the sha256,
  * then moves the blob in by rename and writes the manifest atomically. A
  * broken, truncated or corrupted download never appears under a real name.
+ * While another pull of the same file (any process, any handle) is running,
+ * it waits for that one (noting "waiting for another pull of FILE", calling
+ * `progress`, which may cancel), then finds the blob in place and verifies
+ * it. The first pull through a handle also sweeps stale files from tmp/.
  * Errors: SLM_E_NOT_FOUND (404, or no matching file), SLM_E_UPSTREAM (401/403,
  * other HTTP errors, retries exhausted), SLM_E_CORRUPT (digest mismatch),
  * SLM_E_INVALID (bad name, a URL without sha256), SLM_E_ABORTED.

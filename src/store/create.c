@@ -5,7 +5,9 @@
  * --modelfile`).
  *
  * The manifest is written last, so a failed create leaves at most unnamed
- * blobs behind, never a half-made model.
+ * blobs behind, never a half-made model; a killed one may also leave its
+ * import in tmp/, which the next writer's sweep removes once it is old
+ * (store/tmp.c).
  */
 #include "slm/store.h"
 
@@ -339,6 +341,14 @@ int slm_create(struct slm_store *store, const char *name, const struct slm_creat
     }
     char full[SLM_NAME_MAX + 80];
     slm_name_format(&target, full, sizeof(full));
+    uint64_t freed = 0;
+    size_t swept = slm__store_sweep_tmp(store, &freed);
+    if (swept > 0) {
+        char sz[32];
+        slm_format_size(sz, sizeof(sz), freed);
+        note(&c, "removed %zu stale file%s from %s/tmp (%s)", swept, swept == 1 ? "" : "s",
+             slm_store_home(store), sz);
+    }
     struct slm_buf text = {0};
     struct slm_modelfile *mf = NULL;
     struct slm_manifest *m = NULL;

@@ -5,6 +5,8 @@
 #ifndef SLM_STORE_INTERNAL_H
 #define SLM_STORE_INTERNAL_H
 
+#include <limits.h>
+
 #include "slm/store.h"
 
 #define SLM_MANIFEST_SCHEMA 1
@@ -18,10 +20,52 @@ bool slm__digest_valid(const char *d);
 size_t slm__format_time(int64_t ms, char *out, size_t cap);
 int slm__parse_time(const char *s, int64_t *ms);
 
-/* Moves a file whose sha256 the caller has already computed (`hex`, lowercase)
- * into blobs/ by rename (copying across file systems). */
-int slm__store_adopt_blob(struct slm_store *store, const char *path, const char *hex,
-                          char digest[72], struct slm_err *err);
+/* The store handle (store.c opens it; tmp.c sweeps its tmp/ once). */
+struct slm_store {
+    char home[PATH_MAX];
+    bool swept; /* tmp/ was swept through this handle */
+};
+
+/* Moves the file at `path`, open as `fd` (the caller's; not closed here), into
+ * blobs/ as sha256-<hex>, replacing a blob of that name. `trusted`: `hex` is
+ * the sha256 of exactly the bytes the caller wrote through `fd` into a file no
+ * other writer could touch meanwhile (a download under its tmp/ lock, a copy
+ * into a fresh mkstemp() file); the file is then not read again, only checked
+ * to still be that file (device, inode, size). Otherwise the file is hashed
+ * through `fd` here (one full read), must not change meanwhile (size, mtime)
+ * and must hash to `hex`. SLM_E_CORRUPT when a check fails; nothing is stored
+ * and `path` is left for the caller. */
+int slm__store_adopt_blob(struct slm_store *store, const char *path, int fd, const char *hex,
+                          bool trusted, char digest[72], struct slm_err *err);
+
+/* ---------------------------------------------------------------- tmp/ (tmp.c) */
+
+/* How long an unlocked file in tmp/ is kept after its last write: a partial
+ * download (<64 hex>.partial, resumable) 7 days, anything else an hour. */
+#define SLM_TMP_PARTIAL_MAX_AGE_S (7 * 24 * 3600)
+#define SLM_TMP_MAX_AGE_S 3600
+
+/* An exclusive flock(2) on tmp/<key>.lock: one per download key (the file's
+ * expected sha256, else the sha256 of its source). fd is -1 when not held. */
+struct slm__lock {
+    int fd;
+    char path[PATH_MAX];
+};
+
+/* Tries to take the lock for `key` (64 hex digits) without waiting. SLM_OK
+ * with l->fd >= 0 when taken, with l->fd == -1 when another holder (another
+ * process, or another open in this one) has it; SLM_E_UNSUPPORTED when the
+ * file system has no flock; SLM_E_IO otherwise. */
+int slm__store_trylock(struct slm_store *store, const char *key, struct slm__lock *l,
+                       struct slm_err *err);
+/* Removes the lock file, then releases the lock; a no-op when not held. */
+void slm__store_unlock(struct slm__lock *l);
+
+/* Removes what crashed writers left in tmp/: files older than the ages above
+ * that no live process holds locked. Runs once per handle (the first pull,
+ * create or import through it); returns the files removed and adds their
+ * bytes to *bytes (may be NULL). */
+size_t slm__store_sweep_tmp(struct slm_store *store, uint64_t *bytes);
 
 /* The blob digests the manifest file at `path` refers to (none when it is
  * missing or damaged); at most `cap`. */

@@ -7,7 +7,11 @@
  * when the server answers 200 instead of 206). Only a file whose sha256
  * matches the published, pinned or given digest is moved into blobs/ (by
  * rename), and only then is the manifest written (atomically): a name never
- * points at a broken download.
+ * points at a broken download. From the check for a blob already present to
+ * the manifest, a pull holds the flock tmp/<key>.lock, so a second pull of
+ * the same file waits and then finds the blob in place (store/tmp.c and
+ * docs/internals/store.md say why waiting, and why the hash taken while
+ * downloading is then the file's).
  *
  * Network: libcurl, http(s) only, redirects followed (Hugging Face redirects
  * to its CDN); the params' token is sent as a bearer token to the Hugging
@@ -614,9 +618,14 @@ static int copy_local(struct pull *pl, const char *from, int fd, struct slm_sha2
 }
 
 /* Downloads `url` (or copies `local`) into `partial`, resuming and retrying;
- * on success `hex` is the sha256 of the whole file and *size its length. */
+ * on success `hex` is the sha256 of the whole file, *size its length and
+ * *out_fd the open (fsynced) partial file, which the caller closes. The hash
+ * covers what was on disk when the file was opened (re-read) and then every
+ * byte written through the descriptor. */
 static int download(struct pull *pl, const char *url, const char *local, const char *partial,
-                    const char *expect, char hex[65], uint64_t *size, struct slm_err *err) {
+                    const char *expect, char hex[65], uint64_t *size, int *out_fd,
+                    struct slm_err *err) {
+    *out_fd = -1;
     int fd;
     struct slm_sha256 sha;
     uint64_t have = 0;
@@ -701,7 +710,11 @@ static int download(struct pull *pl, const char *url, const char *local, const c
     if (rc == SLM_OK && fsync(fd) != 0) {
         rc = slm_err_set(err, SLM_E_IO, "%s: %s", partial, strerror(errno));
     }
-    close(fd);
+    if (rc == SLM_OK) {
+        *out_fd = fd;
+    } else {
+        close(fd);
+    }
     /* Keep a partial file for resuming only after a transient failure or a
      * cancel; a wrong or refused file is worth nothing. */
     if (rc == SLM_E_CORRUPT || rc == SLM_E_NOT_FOUND || (rc == SLM_E_UPSTREAM && have == 0)) {
@@ -709,6 +722,45 @@ static int download(struct pull *pl, const char *url, const char *local, const c
     }
     *size = have;
     return rc;
+}
+
+/* ---------------------------------------------------------------- lock */
+
+/* Takes the lock on the download `key`, waiting while another pull (another
+ * process, or another thread of `slm serve`) holds it; the wait follows the
+ * other pull's partial file in the progress callback, which may cancel it.
+ * *locked is false when the file system has no flock: the pull then goes on
+ * alone, and its file is hashed again before it is stored. */
+static int take_lock(struct pull *pl, const char *key, const char *partial, struct slm__lock *l,
+                     bool *locked, struct slm_err *err) {
+    *locked = false;
+    struct slm_err lerr = {0};
+    int rc = slm__store_trylock(pl->store, key, l, &lerr);
+    if (rc == SLM_E_UNSUPPORTED) {
+        note(pl, "%s; pulling without the lock (the file is hashed again before it is stored)",
+             lerr.msg);
+        return SLM_OK;
+    }
+    for (bool told = false; rc == SLM_OK && l->fd < 0;) {
+        if (!told) {
+            note(pl, "waiting for another pull of %s", pl->file);
+            told = true;
+        }
+        int64_t have = slm_file_size(partial);
+        if (!sleep_cancellable(pl, 250, have > 0 ? (uint64_t)have : 0)) {
+            return slm_err_set(err, SLM_E_ABORTED, "cancelled while waiting for another pull of %s",
+                               pl->file);
+        }
+        rc = slm__store_trylock(pl->store, key, l, &lerr);
+    }
+    if (rc != SLM_OK) {
+        if (err) {
+            *err = lerr;
+        }
+        return rc;
+    }
+    *locked = true;
+    return SLM_OK;
 }
 
 /* ---------------------------------------------------------------- manifest */
@@ -734,9 +786,12 @@ static int write_pulled_manifest(struct pull *pl, const struct slm_name *name, c
 }
 
 /* When the blob is already in the store and still hashes to its name, only
- * the manifest is (re)written. True when that happened. */
+ * the manifest is (re)written. True when that happened. A damaged blob is
+ * removed only by the holder of the download's lock (`locked`), who is about
+ * to replace it; anyone else could remove the good blob a holder has just
+ * put in its place. */
 static bool already_present(struct pull *pl, const struct slm_name *name, const char *hex,
-                            const char *source, struct slm_err *err, int *rc) {
+                            const char *source, bool locked, struct slm_err *err, int *rc) {
     char blob[PATH_MAX];
     slm_store_blob_path(pl->store, hex, blob, sizeof(blob));
     if (!slm_file_exists(blob)) {
@@ -744,8 +799,10 @@ static bool already_present(struct pull *pl, const struct slm_name *name, const 
     }
     char got[65];
     if (slm_sha256_file(blob, got, NULL) != SLM_OK || strcmp(got, hex) != 0) {
-        note(pl, "the stored copy of %s is damaged; downloading it again", pl->file);
-        unlink(blob);
+        if (locked) {
+            note(pl, "the stored copy of %s is damaged; downloading it again", pl->file);
+            unlink(blob);
+        }
         return false;
     }
     uint64_t size = (uint64_t)slm_file_size(blob);
@@ -766,7 +823,7 @@ static bool already_present(struct pull *pl, const struct slm_name *name, const 
 /* Without a published digest: a manifest with the same source whose blob
  * still matches means the model is present. */
 static bool already_by_source(struct pull *pl, const struct slm_name *name, const char *source,
-                              struct slm_err *err, int *rc) {
+                              bool locked, struct slm_err *err, int *rc) {
     struct slm_manifest *m = NULL;
     if (slm_store_read_manifest(pl->store, name, &m, NULL) != SLM_OK) {
         return false;
@@ -778,7 +835,7 @@ static bool already_by_source(struct pull *pl, const struct slm_name *name, cons
     if (!ok) {
         return false;
     }
-    bool present = already_present(pl, name, hex, source, err, rc);
+    bool present = already_present(pl, name, hex, source, locked, err, rc);
     pl->res->verified = false;
     return present;
 }
@@ -862,11 +919,6 @@ int slm_pull(struct slm_store *store, const char *text, const struct slm_pull_pa
     pl.file = slash ? slash + 1 : t.path;
     pl.total = t.size;
 
-    if (expect[0] ? already_present(&pl, &src.name, expect, t.source, err, &rc)
-                  : already_by_source(&pl, &src.name, t.source, err, &rc)) {
-        return rc;
-    }
-
     /* The partial file's name ties it to the content (or the source) so a
      * resume never mixes two different files. */
     char key[65], partial[PATH_MAX], url[PATH_MAX + 1100], local[PATH_MAX * 2];
@@ -893,21 +945,50 @@ int slm_pull(struct slm_store *store, const char *text, const struct slm_pull_pa
     if (src.kind == SLM_SOURCE_URL) {
         pl.send_token = false; /* the token is for Hugging Face only */
     }
-    char hex[65];
-    uint64_t size = 0;
-    rc = download(&pl, is_local ? NULL : url, is_local ? local : NULL, partial, expect, hex, &size,
-                  err);
+
+    uint64_t freed = 0;
+    size_t swept = slm__store_sweep_tmp(store, &freed);
+    if (swept > 0) {
+        char sz[32];
+        slm_format_size(sz, sizeof(sz), freed);
+        note(&pl, "removed %zu stale file%s from %s/tmp (%s)", swept, swept == 1 ? "" : "s",
+             slm_store_home(store), sz);
+    }
+    /* Everything from here to the manifest happens under the file's lock:
+     * a second pull of it waits, then finds the blob in place. */
+    struct slm__lock lock;
+    bool locked;
+    rc = take_lock(&pl, key, partial, &lock, &locked, err);
     if (rc != SLM_OK) {
         return rc;
     }
-    if (!expect[0]) {
-        note(&pl, "%s has no published sha256; stored under its computed digest", pl.file);
+    if (expect[0] ? already_present(&pl, &src.name, expect, t.source, locked, err, &rc)
+                  : already_by_source(&pl, &src.name, t.source, locked, err, &rc)) {
+        slm__store_unlock(&lock);
+        return rc;
     }
+    char hex[65];
+    uint64_t size = 0;
+    int fd;
+    rc = download(&pl, is_local ? NULL : url, is_local ? local : NULL, partial, expect, hex, &size,
+                  &fd, err);
     char digest[72];
-    rc = slm__store_adopt_blob(store, partial, hex, digest, err);
+    if (rc == SLM_OK) {
+        if (!expect[0]) {
+            note(&pl, "%s has no published sha256; stored under its computed digest", pl.file);
+        }
+        /* Under the lock no one else wrote the partial file, so the hash taken
+         * while downloading is the file's (trusted); without it, hash again. */
+        rc = slm__store_adopt_blob(store, partial, fd, hex, locked, digest, err);
+        if (rc == SLM_E_CORRUPT) {
+            unlink(partial);
+        }
+        close(fd);
+    }
     if (rc == SLM_OK) {
         rc = write_pulled_manifest(&pl, &src.name, digest, size, t.source, err);
     }
+    slm__store_unlock(&lock);
     if (rc == SLM_OK) {
         memcpy(pl.res->digest, digest, sizeof(digest));
         pl.res->size = size;

@@ -5,7 +5,10 @@
  *
  * Every write ends in a rename inside the store, so a reader (or a crash)
  * sees the old state or the new one. Blobs are content-addressed: a blob
- * under a name always has that sha256.
+ * under a name always has that sha256. place_blob() is the one way in, and it
+ * renames a file only once its sha256 is known to be the name's: hashed here,
+ * or hashed by the writer from the very bytes it wrote into a file nothing
+ * else could write (see slm__store_adopt_blob in internal.h for which).
  */
 #include "slm/store.h"
 
@@ -14,15 +17,12 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "slm/json.h"
 #include "store/internal.h"
-
-struct slm_store {
-    char home[PATH_MAX];
-};
 
 int slm_store_open(const char *home, struct slm_store **out, struct slm_err *err) {
     *out = NULL;
@@ -48,6 +48,10 @@ int slm_store_open(const char *home, struct slm_store **out, struct slm_err *err
     memcpy(s->home, dir, strlen(dir) + 1);
     *out = s;
     return SLM_OK;
+}
+
+static bool same_inode(const struct stat *a, const struct stat *b) {
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
 }
 
 void slm_store_close(struct slm_store *store) {
@@ -76,11 +80,15 @@ size_t slm_store_tmp_path(const struct slm_store *store, const char *file, char 
 
 /* ---------------------------------------------------------------- blobs */
 
-/* Copies `src` into a new temporary file in the store's tmp/, hashing as it
- * goes. On success `tmp` holds the temporary file's path (caller renames or
- * unlinks it). */
+enum { CHUNK = 1 << 16 };
+
+/* Copies `src` into a new temporary file in the store's tmp/, hashing the
+ * bytes as they are written. On success `tmp` holds its path and *out_fd an
+ * open descriptor on it, flock()ed so that no sweep removes it (the caller
+ * places or unlinks the file, then closes the descriptor). */
 static int copy_hashing(struct slm_store *store, const char *src, char *tmp, size_t cap,
-                        char hex[65], struct slm_err *err) {
+                        char hex[65], int *out_fd, struct slm_err *err) {
+    *out_fd = -1;
     int in = open(src, O_RDONLY | O_CLOEXEC);
     if (in < 0) {
         return slm_err_set(err, errno == ENOENT ? SLM_E_NOT_FOUND : SLM_E_IO, "%s: %s", src,
@@ -93,9 +101,11 @@ static int copy_hashing(struct slm_store *store, const char *src, char *tmp, siz
         close(in);
         return slm_err_set(err, SLM_E_IO, "%s: %s", tmp, strerror(e));
     }
+    /* mkstemp gives 0600; a blob is as readable as the rest of the store. */
+    (void)fchmod(out, 0644);
+    (void)flock(out, LOCK_EX | LOCK_NB); /* a new file: nobody else can hold it */
     struct slm_sha256 sha;
     slm_sha256_init(&sha);
-    enum { CHUNK = 1 << 16 };
     char *buf = malloc(CHUNK);
     int rc = buf ? SLM_OK : slm_err_set(err, SLM_E_NOMEM, "out of memory");
     while (rc == SLM_OK) {
@@ -117,11 +127,52 @@ static int copy_hashing(struct slm_store *store, const char *src, char *tmp, siz
     if (rc == SLM_OK && fsync(out) != 0) {
         rc = slm_err_set(err, SLM_E_IO, "%s: %s", tmp, strerror(errno));
     }
-    close(out);
     close(in);
     if (rc != SLM_OK) {
         unlink(tmp);
+        close(out);
         return rc;
+    }
+    uint8_t d[32];
+    slm_sha256_final(&sha, d);
+    slm_hex_encode(d, 32, hex);
+    *out_fd = out;
+    return SLM_OK;
+}
+
+/* The sha256 of what `fd` holds, read from its start; SLM_E_CORRUPT when the
+ * file changed (size or mtime) while it was read. */
+static int hash_fd(int fd, const char *path, char hex[65], struct slm_err *err) {
+    struct stat before, after;
+    if (fstat(fd, &before) != 0) {
+        return slm_err_set(err, SLM_E_IO, "%s: %s", path, strerror(errno));
+    }
+    struct slm_sha256 sha;
+    slm_sha256_init(&sha);
+    char *buf = malloc(CHUNK);
+    int rc = buf ? SLM_OK : slm_err_set(err, SLM_E_NOMEM, "out of memory");
+    for (off_t at = 0; rc == SLM_OK;) {
+        ssize_t r = pread(fd, buf, CHUNK, at);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r < 0) {
+            rc = slm_err_set(err, SLM_E_IO, "%s: %s", path, strerror(errno));
+        } else if (r == 0) {
+            break;
+        } else {
+            slm_sha256_update(&sha, buf, (size_t)r);
+            at += r;
+        }
+    }
+    free(buf);
+    if (rc != SLM_OK) {
+        return rc;
+    }
+    if (fstat(fd, &after) != 0 || after.st_size != before.st_size ||
+        after.st_mtim.tv_sec != before.st_mtim.tv_sec ||
+        after.st_mtim.tv_nsec != before.st_mtim.tv_nsec) {
+        return slm_err_set(err, SLM_E_CORRUPT, "%s changed while it was being hashed", path);
     }
     uint8_t d[32];
     slm_sha256_final(&sha, d);
@@ -129,18 +180,36 @@ static int copy_hashing(struct slm_store *store, const char *src, char *tmp, siz
     return SLM_OK;
 }
 
-/* Renames `path` (already hashed to `hex`) to its blob name; a blob already
- * there with the same size is kept and `path` removed. Across file systems
- * the file is copied into tmp/ first (and hashed again on the way). */
-static int place_blob(struct slm_store *store, const char *path, const char *hex,
-                      struct slm_err *err) {
+/* Puts the file at `path` (open as `fd`) into blobs/ under its sha256, which
+ * is `expect` when `trusted` (see slm__store_adopt_blob), else computed here
+ * (and compared with `expect` when given). `hex` gets the digest. An existing
+ * blob of that name is replaced: the new file is known to be right, the old
+ * one only hoped to be (a rename costs nothing; a check would read it all). */
+static int place_blob(struct slm_store *store, const char *path, int fd, const char *expect,
+                      bool trusted, char hex[65], struct slm_err *err) {
+    struct stat held, named;
+    if (fstat(fd, &held) != 0) {
+        return slm_err_set(err, SLM_E_IO, "%s: %s", path, strerror(errno));
+    }
+    if (trusted) {
+        memmove(hex, expect, 65); /* the caller may pass one buffer as both */
+    } else {
+        int rc = hash_fd(fd, path, hex, err);
+        if (rc != SLM_OK) {
+            return rc;
+        }
+        if (expect && strcmp(expect, hex) != 0) {
+            return slm_err_set(err, SLM_E_CORRUPT, "%s: sha256 mismatch: expected %s, got %s", path,
+                               expect, hex);
+        }
+    }
+    /* The name must still be the file that was hashed, whole. */
+    if (stat(path, &named) != 0 || !same_inode(&held, &named) || named.st_size != held.st_size) {
+        return slm_err_set(err, SLM_E_CORRUPT, "%s was replaced before it could be stored", path);
+    }
     char blob[PATH_MAX];
     if (slm_store_blob_path(store, hex, blob, sizeof(blob)) >= sizeof(blob)) {
         return slm_err_set(err, SLM_E_TOO_LARGE, "store path too long");
-    }
-    if (slm_file_exists(blob) && slm_file_size(blob) == slm_file_size(path)) {
-        unlink(path);
-        return SLM_OK;
     }
     if (rename(path, blob) == 0) {
         slm_fsync_dir_of(blob);
@@ -149,20 +218,24 @@ static int place_blob(struct slm_store *store, const char *path, const char *hex
     if (errno != EXDEV) {
         return slm_err_set(err, SLM_E_IO, "cannot move %s to %s: %s", path, blob, strerror(errno));
     }
+    /* Another file system: copy into tmp/ (hashing the copy), then rename. */
     char tmp[PATH_MAX], got[65];
-    int rc = copy_hashing(store, path, tmp, sizeof(tmp), got, err);
+    int tfd;
+    int rc = copy_hashing(store, path, tmp, sizeof(tmp), got, &tfd, err);
     if (rc != SLM_OK) {
         return rc;
     }
     if (strcmp(got, hex) != 0) {
-        unlink(tmp);
-        return slm_err_set(err, SLM_E_CORRUPT, "%s changed while it was being imported", path);
-    }
-    if (rename(tmp, blob) != 0) {
+        rc = slm_err_set(err, SLM_E_CORRUPT, "%s changed while it was being imported", path);
+    } else if (rename(tmp, blob) != 0) {
         rc = slm_err_set(err, SLM_E_IO, "cannot move %s to %s: %s", tmp, blob, strerror(errno));
+    }
+    if (rc != SLM_OK) {
         unlink(tmp);
+        close(tfd);
         return rc;
     }
+    close(tfd);
     slm_fsync_dir_of(blob);
     unlink(path);
     return SLM_OK;
@@ -176,18 +249,19 @@ static void lower_hex(const char *in, char out[65]) {
     out[64] = '\0';
 }
 
-int slm__store_adopt_blob(struct slm_store *store, const char *path, const char *hex,
-                          char digest[72], struct slm_err *err) {
-    int rc = place_blob(store, path, hex, err);
+int slm__store_adopt_blob(struct slm_store *store, const char *path, int fd, const char *hex,
+                          bool trusted, char digest[72], struct slm_err *err) {
+    char got[65];
+    int rc = place_blob(store, path, fd, hex, trusted, got, err);
     if (rc == SLM_OK) {
-        snprintf(digest, 72, "sha256-%s", hex);
+        snprintf(digest, 72, "sha256-%s", got);
     }
     return rc;
 }
 
 int slm_store_import_blob(struct slm_store *store, const char *path, const char *expect_hex,
                           bool move, char digest[72], struct slm_err *err) {
-    char expect[65] = "", got[65];
+    char expect[65] = "", hex[65];
     if (expect_hex) {
         if (!slm_is_sha256_hex(slm_str_c(expect_hex))) {
             return slm_err_set(err, SLM_E_INVALID, "'%.80s' is not a sha256 (64 hex digits)",
@@ -195,35 +269,39 @@ int slm_store_import_blob(struct slm_store *store, const char *path, const char 
         }
         lower_hex(expect_hex, expect);
     }
+    slm__store_sweep_tmp(store, NULL);
     char tmp[PATH_MAX];
-    const char *src = path;
-    int rc;
+    int fd, rc;
+    bool trusted = !move;
     if (move) {
-        rc = slm_sha256_file(path, got, err);
+        /* The caller's file: hashed here, through the descriptor renamed. */
+        snprintf(tmp, sizeof(tmp), "%s", path);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        rc = fd >= 0 ? SLM_OK
+                     : slm_err_set(err, errno == ENOENT ? SLM_E_NOT_FOUND : SLM_E_IO, "%s: %s",
+                                   path, strerror(errno));
     } else {
-        rc = copy_hashing(store, path, tmp, sizeof(tmp), got, err);
-        src = tmp;
-    }
-    if (rc != SLM_OK) {
-        return rc;
-    }
-    if (expect[0] && strcmp(expect, got) != 0) {
-        if (!move) {
-            unlink(tmp);
+        /* A copy of it: hashed from the bytes written into our own file. */
+        rc = copy_hashing(store, path, tmp, sizeof(tmp), hex, &fd, err);
+        if (rc == SLM_OK && expect[0] && strcmp(expect, hex) != 0) {
+            rc = slm_err_set(err, SLM_E_CORRUPT, "%s: sha256 mismatch: expected %s, got %s", path,
+                             expect, hex);
         }
-        return slm_err_set(err, SLM_E_CORRUPT, "%s: sha256 mismatch: expected %s, got %s", path,
-                           expect, got);
     }
-    if (move) {
-        return slm__store_adopt_blob(store, src, got, digest, err);
+    if (rc == SLM_OK) {
+        rc = place_blob(store, tmp, fd, trusted ? hex : (expect[0] ? expect : NULL), trusted, hex,
+                        err);
     }
-    rc = place_blob(store, src, got, err);
-    if (rc != SLM_OK) {
+    if (rc != SLM_OK && !move && fd >= 0) {
         unlink(tmp);
-        return rc;
     }
-    snprintf(digest, 72, "sha256-%s", got);
-    return SLM_OK;
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (rc == SLM_OK) {
+        snprintf(digest, 72, "sha256-%s", hex);
+    }
+    return rc;
 }
 
 /* ---------------------------------------------------------------- manifests */

@@ -67,3 +67,37 @@ blob_count() {
 model_count() {
     "$SLM" list --json | grep -c '"name"' || true
 }
+
+# wait_for_partial BYTES: waits (up to 20 s) until a download in tmp/ holds
+# at least BYTES bytes; prints its path.
+wait_for_partial() {
+    local want=$1 f size
+    for _ in $(seq 400); do
+        for f in "$SLM_HOME"/tmp/*.partial; do
+            [ -f "$f" ] || continue
+            size=$(stat -c %s "$f" 2>/dev/null || echo 0)
+            if [ "$size" -ge "$want" ]; then
+                echo "$f"
+                return 0
+            fi
+        done
+        sleep 0.05
+    done
+    fail "no download in $SLM_HOME/tmp reached $want bytes: $(ls -l "$SLM_HOME/tmp")"
+}
+
+# blobs_match_names: every blob's sha256 is its name (a blob under a name
+# that is not its hash is the one thing the store must never hold).
+blobs_match_names() {
+    local b
+    for b in "$SLM_HOME"/blobs/sha256-*; do
+        [ -f "$b" ] || continue
+        [ "sha256-$(sha256_of "$b")" = "$(basename "$b")" ] ||
+            fail "blob $(basename "$b") does not hash to its name"
+    done
+}
+
+# downloads_of FILE: how many GETs of FILE the fake server answered with bytes.
+downloads_of() {
+    grep -c "resolve/main/$1 range=.* status=20[06]" "$FAKE_LOG" || true
+}

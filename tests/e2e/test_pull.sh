@@ -164,4 +164,109 @@ out=$("$SLM" pull --mirror "http://127.0.0.1:$PORT" hf.co/acme/tiny-GGUF:Q4_K_M)
 contains "$out" "sha256 verified" "URL mirror"
 expect_exit 3 "$SLM" pull --mirror "$WORK/no-such-dir" hf.co/acme/tiny-GGUF:Q4_K_M
 
+# --- Two pulls of the same model at once (issue 14, hole 5). The file comes
+# slowly (about 1.5 s), so the second pull starts while the first is
+# downloading. Both must succeed with a blob that hashes to its name; the
+# second waits on the first's lock and then finds the blob in place, so the
+# file is downloaded once.
+new_home
+start_fake "$ROOT" --slow-bytes-per-sec 1500000
+"$SLM" pull hf.co/acme/tiny-GGUF:Q4_K_M >"$WORK/a.out" 2>"$WORK/a.err" &
+pid_a=$!
+wait_for_partial 100000 >/dev/null
+"$SLM" pull hf.co/acme/tiny-GGUF:Q4_K_M >"$WORK/b.out" 2>"$WORK/b.err" &
+pid_b=$!
+code_a=0 code_b=0
+wait "$pid_a" || code_a=$?
+wait "$pid_b" || code_b=$?
+[ "$code_a" = 0 ] || fail "first of two pulls failed ($code_a): $(cat "$WORK/a.err")"
+[ "$code_b" = 0 ] || fail "second of two pulls failed ($code_b): $(cat "$WORK/b.err")"
+contains "$(cat "$WORK/b.err")" "waiting for another pull of tiny-Q4_K_M.gguf" "second pull"
+contains "$(cat "$WORK/b.out")" "already present" "second pull"
+[ -f "$SLM_HOME/blobs/sha256-$Q4" ] || fail "no blob after two pulls"
+blobs_match_names
+[ "$(downloads_of tiny-Q4_K_M.gguf)" = 1 ] || fail "two pulls downloaded the file $(downloads_of tiny-Q4_K_M.gguf) times"
+[ -z "$(ls -A "$SLM_HOME/tmp")" ] || fail "tmp/ not empty after two pulls: $(ls -A "$SLM_HOME/tmp")"
+[ "$(model_count)" = 1 ] || fail "expected one model after two pulls"
+
+# --- kill -9 during a pull: nothing gets a name, the partial file stays, and
+# the next pull resumes it with Range and verifies the whole file.
+new_home
+start_fake "$ROOT" --slow-bytes-per-sec 1000000
+"$SLM" pull hf.co/acme/tiny-GGUF:Q4_K_M >/dev/null 2>&1 &
+pid_a=$!
+wait_for_partial 300000 >/dev/null
+kill -9 "$pid_a"
+wait "$pid_a" 2>/dev/null || true
+[ "$(model_count)" = 0 ] || fail "a killed pull left a name"
+[ "$(blob_count)" = 0 ] || fail "a killed pull left a blob"
+partial=$(find "$SLM_HOME/tmp" -name '*.partial')
+[ -n "$partial" ] || fail "a killed pull left no partial file"
+have=$(stat -c %s "$partial")
+start_fake "$ROOT"
+err=$("$SLM" pull hf.co/acme/tiny-GGUF:Q4_K_M 2>&1 >/dev/null) || fail "pull after kill -9: $err"
+contains "$err" "resuming tiny-Q4_K_M.gguf at byte $have" "resume after kill -9"
+grep -q "range=bytes=$have- status=206" "$FAKE_LOG" || fail "no Range after kill -9: $(cat "$FAKE_LOG")"
+[ -f "$SLM_HOME/blobs/sha256-$Q4" ] || fail "resumed download not stored after kill -9"
+blobs_match_names
+[ -z "$(ls -A "$SLM_HOME/tmp")" ] || fail "tmp/ not empty after the resumed pull: $(ls -A "$SLM_HOME/tmp")"
+
+# ... and when the puller is killed while a second one waits for it, the
+# lock dies with it: the second takes over the partial file where the first
+# left it (one Range request from that byte) and finishes.
+new_home
+start_fake "$ROOT" --slow-bytes-per-sec 1500000
+"$SLM" pull hf.co/acme/tiny-GGUF:Q4_K_M >/dev/null 2>&1 &
+pid_a=$!
+partial=$(wait_for_partial 200000)
+"$SLM" pull hf.co/acme/tiny-GGUF:Q4_K_M >"$WORK/b.out" 2>"$WORK/b.err" &
+pid_b=$!
+sleep 0.3
+before=$(stat -c %s "$partial")
+kill -9 "$pid_a"
+wait "$pid_a" 2>/dev/null || true
+code_b=0
+wait "$pid_b" || code_b=$?
+[ "$code_b" = 0 ] || fail "the waiting pull failed after the first was killed: $(cat "$WORK/b.err")"
+have=$(sed -n 's/.*resuming tiny-Q4_K_M.gguf at byte \([0-9]*\).*/\1/p' "$WORK/b.err" | head -n 1)
+[ -n "$have" ] && [ "$have" -ge "$before" ] ||
+    fail "the second pull did not take over at byte >= $before: $(cat "$WORK/b.err")"
+grep -q "range=bytes=$have- status=206" "$FAKE_LOG" ||
+    fail "the second pull did not resume at byte $have: $(cat "$FAKE_LOG")"
+[ -f "$SLM_HOME/blobs/sha256-$Q4" ] || fail "no blob after the takeover"
+blobs_match_names
+[ -z "$(ls -A "$SLM_HOME/tmp")" ] || fail "tmp/ not empty after the takeover: $(ls -A "$SLM_HOME/tmp")"
+
+# --- Stale files in tmp/ are removed by the next pull: a partial download
+# not touched for more than 7 days, other files (imports, locks) not touched
+# for more than an hour, unless a live process holds their lock. Younger
+# partial files stay (they are resumable), and so do young imports.
+new_home
+TMPD=$SLM_HOME/tmp
+mkdir -p "$TMPD"
+old_partial=$(printf 'a%.0s' $(seq 64)).partial
+young_partial=$(printf 'b%.0s' $(seq 64)).partial
+held_partial=$(printf 'c%.0s' $(seq 64)).partial
+held_lock=$(printf 'c%.0s' $(seq 64)).lock
+orphan_lock=$(printf 'd%.0s' $(seq 64)).lock
+for f in "$old_partial" "$young_partial" "$held_partial" "$held_lock" "$orphan_lock" \
+    import-Old123 import-New456 import-Held78 text-1-2; do
+    echo junk >"$TMPD/$f"
+done
+touch -d '8 days ago' "$TMPD/$old_partial" "$TMPD/$held_partial"
+touch -d '2 days ago' "$TMPD/$young_partial"
+touch -d '2 hours ago' "$TMPD/import-Old123" "$TMPD/import-Held78" "$TMPD/text-1-2" \
+    "$TMPD/$orphan_lock" "$TMPD/$held_lock"
+# This shell holds two locks, as a live pull and a live import would.
+exec {lock_fd1}<"$TMPD/$held_lock"
+exec {lock_fd2}<"$TMPD/import-Held78"
+flock -n "$lock_fd1" || fail "cannot lock $held_lock"
+flock -n "$lock_fd2" || fail "cannot lock import-Held78"
+start_fake "$ROOT"
+"$SLM" pull -q hf.co/acme/tiny-GGUF:Q8_0 >/dev/null
+exec {lock_fd1}<&- {lock_fd2}<&-
+left=$(ls "$TMPD" | sort | tr '\n' ' ')
+want=$(printf '%s\n' "$young_partial" "$held_partial" "$held_lock" import-New456 import-Held78 | sort | tr '\n' ' ')
+[ "$left" = "$want" ] || fail "tmp/ after cleaning: got [$left], want [$want]"
+
 echo "test_pull: ok"

@@ -1,13 +1,16 @@
 /*
  * test_store.c - the model store: names (and traversal attempts), aliases,
- * manifests to and from JSON, blob import, resolve. Needs no model: blobs
+ * manifests to and from JSON, blob import, the tmp/ locks and sweep,
+ * resolve. Needs no model: blobs
  * are small files written here; every test uses its own temporary store.
  */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "slm/json.h"
@@ -255,6 +258,95 @@ Test(store, import_blob_copy_move_and_mismatch, .init = make_home, .fini = remov
     cr_assert_eq(slm_store_import_blob(st, "/nonexistent/x", NULL, false, digest, &err),
                  SLM_E_NOT_FOUND);
     slm_store_close(st);
+}
+
+/* A blob under a name that is not its hash (a damaged disk, an old bug) is
+ * replaced by the next import of the right bytes, even at the same size. */
+Test(store, import_replaces_a_damaged_blob_of_the_same_size, .init = make_home,
+     .fini = remove_home) {
+    struct slm_store *st = NULL;
+    cr_assert_eq(slm_store_open(g_home, &st, NULL), SLM_OK);
+    char src[PATH_MAX], blob[PATH_MAX], digest[72], got[65];
+    slm_store_blob_path(st, HELLO_SHA, blob, sizeof(blob));
+    write_file(blob, "hellx");
+    snprintf(src, sizeof(src), "%s/hello.bin", g_home);
+    struct slm_err err = {0};
+    write_file(src, "hello");
+    cr_assert_eq(slm_store_import_blob(st, src, NULL, false, digest, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(slm_sha256_file(blob, got, NULL), SLM_OK);
+    cr_assert_str_eq(got, HELLO_SHA, "the copy left a damaged blob in place");
+    write_file(blob, "hellx");
+    cr_assert_eq(slm_store_import_blob(st, src, NULL, true, digest, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(slm_sha256_file(blob, got, NULL), SLM_OK);
+    cr_assert_str_eq(got, HELLO_SHA, "the move left a damaged blob in place");
+    slm_store_close(st);
+}
+
+/* ---------------------------------------------------------------- tmp/ */
+
+/* The download lock is a flock: two opens conflict even in one process (two
+ * threads of `slm serve`), unlocking removes the lock file, and the next
+ * taker gets it. */
+Test(store_tmp, lock_is_exclusive_per_open_and_removed_on_unlock, .init = make_home,
+     .fini = remove_home) {
+    struct slm_store *a = NULL, *b = NULL;
+    cr_assert_eq(slm_store_open(g_home, &a, NULL), SLM_OK);
+    cr_assert_eq(slm_store_open(g_home, &b, NULL), SLM_OK);
+    struct slm__lock la, lb;
+    cr_assert_eq(slm__store_trylock(a, HELLO_SHA, &la, NULL), SLM_OK);
+    cr_assert_geq(la.fd, 0);
+    cr_assert(slm_file_exists(la.path));
+    cr_assert_eq(slm__store_trylock(b, HELLO_SHA, &lb, NULL), SLM_OK);
+    cr_assert_eq(lb.fd, -1, "a second open took a held lock");
+    slm__store_unlock(&la);
+    cr_assert_not(slm_file_exists(la.path), "unlock left the lock file");
+    cr_assert_eq(slm__store_trylock(b, HELLO_SHA, &lb, NULL), SLM_OK);
+    cr_assert_geq(lb.fd, 0, "the lock was not free after unlock");
+    slm__store_unlock(&lb);
+    slm__store_unlock(&lb); /* a no-op once released */
+    slm_store_close(a);
+    slm_store_close(b);
+}
+
+/* Old files go unless locked; young ones stay; a sweep runs once a handle. */
+Test(store_tmp, sweep_removes_old_unlocked_files, .init = make_home, .fini = remove_home) {
+    struct slm_store *st = NULL, *holder = NULL;
+    cr_assert_eq(slm_store_open(g_home, &st, NULL), SLM_OK);
+    cr_assert_eq(slm_store_open(g_home, &holder, NULL), SLM_OK);
+    static const char *const names[] = {
+        HELLO_SHA ".partial", /* 8 days: goes */
+        "0000000000000000000000000000000000000000000000000000000000000000.partial", /* held */
+        "1111111111111111111111111111111111111111111111111111111111111111.partial", /* 2 days */
+        "import-old", /* 2 hours: goes */
+        "import-new", /* now: stays */
+    };
+    static const int ages_h[] = {8 * 24, 8 * 24, 2 * 24, 2, 0};
+    char path[PATH_MAX];
+    for (size_t i = 0; i < SLM_ARRAY_LEN(names); i++) {
+        slm_store_tmp_path(st, names[i], path, sizeof(path));
+        write_file(path, "junk");
+        struct timespec t[2] = {{time(NULL) - ages_h[i] * 3600L, 0}, {0, 0}};
+        t[1] = t[0];
+        cr_assert_eq(utimensat(AT_FDCWD, path, t, 0), 0);
+    }
+    struct slm__lock l;
+    cr_assert_eq(
+        slm__store_trylock(
+            holder, "0000000000000000000000000000000000000000000000000000000000000000", &l, NULL),
+        SLM_OK);
+    cr_assert_geq(l.fd, 0);
+    uint64_t bytes = 0;
+    cr_assert_eq(slm__store_sweep_tmp(st, &bytes), 2);
+    cr_assert_eq(bytes, 8);
+    static const bool kept[] = {false, true, true, false, true};
+    for (size_t i = 0; i < SLM_ARRAY_LEN(names); i++) {
+        slm_store_tmp_path(st, names[i], path, sizeof(path));
+        cr_assert_eq(slm_file_exists(path), kept[i], "%s", names[i]);
+    }
+    slm__store_unlock(&l);
+    cr_assert_eq(slm__store_sweep_tmp(st, NULL), 0, "a second sweep through one handle");
+    slm_store_close(st);
+    slm_store_close(holder);
 }
 
 /* ---------------------------------------------------------------- manifests */
