@@ -3,6 +3,8 @@
  */
 #include "server/headers.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <string.h>
 #include <strings.h>
@@ -45,4 +47,54 @@ bool srv_api_key_ok(const char *authorization, const char *x_api_key, const char
         return key_matches(h, want);
     }
     return x_api_key && key_matches(x_api_key, want);
+}
+
+bool srv_host_is_local(const char *host, const char *also) {
+    if (!host) {
+        return false;
+    }
+    const char *name = host, *after;
+    size_t n;
+    if (host[0] == '[') {
+        const char *end = strchr(host, ']');
+        if (!end) {
+            return false;
+        }
+        name = host + 1;
+        n = (size_t)(end - name);
+        after = end + 1;
+    } else {
+        n = strcspn(host, ":");
+        after = host + n;
+    }
+    if (*after == ':') {
+        after += strspn(after + 1, "0123456789") + 1; /* the port */
+    }
+    char buf[64];
+    if (*after != '\0' || n == 0 || n >= sizeof(buf)) {
+        return false;
+    }
+    memcpy(buf, name, n);
+    buf[n] = '\0';
+    size_t dot = n > 10 ? n - 10 : 0;
+    if (strcasecmp(buf, "localhost") == 0 || (dot && strcasecmp(buf + dot, ".localhost") == 0) ||
+        (also && also[0] && strcasecmp(buf, also) == 0)) {
+        return true;
+    }
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (host[0] != '[' && inet_pton(AF_INET, buf, &a4) == 1) {
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    }
+    return host[0] == '[' && inet_pton(AF_INET6, buf, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+bool srv_origin_is_local(const char *origin, const char *also) {
+    if (!origin) {
+        return false;
+    }
+    const char *rest = strncasecmp(origin, "http://", 7) == 0    ? origin + 7
+                       : strncasecmp(origin, "https://", 8) == 0 ? origin + 8
+                                                                 : NULL;
+    return rest && !strchr(rest, '/') && srv_host_is_local(rest, also);
 }

@@ -24,4 +24,16 @@ int srv_content_length(const char *value, uint64_t *out);
  * taken depends on the length of `want`, not on where a wrong key differs. */
 bool srv_api_key_ok(const char *authorization, const char *x_api_key, const char *want);
 
+/* Whether a Host header value ("localhost:11435", "127.0.0.1", "[::1]:80")
+ * names this machine's loopback: "localhost" or a name under ".localhost",
+ * `also` (the machine's own name; may be NULL), an IPv4 address in
+ * 127.0.0.0/8 in dotted-quad form, or [::1]. NULL or anything else (a DNS
+ * name that was made to point at 127.0.0.1: DNS rebinding) is not. */
+bool srv_host_is_local(const char *host, const char *also);
+
+/* Whether an Origin header value is a page served from this machine's
+ * loopback ("http://localhost:3000", "https://127.0.0.1"): an http or https
+ * scheme and a host for which srv_host_is_local holds. "null" is not. */
+bool srv_origin_is_local(const char *origin, const char *also);
+
 #endif /* SLM_SERVER_HEADERS_H */

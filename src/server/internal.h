@@ -84,6 +84,10 @@ struct slm_server {
     atomic_uint_fast64_t next_id;
     atomic_int active;        /* requests between arrival and completion */
     atomic_size_t body_bytes; /* request bytes held, against p.max_body_total */
+    /* Served on loopback without a key: requests must name a loopback Host
+     * and come from no foreign Origin (DNS rebinding, cross-site posts). */
+    bool local_only;
+    char hostname[256]; /* this machine's name, also a loopback Host */
     struct srv_metrics *metrics;
     struct srv_conns *conns;
 

@@ -348,6 +348,21 @@ static enum MHD_Result early_checks(struct srv_conn *rc, const char *method, con
                       known ? "%s is not allowed on %s" : "no route for %s %s", method, url);
         return srv_reply_error(rc, rc->api, &e);
     }
+    if (s->local_only) {
+        const char *host = MHD_lookup_connection_value(rc->conn, MHD_HEADER_KIND, "Host");
+        const char *origin = MHD_lookup_connection_value(rc->conn, MHD_HEADER_KIND, "Origin");
+        bool host_ok = srv_host_is_local(host, s->hostname);
+        if (!host_ok || (origin && !srv_origin_is_local(origin, s->hostname))) {
+            srv_metrics_reject(s->metrics, host_ok ? "foreign_origin" : "foreign_host");
+            srv_error_set(&e, SLM_E_INVALID, 403, "invalid_request_error",
+                          host_ok ? "origin_not_allowed" : "host_not_allowed",
+                          host_ok ? "requests from web pages of other sites are refused on a "
+                                    "server without an API key (slm serve --api-key)"
+                                  : "this server answers only requests addressed to localhost "
+                                    "or 127.0.0.1 (it has no API key; slm serve --api-key)");
+            return srv_reply_error(rc, rc->api, &e);
+        }
+    }
     if (!r->open && !authorized(s, rc->conn)) {
         srv_metrics_reject(s->metrics, "unauthorized");
         srv_error_set(&e, SLM_E_INVALID, 401, "invalid_request_error", "invalid_api_key",
@@ -645,6 +660,10 @@ int slm_server_open(const struct slm_server_params *params, struct slm_server **
     p.max_body_total =
         SLM_MAX(p.max_body_total ? p.max_body_total : SRV_DEFAULT_MAX_BODY_TOTAL, p.max_body);
     s->p = p;
+    s->local_only = !keyed && !p.insecure;
+    if (gethostname(s->hostname, sizeof(s->hostname) - 1) != 0) {
+        s->hostname[0] = '\0';
+    }
     pthread_mutex_init(&s->store_lock, NULL);
     s->host = strdup(host);
     s->api_key = keyed ? strdup(p.api_key) : NULL;

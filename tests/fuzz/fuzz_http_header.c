@@ -12,7 +12,10 @@
  *  - a key is accepted only when it is the Bearer credential or, without a
  *    Bearer Authorization, the X-Api-Key value; "Bearer <key>" always is;
  *  - Retry-After is -1 or a finite wait >= 0, delta-seconds give their value,
- *    and an IMF-fixdate written from the input's first bytes reads back.
+ *    and an IMF-fixdate written from the input's first bytes reads back;
+ *  - a Host accepted as loopback has no userinfo, path, space or control
+ *    byte, and stays accepted with a port added; an Origin accepted is
+ *    "http(s)://" and such a Host.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -115,6 +118,30 @@ static void check_retry_after(const char *v, size_t len, const uint8_t *data, si
     }
 }
 
+static void check_host(const char *v) {
+    if (srv_host_is_local(v, "myhost")) {
+        for (const char *p = v; *p; p++) {
+            if (*p == '/' || *p == '@' || (unsigned char)*p <= ' ' || *p == 0x7f) {
+                abort();
+            }
+        }
+        if (!strchr(v, ':') || v[0] == '[') {
+            char with_port[4200];
+            snprintf(with_port, sizeof(with_port), "%s:8080", v);
+            if (strchr(v, ']') && !strstr(v, "]:") && !srv_host_is_local(with_port, "myhost")) {
+                abort();
+            }
+            if (!strchr(v, '[') && !srv_host_is_local(with_port, "myhost")) {
+                abort();
+            }
+        }
+    }
+    if (srv_origin_is_local(v, "myhost") && strncasecmp(v, "http://", 7) != 0 &&
+        strncasecmp(v, "https://", 8) != 0) {
+        abort();
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size > 4096) {
         return 0;
@@ -136,6 +163,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     check_content_length(value);
     check_auth(want, value);
     check_retry_after(value, strlen(value), data, size);
+    check_host(value);
     free(text);
     return 0;
 }

@@ -581,7 +581,7 @@ static void leave_early(const char *path, const char *body) {
     cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     char req[2048];
     int n = snprintf(req, sizeof(req),
-                     "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     "POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                      "Content-Length: %zu\r\n\r\n%s",
                      path, strlen(body), body);
     cr_assert_eq(send(fd, req, (size_t)n, 0), n);

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "server/headers.h"
 #include "test_server_common.h"
 
 static struct fake g_fake;
@@ -85,7 +86,7 @@ static void read_until_closed(int fd, double secs, char *out, size_t cap) {
 static int health_from(int from, double *secs) {
     double t0 = slm_time_mono();
     int fd = connect_from(from);
-    send_str(fd, "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    send_str(fd, "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     char buf[2048];
     read_until_closed(fd, 10, buf, sizeof(buf));
     close(fd);
@@ -136,7 +137,7 @@ Test(server_limits, past_max_connections_is_a_503_not_a_reset) {
     }
     slm_sleep_ms(200); /* accepted, each on its thread */
     int fd = connect_from(20);
-    send_str(fd, "GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+    send_str(fd, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
     char buf[2048];
     read_until_closed(fd, 5, buf, sizeof(buf));
     cr_assert(strncmp(buf, "HTTP/1.1 503", 12) == 0, "%s", buf);
@@ -181,7 +182,7 @@ Test(server_limits, bodies_past_the_budget_are_503) {
     start_with(&p);
     /* One client announces 60 KB and sends it slowly: the server holds it. */
     int fd = connect_from(2);
-    send_str(fd, "POST /api/show HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+    send_str(fd, "POST /api/show HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                  "Content-Length: 60000\r\n\r\n{\"model\":");
     slm_sleep_ms(200);
     /* A second 60 KB body does not fit beside it. */
@@ -289,4 +290,59 @@ Test(server_limits, request_names_cannot_forge_log_lines) {
         "%s", log);
     pthread_mutex_unlock(&g_log_mu);
     slm_buf_free(&g_log);
+}
+
+/* A GET /health with these extra header lines: the status code. */
+static int health_with(const char *headers) {
+    int fd = connect_from(1);
+    char req[512];
+    snprintf(req, sizeof(req), "GET /v1/models HTTP/1.1\r\n%sConnection: close\r\n\r\n", headers);
+    send_str(fd, req);
+    char buf[4096];
+    read_until_closed(fd, 10, buf, sizeof(buf));
+    close(fd);
+    int code = 0;
+    return sscanf(buf, "HTTP/1.1 %d", &code) == 1 ? code : 0;
+}
+
+/* Without an API key the server is for this machine only: a web page of
+ * another site (Origin) or a DNS name pointed at 127.0.0.1 (DNS rebinding:
+ * the Host names the attacker's domain) cannot use it from the user's
+ * browser. */
+Test(server_limits, foreign_hosts_and_origins_are_refused_without_a_key) {
+    struct slm_server_params p = slm_server_params_default();
+    start_with(&p);
+    cr_assert_eq(health_with("Host: 127.0.0.1\r\n"), 200);
+    cr_assert_eq(health_with("Host: localhost:11435\r\n"), 200);
+    cr_assert_eq(health_with("Host: [::1]:11435\r\n"), 200);
+    cr_assert_eq(health_with("Host: localhost\r\nOrigin: http://localhost:3000\r\n"), 200);
+    cr_assert_eq(health_with("Host: rebind.evil.test:11435\r\n"), 403);
+    cr_assert_eq(health_with("Host: 127.0.0.1.evil.test\r\n"), 403);
+    cr_assert_eq(health_with("Host: 127.0.0.1\r\nOrigin: https://evil.test\r\n"), 403);
+    cr_assert_eq(health_with("Host: 127.0.0.1\r\nOrigin: null\r\n"), 403);
+}
+
+Test(server_limits, host_and_origin_values) {
+    cr_assert(srv_host_is_local("localhost", NULL));
+    cr_assert(srv_host_is_local("LOCALHOST:80", NULL));
+    cr_assert(srv_host_is_local("app.localhost:80", NULL));
+    cr_assert(srv_host_is_local("127.1.2.3:8080", NULL));
+    cr_assert(srv_host_is_local("[::1]", NULL));
+    cr_assert(srv_host_is_local("laptop:11435", "laptop"));
+    cr_assert_not(srv_host_is_local("laptop:11435", NULL));
+    cr_assert_not(srv_host_is_local(NULL, NULL));
+    cr_assert_not(srv_host_is_local("", NULL));
+    cr_assert_not(srv_host_is_local("127.0.0.1.nip.io", NULL));
+    cr_assert_not(srv_host_is_local("evillocalhost", NULL));
+    cr_assert_not(srv_host_is_local("10.0.0.1", NULL));
+    cr_assert_not(srv_host_is_local("::1", NULL)); /* IPv6 needs brackets in a Host */
+    cr_assert_not(srv_host_is_local("[::2]:80", NULL));
+    cr_assert_not(srv_host_is_local("localhost:80x", NULL));
+    cr_assert_not(srv_host_is_local("localhost@evil.test", NULL));
+    cr_assert(srv_origin_is_local("http://127.0.0.1:3000", NULL));
+    cr_assert(srv_origin_is_local("https://localhost", NULL));
+    cr_assert_not(srv_origin_is_local("null", NULL));
+    cr_assert_not(srv_origin_is_local("https://evil.test", NULL));
+    cr_assert_not(srv_origin_is_local("http://localhost/x", NULL));
+    cr_assert_not(srv_origin_is_local("file://localhost", NULL));
 }
