@@ -90,7 +90,18 @@ static int estimate_bytes(const struct slm_pool *pool, const char *path, uint64_
     uint64_t n_head = info.n_head > 0 ? (uint64_t)info.n_head : 1;
     uint64_t n_head_kv = info.n_head_kv > 0 ? (uint64_t)info.n_head_kv : n_head;
     uint64_t kv_dim = (uint64_t)SLM_MAX(info.n_embd, 0) / n_head * n_head_kv;
-    *out = info.size_bytes + 2 * 2 * (uint64_t)SLM_MAX(info.n_layer, 0) * n_ctx * kv_dim;
+    /* Header values are the file's word: a product that wraps would make a
+     * huge model look small. Saturate instead (it then does not fit). */
+    uint64_t kv = 4, factors[] = {(uint64_t)SLM_MAX(info.n_layer, 0), n_ctx, kv_dim};
+    for (size_t i = 0; i < SLM_ARRAY_LEN(factors); i++) {
+        if (__builtin_mul_overflow(kv, factors[i], &kv)) {
+            kv = UINT64_MAX;
+            break;
+        }
+    }
+    if (__builtin_add_overflow(info.size_bytes, kv, out)) {
+        *out = UINT64_MAX;
+    }
     return SLM_OK;
 }
 

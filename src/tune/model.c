@@ -765,10 +765,17 @@ struct ggml_tensor *slm__build_forward(struct ggml_context *ctx, const struct sl
     return ggml_mul_mat(ctx, m->output, x); /* [V, C] */
 }
 
+/* The end-of-sequence id, or -1 when there is none or it is not a token of
+ * the vocabulary (a header is the file's word: an id past the vocabulary
+ * would index past every table built from it). */
 static int32_t eos_of(const struct gguf_context *g) {
     int64_t k = gguf_find_key(g, "tokenizer.ggml.eos_token_id");
+    int64_t t = gguf_find_key(g, "tokenizer.ggml.tokens");
     double v;
-    return kv_num(g, k, &v) && v >= 0 && v < 1e9 ? (int32_t)v : -1;
+    if (!kv_num(g, k, &v) || !(v >= 0) || t < 0 || gguf_get_kv_type(g, t) != GGUF_TYPE_ARRAY) {
+        return -1;
+    }
+    return v < (double)gguf_get_arr_n(g, t) ? (int32_t)v : -1;
 }
 
 int32_t slm_tune_model_eos(const struct slm_tune_model *m) {
