@@ -8,6 +8,8 @@
 #                              sets PEER_BIN (llama-bench, llama-server, ...) and SLM_VOCAB_DIR
 #   bench_model NAME ARGS...   prints the path of a cached synthetic model, making it with
 #                              mkmodel ARGS the first time
+#   bench_fake_cloud ARGS...   starts tests/tools/fake_cloud ARGS on a free loopback port;
+#                              sets cloud_port, appends its pid to the caller's pids array
 #   bench_stats V...           prints "mean stddev" (sample stddev, as llama-bench reports)
 #   bench_machine              prints one line describing the CPU and the load
 #   bench_log / bench_die      messages on stderr
@@ -101,6 +103,19 @@ bench_model() {
         "$SLM_TOOLS/mkmodel" "$@" -o "$path" >&2 || bench_die "mkmodel $* failed"
     fi
     printf '%s\n' "$path"
+}
+
+# bench_fake_cloud ARGS... -> cloud_port (the caller kills "${pids[@]}" on exit)
+bench_fake_cloud() {
+    local out=$BENCH_TMP/cloud.out err=$BENCH_TMP/cloud.err
+    "$SLM_TOOLS/fake_cloud" --port 0 "$@" >"$out" 2>"$err" &
+    pids+=($!)
+    for _ in $(seq 200); do
+        grep -q '^port=' "$out" 2>/dev/null && break
+        sleep 0.05
+    done
+    cloud_port=$(sed -n 's/^port=//p' "$out")
+    [ -n "$cloud_port" ] || bench_die "fake_cloud did not start: $(cat "$err")"
 }
 
 # bench_stats V1 V2 ... -> "mean stddev" (stddev with n-1, 0 for one value)

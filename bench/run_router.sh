@@ -103,16 +103,8 @@ if [ -z "$model" ] && [ "$overhead_only" = 0 ]; then
 fi
 
 start_cloud() { # log -> cloud_port
-    "$SLM_TOOLS/fake_cloud" --port 0 --gold "$BENCH_TMP/gold.jsonl" --accuracy "$cloud_acc" \
-        --seed 7 --price-in "$price_in" --price-out "$price_out" --log "$1" \
-        >"$BENCH_TMP/cloud.out" 2>"$BENCH_TMP/cloud.err" &
-    pids+=($!)
-    for _ in $(seq 200); do
-        grep -q '^port=' "$BENCH_TMP/cloud.out" 2>/dev/null && break
-        sleep 0.05
-    done
-    cloud_port=$(sed -n 's/^port=//p' "$BENCH_TMP/cloud.out")
-    [ -n "$cloud_port" ] || bench_die "fake_cloud did not start: $(cat "$BENCH_TMP/cloud.err")"
+    bench_fake_cloud --gold "$BENCH_TMP/gold.jsonl" --accuracy "$cloud_acc" --seed 7 \
+        --price-in "$price_in" --price-out "$price_out" --log "$1"
 }
 
 # ---------------------------------------------------------------- 1. overhead

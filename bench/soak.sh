@@ -72,16 +72,8 @@ cleanup() {
 trap cleanup EXIT
 
 printf '%s\n' '{"input": "Once upon a time", "answer": "cloud says hi"}' >"$work/gold.jsonl"
-"$SLM_TOOLS/fake_cloud" --gold "$work/gold.jsonl" --mix "500:0.08,429:0.05,timeout:0.02" \
-    --hang-s 30 --retry-after 1 --latency-ms 20:40 --price-in 1000 --price-out 2000 \
-    --log "$work/cloud.log" >"$work/cloud.out" 2>"$work/cloud.err" &
-pids+=($!)
-for _ in $(seq 100); do
-    grep -q '^port=' "$work/cloud.out" 2>/dev/null && break
-    sleep 0.05
-done
-cloud_port=$(sed -n 's/^port=//p' "$work/cloud.out")
-[ -n "$cloud_port" ] || bench_die "fake_cloud did not start: $(cat "$work/cloud.err")"
+bench_fake_cloud --gold "$work/gold.jsonl" --mix "500:0.08,429:0.05,timeout:0.02" --hang-s 30 \
+    --retry-after 1 --latency-ms 20:40 --price-in 1000 --price-out 2000 --log "$work/cloud.log"
 
 cat >"$work/router.yaml" <<EOF
 local:
@@ -148,9 +140,9 @@ ledger_rows=$("$SLM_BIN" cost --router "$work/router.yaml" --json | jq '[.. | ob
 s=$work/soak.json
 routed=$(jq .routed "$s")
 unexpected=$(jq .unexpected "$s")
-read -r rss_first fds_first < <(awk 'NR == 1 { print $2, $3 }' "$work/samples")
-read -r rss_1m fds_1m < <(awk '$1 >= 60 { print $2, $3; exit }' "$work/samples")
-read -r rss_end fds_end < <(tail -n 1 "$work/samples" | awk '{ print $2, $3 }')
+read -r rss_first fds_first < <(awk 'NR == 1 { print $2, $3 }' "$work/samples") || true
+read -r rss_1m fds_1m < <(awk '$1 >= 60 { print $2, $3; exit }' "$work/samples") || true
+read -r rss_end fds_end < <(tail -n 1 "$work/samples" | awk '{ print $2, $3 }') || true
 rss_1m=${rss_1m:-$rss_first}
 fds_1m=${fds_1m:-$fds_first}
 

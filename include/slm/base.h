@@ -248,6 +248,10 @@ void slm_sha256_hex(const void *data, size_t n, char hex[65]);
 void slm_hex_encode(const uint8_t *bytes, size_t n, char *out); /* out: 2n+1 */
 /* Hashes a file; SLM_E_IO when it cannot be read. */
 int slm_sha256_file(const char *path, char hex[65], struct slm_err *err);
+/* Feeds what `fd` holds from its current offset to its end into `s`;
+ * *n_read (may be NULL) gets the bytes read. SLM_E_IO naming `path`. */
+int slm_sha256_update_fd(struct slm_sha256 *s, int fd, const char *path, uint64_t *n_read,
+                         struct slm_err *err);
 /* True when `s` is exactly 64 hex digits (either case). */
 bool slm_is_sha256_hex(struct slm_str s);
 

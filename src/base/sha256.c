@@ -136,6 +136,30 @@ void slm_sha256_hex(const void *data, size_t n, char hex[65]) {
     slm_hex_encode(d, 32, hex);
 }
 
+int slm_sha256_update_fd(struct slm_sha256 *s, int fd, const char *path, uint64_t *n_read,
+                         struct slm_err *err) {
+    static _Thread_local uint8_t buf[1 << 16];
+    uint64_t total = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return slm_err_set(err, SLM_E_IO, "%s: %s", path, strerror(errno));
+        }
+        if (n == 0) {
+            break;
+        }
+        slm_sha256_update(s, buf, (size_t)n);
+        total += (uint64_t)n;
+    }
+    if (n_read) {
+        *n_read = total;
+    }
+    return SLM_OK;
+}
+
 int slm_sha256_file(const char *path, char hex[65], struct slm_err *err) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -144,23 +168,11 @@ int slm_sha256_file(const char *path, char hex[65], struct slm_err *err) {
     }
     struct slm_sha256 s;
     slm_sha256_init(&s);
-    static _Thread_local uint8_t buf[1 << 16];
-    for (;;) {
-        ssize_t n = read(fd, buf, sizeof(buf));
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            int e = errno;
-            close(fd);
-            return slm_err_set(err, SLM_E_IO, "%s: %s", path, strerror(e));
-        }
-        if (n == 0) {
-            break;
-        }
-        slm_sha256_update(&s, buf, (size_t)n);
-    }
+    int rc = slm_sha256_update_fd(&s, fd, path, NULL, err);
     close(fd);
+    if (rc != SLM_OK) {
+        return rc;
+    }
     uint8_t d[32];
     slm_sha256_final(&s, d);
     slm_hex_encode(d, 32, hex);

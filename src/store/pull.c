@@ -540,24 +540,8 @@ static int open_partial(const char *path, int *fd, uint64_t *size, struct slm_sh
     }
     slm_sha256_init(sha);
     /* Hash what an earlier attempt left, so the digest covers the whole file. */
-    char *buf = malloc(1 << 16);
     uint64_t total = 0;
-    int rc = buf ? SLM_OK : SLM_E_NOMEM;
-    while (rc == SLM_OK) {
-        ssize_t r = read(*fd, buf, 1 << 16);
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r < 0) {
-            rc = slm_err_set(err, SLM_E_IO, "%s: %s", path, strerror(errno));
-        } else if (r == 0) {
-            break;
-        } else {
-            slm_sha256_update(sha, buf, (size_t)r);
-            total += (uint64_t)r;
-        }
-    }
-    free(buf);
+    int rc = slm_sha256_update_fd(sha, *fd, path, &total, err);
     *size = total;
     if (rc != SLM_OK) {
         close(*fd);

@@ -149,23 +149,10 @@ static int hash_fd(int fd, const char *path, char hex[65], struct slm_err *err) 
     }
     struct slm_sha256 sha;
     slm_sha256_init(&sha);
-    char *buf = malloc(CHUNK);
-    int rc = buf ? SLM_OK : slm_err_set(err, SLM_E_NOMEM, "out of memory");
-    for (off_t at = 0; rc == SLM_OK;) {
-        ssize_t r = pread(fd, buf, CHUNK, at);
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r < 0) {
-            rc = slm_err_set(err, SLM_E_IO, "%s: %s", path, strerror(errno));
-        } else if (r == 0) {
-            break;
-        } else {
-            slm_sha256_update(&sha, buf, (size_t)r);
-            at += r;
-        }
+    if (lseek(fd, 0, SEEK_SET) != 0) {
+        return slm_err_set(err, SLM_E_IO, "%s: %s", path, strerror(errno));
     }
-    free(buf);
+    int rc = slm_sha256_update_fd(&sha, fd, path, NULL, err);
     if (rc != SLM_OK) {
         return rc;
     }
