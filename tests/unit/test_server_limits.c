@@ -81,18 +81,29 @@ static void read_until_closed(int fd, double secs, char *out, size_t cap) {
     }
 }
 
-/* GET /health from 127.0.0.`from` on a socket of our own: the status line's
- * code, and the seconds it took. */
-static int health_from(int from, double *secs) {
+/* One request from 127.0.0.`from` on a socket of our own: the status line's
+ * code (0 when there is none), and the seconds it took (may be NULL). */
+static int status_from(int from, const char *req, double *secs) {
     double t0 = slm_time_mono();
     int fd = connect_from(from);
-    send_str(fd, "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    char buf[2048];
+    send_str(fd, req);
+    char buf[4096];
     read_until_closed(fd, 10, buf, sizeof(buf));
     close(fd);
-    *secs = slm_time_mono() - t0;
-    int code = 0;
-    return sscanf(buf, "HTTP/1.1 %d", &code) == 1 ? code : 0;
+    if (secs) {
+        *secs = slm_time_mono() - t0;
+    }
+    int64_t code = 0;
+    if (strncmp(buf, "HTTP/1.1 ", 9) != 0 ||
+        slm_parse_i64(slm_str_n(buf + 9, 3), &code) != SLM_OK) {
+        return 0;
+    }
+    return (int)code;
+}
+
+static int health_from(int from, double *secs) {
+    return status_from(from, "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+                       secs);
 }
 
 Test(server_limits, slow_clients_do_not_starve_others) {
@@ -292,17 +303,11 @@ Test(server_limits, request_names_cannot_forge_log_lines) {
     slm_buf_free(&g_log);
 }
 
-/* A GET /health with these extra header lines: the status code. */
+/* A GET /v1/models with these extra header lines: the status code. */
 static int health_with(const char *headers) {
-    int fd = connect_from(1);
     char req[512];
     snprintf(req, sizeof(req), "GET /v1/models HTTP/1.1\r\n%sConnection: close\r\n\r\n", headers);
-    send_str(fd, req);
-    char buf[4096];
-    read_until_closed(fd, 10, buf, sizeof(buf));
-    close(fd);
-    int code = 0;
-    return sscanf(buf, "HTTP/1.1 %d", &code) == 1 ? code : 0;
+    return status_from(1, req, NULL);
 }
 
 /* Without an API key the server is for this machine only: a web page of
