@@ -112,9 +112,11 @@ struct slm_contract_budget;
 /* A budget of `cap` currency units (INFINITY or a negative value = no cap). SLM_E_NOMEM. */
 int slm_contract_budget_init(double cap, struct slm_contract_budget **out);
 void slm_contract_budget_free(struct slm_contract_budget *b);
-/* Reserves `amount` when spent + reserved + amount <= cap; false (nothing reserved) otherwise,
- * and from then on the budget is exhausted: every later reserve fails too, so a run stops
- * instead of sneaking small calls past a large one. */
+/* Reserves `amount` when spent + reserved + amount <= cap. When it does not fit but other
+ * reservations are outstanding, waits for them to settle (they may cost less than reserved);
+ * when it does not fit with none outstanding, returns false (nothing reserved) and from then on
+ * the budget is exhausted: every later reserve fails too, so a run stops instead of sneaking
+ * small calls past a large one. */
 bool slm_contract_budget_reserve(struct slm_contract_budget *b, double amount);
 /* Replaces a reservation of `reserved` by the `actual` cost (0 for a call never sent). */
 void slm_contract_budget_settle(struct slm_contract_budget *b, double reserved, double actual);
@@ -192,7 +194,7 @@ struct slm_contract_ask {
 };
 
 /* Builds {"messages": [system?, user], ...fields} for `row` (an object); *prompt (may be NULL)
- * gets the user message (malloc'ed). SLM_E_INVALID names the problem ("row has no 'text'
+ * gets the user message (malloc'ed; a template's trailing newlines are dropped). SLM_E_INVALID names the problem ("row has no 'text'
  * field; pass --template"), the template's render errors. On success *request is owed a
  * json_decref. */
 int slm_contract_request(const struct slm_contract_ask *a, const json_t *row, json_t **request,

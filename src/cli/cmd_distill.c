@@ -81,7 +81,7 @@ static int load_check(struct distill_run *r, const char *spec) {
                       spec);
         return SLM_EXIT_USAGE;
     }
-    return rc == SLM_OK ? SLM_EXIT_OK : slm_cli_fail(CMD, rc, &err);
+    return rc == SLM_OK ? SLM_EXIT_OK : slm_cli_contractor_fail(CMD, rc, &err);
 }
 
 static int parse(int argc, char **argv, struct distill_run *r) {

@@ -118,7 +118,7 @@ static int load_shape(struct label_run *r, const char *labels_path, const char *
                                           "strict", 1));
         }
     }
-    return rc == SLM_OK ? SLM_EXIT_OK : slm_cli_fail(CMD, rc, &err);
+    return rc == SLM_OK ? SLM_EXIT_OK : slm_cli_contractor_fail(CMD, rc, &err);
 }
 
 static int parse(int argc, char **argv, struct label_run *r, const char **labels,
@@ -178,7 +178,7 @@ static int run(int argc, char **argv) {
         json_object_set_new(r.o.fields, "temperature", json_real(0));
     }
     if (code == SLM_EXIT_OK && !r.o.system && default_system(&r, &sys) != SLM_OK) {
-        code = slm_cli_fail(CMD, SLM_E_NOMEM, NULL);
+        code = slm_cli_contractor_fail(CMD, SLM_E_NOMEM, NULL);
     }
     if (code == SLM_EXIT_OK) {
         code = slm_cli_contractor_open(&r.o);

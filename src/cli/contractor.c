@@ -132,8 +132,13 @@ int slm_cli_contractor_flag(struct slm_cli_contractor *o, int argc, char **argv,
     return used;
 }
 
+int slm_cli_contractor_fail(const char *cmd, int status, const struct slm_err *err) {
+    int code = slm_cli_fail(cmd, status, err);
+    return code == SLM_EXIT_BUDGET ? SLM_EXIT_ERROR : code;
+}
+
 static int fail(struct slm_cli_contractor *o, int rc, const struct slm_err *err) {
-    return slm_cli_fail(o->cmd, rc, err);
+    return slm_cli_contractor_fail(o->cmd, rc, err);
 }
 
 static int read_rows(struct slm_cli_contractor *o, struct slm_err *err) {
@@ -320,7 +325,8 @@ int slm_cli_contractor_run(struct slm_cli_contractor *o, slm_contract_row_fn row
     if (rc != SLM_OK) {
         slm_cli_error(o->cmd, "%s (%zu of %zu rows done, spent $%.6f; wrote %s)", err.msg,
                       res.done, o->n_rows, s.spent, o->out_path);
-        return slm_cli_exit_code(rc);
+        int code = slm_cli_exit_code(rc);
+        return code == SLM_EXIT_BUDGET ? SLM_EXIT_ERROR : code;
     }
     return SLM_EXIT_OK;
 }

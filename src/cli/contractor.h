@@ -62,6 +62,9 @@ int slm_cli_contractor_open(struct slm_cli_contractor *o);
  * cost-cap / interrupt / error message; `done` receives the rows written. */
 int slm_cli_contractor_run(struct slm_cli_contractor *o, slm_contract_row_fn row, void *user,
                            void (*count)(void *user, const json_t *out), size_t *done);
+/* slm_cli_fail() for these commands: exit 3 means the cost cap here, so a missing file or
+ * upstream exits 1. */
+int slm_cli_contractor_fail(const char *cmd, int status, const struct slm_err *err);
 /* "calls 12, from cache 3, cost $0.0123" into `buf`. */
 void slm_cli_contractor_calls(struct slm_cli_contractor *o, char *buf, size_t cap);
 void slm_cli_contractor_free(struct slm_cli_contractor *o);

@@ -198,6 +198,7 @@ double slm_contract_worst_cost(const struct slm_contract_upstream *u, const json
 
 struct slm_contract_budget {
     pthread_mutex_t mu;
+    pthread_cond_t settled;
     double cap, spent, reserved;
     bool exhausted;
 };
@@ -208,6 +209,7 @@ int slm_contract_budget_init(double cap, struct slm_contract_budget **out) {
         return SLM_E_NOMEM;
     }
     pthread_mutex_init(&(*out)->mu, NULL);
+    pthread_cond_init(&(*out)->settled, NULL);
     (*out)->cap = cap < 0 || isnan(cap) ? INFINITY : cap;
     return SLM_OK;
 }
@@ -215,18 +217,30 @@ int slm_contract_budget_init(double cap, struct slm_contract_budget **out) {
 void slm_contract_budget_free(struct slm_contract_budget *b) {
     if (b) {
         pthread_mutex_destroy(&b->mu);
+        pthread_cond_destroy(&b->settled);
         free(b);
     }
 }
 
 bool slm_contract_budget_reserve(struct slm_contract_budget *b, double amount) {
     pthread_mutex_lock(&b->mu);
-    bool ok = !b->exhausted && amount >= 0 &&
-              (isinf(b->cap) || b->spent + b->reserved + amount <= b->cap);
-    if (ok) {
-        b->reserved += amount;
-    } else {
+    bool ok = false;
+    /* While other calls hold reservations, their settling may free enough: wait for them.
+     * With nothing in flight, what does not fit now never will. */
+    while (!b->exhausted && amount >= 0) {
+        if (isinf(b->cap) || b->spent + b->reserved + amount <= b->cap) {
+            b->reserved += amount;
+            ok = true;
+            break;
+        }
+        if (b->reserved <= 0) {
+            break;
+        }
+        pthread_cond_wait(&b->settled, &b->mu);
+    }
+    if (!ok) {
         b->exhausted = true;
+        pthread_cond_broadcast(&b->settled);
     }
     pthread_mutex_unlock(&b->mu);
     return ok;
@@ -234,8 +248,12 @@ bool slm_contract_budget_reserve(struct slm_contract_budget *b, double amount) {
 
 void slm_contract_budget_settle(struct slm_contract_budget *b, double reserved, double actual) {
     pthread_mutex_lock(&b->mu);
-    b->reserved = SLM_MAX(0.0, b->reserved - reserved);
+    b->reserved -= reserved;
+    if (b->reserved < 1e-12) {
+        b->reserved = 0; /* no drift from summing doubles: "nothing in flight" must be exact */
+    }
     b->spent += actual;
+    pthread_cond_broadcast(&b->settled);
     pthread_mutex_unlock(&b->mu);
 }
 
@@ -402,7 +420,13 @@ static const char *const DEFAULT_FIELDS[] = {"text", "input", "prompt", NULL};
 static int user_text(const struct slm_contract_ask *a, const json_t *row, struct slm_buf *out,
                      struct slm_err *err) {
     if (a->tmpl) {
-        return slm_liquid_render(a->tmpl, row, out, err);
+        int rc = slm_liquid_render(a->tmpl, row, out, err);
+        /* A template file's final newline is the file's, not the message's. */
+        while (rc == SLM_OK && out->len > 0 &&
+               (out->ptr[out->len - 1] == '\n' || out->ptr[out->len - 1] == '\r')) {
+            out->ptr[--out->len] = '\0';
+        }
+        return rc;
     }
     for (size_t i = 0; DEFAULT_FIELDS[i]; i++) {
         const json_t *v = json_object_get(row, DEFAULT_FIELDS[i]);
