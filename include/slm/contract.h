@@ -153,6 +153,9 @@ struct slm_contract_reply {
     bool from_cache;
     int64_t tokens_in, tokens_out;
     double cost; /* what this call cost now (0 from the cache) */
+    /* When the call failed upstream: slm_upstream_result.failure ("unauthorized",
+     * "rate_limited", ...; static), else NULL. */
+    const char *failure;
 };
 
 /*
@@ -249,7 +252,8 @@ struct slm_contract_label_params {
 /*
  * Labels one row: asks, checks the answer, and on a failed check asks once more with the
  * error shown to the model. *out is a copy of the row plus `field` (the label, or null with
- * "<field>_error" saying why, also when the upstream failed after its retries), with votes
+ * "<field>_error" saying why, also when the upstream failed after its retries; an upstream that
+ * refuses the key (401/403) ends the run instead, as SLM_E_UPSTREAM), with votes
  * "agreement" (share of answers that agree with the winner) and, without a majority, the
  * field null and the error "no majority". Returns SLM_OK, or what must stop a run:
  * SLM_E_LIMIT (the cost cap), SLM_E_ABORTED, SLM_E_IO, SLM_E_NOMEM, and request-building

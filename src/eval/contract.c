@@ -360,6 +360,7 @@ static int send_call(struct slm_contract *c, const json_t *request, const char *
                                  : (double)res.maybe_charged * worst_one;
     slm_contract_budget_settle(c->budget, reserve, actual);
     count(c, rc == SLM_OK ? &c->calls : &c->failed);
+    out->failure = rc == SLM_OK ? NULL : res.failure;
     if (rc == SLM_OK) {
         out->response = res.response;
         res.response = NULL;

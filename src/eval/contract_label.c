@@ -210,10 +210,11 @@ int slm_contract_check_answer(const struct slm_contract_check *k, const char *te
 
 /* ---------------------------------------------------------------- asking */
 
-/* Errors that end a run, as opposed to one answer that failed. */
-static bool fatal(int rc) {
+/* Errors that end a run, as opposed to one answer that failed: a refused key would fail
+ * every row the same way. */
+static bool fatal(int rc, const struct slm_contract_reply *rep) {
     return rc == SLM_E_LIMIT || rc == SLM_E_ABORTED || rc == SLM_E_IO || rc == SLM_E_NOMEM ||
-           rc == SLM_E_INVALID;
+           rc == SLM_E_INVALID || (rep->failure && strcmp(rep->failure, "unauthorized") == 0);
 }
 
 /* The retry: the conversation so far, the answer and what was wrong with it. */
@@ -251,7 +252,7 @@ static int ask_checked(struct slm_contract *c, const json_t *req,
         rc = slm_contract_chat(c, cur, &rep, &e);
         if (rc != SLM_OK) {
             slm_contract_reply_free(&rep);
-            if (fatal(rc)) {
+            if (fatal(rc, &rep)) {
                 *err = e;
                 break;
             }
@@ -418,7 +419,7 @@ int slm_contract_distill_row(struct slm_contract *c, const struct slm_contract_d
         rc = slm_contract_chat(c, req, &rep, &e);
         if (rc != SLM_OK) {
             slm_contract_reply_free(&rep);
-            if (fatal(rc)) {
+            if (fatal(rc, &rep)) {
                 *err = e;
                 break;
             }

@@ -201,6 +201,16 @@ jq -e -s 'all(.agreement == 1)' r.jsonl >/dev/null || fail "agreement 1 for a de
 [ "$(jq -r 'select(.model == "fake-model") | .model' "$t/c.log" | wc -l)" = 15 ] ||
     fail "the router upstream's model was not sent"
 
+# A refused key ends the run at once (every row would fail the same way), key masked.
+start_fake e --api-key sk-right-0123456789
+SLM_TEST_WRONG_KEY=sk-wrong-0123456789 expect_exit 1 "$SLM" label rows.csv -o e.jsonl \
+    --labels labels.json --base-url "$URL" --model m --api-key-env SLM_TEST_WRONG_KEY \
+    --concurrency 2 --cache e.db
+contains "$ERR" "401"
+case $ERR in *sk-wrong-0123456789*) fail "the key leaked into the error: $ERR" ;; esac
+[ "$(wc -l <"$t/e.log")" -le 2 ] || fail "a refused key did not stop the run"
+[ "$(wc -l <e.jsonl)" = 0 ] || fail "rows written after a refused key"
+
 # ---------------------------------------------------------------- 8. distill
 printf '{"question": "message %d, about my account"}\n' 1 2 3 51 >prompts.jsonl
 start_fake d
