@@ -84,8 +84,7 @@ struct slm_contract_cache;
  * mode, synchronous NORMAL (a commit survives kill -9), 5 s busy timeout, so two runs may share
  * one cache. SLM_E_CORRUPT for a file that is not a SQLite database or not a call cache;
  * SLM_E_IO. On success one slm_contract_cache_close() is owed. */
-int slm_contract_cache_open(const char *path, struct slm_contract_cache **out,
-                            struct slm_err *err);
+int slm_contract_cache_open(const char *path, struct slm_contract_cache **out, struct slm_err *err);
 void slm_contract_cache_close(struct slm_contract_cache *c);
 /* The cache key of `request` to upstream `u`: sha256 (64 hex digits + NUL) of the upstream's
  * identity (each member's base URL and model) and the request's canonical JSON (keys sorted,
@@ -100,8 +99,7 @@ int slm_contract_cache_get(struct slm_contract_cache *c, const char *key, json_t
 /* Stores an answered call (replacing an older answer to the same key), committed before it
  * returns. SLM_E_IO. */
 int slm_contract_cache_put(struct slm_contract_cache *c, const char *key, const json_t *response,
-                           int64_t tokens_in, int64_t tokens_out, double cost,
-                           struct slm_err *err);
+                           int64_t tokens_in, int64_t tokens_out, double cost, struct slm_err *err);
 /* Rows in the cache (tests, `--help` text); -1 on error. */
 int64_t slm_contract_cache_count(struct slm_contract_cache *c);
 
@@ -134,7 +132,7 @@ struct slm_contract_params {
     struct slm_contract_cache *cache;       /* borrowed; NULL = no cache (--no-cache) */
     double max_cost;                        /* hard cap; <= 0 or INFINITY = none */
     double deadline_s;                      /* one call, retries included; 0 = 300 */
-    const volatile int *cancel; /* polled by calls in flight; may be NULL */
+    const volatile int *cancel;             /* polled by calls in flight; may be NULL */
 };
 
 struct slm_contract;
@@ -147,8 +145,8 @@ void slm_contract_free(struct slm_contract *c);
 struct slm_contract_upstream *slm_contract_get_upstream(struct slm_contract *c);
 
 struct slm_contract_reply {
-    json_t *response; /* the chat.completion body (owned; NULL on failure) */
-    const char *text; /* choices[0].message.content, borrowed from response ("" when none) */
+    json_t *response;   /* the chat.completion body (owned; NULL on failure) */
+    const char *text;   /* choices[0].message.content, borrowed from response ("" when none) */
     const char *finish; /* choices[0].finish_reason, borrowed ("" when none) */
     bool from_cache;
     int64_t tokens_in, tokens_out;
@@ -171,8 +169,8 @@ struct slm_contract_reply {
  * stops rather than pay for calls it cannot keep). One slm_contract_reply_free() is owed
  * whatever the return.
  */
-int slm_contract_chat(struct slm_contract *c, const json_t *request,
-                      struct slm_contract_reply *out, struct slm_err *err);
+int slm_contract_chat(struct slm_contract *c, const json_t *request, struct slm_contract_reply *out,
+                      struct slm_err *err);
 void slm_contract_reply_free(struct slm_contract_reply *r);
 
 struct slm_contract_stats {
@@ -197,9 +195,9 @@ struct slm_contract_ask {
 };
 
 /* Builds {"messages": [system?, user], ...fields} for `row` (an object); *prompt (may be NULL)
- * gets the user message (malloc'ed; a template's trailing newlines are dropped). SLM_E_INVALID names the problem ("row has no 'text'
- * field; pass --template"), the template's render errors. On success *request is owed a
- * json_decref. */
+ * gets the user message (malloc'ed; a template's trailing newlines are dropped). SLM_E_INVALID
+ * names the problem ("row has no 'text' field; pass --template"), the template's render errors. On
+ * success *request is owed a json_decref. */
 int slm_contract_request(const struct slm_contract_ask *a, const json_t *row, json_t **request,
                          char **prompt, struct slm_err *err);
 

@@ -109,8 +109,7 @@ static int parse(int argc, char **argv, struct distill_run *r) {
         } else if (strcmp(a, "--messages") == 0) {
             r->dp.messages = true;
         } else if (a[0] == '-' && a[1]) {
-            slm_cli_error(CMD, "unknown option or missing value '%s' (see slm distill --help)",
-                          a);
+            slm_cli_error(CMD, "unknown option or missing value '%s' (see slm distill --help)", a);
             return SLM_EXIT_USAGE;
         } else if (!r->o.input) {
             r->o.input = a;
@@ -144,8 +143,8 @@ static int run(int argc, char **argv) {
         char calls[160];
         slm_cli_contractor_calls(&r.o, calls, sizeof(calls));
         size_t asked = r.prompts * (size_t)(r.dp.n > 0 ? r.dp.n : 1);
-        printf("prompts %zu, answers kept %zu, dropped %zu, %s\n", done, r.kept,
-               asked - r.kept, calls);
+        printf("prompts %zu, answers kept %zu, dropped %zu, %s\n", done, r.kept, asked - r.kept,
+               calls);
     }
     slm_cli_contractor_free(&r.o);
     slm_contract_labels_free(&r.labels);

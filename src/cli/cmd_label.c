@@ -84,8 +84,7 @@ static int default_system(struct label_run *r, struct slm_buf *b) {
         }
     } else {
         char *s = json_dumps(r->schema, JSON_COMPACT);
-        rc |= s ? slm_buf_printf(b, "Answer with JSON only, valid against this JSON Schema: %s",
-                                 s)
+        rc |= s ? slm_buf_printf(b, "Answer with JSON only, valid against this JSON Schema: %s", s)
                 : SLM_E_NOMEM;
         free(s);
     }
@@ -103,8 +102,8 @@ static int load_shape(struct label_run *r, const char *labels_path, const char *
         struct slm_buf text = {0};
         rc = slm_file_read(labels_path, (size_t)64 << 20, &text, &err);
         if (rc == SLM_OK) {
-            rc = slm_contract_labels_parse(labels_path, slm_buf_cstr(&text), text.len,
-                                           &r->labels, &err);
+            rc = slm_contract_labels_parse(labels_path, slm_buf_cstr(&text), text.len, &r->labels,
+                                           &err);
         }
         slm_buf_free(&text);
         r->lp.check.labels = &r->labels;
@@ -196,8 +195,7 @@ static int run(int argc, char **argv) {
         code = slm_cli_contractor_run(&r.o, label_row, &r, count_row, &done);
         char calls[160];
         slm_cli_contractor_calls(&r.o, calls, sizeof(calls));
-        printf("rows %zu, labelled %zu, rejected %zu, %s\n", done, r.labelled, r.rejected,
-               calls);
+        printf("rows %zu, labelled %zu, rejected %zu, %s\n", done, r.labelled, r.rejected, calls);
     }
     slm_buf_free(&sys);
     slm_cli_contractor_free(&r.o);

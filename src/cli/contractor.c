@@ -68,8 +68,7 @@ static int sampling_flag(struct slm_cli_contractor *o, const char *flag, const c
     snprintf(name, sizeof(name), "--%s", d->flag);
     if (d->type == SLM_OPT_INT) {
         long long v;
-        if (!slm_cli_int(o->cmd, name, val, (long long)SLM_MAX(d->min, 1), (long long)d->max,
-                         &v)) {
+        if (!slm_cli_int(o->cmd, name, val, (long long)SLM_MAX(d->min, 1), (long long)d->max, &v)) {
             return -1;
         }
         json_object_set_new(o->fields, d->openai, json_integer(v));
@@ -84,8 +83,8 @@ static int sampling_flag(struct slm_cli_contractor *o, const char *flag, const c
     return 1;
 }
 
-static const char *const SAMPLING[] = {"--temperature", "--top-p", "--seed", "--max-tokens",
-                                       "-n", "--stop", NULL};
+static const char *const SAMPLING[] = {"--temperature", "--top-p", "--seed", "--max-tokens", "-n",
+                                       "--stop",        NULL};
 
 int slm_cli_contractor_flag(struct slm_cli_contractor *o, int argc, char **argv, int *i) {
     const char *a = argv[*i];
@@ -98,13 +97,12 @@ int slm_cli_contractor_flag(struct slm_cli_contractor *o, int argc, char **argv,
     }
     const char *v = argv[*i + 1];
     const char **slot = NULL;
-    static const char *const names[] = {"--router",      "--upstream", "--base-url", "--model",
-                                        "--api-key-env", "--cache",    "--template", "--system",
-                                        "-o",            "--output",   NULL};
-    const char **slots[] = {&o->spec.router_path, &o->spec.upstream,  &o->spec.base_url,
-                            &o->spec.model,       &o->api_key_env,    &o->cache_path,
-                            &o->template_path,    &o->system,         &o->out_path,
-                            &o->out_path};
+    static const char *const names[] = {
+        "--router", "--upstream", "--base-url", "--model", "--api-key-env", "--cache", "--template",
+        "--system", "-o",         "--output",   NULL};
+    const char **slots[] = {
+        &o->spec.router_path, &o->spec.upstream, &o->spec.base_url, &o->spec.model, &o->api_key_env,
+        &o->cache_path,       &o->template_path, &o->system,        &o->out_path,   &o->out_path};
     for (size_t k = 0; names[k] && !slot; k++) {
         slot = strcmp(a, names[k]) == 0 ? slots[k] : NULL;
     }
@@ -193,8 +191,7 @@ int slm_cli_contractor_open(struct slm_cli_contractor *o) {
         return fail(o, SLM_E_NOMEM, NULL);
     }
     if (!o->out_path) {
-        slm_cli_error(o->cmd, "name the output file with -o OUT.jsonl (see slm %s --help)",
-                      o->cmd);
+        slm_cli_error(o->cmd, "name the output file with -o OUT.jsonl (see slm %s --help)", o->cmd);
         return SLM_EXIT_USAGE;
     }
     int rc = open_upstream(o, &err);
@@ -318,13 +315,13 @@ int slm_cli_contractor_run(struct slm_cli_contractor *o, slm_contract_row_fn row
         return SLM_EXIT_BUDGET;
     }
     if (res.interrupted) {
-        slm_cli_error(o->cmd, "interrupted: %zu of %zu rows done, spent $%.6f; wrote %s",
-                      res.done, o->n_rows, s.spent, o->out_path);
+        slm_cli_error(o->cmd, "interrupted: %zu of %zu rows done, spent $%.6f; wrote %s", res.done,
+                      o->n_rows, s.spent, o->out_path);
         return SLM_EXIT_INTERRUPTED;
     }
     if (rc != SLM_OK) {
-        slm_cli_error(o->cmd, "%s (%zu of %zu rows done, spent $%.6f; wrote %s)", err.msg,
-                      res.done, o->n_rows, s.spent, o->out_path);
+        slm_cli_error(o->cmd, "%s (%zu of %zu rows done, spent $%.6f; wrote %s)", err.msg, res.done,
+                      o->n_rows, s.spent, o->out_path);
         int code = slm_cli_exit_code(rc);
         return code == SLM_EXIT_BUDGET ? SLM_EXIT_ERROR : code;
     }

@@ -21,7 +21,7 @@
 struct slm_contract_upstream {
     struct slm_upstream_pool *pool;
     char *name;
-    char *identity; /* "base_url model\n" per member: what the cache keys on */
+    char *identity;             /* "base_url model\n" per member: what the cache keys on */
     double price_in, price_out; /* the dearest member's, per 1M tokens */
     int max_attempts;
     int concurrency;
@@ -55,8 +55,7 @@ static int describe(struct slm_contract_upstream *u, const struct slm_upstream_p
 static int open_router(const struct slm_contract_upstream_spec *s, struct slm_contract_upstream *u,
                        struct slm_err *err) {
     if (!s->upstream || !s->upstream[0]) {
-        return slm_err_set(err, SLM_E_INVALID, "--router %s needs --upstream NAME",
-                           s->router_path);
+        return slm_err_set(err, SLM_E_INVALID, "--router %s needs --upstream NAME", s->router_path);
     }
     struct slm_router_config *cfg = NULL;
     int rc = slm_router_config_load(s->router_path, &cfg, err);
@@ -104,9 +103,9 @@ static int open_inline(const struct slm_contract_upstream_spec *s, struct slm_co
         rc = describe(u, &p);
     }
     struct slm_buf name = {0};
-    if (rc == SLM_OK && (slm_buf_puts(&name, s->model) != SLM_OK ||
-                         slm_buf_putc(&name, '@') != SLM_OK ||
-                         slm_buf_puts(&name, s->base_url) != SLM_OK)) {
+    if (rc == SLM_OK &&
+        (slm_buf_puts(&name, s->model) != SLM_OK || slm_buf_putc(&name, '@') != SLM_OK ||
+         slm_buf_puts(&name, s->base_url) != SLM_OK)) {
         rc = SLM_E_NOMEM;
     }
     u->name = rc == SLM_OK ? slm_buf_take(&name) : NULL;
@@ -127,8 +126,9 @@ int slm_contract_upstream_open(const struct slm_contract_upstream_spec *spec,
         return slm_err_set(err, SLM_E_INVALID, SLM_CONTRACT_NO_UPSTREAM);
     }
     if (by_router && by_url) {
-        return slm_err_set(err, SLM_E_INVALID,
-                           "name one upstream: --router/--upstream or --base-url/--model, not both");
+        return slm_err_set(
+            err, SLM_E_INVALID,
+            "name one upstream: --router/--upstream or --base-url/--model, not both");
     }
     struct slm_contract_upstream *u = calloc(1, sizeof(*u));
     if (!u) {
@@ -309,8 +309,7 @@ void slm_contract_get_stats(struct slm_contract *c, struct slm_contract_stats *o
     struct slm_contract_budget_state b;
     slm_contract_budget_get(c->budget, &b);
     pthread_mutex_lock(&c->mu);
-    *out = (struct slm_contract_stats){c->calls, c->cached, c->failed, b.spent, b.cap,
-                                       b.exhausted};
+    *out = (struct slm_contract_stats){c->calls, c->cached, c->failed, b.spent, b.cap, b.exhausted};
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -323,8 +322,8 @@ static void count(struct slm_contract *c, uint64_t *field) {
 /* Points text/finish into the response. */
 static void read_reply(struct slm_contract_reply *r) {
     const json_t *choice = json_array_get(json_object_get(r->response, "choices"), 0);
-    const char *text = json_string_value(json_object_get(json_object_get(choice, "message"),
-                                                         "content"));
+    const char *text =
+        json_string_value(json_object_get(json_object_get(choice, "message"), "content"));
     const char *finish = json_string_value(json_object_get(choice, "finish_reason"));
     r->text = text ? text : "";
     r->finish = finish ? finish : "";
@@ -354,10 +353,10 @@ static int send_call(struct slm_contract *c, const json_t *request, const char *
                            b.cap, b.spent, reserve);
     }
     struct slm_upstream_result res;
-    int rc = slm_upstream_chat(c->p.upstream->pool, request, c->p.deadline_s, c->p.cancel, &res,
-                               err);
-    double actual = rc == SLM_OK ? actual_cost(&res, worst_one)
-                                 : (double)res.maybe_charged * worst_one;
+    int rc =
+        slm_upstream_chat(c->p.upstream->pool, request, c->p.deadline_s, c->p.cancel, &res, err);
+    double actual =
+        rc == SLM_OK ? actual_cost(&res, worst_one) : (double)res.maybe_charged * worst_one;
     slm_contract_budget_settle(c->budget, reserve, actual);
     count(c, rc == SLM_OK ? &c->calls : &c->failed);
     out->failure = rc == SLM_OK ? NULL : res.failure;
@@ -376,8 +375,8 @@ static int send_call(struct slm_contract *c, const json_t *request, const char *
     return rc;
 }
 
-int slm_contract_chat(struct slm_contract *c, const json_t *request,
-                      struct slm_contract_reply *out, struct slm_err *err) {
+int slm_contract_chat(struct slm_contract *c, const json_t *request, struct slm_contract_reply *out,
+                      struct slm_err *err) {
     memset(out, 0, sizeof(*out));
     char key[65] = "";
     int rc = SLM_OK;

@@ -19,8 +19,8 @@
 #include "slm/json.h"
 
 #define SCHEMA_SQL                                                                                 \
-    "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, response TEXT NOT NULL, "            \
-    "tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL, cost REAL NOT NULL, "               \
+    "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, response TEXT NOT NULL, "             \
+    "tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL, cost REAL NOT NULL, "                \
     "created REAL NOT NULL)"
 
 struct slm_contract_cache {

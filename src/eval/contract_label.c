@@ -218,14 +218,14 @@ static bool fatal(int rc, const struct slm_contract_reply *rep) {
 }
 
 /* The retry: the conversation so far, the answer and what was wrong with it. */
-static int retry_request(const json_t *req, const char *answer, const char *problem,
-                         json_t **out) {
+static int retry_request(const json_t *req, const char *answer, const char *problem, json_t **out) {
     json_t *r = json_deep_copy(req);
     json_t *msgs = json_object_get(r, "messages");
     char note[512];
     snprintf(note, sizeof(note), "Your answer was not accepted: %s. Answer again.", problem);
-    if (!r || json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "assistant", "content",
-                                                    answer)) != 0 ||
+    if (!r ||
+        json_array_append_new(
+            msgs, json_pack("{s:s, s:s}", "role", "assistant", "content", answer)) != 0 ||
         json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "user", "content", note)) !=
             0) {
         json_decref(r);
@@ -391,8 +391,8 @@ static json_t *distill_item(const struct slm_contract_distill_params *p, const c
     }
     json_t *msgs = json_array();
     if (p->ask.system) {
-        json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content",
-                                              p->ask.system));
+        json_array_append_new(msgs,
+                              json_pack("{s:s, s:s}", "role", "system", "content", p->ask.system));
     }
     json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "user", "content", prompt));
     json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "assistant", "content", answer));

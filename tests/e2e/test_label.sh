@@ -20,7 +20,7 @@ command -v jq >/dev/null || skip "jq not installed"
 
 t=$SLM_HOME/work
 mkdir -p "$t"
-cd "$t"
+cd "$t" || exit 1
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -161,7 +161,7 @@ kill -9 "$pid"
 wait "$pid" 2>/dev/null || true
 sleep 0.4 # let the calls in flight reach the fake's log
 at_kill=$(ok_calls "$t/c.log")
-[ "$at_kill" -ge 20 ] && [ "$at_kill" -lt 70 ] || fail "killed after $at_kill calls"
+{ [ "$at_kill" -ge 20 ] && [ "$at_kill" -lt 70 ]; } || fail "killed after $at_kill calls"
 cached=$(sqlite3 c.db 'select count(*) from calls')
 [ "$cached" -ge $((at_kill - 4)) ] || fail "$at_kill calls answered, only $cached cached"
 "$SLM" label rows.csv -o c.jsonl --labels labels.json --base-url "$URL" --model m \

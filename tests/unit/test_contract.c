@@ -222,11 +222,11 @@ Test(contract, labels_files) {
     cr_assert_eq(l.n, 2);
     cr_assert_str_eq(l.items[0], "a");
     slm_contract_labels_free(&l);
-    static const char *const bad[] = {"[]", "[\"a\", \"a\"]", "[\"\"]", "[1]", "\"a\"", "[\"a\"",
-                                      "{}"};
+    static const char *const bad[] = {"[]",    "[\"a\", \"a\"]", "[\"\"]", "[1]",
+                                      "\"a\"", "[\"a\"",         "{}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
-        cr_assert_neq(slm_contract_labels_parse("l.json", bad[i], strlen(bad[i]), &l, &err),
-                      SLM_OK, "%s", bad[i]);
+        cr_assert_neq(slm_contract_labels_parse("l.json", bad[i], strlen(bad[i]), &l, &err), SLM_OK,
+                      "%s", bad[i]);
         cr_assert(strstr(err.msg, "l.json"), "%s: %s", bad[i], err.msg);
         cr_assert_null(l.items);
     }
@@ -255,10 +255,8 @@ Test(contract, answer_checks) {
     cr_assert_eq(slm_contract_check_answer(&ks, "{\"n\": 3}", "stop", &v, &err), SLM_OK);
     cr_assert_eq(json_integer_value(json_object_get(v, "n")), 3);
     json_decref(v);
-    cr_assert_eq(slm_contract_check_answer(&ks, "{\"n\": \"x\"}", "stop", &v, &err),
-                 SLM_E_INVALID);
-    cr_assert_eq(slm_contract_check_answer(&ks, "{\"n\": ", "length", &v, &err),
-                 SLM_E_INCOMPLETE);
+    cr_assert_eq(slm_contract_check_answer(&ks, "{\"n\": \"x\"}", "stop", &v, &err), SLM_E_INVALID);
+    cr_assert_eq(slm_contract_check_answer(&ks, "{\"n\": ", "length", &v, &err), SLM_E_INCOMPLETE);
 
     struct slm_contract_check kr = {.regex = "^[0-9]{3}$"};
     cr_assert_eq(slm_contract_check_answer(&kr, "123", "stop", NULL, &err), SLM_OK);
