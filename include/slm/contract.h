@@ -266,7 +266,55 @@ struct slm_contract_distill_params {
     struct slm_contract_check check; /* answers that fail it are dropped */
     int n;                           /* samples per row; 0 = 1 (n > 1 adds "seed": k) */
     bool messages;                   /* rows {"messages": [...]} instead of prompt/completion */
+    /* --docs: the row is a chunk (slm_contract_docs_read()) and the answer is JSON
+     * {"pairs": [{"question", "answer"}, ...]} with at most `pairs` items; each pair becomes a
+     * row {"prompt": question, "completion": answer, "source": file, "chunk": i, "heading"}.
+     * 0 = free-form answers. */
+    int pairs;
 };
+
+/* ---------------------------------------------------------------- documents (distill --docs) */
+
+/* Chunk size when none is given, in bytes. */
+#define SLM_CONTRACT_CHUNK_BYTES 2000
+
+/*
+ * Cuts one text/Markdown document (untrusted, fuzzed) into chunks and appends them to `rows`
+ * (a JSON array) as {"file": file, "chunk": i (0-based in this file), "heading": "A > B" (the
+ * Markdown heading path above it, "" before any), "text": ...}. A heading line (`#` .. `######`
+ * then a space) starts a new chunk; within a section, paragraphs (blank-line separated) are
+ * packed up to `max_chunk` bytes (0 = SLM_CONTRACT_CHUNK_BYTES); a longer paragraph is cut at
+ * its last newline or space before the limit, else at the limit (never inside a UTF-8
+ * sequence). Chunks are trimmed, never empty, never longer than `max_chunk`. Lines inside
+ * ``` fences are text, not headings. SLM_E_INVALID when the text is not UTF-8 (or holds a NUL),
+ * SLM_E_NOMEM.
+ */
+int slm_contract_chunk_text(const char *file, const char *text, size_t len, size_t max_chunk,
+                            json_t *rows, struct slm_err *err);
+
+struct slm_contract_docs_params {
+    const char *dir;          /* the folder (read recursively; symlinks not followed) */
+    const char *const *globs; /* fnmatch patterns on the file name; NULL = *.md, *.txt, ... */
+    size_t n_globs;
+    size_t max_file_bytes;  /* larger files are skipped and counted; 0 = 1 MiB */
+    size_t max_chunk_bytes; /* 0 = SLM_CONTRACT_CHUNK_BYTES */
+    size_t max_files;       /* 0 = 10,000; more is SLM_E_TOO_LARGE */
+};
+
+/* Reads the matching files below `dir`, sorted by path, and chunks each
+ * (slm_contract_chunk_text(), `file` relative to `dir`). *rows (owed a json_decref) gets the
+ * chunks; *skipped the files over the size limit or not UTF-8 text. SLM_E_NOT_FOUND (no such
+ * folder), SLM_E_INVALID (no matching files), SLM_E_TOO_LARGE, SLM_E_IO. */
+int slm_contract_docs_read(const struct slm_contract_docs_params *p, json_t **rows, size_t *skipped,
+                           struct slm_err *err);
+
+/* The template `slm distill --docs` renders a chunk with when no --template is given
+ * (variables: file, chunk, heading, text, k). */
+extern const char SLM_CONTRACT_DOCS_TEMPLATE[];
+
+/* The JSON Schema of a --docs answer, {"pairs": [{"question", "answer"}]} (a new reference;
+ * NULL when out of memory): what the CLI sends as response_format. */
+json_t *slm_contract_pairs_schema(void);
 
 /* Asks for `n` answers to one row; *out is an array of the answers that passed the check, as
  * {"prompt", "completion"} or {"messages"} rows exactly as `slm tune` reads them. Answers that

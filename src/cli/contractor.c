@@ -198,7 +198,7 @@ int slm_cli_contractor_open(struct slm_cli_contractor *o) {
     if (rc == SLM_OK && o->template_path) {
         rc = slm_liquid_parse_file(o->template_path, NULL, &o->tmpl, &err);
     }
-    if (rc == SLM_OK) {
+    if (rc == SLM_OK && !o->rows) { /* a command may bring its own rows (distill --docs) */
         rc = read_rows(o, &err);
     }
     if (rc == SLM_OK && !o->no_cache) {

@@ -399,9 +399,63 @@ static json_t *distill_item(const struct slm_contract_distill_params *p, const c
     return json_pack("{s:o}", "messages", msgs);
 }
 
+/* The shape --docs asks for: {"pairs": [{"question", "answer"}]}. */
+static json_t *pairs_schema(void) {
+    return json_pack("{s:s, s:{s:{s:s, s:{s:s, s:{s:{s:s}, s:{s:s}}, s:[s, s]}}}, s:[s]}", "type",
+                     "object", "properties", "pairs", "type", "array", "items", "type", "object",
+                     "properties", "question", "type", "string", "answer", "type", "string",
+                     "required", "question", "answer", "required", "pairs");
+}
+
+json_t *slm_contract_pairs_schema(void) {
+    return pairs_schema();
+}
+
+/* One --docs answer: its pairs, each checked, as training rows that name their chunk. */
+static int add_pairs(const struct slm_contract_distill_params *p, const json_t *chunk,
+                     const char *text, json_t *items) {
+    json_t *schema = pairs_schema(), *v = NULL;
+    int rc = schema ? SLM_OK : SLM_E_NOMEM;
+    if (rc == SLM_OK &&
+        slm_json_output_check(schema, text, strlen(text), false, &v, NULL) != SLM_OK) {
+        json_decref(schema);
+        return SLM_OK; /* not the JSON asked for: dropped */
+    }
+    const json_t *pairs = json_object_get(v, "pairs");
+    for (size_t i = 0; rc == SLM_OK && i < json_array_size(pairs) && i < (size_t)p->pairs; i++) {
+        const json_t *pr = json_array_get(pairs, i);
+        const char *q = json_string_value(json_object_get(pr, "question"));
+        const char *a = json_string_value(json_object_get(pr, "answer"));
+        if (!q || !a || slm_contract_check_answer(&p->check, a, "stop", NULL, NULL) != SLM_OK) {
+            continue;
+        }
+        json_t *item = distill_item(p, q, a);
+        if (!item || json_object_set(item, "source", json_object_get(chunk, "file")) ||
+            json_object_set(item, "chunk", json_object_get(chunk, "chunk")) ||
+            json_object_set(item, "heading", json_object_get(chunk, "heading")) ||
+            json_array_append_new(items, item) != 0) {
+            json_decref(item);
+            rc = SLM_E_NOMEM;
+        }
+    }
+    json_decref(v);
+    json_decref(schema);
+    return rc;
+}
+
 int slm_contract_distill_row(struct slm_contract *c, const struct slm_contract_distill_params *p,
                              const json_t *row, json_t **out, struct slm_err *err) {
     *out = NULL;
+    json_t *with_k = NULL;
+    if (p->pairs > 0) {
+        /* The template sees how many pairs to write. */
+        with_k = json_deep_copy(row);
+        if (!with_k || json_object_set_new(with_k, "k", json_integer(p->pairs)) != 0) {
+            json_decref(with_k);
+            return slm_err_set(err, SLM_E_NOMEM, "out of memory");
+        }
+        row = with_k;
+    }
     json_t *req = NULL;
     char *prompt = NULL;
     int rc = slm_contract_request(&p->ask, row, &req, &prompt, err);
@@ -426,7 +480,11 @@ int slm_contract_distill_row(struct slm_contract *c, const struct slm_contract_d
             rc = SLM_OK; /* the call failed after its retries: dropped */
             continue;
         }
-        if (slm_contract_check_answer(&p->check, rep.text, rep.finish, NULL, &e) == SLM_OK) {
+        if (p->pairs > 0) {
+            if (add_pairs(p, row, rep.text, items) != SLM_OK) {
+                rc = slm_err_set(err, SLM_E_NOMEM, "out of memory");
+            }
+        } else if (slm_contract_check_answer(&p->check, rep.text, rep.finish, NULL, &e) == SLM_OK) {
             json_t *item = distill_item(p, prompt, rep.text);
             if (!item || json_array_append_new(items, item) != 0) {
                 rc = slm_err_set(err, SLM_E_NOMEM, "out of memory");
@@ -436,6 +494,7 @@ int slm_contract_distill_row(struct slm_contract *c, const struct slm_contract_d
     }
     free(prompt);
     json_decref(req);
+    json_decref(with_k);
     if (rc != SLM_OK) {
         json_decref(items);
         return rc;

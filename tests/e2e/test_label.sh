@@ -229,4 +229,36 @@ cat dc.out
     --messages --system "Be brief." --cache d.db >m.sum 2>m.err || fail "distill --messages"
 jq -e -s 'length == 4 and (.[0].messages | length == 3 and .[0].role == "system" and
     .[2].role == "assistant")' m.jsonl >/dev/null || fail "messages rows: $(head -1 m.jsonl)"
+
+# ---------------------------------------------------------------- 9. distill --docs
+mkdir -p docs/sub
+printf '# Guide\n\nIntro paragraph.\n\n## Install\n\nRun make.\n\n```\n# not a heading\n```\n' \
+    >docs/guide.md
+printf 'plain notes\n' >docs/sub/notes.txt
+printf 'ignored\n' >docs/image.png
+start_fake f
+"$SLM" distill --docs docs -o f.jsonl --base-url "$URL" --model m --pairs 2 --cache f.db \
+    >f.sum 2>f.err || fail "distill --docs: $(cat f.err)"
+contains "$(cat f.err)" "3 chunks from docs"
+contains "$(cat f.sum)" "chunks 3, pairs kept 0"
+# The fake answers what its gold says: teach it three pairs for each chunk's rendered prompt
+# (two are kept: --pairs 2).
+jq -c '{input: .input, answer: ({pairs: [{question: ("Q1 " + (.n | tostring)), answer: "A1"},
+    {question: "Q2", answer: "A2"}, {question: "Q3", answer: "A3"}]} | tojson)}' "$t/f.log" \
+    >docs-gold.jsonl
+fake_cloud_start "$t/g" --gold docs-gold.jsonl --log "$t/g.log"
+pids+=("$FAKE_PID")
+"$SLM" distill --docs docs -o g.jsonl --base-url "http://127.0.0.1:$FAKE_PORT/v1" --model m \
+    --pairs 2 --no-cache >g.sum 2>g.err || fail "distill --docs: $(cat g.err)"
+contains "$(cat g.sum)" "chunks 3, pairs kept 6"
+jq -e -s 'length == 6 and all(has("prompt") and has("completion") and has("source") and
+    has("chunk") and has("heading"))' g.jsonl >/dev/null || fail "docs rows: $(head -2 g.jsonl)"
+[ "$(jq -r '[.source, .chunk, .heading] | @tsv' g.jsonl | sort -u | tr '\t\n' '|;')" = \
+    "guide.md|0|Guide;guide.md|1|Guide > Install;sub/notes.txt|0|;" ] ||
+    fail "sources: $(jq -c '[.source, .chunk, .heading]' g.jsonl)"
+grep -q 'not a heading' "$t/g.log" || fail "a fenced # line was taken for a heading"
+"$SLM" data check g.jsonl >gc.out 2>&1 || fail "slm data check on --docs rows: $(cat gc.out)"
+expect_exit 2 "$SLM" distill prompts.jsonl --docs docs -o x.jsonl --base-url "$URL" --model m
+expect_exit 1 "$SLM" distill --docs nowhere -o x.jsonl --base-url "$URL" --model m
+contains "$ERR" "nowhere: no such folder"
 echo "ok"

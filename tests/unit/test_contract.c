@@ -350,3 +350,50 @@ Test(contract, runner_keeps_input_order_and_stops_at_a_prefix) {
     slm_contract_free(c);
     slm_contract_upstream_free(u);
 }
+
+/* ---------------------------------------------------------------- documents */
+
+Test(contract, chunks_at_headings_and_paragraphs) {
+    const char *doc = "Preface line.\n\n# A\n\npara one\n\npara two\n\n## B ##\n\n```\n# code\n\n"
+                      "more code\n```\n\n# C\n\ntext";
+    json_t *rows = json_array();
+    cr_assert_eq(slm_contract_chunk_text("d.md", doc, strlen(doc), 0, rows, NULL), SLM_OK);
+    cr_assert_eq(json_array_size(rows), 4, "%s", json_dumps(rows, 0));
+    static const char *const headings[] = {"", "A", "A > B", "C"};
+    for (size_t i = 0; i < 4; i++) {
+        json_t *r = json_array_get(rows, i);
+        cr_assert_str_eq(json_string_value(json_object_get(r, "heading")), headings[i]);
+        cr_assert_eq(json_integer_value(json_object_get(r, "chunk")), (json_int_t)i);
+        cr_assert_str_eq(json_string_value(json_object_get(r, "file")), "d.md");
+    }
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(rows, 1), "text")),
+                     "para one\n\npara two", "paragraphs of a section packed together");
+    cr_assert(strstr(json_string_value(json_object_get(json_array_get(rows, 2), "text")), "# code"),
+              "a fenced # line is text");
+    json_decref(rows);
+}
+
+Test(contract, long_paragraphs_are_cut_within_the_limit) {
+    char doc[3000];
+    size_t n = 0;
+    for (int i = 0; i < 300; i++) {
+        n += (size_t)snprintf(doc + n, sizeof(doc) - n, "%s", i % 2 ? "wörd " : "word ");
+    }
+    json_t *rows = json_array();
+    cr_assert_eq(slm_contract_chunk_text("d.txt", doc, n, 100, rows, NULL), SLM_OK);
+    cr_assert_gt(json_array_size(rows), 10);
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r) {
+        const char *t = json_string_value(json_object_get(r, "text"));
+        cr_assert(t, "chunk %zu is valid UTF-8 text", i);
+        cr_assert_leq(strlen(t), 100);
+        cr_assert_gt(strlen(t), 0);
+    }
+    json_decref(rows);
+    struct slm_err err = {0};
+    rows = json_array();
+    cr_assert_eq(slm_contract_chunk_text("bin", "\xff\xfe", 2, 0, rows, &err), SLM_E_INVALID);
+    cr_assert(strstr(err.msg, "not UTF-8"), "%s", err.msg);
+    json_decref(rows);
+}
