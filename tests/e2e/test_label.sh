@@ -176,6 +176,19 @@ total=$(ok_calls "$t/c.log")
 echo "kill -9: $at_kill calls before the kill ($cached cached), $total in all"
 cmp -s c.jsonl a.jsonl || fail "the resumed output differs from an uninterrupted run"
 
+# Ctrl-C: no new rows, the rows in flight finish, what is done is written, exit 130.
+"$SLM" label rows.csv -o i.jsonl --labels labels.json --base-url "$URL" --model m \
+    --concurrency 4 --cache i.db >i.sum 2>i.err &
+pid=$!
+sleep 1
+kill -INT "$pid"
+code=0
+wait "$pid" || code=$?
+[ "$code" = 130 ] || fail "Ctrl-C: exit $code ($(cat i.err))"
+n_int=$(sed -n 's/.*interrupted: \([0-9]*\) of 60 rows done.*/\1/p' i.err)
+{ [ -n "$n_int" ] && [ "$n_int" -gt 0 ] && [ "$n_int" -lt 60 ]; } || fail "Ctrl-C: $(cat i.err)"
+[ "$(wc -l <i.jsonl)" = "$n_int" ] || fail "Ctrl-C: $n_int rows done, $(wc -l <i.jsonl) written"
+
 # ---------------------------------------------------------------- 7. router.yaml, votes
 cat >router.yaml <<EOF
 local:
