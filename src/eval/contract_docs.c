@@ -29,11 +29,11 @@ struct chunker {
     const char *file;
     size_t max;
     json_t *rows;
-    size_t index;      /* next chunk's number in this file */
+    size_t index;           /* next chunk's number in this file */
     struct slm_buf heading; /* "A > B" */
-    size_t levels[6];  /* heading.len after each level's title, for truncating */
-    int depth;         /* heading levels in `heading` */
-    struct slm_buf cur; /* the chunk being packed */
+    size_t levels[6];       /* heading.len after each level's title, for truncating */
+    int depth;              /* heading levels in `heading` */
+    struct slm_buf cur;     /* the chunk being packed */
 };
 
 static int emit(struct chunker *c, struct slm_str text) {
@@ -41,9 +41,8 @@ static int emit(struct chunker *c, struct slm_str text) {
     if (text.len == 0) {
         return SLM_OK;
     }
-    json_t *row = json_pack("{s:s, s:I, s:s, s:s%}", "file", c->file, "chunk",
-                            (json_int_t)c->index, "heading", slm_buf_cstr(&c->heading), "text",
-                            text.ptr, text.len);
+    json_t *row = json_pack("{s:s, s:I, s:s, s:s%}", "file", c->file, "chunk", (json_int_t)c->index,
+                            "heading", slm_buf_cstr(&c->heading), "text", text.ptr, text.len);
     if (!row || json_array_append_new(c->rows, row) != 0) {
         return SLM_E_NOMEM;
     }
@@ -135,8 +134,8 @@ int slm_contract_chunk_text(const char *file, const char *text, size_t len, size
     if (!slm_utf8_valid(text, len) || memchr(text, '\0', len)) {
         return slm_err_set(err, SLM_E_INVALID, "%s: not UTF-8 text", file);
     }
-    struct chunker c = {.file = file, .max = max_chunk ? max_chunk : SLM_CONTRACT_CHUNK_BYTES,
-                        .rows = rows};
+    struct chunker c = {
+        .file = file, .max = max_chunk ? max_chunk : SLM_CONTRACT_CHUNK_BYTES, .rows = rows};
     c.max = SLM_MAX(c.max, (size_t)16);
     slm_buf_init(&c.heading, 4096);
     struct slm_str all = slm_str_n(text, len);
@@ -222,9 +221,9 @@ static int walk_dir(struct walk *w, const char *rel, int depth, struct slm_err *
     slm_path_join(path, sizeof(path), w->p->dir, rel);
     DIR *d = opendir(path);
     if (!d) {
-        return depth == 0 ? slm_err_set(err, SLM_E_NOT_FOUND, "%s: no such folder (--docs)",
-                                        w->p->dir)
-                          : SLM_OK;
+        return depth == 0
+                   ? slm_err_set(err, SLM_E_NOT_FOUND, "%s: no such folder (--docs)", w->p->dir)
+                   : SLM_OK;
     }
     int rc = SLM_OK;
     const struct dirent *e;
@@ -281,8 +280,8 @@ static int chunk_file(const struct slm_contract_docs_params *p, const char *rel,
     return rc;
 }
 
-int slm_contract_docs_read(const struct slm_contract_docs_params *p, json_t **rows,
-                           size_t *skipped, struct slm_err *err) {
+int slm_contract_docs_read(const struct slm_contract_docs_params *p, json_t **rows, size_t *skipped,
+                           struct slm_err *err) {
     *rows = NULL;
     *skipped = 0;
     struct walk w = {.p = p, .max = p->max_files ? p->max_files : 10000};
