@@ -150,7 +150,8 @@ struct slm_contract_reply {
     const char *finish; /* choices[0].finish_reason, borrowed ("" when none) */
     bool from_cache;
     int64_t tokens_in, tokens_out;
-    double cost; /* what this call cost now (0 from the cache) */
+    double cost;      /* what this call cost now (0 from the cache) */
+    double latency_s; /* wall time of the call, retries included (0 from the cache) */
     /* When the call failed upstream: slm_upstream_result.failure ("unauthorized",
      * "rate_limited", ...; static), else NULL. */
     const char *failure;

@@ -366,6 +366,7 @@ static int send_call(struct slm_contract *c, const json_t *request, const char *
         out->tokens_in = res.tokens_in;
         out->tokens_out = res.tokens_out;
         out->cost = actual;
+        out->latency_s = res.latency_s;
         if (c->p.cache) {
             rc = slm_contract_cache_put(c->p.cache, key, out->response, out->tokens_in,
                                         out->tokens_out, actual, err);

@@ -207,8 +207,10 @@ expect_exit 1 env -u SLM_TEST_CLOUD_KEY "$SLM" label rows.csv -o r.jsonl --label
 contains "$ERR" "SLM_TEST_CLOUD_KEY"
 head -6 rows.csv >few.csv
 SLM_TEST_CLOUD_KEY=sk-test "$SLM" label few.csv -o r.jsonl --labels labels.json \
-    --router router.yaml --upstream cloud --votes 3 --cache r.db >r.sum 2>r.err ||
+    --router router.yaml --upstream cloud --votes 3 >r.sum 2>r.err ||
     fail "router upstream: $(cat r.err)"
+[ "$(sqlite3 "$SLM_HOME/cache/calls.db" 'select count(*) from calls')" = 15 ] ||
+    fail "the default cache is \$SLM_HOME/cache/calls.db"
 contains "$(cat r.sum)" "rows 5, labelled 5, rejected 0, calls 15"
 jq -e -s 'all(.agreement == 1)' r.jsonl >/dev/null || fail "agreement 1 for a deterministic fake"
 [ "$(jq -r 'select(.model == "fake-model") | .model' "$t/c.log" | wc -l)" = 15 ] ||
