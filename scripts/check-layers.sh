@@ -37,8 +37,9 @@ declare -A uses=(
     [turn]="engine store liquid grammar base"
     [router]="turn engine liquid store grammar base"
     [tune]="turn engine liquid store grammar base"
+    [eval]="router turn engine liquid store grammar base"
     [server]="tune router turn engine liquid store grammar base"
-    [cli]="server tune router turn engine liquid store grammar base"
+    [cli]="server eval tune router turn engine liquid store grammar base"
 )
 
 # ---------------------------------------------------------------- public headers
@@ -53,6 +54,7 @@ declare -A owner=(
     [router.h]=router [ledger.h]=router [signals.h]=router [upstream.h]=router
     [server.h]=server
     [tune.h]=tune
+    [contract.h]=eval
 )
 
 # ---------------------------------------------------------------- third-party headers
@@ -65,7 +67,7 @@ third_party=(
     "ggml*.h engine tune"
     "gguf.h engine tune"
     "microhttpd.h server"
-    "sqlite3.h router"
+    "sqlite3.h router eval"
     "pcre2.h grammar router"
     "curl/* store router cli"
     "yaml.h base"

@@ -133,6 +133,15 @@ void slm_router_config_free(struct slm_router_config *cfg);
 const struct slm_router_route *slm_router_config_route(const struct slm_router_config *cfg,
                                                        const char *name);
 
+/* Opens the upstream pool named `name` (the `upstreams:` entries with that name) on its own,
+ * without a router: what `slm label`, `slm distill` and `slm eval` call a cloud through. API
+ * keys are read from the members' api_key_env variables (a missing one is SLM_E_INVALID naming
+ * it) and stored in `cfg`; `seed` seeds the backoff jitter when the config has none (0 = the
+ * clock). SLM_E_NOT_FOUND when no pool has that name (the message lists the names it has).
+ * On success one slm_upstream_pool_free() is owed; the pool copies what it needs from `cfg`. */
+int slm_router_config_open_pool(struct slm_router_config *cfg, const char *name, uint64_t seed,
+                                struct slm_upstream_pool **out, struct slm_err *err);
+
 /* ---------------------------------------------------------------- the router */
 
 struct slm_pool;

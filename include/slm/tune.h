@@ -153,6 +153,8 @@ struct slm_data_read_params {
     const char *completion_template; /* rows: Liquid file rendering the completion, instead */
     size_t max_records;              /* 0 = 10 million */
     size_t max_bytes;                /* file cap; 0 = 1 GiB */
+    bool rows_only; /* rows: keep each record's `row` and render nothing (prompt and completion
+                     * stay NULL): unlabelled input for `slm label` / `slm distill` */
 };
 
 struct slm_data_read_params slm_data_read_params_default(void);

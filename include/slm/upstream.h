@@ -85,6 +85,10 @@ struct slm_upstream_result {
     char member[256];              /* base_url of the member that answered (or last tried) */
     char model[128];               /* the model name sent to that member */
     int http_status;               /* last HTTP status (0 = no response: timeout/reset/refused) */
+    /* Attempts that failed in a way a cloud may still have billed: a 2xx whose body was
+     * malformed or too large, a timeout or a reset after the request was sent. A budget that
+     * must never be exceeded prices each at the worst case (slm/contract.h does). */
+    int maybe_charged;
     /* Why the call failed, as a code a client may see (static; NULL on success): "timeout",
      * "rate_limited" (429), "unauthorized" (401, 403), "rejected" (another 4xx), "server_error"
      * (5xx), "unreachable" (refused, DNS), "reset", "bad_reply" (malformed or too large),

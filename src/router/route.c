@@ -18,6 +18,56 @@ const struct slm_router_config *slm_router_get_config(const struct slm_router *r
 }
 
 /* API keys come from the environment at load, never from the file. */
+static int resolve_keys(struct slm_router_config *cfg, struct slm_router_pool *p,
+                        struct slm_err *err) {
+    for (size_t j = 0; j < p->n_members; j++) {
+        const char *env = p->api_key_envs[j];
+        if (!env) {
+            continue;
+        }
+        const char *key = getenv(env);
+        if (!key || !key[0]) {
+            return slm_err_set(err, SLM_E_INVALID,
+                               "%s: upstream '%s': environment variable %s (api_key_env) is "
+                               "not set",
+                               cfg->path, p->name, env);
+        }
+        free((char *)p->members[j].api_key);
+        if (!(p->members[j].api_key = strdup(key))) {
+            return slm_err_set(err, SLM_E_NOMEM, "out of memory");
+        }
+    }
+    return SLM_OK;
+}
+
+int slm_router_config_open_pool(struct slm_router_config *cfg, const char *name, uint64_t seed,
+                                struct slm_upstream_pool **out, struct slm_err *err) {
+    *out = NULL;
+    struct slm_router_pool *p = NULL;
+    for (size_t i = 0; i < cfg->n_pools && !p; i++) {
+        p = strcmp(cfg->pools[i].name, name) == 0 ? &cfg->pools[i] : NULL;
+    }
+    if (!p) {
+        char names[512] = "";
+        size_t len = 0;
+        for (size_t i = 0; i < cfg->n_pools && len < sizeof(names); i++) {
+            len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", i ? ", " : "",
+                                    cfg->pools[i].name);
+        }
+        return slm_err_set(err, SLM_E_NOT_FOUND, "%s: no upstream named '%s' (it has: %s)",
+                           cfg->path, name, cfg->n_pools ? names : "none");
+    }
+    int rc = resolve_keys(cfg, p, err);
+    if (rc != SLM_OK) {
+        return rc;
+    }
+    if (seed && !p->params.seed) {
+        p->params.seed = seed;
+    }
+    rc = slm_upstream_pool_open(&p->params, out, err);
+    return rc == SLM_OK ? SLM_OK : slm_err_prefix(err, "upstream '%s'", p->name);
+}
+
 static int open_upstreams(struct slm_router *r, struct slm_err *err) {
     struct slm_router_config *cfg = r->cfg;
     r->upstreams = calloc(cfg->n_pools + 1, sizeof(*r->upstreams));
@@ -26,27 +76,14 @@ static int open_upstreams(struct slm_router *r, struct slm_err *err) {
     }
     for (size_t i = 0; i < cfg->n_pools; i++) {
         struct slm_router_pool *p = &cfg->pools[i];
-        for (size_t j = 0; j < p->n_members; j++) {
-            const char *env = p->api_key_envs[j];
-            if (!env) {
-                continue;
-            }
-            const char *key = getenv(env);
-            if (!key || !key[0]) {
-                return slm_err_set(err, SLM_E_INVALID,
-                                   "%s: upstream '%s': environment variable %s (api_key_env) is "
-                                   "not set",
-                                   cfg->path, p->name, env);
-            }
-            free((char *)p->members[j].api_key);
-            if (!(p->members[j].api_key = strdup(key))) {
-                return slm_err_set(err, SLM_E_NOMEM, "out of memory");
-            }
+        int rc = resolve_keys(cfg, p, err);
+        if (rc != SLM_OK) {
+            return rc;
         }
         if (r->rng && !p->params.seed) {
             p->params.seed = r->rng + i + 1;
         }
-        int rc = slm_upstream_pool_open(&p->params, &r->upstreams[i], err);
+        rc = slm_upstream_pool_open(&p->params, &r->upstreams[i], err);
         if (rc != SLM_OK) {
             return slm_err_prefix(err, "upstream '%s'", p->name);
         }

@@ -659,6 +659,7 @@ static enum verdict judge(struct call *c, struct member *m, struct slm__up_excha
                 blame = BLAME_NONE;
                 break;
             }
+            res->maybe_charged++;
             snprintf(reason, sizeof(reason), "HTTP %d with a malformed reply", x->status);
             snprintf(detail, sizeof(detail), "%.100s", perr.msg);
             blame = BLAME_MEMBER;
@@ -673,6 +674,7 @@ static enum verdict judge(struct call *c, struct member *m, struct slm__up_excha
         }
         break;
     case SLM__UP_TIMEOUT:
+        res->maybe_charged++;
         snprintf(reason, sizeof(reason), "timeout after %.1f s", attempt_timeout);
         /* Cut short by the call's deadline rather than the member's own timeout. */
         if (attempt_timeout < m->m.timeout_s) {
@@ -681,8 +683,12 @@ static enum verdict judge(struct call *c, struct member *m, struct slm__up_excha
         }
         break;
     case SLM__UP_REFUSED: snprintf(reason, sizeof(reason), "connection refused"); break;
-    case SLM__UP_RESET: snprintf(reason, sizeof(reason), "connection reset"); break;
+    case SLM__UP_RESET:
+        res->maybe_charged++;
+        snprintf(reason, sizeof(reason), "connection reset");
+        break;
     case SLM__UP_TOO_LARGE:
+        res->maybe_charged++;
         snprintf(reason, sizeof(reason), "reply larger than %zu bytes", SLM_UPSTREAM_MAX_REPLY);
         blame = BLAME_MEMBER;
         break;

@@ -165,6 +165,9 @@ static int render_to(const struct slm_liquid_template *t, const json_t *row, cha
 static int rows_record(struct slm_data_record *r, const char *name,
                        const struct slm_data_read_params *p, struct slm_err *err) {
     const struct parse_params *rt = (const struct parse_params *)p;
+    if (p && p->rows_only) {
+        return SLM_OK;
+    }
     if (!rt || !rt->prompt) {
         return slm_err_set(err, SLM_E_INVALID,
                            "%s:%zu: rows without 'prompt'/'completion', 'messages' or 'text' "

@@ -363,6 +363,7 @@ Test(upstream, missing_usage_costs_nothing_and_malformed_is_retried) {
     cr_expect_eq(r.tokens_in, 0);
     cr_expect_eq(r.tokens_out, 0);
     cr_expect_float_eq(r.cost, 0.0, 1e-15);
+    cr_expect_eq(r.maybe_charged, 1, "the malformed 200 may have been billed");
     slm_upstream_result_free(&r);
     struct slm_upstream_member_stats st;
     cr_expect_eq(slm_upstream_pool_stats(pool, &st, 1), 1);
@@ -383,6 +384,7 @@ Test(upstream, retry_after_seconds_is_honoured) {
     cr_assert_eq(call(pool, "hi", 0, NULL, &r, &err), SLM_OK, "%s", err.msg);
     cr_expect_eq(r.attempts, 2);
     cr_expect_geq(r.latency_s, 0.95, "waited only %.3f s", r.latency_s);
+    cr_expect_eq(r.maybe_charged, 0, "a 429 is not billed");
     slm_upstream_result_free(&r);
     struct log_summary s = read_log(c);
     cr_expect_eq(s.lines, 2);
@@ -461,6 +463,7 @@ Test(upstream, timeout_then_success_and_timeouts_only) {
     cr_assert_eq(call(pool, "hi", 0, NULL, &r, &err), SLM_E_UPSTREAM);
     cr_expect(strstr(err.msg, "timeout after 0.3 s after 2 attempts"), "%s", err.msg);
     cr_expect_eq(r.http_status, 0);
+    cr_expect_eq(r.maybe_charged, 2, "a request timed out after sending may still be billed");
     slm_upstream_result_free(&r);
     slm_upstream_pool_free(pool);
 }
