@@ -76,17 +76,20 @@ bool srv_host_is_local(const char *host, const char *also) {
     }
     memcpy(buf, name, n);
     buf[n] = '\0';
+    if (host[0] == '[') { /* an IP literal, nothing else */
+        struct in6_addr a6;
+        return inet_pton(AF_INET6, buf, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+    }
+    if (strspn(buf, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") != n) {
+        return false; /* not a host name (RFC 1123 letters, digits, '.', '-') */
+    }
     size_t dot = n > 10 ? n - 10 : 0;
     if (strcasecmp(buf, "localhost") == 0 || (dot && strcasecmp(buf + dot, ".localhost") == 0) ||
         (also && also[0] && strcasecmp(buf, also) == 0)) {
         return true;
     }
     struct in_addr a4;
-    struct in6_addr a6;
-    if (host[0] != '[' && inet_pton(AF_INET, buf, &a4) == 1) {
-        return (ntohl(a4.s_addr) >> 24) == 127;
-    }
-    return host[0] == '[' && inet_pton(AF_INET6, buf, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+    return inet_pton(AF_INET, buf, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
 }
 
 bool srv_origin_is_local(const char *origin, const char *also) {

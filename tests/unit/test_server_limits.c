@@ -344,6 +344,9 @@ Test(server_limits, host_and_origin_values) {
     cr_assert_not(srv_host_is_local("[::2]:80", NULL));
     cr_assert_not(srv_host_is_local("localhost:80x", NULL));
     cr_assert_not(srv_host_is_local("localhost@evil.test", NULL));
+    cr_assert_not(
+        srv_host_is_local("\xff\x30\x0c\x81.localhost", NULL)); /* found by fuzz_http_header */
+    cr_assert_not(srv_host_is_local("a b.localhost", NULL));
     cr_assert(srv_origin_is_local("http://127.0.0.1:3000", NULL));
     cr_assert(srv_origin_is_local("https://localhost", NULL));
     cr_assert_not(srv_origin_is_local("null", NULL));
