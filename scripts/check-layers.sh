@@ -38,7 +38,8 @@ declare -A uses=(
     [router]="turn engine liquid store grammar base"
     [tune]="turn engine liquid store grammar base"
     [server]="tune router turn engine liquid store grammar base"
-    [cli]="server tune router turn engine liquid store grammar base"
+    [eval]="tune router turn engine liquid store grammar base"
+    [cli]="server eval tune router turn engine liquid store grammar base"
 )
 
 # ---------------------------------------------------------------- public headers
@@ -53,6 +54,7 @@ declare -A owner=(
     [router.h]=router [ledger.h]=router [signals.h]=router [upstream.h]=router
     [server.h]=server
     [tune.h]=tune
+    [eval.h]=eval
 )
 
 # ---------------------------------------------------------------- third-party headers
@@ -66,7 +68,7 @@ third_party=(
     "gguf.h engine tune"
     "microhttpd.h server"
     "sqlite3.h router"
-    "pcre2.h grammar router"
+    "pcre2.h grammar router eval"
     "curl/* store router cli"
     "yaml.h base"
     "editline/* cli"
