@@ -163,6 +163,21 @@ static int open_backend(const struct slm_eval_suite *s, const struct slm_eval_ca
     return slm_err_set(err, SLM_E_INVALID, "unknown candidate kind");
 }
 
+/* Refused before any row runs, not after the local candidates took their time. */
+static int check_upstreams(const struct slm_eval_suite *s, const struct slm_eval_run_params *p,
+                           struct slm_err *err) {
+    for (size_t i = 0; !p->open_upstream && i < s->n_candidates; i++) {
+        const struct slm_eval_candidate *c = &s->candidates[i];
+        if (c->kind == SLM_EVAL_CAND_UPSTREAM) {
+            return slm_err_set(err, SLM_E_UNSUPPORTED,
+                               "%s:%d: candidate '%s': upstream candidates need the contractor "
+                               "(cache, cost cap; issue 15, next submission)",
+                               s->path, c->line, c->name);
+        }
+    }
+    return SLM_OK;
+}
+
 static int run_candidate(const struct slm_eval_suite *s, size_t ci,
                          const struct slm_data_records *recs, const struct slm_eval_run_params *p,
                          struct slm_eval_result *r, struct slm_err *err) {
@@ -219,7 +234,10 @@ int slm_eval_run(const struct slm_eval_suite *s, const struct slm_eval_run_param
         return slm_err_set(err, SLM_E_NOMEM, "out of memory");
     }
     r->suite = s;
-    int rc = read_rows(s, p.limit, &recs, err);
+    int rc = check_upstreams(s, &p, err);
+    if (rc == SLM_OK) {
+        rc = read_rows(s, p.limit, &recs, err);
+    }
     if (rc == SLM_OK) {
         rc = copy_rows(s, &recs, r);
         if (rc == SLM_OK && slm_eval_suite_metric(s, SLM_EVAL_LABEL)) {
