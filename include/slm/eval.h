@@ -49,16 +49,16 @@ const char *slm_eval_cand_kind_name(enum slm_eval_cand_kind k);
 struct slm_eval_candidate {
     char *name; /* unique; default derived from what it runs */
     enum slm_eval_cand_kind kind;
-    char *model;   /* MODEL / ADAPTER: the model reference; UPSTREAM inline: the cloud model */
-    char *adapter; /* ADAPTER */
-    char *gguf;    /* GGUF */
-    char *router;  /* ROUTE, or UPSTREAM by name */
-    char *route;   /* ROUTE */
-    char *upstream;                        /* UPSTREAM by name (a pool of router.yaml) */
-    char *base_url, *api_key_env;          /* UPSTREAM inline */
-    double price_in, price_out;            /* UPSTREAM inline: USD per 1M tokens (0 = unknown) */
-    double cost_per_1k;                    /* local: a configured rate per 1,000 requests (0) */
-    int line;                              /* where it is written in the suite */
+    char *model;    /* MODEL / ADAPTER: the model reference; UPSTREAM inline: the cloud model */
+    char *adapter;  /* ADAPTER */
+    char *gguf;     /* GGUF */
+    char *router;   /* ROUTE, or UPSTREAM by name */
+    char *route;    /* ROUTE */
+    char *upstream; /* UPSTREAM by name (a pool of router.yaml) */
+    char *base_url, *api_key_env; /* UPSTREAM inline */
+    double price_in, price_out;   /* UPSTREAM inline: USD per 1M tokens (0 = unknown) */
+    double cost_per_1k;           /* local: a configured rate per 1,000 requests (0) */
+    int line;                     /* where it is written in the suite */
 };
 
 enum slm_eval_metric_kind {
@@ -72,8 +72,8 @@ const char *slm_eval_metric_name(enum slm_eval_metric_kind k);
 
 struct slm_eval_metric {
     enum slm_eval_metric_kind kind;
-    json_t *schema; /* JSON: a JSON Schema (from `schema: FILE` or inline), or NULL */
-    char *regex;    /* REGEX: the PCRE2 pattern */
+    json_t *schema;   /* JSON: a JSON Schema (from `schema: FILE` or inline), or NULL */
+    char *regex;      /* REGEX: the PCRE2 pattern */
     bool ignore_case; /* EXACT / REGEX */
 };
 
@@ -82,12 +82,12 @@ struct slm_eval_suite {
     char *dir;  /* its folder: relative paths resolve against it */
     char *name; /* `name:`, else the file's base name */
     struct {
-        char *file;     /* JSONL or CSV rows */
-        char *template; /* Liquid file rendering the prompt from a row, or NULL */
-        char *expected; /* the field holding the expected answer (default "completion") */
-        char *input;    /* the field sent as the user message to routes/upstreams, or NULL
-                           (the rendered prompt) */
-        char *hash_field; /* `valid-hash: FIELD:M`: keep only the rows DESIGN.md's dev split */
+        char *file;        /* JSONL or CSV rows */
+        char *template;    /* Liquid file rendering the prompt from a row, or NULL */
+        char *expected;    /* the field holding the expected answer (default "completion") */
+        char *input;       /* the field sent as the user message to routes/upstreams, or NULL
+                              (the rendered prompt) */
+        char *hash_field;  /* `valid-hash: FIELD:M`: keep only the rows DESIGN.md's dev split */
         uint32_t hash_mod; /* holds out (first byte of sha256(FIELD) % M == 0), or 0 = all */
         size_t limit;      /* rows at most (after the filter); 0 = all */
     } data;
@@ -95,9 +95,9 @@ struct slm_eval_suite {
     size_t n_candidates;
     struct slm_eval_metric metrics[SLM_EVAL_MAX_METRICS];
     size_t n_metrics;
-    int32_t max_tokens;  /* generated tokens per answer (default 128) */
-    uint32_t bootstrap;  /* resamples (default 1000) */
-    uint64_t seed;       /* bootstrap seed (default 42) */
+    int32_t max_tokens; /* generated tokens per answer (default 128) */
+    uint32_t bootstrap; /* resamples (default 1000) */
+    uint64_t seed;      /* bootstrap seed (default 42) */
 };
 
 /*
@@ -128,9 +128,9 @@ struct slm_eval_row {
 
 /* One candidate's answer to one row. */
 struct slm_eval_answer {
-    int status;       /* SLM_OK, or the error that row met (it counts as wrong) */
-    char *text;       /* the answer (malloc'ed), NULL on error */
-    char *error;      /* the message when status != SLM_OK */
+    int status;        /* SLM_OK, or the error that row met (it counts as wrong) */
+    char *text;        /* the answer (malloc'ed), NULL on error */
+    char *error;       /* the message when status != SLM_OK */
     double confidence; /* probability of the chosen label (label scoring), NAN if none */
     double latency_ms;
     int64_t n_in, n_out; /* tokens */
@@ -168,8 +168,8 @@ struct slm_eval_backend {
 /* ---------------------------------------------------------------- run */
 
 struct slm_eval_run_params {
-    size_t limit;       /* rows at most, over the suite's limit; 0 = the suite's */
-    int32_t n_threads;  /* local models; 0 = physical cores */
+    size_t limit;               /* rows at most, over the suite's limit; 0 = the suite's */
+    int32_t n_threads;          /* local models; 0 = physical cores */
     const volatile int *cancel; /* non-zero stops the run (SLM_E_ABORTED); may be NULL */
     /* After every answer: answers done of `total`, the candidate answering. */
     void (*progress)(size_t done, size_t total, const char *candidate, void *user);
@@ -209,15 +209,15 @@ struct slm_eval_cand_result {
     size_t n_errors;
     double p50_ms, p95_ms;
     int64_t tokens_in, tokens_out;
-    double cost_per_1k; /* USD per 1,000 requests */
+    double cost_per_1k;                /* USD per 1,000 requests */
     struct slm_eval_label_acc *labels; /* per expected label (label metric), or NULL */
     size_t n_labels;
 };
 
 struct slm_eval_pair {
-    size_t a, b;     /* candidate indexes */
-    const char *key; /* the metric compared */
-    size_t n;        /* rows */
+    size_t a, b;           /* candidate indexes */
+    const char *key;       /* the metric compared */
+    size_t n;              /* rows */
     size_t only_a, only_b; /* discordant rows: right for one only */
     double p_value;        /* McNemar (exact binomial when only_a + only_b <= 25) */
 };
@@ -258,9 +258,9 @@ bool slm_eval_exact(const char *answer, const char *expected, bool ignore_case);
 
 /* JSON: what one answer scored against the expected object. */
 struct slm_eval_json_score {
-    bool valid;        /* the answer parses as JSON */
-    bool schema_valid; /* ... and validates against the schema (true when none) */
-    bool exact;        /* ... and equals the expected value */
+    bool valid;                    /* the answer parses as JSON */
+    bool schema_valid;             /* ... and validates against the schema (true when none) */
+    bool exact;                    /* ... and equals the expected value */
     size_t tp, n_pred, n_expected; /* fields (top-level keys) right / answered / expected */
 };
 

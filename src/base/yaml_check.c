@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-int slm_yaml_verr(struct slm_yaml_check *v, int code, const json_t *parent, const char *key, size_t index,
-                const char *path, const char *fmt, ...) {
+int slm_yaml_verr(struct slm_yaml_check *v, int code, const json_t *parent, const char *key,
+                  size_t index, const char *path, const char *fmt, ...) {
     struct slm_yaml_pos pos =
         key ? slm_yaml_pos_key(v->doc, parent, key) : slm_yaml_pos_index(v->doc, parent, index);
     char msg[200];
@@ -32,7 +32,7 @@ void slm_yaml_subpath(char *out, size_t cap, const char *path, const char *key) 
 
 /* Unknown keys are errors; the message lists what is allowed. */
 int slm_yaml_check_keys(struct slm_yaml_check *v, const json_t *obj, const char *path,
-                      const char *const *allowed) {
+                        const char *const *allowed) {
     const char *k;
     json_t *val;
     json_object_foreach((json_t *)obj, k, val) {
@@ -50,14 +50,15 @@ int slm_yaml_check_keys(struct slm_yaml_check *v, const json_t *obj, const char 
             }
             char p[256];
             slm_yaml_subpath(p, sizeof(p), path, k);
-            return slm_yaml_verr(v, SLM_E_INVALID, obj, k, 0, p, "unknown key (expected one of: %s)", list);
+            return slm_yaml_verr(v, SLM_E_INVALID, obj, k, 0, p,
+                                 "unknown key (expected one of: %s)", list);
         }
     }
     return SLM_OK;
 }
 
-int slm_yaml_want_object(struct slm_yaml_check *v, const json_t *parent, const char *key, size_t index,
-                       const char *path, const json_t *val) {
+int slm_yaml_want_object(struct slm_yaml_check *v, const json_t *parent, const char *key,
+                         size_t index, const char *path, const json_t *val) {
     if (!json_is_object(val)) {
         return slm_yaml_verr(v, SLM_E_INVALID, parent, key, index, path, "expected a mapping");
     }
@@ -65,7 +66,7 @@ int slm_yaml_want_object(struct slm_yaml_check *v, const json_t *parent, const c
 }
 
 int slm_yaml_get_str(struct slm_yaml_check *v, const json_t *obj, const char *path, const char *key,
-                   bool required, char **out) {
+                     bool required, char **out) {
     const json_t *val = json_object_get(obj, key);
     char p[256];
     slm_yaml_subpath(p, sizeof(p), path, key);
@@ -83,8 +84,8 @@ int slm_yaml_get_str(struct slm_yaml_check *v, const json_t *obj, const char *pa
     return *out ? SLM_OK : SLM_E_NOMEM;
 }
 
-int slm_yaml_get_num(struct slm_yaml_check *v, const json_t *obj, const char *path, const char *key, double lo,
-                   double hi, double *out) {
+int slm_yaml_get_num(struct slm_yaml_check *v, const json_t *obj, const char *path, const char *key,
+                     double lo, double hi, double *out) {
     const json_t *val = json_object_get(obj, key);
     if (!val || json_is_null(val)) {
         return SLM_OK;
@@ -96,15 +97,15 @@ int slm_yaml_get_num(struct slm_yaml_check *v, const json_t *obj, const char *pa
         if (hi == INFINITY || hi >= 1e300) {
             return slm_yaml_verr(v, SLM_E_INVALID, obj, key, 0, p, "expected a number >= %g", lo);
         }
-        return slm_yaml_verr(v, SLM_E_INVALID, obj, key, 0, p, "expected a number between %g and %g", lo,
-                    hi);
+        return slm_yaml_verr(v, SLM_E_INVALID, obj, key, 0, p,
+                             "expected a number between %g and %g", lo, hi);
     }
     *out = d;
     return SLM_OK;
 }
 
-int slm_yaml_get_int(struct slm_yaml_check *v, const json_t *obj, const char *path, const char *key, int64_t lo,
-                   int64_t hi, int64_t *out) {
+int slm_yaml_get_int(struct slm_yaml_check *v, const json_t *obj, const char *path, const char *key,
+                     int64_t lo, int64_t hi, int64_t *out) {
     const json_t *val = json_object_get(obj, key);
     if (!val || json_is_null(val)) {
         return SLM_OK;
@@ -112,15 +113,16 @@ int slm_yaml_get_int(struct slm_yaml_check *v, const json_t *obj, const char *pa
     char p[256];
     slm_yaml_subpath(p, sizeof(p), path, key);
     if (!json_is_integer(val) || json_integer_value(val) < lo || json_integer_value(val) > hi) {
-        return slm_yaml_verr(v, SLM_E_INVALID, obj, key, 0, p, "expected an integer between %lld and %lld",
-                    (long long)lo, (long long)hi);
+        return slm_yaml_verr(v, SLM_E_INVALID, obj, key, 0, p,
+                             "expected an integer between %lld and %lld", (long long)lo,
+                             (long long)hi);
     }
     *out = (int64_t)json_integer_value(val);
     return SLM_OK;
 }
 
-int slm_yaml_get_bool(struct slm_yaml_check *v, const json_t *obj, const char *path, const char *key,
-                    bool *out) {
+int slm_yaml_get_bool(struct slm_yaml_check *v, const json_t *obj, const char *path,
+                      const char *key, bool *out) {
     const json_t *val = json_object_get(obj, key);
     if (!val || json_is_null(val)) {
         return SLM_OK;
@@ -147,8 +149,8 @@ char *slm_yaml_resolve_path(const char *dir, const char *rel) {
     return p;
 }
 
-int slm_yaml_get_path(struct slm_yaml_check *v, const json_t *obj, const char *path, const char *key,
-                    bool must_exist, char **out) {
+int slm_yaml_get_path(struct slm_yaml_check *v, const json_t *obj, const char *path,
+                      const char *key, bool must_exist, char **out) {
     char *rel = NULL;
     int rc = slm_yaml_get_str(v, obj, path, key, false, &rel);
     if (rc != SLM_OK || !rel) {
@@ -170,4 +172,3 @@ int slm_yaml_get_path(struct slm_yaml_check *v, const json_t *obj, const char *p
     *out = abs;
     return SLM_OK;
 }
-

@@ -98,8 +98,8 @@ static void on_progress(size_t done, size_t total, const char *candidate, void *
 }
 
 /* Renders one report into a file, atomically. */
-static int write_report(const char *path, int (*fn)(const struct slm_eval_result *,
-                                                     struct slm_buf *),
+static int write_report(const char *path,
+                        int (*fn)(const struct slm_eval_result *, struct slm_buf *),
                         const struct slm_eval_result *r) {
     struct slm_buf b;
     slm_buf_init(&b, (size_t)256 << 20);

@@ -94,8 +94,7 @@ static void on_example(void *user, size_t i, const char *const *labels, const fl
 
 static int label_batch(void *self, const struct slm_eval_row *rows, size_t n_rows,
                        const char *const *labels, size_t n_labels, struct slm_eval_answer *out,
-                       void (*progress)(size_t done, void *user), void *user,
-                       struct slm_err *err) {
+                       void (*progress)(size_t done, void *user), void *user, struct slm_err *err) {
     (void)rows;
     (void)labels;
     struct label_backend *lb = self;
@@ -175,7 +174,7 @@ static int gen_answer(void *self, const struct slm_eval_request *req, struct slm
                       struct slm_err *err) {
     struct gen_backend *g = self;
     struct slm_turn_req r = {.kind = SLM_TURN_RAW, .prompt = slm_str_c(req->row->prompt)};
-    r.format = req->schema ? SLM_TURN_FORMAT_SCHEMA
+    r.format = req->schema      ? SLM_TURN_FORMAT_SCHEMA
                : req->want_json ? SLM_TURN_FORMAT_JSON
                                 : SLM_TURN_FORMAT_TEXT;
     r.schema = req->schema;
@@ -256,8 +255,7 @@ int slm__eval_open_gen(const struct slm_eval_candidate *c, int32_t n_threads,
         rc = slm_ctx_init(g->model, &cp, &g->ctx, err);
     }
     if (rc == SLM_OK && g->n_adapters) {
-        rc = slm_ctx_set_adapters(g->ctx, g->adapters, g->turn->adapter_scales, g->n_adapters,
-                                  err);
+        rc = slm_ctx_set_adapters(g->ctx, g->adapters, g->turn->adapter_scales, g->n_adapters, err);
     }
     if (rc != SLM_OK) {
         gen_close(g);
@@ -281,8 +279,8 @@ static void route_close(void *self) {
     free(rb);
 }
 
-static int route_answer(void *self, const struct slm_eval_request *req,
-                        struct slm_eval_answer *out, struct slm_err *err) {
+static int route_answer(void *self, const struct slm_eval_request *req, struct slm_eval_answer *out,
+                        struct slm_err *err) {
     struct route_backend *rb = self;
     json_t *body = json_pack("{s:s, s:[{s:s, s:s}], s:f, s:i}", "model", rb->route, "messages",
                              "role", "user", "content", req->row->input, "temperature", 0.0,
@@ -301,11 +299,11 @@ static int route_answer(void *self, const struct slm_eval_request *req,
         out->error = strdup(e.msg[0] ? e.msg : slm_strerror(rc));
         return rc == SLM_E_NOT_FOUND ? slm_err_set(err, rc, "%s", e.msg) : SLM_OK;
     }
-    const json_t *msg = json_object_get(json_array_get(json_object_get(resp, "choices"), 0),
-                                        "message");
+    const json_t *msg =
+        json_object_get(json_array_get(json_object_get(resp, "choices"), 0), "message");
     const json_t *usage = json_object_get(resp, "usage");
-    const json_t *prob = json_object_get(
-        json_object_get(json_object_get(resp, "slm"), "checks"), "label_prob");
+    const json_t *prob =
+        json_object_get(json_object_get(json_object_get(resp, "slm"), "checks"), "label_prob");
     const char *content = json_string_value(json_object_get(msg, "content"));
     out->text = strdup(content ? content : "");
     out->n_in = json_integer_value(json_object_get(usage, "prompt_tokens"));

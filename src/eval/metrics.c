@@ -64,9 +64,9 @@ void slm_eval_json(const char *answer, const char *expected, const json_t *schem
 int slm_eval_regex(const char *pattern, bool ignore_case, const char *answer, struct slm_err *err) {
     int code;
     PCRE2_SIZE off;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
-                                   PCRE2_UTF | (ignore_case ? PCRE2_CASELESS : 0), &code, &off,
-                                   NULL);
+    pcre2_code *re =
+        pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
+                      PCRE2_UTF | (ignore_case ? PCRE2_CASELESS : 0), &code, &off, NULL);
     if (!re) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(code, msg, sizeof(msg));

@@ -33,8 +33,8 @@ int slm_eval_report_text(const struct slm_eval_result *r, struct slm_buf *out) {
         snprintf(tok, sizeof(tok), "%lld/%lld", (long long)cr->tokens_in,
                  (long long)cr->tokens_out);
         TRY(slm_buf_printf(out, "%-24.24s %-8s %6zu %6zu %9.1f %9.1f %15s %9.4f\n", cr->cand->name,
-                           slm_eval_cand_kind_name(cr->cand->kind), cr->n, cr->n_errors,
-                           cr->p50_ms, cr->p95_ms, tok, cr->cost_per_1k));
+                           slm_eval_cand_kind_name(cr->cand->kind), cr->n, cr->n_errors, cr->p50_ms,
+                           cr->p95_ms, tok, cr->cost_per_1k));
         for (size_t k = 0; k < cr->n_values; k++) {
             const struct slm_eval_value *v = &cr->values[k];
             TRY(slm_buf_printf(out, "    %-16s %.3f  95%% CI [%.3f, %.3f]  n=%zu\n", v->key,
@@ -42,13 +42,14 @@ int slm_eval_report_text(const struct slm_eval_result *r, struct slm_buf *out) {
         }
     }
     if (r->n_pairs) {
-        TRY(slm_buf_puts(out, "\npaired tests (McNemar; ONLY A / ONLY B = rows right for one only)\n"));
+        TRY(slm_buf_puts(out,
+                         "\npaired tests (McNemar; ONLY A / ONLY B = rows right for one only)\n"));
     }
     for (size_t i = 0; i < r->n_pairs; i++) {
         const struct slm_eval_pair *p = &r->pairs[i];
         TRY(slm_buf_printf(out, "    %s vs %s  %-12s only A %zu  only B %zu  p=%.4g  n=%zu\n",
-                           r->cands[p->a].cand->name, r->cands[p->b].cand->name, p->key,
-                           p->only_a, p->only_b, p->p_value, p->n));
+                           r->cands[p->a].cand->name, r->cands[p->b].cand->name, p->key, p->only_a,
+                           p->only_b, p->p_value, p->n));
     }
     return SLM_OK;
 }
@@ -90,12 +91,12 @@ json_t *slm_eval_report_json(const struct slm_eval_result *r) {
     }
     for (size_t i = 0; pairs && i < r->n_pairs; i++) {
         const struct slm_eval_pair *p = &r->pairs[i];
-        json_array_append_new(
-            pairs, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:o, s:s}", "a",
-                             r->cands[p->a].cand->name, "b", r->cands[p->b].cand->name, "metric",
-                             p->key, "n", (json_int_t)p->n, "only_a", (json_int_t)p->only_a,
-                             "only_b", (json_int_t)p->only_b, "p_value", num(p->p_value), "test",
-                             test_name(p)));
+        json_array_append_new(pairs,
+                              json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:o, s:s}", "a",
+                                        r->cands[p->a].cand->name, "b", r->cands[p->b].cand->name,
+                                        "metric", p->key, "n", (json_int_t)p->n, "only_a",
+                                        (json_int_t)p->only_a, "only_b", (json_int_t)p->only_b,
+                                        "p_value", num(p->p_value), "test", test_name(p)));
     }
     for (size_t k = 0; labels && k < r->n_labels; k++) {
         json_array_append_new(labels, json_string(r->labels[k]));
@@ -122,8 +123,9 @@ static int md_cell(struct slm_buf *out, const char *s) {
 int slm_eval_report_markdown(const struct slm_eval_result *r, struct slm_buf *out) {
     TRY(slm_buf_puts(out, "# Evaluation: "));
     TRY(md_cell(out, r->suite->name));
-    TRY(slm_buf_printf(out, "\n\n%zu rows, %zu candidates, %.1f s. Intervals are 95%% bootstrap "
-                            "(%u resamples, seed %llu).\n\n",
+    TRY(slm_buf_printf(out,
+                       "\n\n%zu rows, %zu candidates, %.1f s. Intervals are 95%% bootstrap "
+                       "(%u resamples, seed %llu).\n\n",
                        r->n_rows, r->n_cands, r->wall_s, r->suite->bootstrap,
                        (unsigned long long)r->suite->seed));
     TRY(slm_buf_puts(out, "| candidate | kind | rows | metric | value | 95% CI | p50 ms | p95 ms "
@@ -140,8 +142,8 @@ int slm_eval_report_markdown(const struct slm_eval_result *r, struct slm_buf *ou
                                v->value, v->lo, v->hi));
             if (k == 0) {
                 TRY(slm_buf_printf(out, "%.1f | %.1f | %lld/%lld | %.4f |\n", cr->p50_ms,
-                                   cr->p95_ms, (long long)cr->tokens_in,
-                                   (long long)cr->tokens_out, cr->cost_per_1k));
+                                   cr->p95_ms, (long long)cr->tokens_in, (long long)cr->tokens_out,
+                                   cr->cost_per_1k));
             } else {
                 TRY(slm_buf_puts(out, " |  |  |  |\n"));
             }

@@ -23,8 +23,8 @@
         }                                                                                          \
     } while (0)
 
-#define MAX_DISAGREE 200  /* rows shown in the disagreement table */
-#define MAX_CELL 400      /* bytes of an input or answer shown in a cell */
+#define MAX_DISAGREE 200 /* rows shown in the disagreement table */
+#define MAX_CELL 400     /* bytes of an input or answer shown in a cell */
 
 static const char *const COLORS[] = {"#2471a3", "#c0392b", "#27ae60", "#8e44ad",
                                      "#d35400", "#16a085", "#7f8c8d", "#2c3e50"};
@@ -75,7 +75,10 @@ static int chart_cost(const struct slm_eval_result *r, struct slm_buf *out) {
     const struct slm_eval_value *h = r->n_cands ? headline(&r->cands[0]) : NULL;
     struct slm_svg_chart ch = {
         .title = "Accuracy vs cost per 1,000 requests (whiskers: 95% CI)",
-        .x = {.min = 0, .max = slm_svg_nice_max(max_cost * 1.1), .ticks = 5, .fmt = "$%.3g",
+        .x = {.min = 0,
+              .max = slm_svg_nice_max(max_cost * 1.1),
+              .ticks = 5,
+              .fmt = "$%.3g",
               .title = "cost per 1,000 requests (USD)"},
         .y = {.min = 0, .max = 1, .ticks = 5, .fmt = "%.1f", .title = h ? h->key : "score"}};
     struct slm_buf svg = {0};
@@ -93,8 +96,9 @@ static int chart_cost(const struct slm_eval_result *r, struct slm_buf *out) {
             rc = slm_svg_marker(&svg, &ch, x, v->value, 5, color(c));
         }
         if (rc == SLM_OK) {
-            rc = slm_svg_text(&svg, slm_svg_px(&ch, x) + 8, slm_svg_py(&ch, v->value) + 4 + 14.0 * (double)(c % 3),
-                              "start", cr->cand->name);
+            rc = slm_svg_text(&svg, slm_svg_px(&ch, x) + 8,
+                              slm_svg_py(&ch, v->value) + 4 + 14.0 * (double)(c % 3), "start",
+                              cr->cand->name);
         }
     }
     rc = rc == SLM_OK ? slm_svg_end(&svg) : rc;
@@ -120,7 +124,8 @@ static int chart_labels(const struct slm_eval_result *r, struct slm_buf *out) {
         .height = 420,
         .margin = {72, 20, 48, 90},
         .title = "Accuracy per expected label",
-        .x = {.min = 0, .max = (double)nl, .ticks = (int)nl, .label = label_tick, .user = (void *)r},
+        .x =
+            {.min = 0, .max = (double)nl, .ticks = (int)nl, .label = label_tick, .user = (void *)r},
         .y = {.min = 0, .max = 1, .ticks = 5, .fmt = "%.1f", .title = "accuracy"}};
     /* Ticks at 0..nl label nothing; the names sit under each group's middle. */
     ch.x.ticks = 0;
@@ -143,8 +148,8 @@ static int chart_labels(const struct slm_eval_result *r, struct slm_buf *out) {
     for (size_t k = 0; rc == SLM_OK && k < nl; k++) {
         char name[40];
         label_tick((double)k + 0.5, name, sizeof(name), (void *)r);
-        rc = slm_svg_text(&svg, slm_svg_px(&ch, (double)k + 0.5), slm_svg_py(&ch, 0) + 16,
-                          "middle", name);
+        rc = slm_svg_text(&svg, slm_svg_px(&ch, (double)k + 0.5), slm_svg_py(&ch, 0) + 16, "middle",
+                          name);
     }
     rc = rc == SLM_OK ? slm_svg_end(&svg) : rc;
     rc = rc == SLM_OK ? put_svg(out, &svg) : rc;
@@ -200,7 +205,10 @@ static bool has_conf(const struct slm_eval_result *r, size_t c) {
 static int chart_coverage(const struct slm_eval_result *r, struct slm_buf *out) {
     struct slm_svg_chart ch = {
         .title = "Confidence vs coverage: accuracy when answering only the most confident rows",
-        .x = {.min = 0, .max = 1, .ticks = 5, .fmt = "%.1f",
+        .x = {.min = 0,
+              .max = 1,
+              .ticks = 5,
+              .fmt = "%.1f",
               .title = "coverage (share of rows answered locally)"},
         .y = {.min = 0, .max = 1, .ticks = 5, .fmt = "%.1f", .title = "accuracy"}};
     struct slm_buf svg = {0};
@@ -269,7 +277,8 @@ static int summary_table(const struct slm_eval_result *r, struct slm_buf *out) {
 
 static bool disagree(const struct slm_eval_result *r, size_t i) {
     for (size_t c = 1; c < r->n_cands; c++) {
-        if (r->cands[c].right && r->cands[0].right && r->cands[c].right[i] != r->cands[0].right[i]) {
+        if (r->cands[c].right && r->cands[0].right &&
+            r->cands[c].right[i] != r->cands[0].right[i]) {
             return true;
         }
     }

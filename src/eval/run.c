@@ -94,8 +94,8 @@ static int copy_rows(const struct slm_eval_suite *s, const struct slm_data_recor
     for (size_t i = 0; i < recs->n; i++) {
         const struct slm_data_record *d = &recs->items[i];
         struct slm_eval_row *row = &r->rows[i];
-        const char *in = s->data.input ? json_string_value(json_object_get(d->row, s->data.input))
-                                       : NULL;
+        const char *in =
+            s->data.input ? json_string_value(json_object_get(d->row, s->data.input)) : NULL;
         row->line = d->line;
         row->prompt = strdup(d->prompt);
         row->expected = strdup(d->completion);

@@ -47,8 +47,8 @@ static int add_paired(const struct slm_eval_result *r, size_t ci, struct slm_eva
     v->n = r->n_rows;
     v->paired = true;
     v->value = r->n_rows ? sum / (double)r->n_rows : NAN;
-    slm_eval_bootstrap_mean(sc->x, r->n_rows, r->suite->bootstrap,
-                            seed_of(r, ci, vi), &v->lo, &v->hi);
+    slm_eval_bootstrap_mean(sc->x, r->n_rows, r->suite->bootstrap, seed_of(r, ci, vi), &v->lo,
+                            &v->hi);
     sc->right[vi] = right;
     return SLM_OK;
 }
@@ -155,9 +155,8 @@ static int per_label(const struct slm_eval_result *r, struct slm_eval_cand_resul
     return SLM_OK;
 }
 
-static int score_metric(const struct slm_eval_result *r, size_t ci,
-                        struct slm_eval_cand_result *cr, struct scratch *sc,
-                        const struct slm_eval_metric *m) {
+static int score_metric(const struct slm_eval_result *r, size_t ci, struct slm_eval_cand_result *cr,
+                        struct scratch *sc, const struct slm_eval_metric *m) {
     if (m->kind == SLM_EVAL_JSON) {
         return score_json(r, ci, cr, sc, m);
     }

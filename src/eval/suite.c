@@ -110,9 +110,9 @@ static int cand_kind(struct slm_yaml_check *v, const json_t *obj, const char *pa
                              "name exactly one of model (with an optional adapter), gguf, "
                              "route (with router) or upstream / base-url");
     }
-    c->kind = gguf    ? SLM_EVAL_CAND_GGUF
-              : route ? SLM_EVAL_CAND_ROUTE
-              : up    ? SLM_EVAL_CAND_UPSTREAM
+    c->kind = gguf      ? SLM_EVAL_CAND_GGUF
+              : route   ? SLM_EVAL_CAND_ROUTE
+              : up      ? SLM_EVAL_CAND_UPSTREAM
               : adapter ? SLM_EVAL_CAND_ADAPTER
                         : SLM_EVAL_CAND_MODEL;
     if (adapter && c->kind != SLM_EVAL_CAND_ADAPTER) {
@@ -210,10 +210,9 @@ static int cand_check(struct slm_yaml_check *v, const json_t *obj, const char *p
 
 static int parse_candidate(struct slm_yaml_check *v, const json_t *list, size_t i,
                            const json_t *obj, struct slm_eval_suite *s) {
-    static const char *const keys[] = {"name",        "model",    "adapter",   "gguf",
-                                       "router",      "route",    "upstream",  "base-url",
-                                       "api-key-env", "price-in", "price-out", "cost-per-1k",
-                                       NULL};
+    static const char *const keys[] = {
+        "name",     "model",       "adapter",  "gguf",      "router",      "route", "upstream",
+        "base-url", "api-key-env", "price-in", "price-out", "cost-per-1k", NULL};
     char p[64];
     snprintf(p, sizeof(p), "candidates[%zu]", i);
     struct slm_eval_candidate *c = &s->candidates[s->n_candidates++];

@@ -120,7 +120,8 @@ Test(eval_suite, errors_name_file_line_and_key) {
                 "suite.yaml:7: metrics[0]: bad pattern");
     parse_fails(HEAD "candidates:\n  - gguf: a.gguf\nmetrics: [label]\nbootstrap: 5\n",
                 "suite.yaml:6: bootstrap: expected an integer between 100");
-    parse_fails("candidates:\n  - gguf: a.gguf\nmetrics: [label]\n", "suite.yaml:1: data: required");
+    parse_fails("candidates:\n  - gguf: a.gguf\nmetrics: [label]\n",
+                "suite.yaml:1: data: required");
     parse_fails(HEAD "metrics: [label]\n", "candidates: expected a list");
     parse_fails(HEAD "candidates:\n  - gguf: a.gguf\nmetrics: [label, label]\n",
                 "metrics[1]: 'label' is listed twice");
@@ -235,9 +236,11 @@ static struct slm_eval_result *fixed_result(struct slm_eval_suite **sp) {
         r->cands[c].cand = &s->candidates[c];
         r->cands[c].answers = calloc(4, sizeof(struct slm_eval_answer));
         for (size_t i = 0; i < 4; i++) {
-            r->cands[c].answers[i] = (struct slm_eval_answer){
-                .text = strdup(ans[c][i]), .confidence = 0.5 + 0.1 * (double)i,
-                .latency_ms = 10.0 * (double)(i + 1), .n_in = 3, .n_out = 1};
+            r->cands[c].answers[i] = (struct slm_eval_answer){.text = strdup(ans[c][i]),
+                                                              .confidence = 0.5 + 0.1 * (double)i,
+                                                              .latency_ms = 10.0 * (double)(i + 1),
+                                                              .n_in = 3,
+                                                              .n_out = 1};
         }
     }
     struct slm_err err = {0};
