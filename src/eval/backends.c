@@ -302,8 +302,9 @@ static int route_answer(void *self, const struct slm_eval_request *req, struct s
     const json_t *msg =
         json_object_get(json_array_get(json_object_get(resp, "choices"), 0), "message");
     const json_t *usage = json_object_get(resp, "usage");
-    const json_t *prob =
-        json_object_get(json_object_get(json_object_get(resp, "slm"), "checks"), "label_prob");
+    /* The label probability when the route checks it ({"value", "threshold", "pass"}). */
+    const json_t *checks = json_object_get(json_object_get(resp, "slm"), "checks");
+    const json_t *prob = json_object_get(json_object_get(checks, "label_prob"), "value");
     const char *content = json_string_value(json_object_get(msg, "content"));
     out->text = strdup(content ? content : "");
     out->n_in = json_integer_value(json_object_get(usage, "prompt_tokens"));
