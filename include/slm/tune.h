@@ -405,9 +405,9 @@ struct slm_tune_eval_params {
      * `i` the example, `logp[k]` the log-probability of `labels[k]` (k <
      * n_labels), `best` the label picked, `n_prompt` the prompt's tokens. What
      * `slm eval` reads per row, so both measure the same thing. Arrays are
-     * borrowed for the call. */
-    void (*on_example)(void *user, size_t i, const char *const *labels, const float *logp,
-                       size_t n_labels, size_t best, size_t n_prompt);
+     * borrowed for the call. A non-zero return stops the run (SLM_E_ABORTED). */
+    int (*on_example)(void *user, size_t i, const char *const *labels, const float *logp,
+                      size_t n_labels, size_t best, size_t n_prompt);
     void *user;
     /* Skips the loss (one more scoring per example) when only labels matter. */
     bool no_loss;

@@ -66,14 +66,15 @@ struct label_backend {
     char *model, *adapter;
     const struct slm_data_records *recs;
     int32_t n_threads;
+    const volatile int *cancel;
     struct slm_eval_answer *out;
     double t_last;
     void (*progress)(size_t done, void *user);
     void *user;
 };
 
-static void on_example(void *user, size_t i, const char *const *labels, const float *logp,
-                       size_t n_labels, size_t best, size_t n_prompt) {
+static int on_example(void *user, size_t i, const char *const *labels, const float *logp,
+                      size_t n_labels, size_t best, size_t n_prompt) {
     struct label_backend *lb = user;
     struct slm_eval_answer *a = &lb->out[i];
     double sum = 0;
@@ -90,6 +91,7 @@ static void on_example(void *user, size_t i, const char *const *labels, const fl
     if (lb->progress) {
         lb->progress(i + 1, lb->user);
     }
+    return lb->cancel && *lb->cancel ? 1 : 0;
 }
 
 static int label_batch(void *self, const struct slm_eval_row *rows, size_t n_rows,
@@ -121,7 +123,8 @@ static void label_close(void *self) {
 }
 
 int slm__eval_open_label(const struct slm_eval_candidate *c, const struct slm_data_records *recs,
-                         int32_t n_threads, struct slm_eval_backend *out, struct slm_err *err) {
+                         int32_t n_threads, const volatile int *cancel,
+                         struct slm_eval_backend *out, struct slm_err *err) {
     struct label_backend *lb = calloc(1, sizeof(*lb));
     if (!lb) {
         return slm_err_set(err, SLM_E_NOMEM, "out of memory");
@@ -133,6 +136,7 @@ int slm__eval_open_label(const struct slm_eval_candidate *c, const struct slm_da
     }
     lb->recs = recs;
     lb->n_threads = n_threads;
+    lb->cancel = cancel;
     *out = (struct slm_eval_backend){.self = lb, .batch = label_batch, .close = label_close};
     return SLM_OK;
 }

@@ -15,7 +15,8 @@ int slm__eval_local_paths(const struct slm_eval_candidate *c, char **model, char
 /* Label scoring as `slm tune eval` does it, over `recs` (borrowed; row i of the
  * run is recs->items[i]). */
 int slm__eval_open_label(const struct slm_eval_candidate *c, const struct slm_data_records *recs,
-                         int32_t n_threads, struct slm_eval_backend *out, struct slm_err *err);
+                         int32_t n_threads, const volatile int *cancel,
+                         struct slm_eval_backend *out, struct slm_err *err);
 /* Greedy generation through the one request path. */
 int slm__eval_open_gen(const struct slm_eval_candidate *c, int32_t n_threads,
                        struct slm_eval_backend *out, struct slm_err *err);

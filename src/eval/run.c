@@ -148,7 +148,7 @@ static int open_backend(const struct slm_eval_suite *s, const struct slm_eval_ca
     case SLM_EVAL_CAND_MODEL:
     case SLM_EVAL_CAND_ADAPTER:
     case SLM_EVAL_CAND_GGUF:
-        return label ? slm__eval_open_label(c, recs, p->n_threads, be, err)
+        return label ? slm__eval_open_label(c, recs, p->n_threads, p->cancel, be, err)
                      : slm__eval_open_gen(c, p->n_threads, be, err);
     case SLM_EVAL_CAND_ROUTE: return slm__eval_open_route(c, p->n_threads, be, err);
     case SLM_EVAL_CAND_UPSTREAM:

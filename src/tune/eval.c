@@ -149,9 +149,10 @@ static int eval_records(struct slm_tune_scorer *sc, const struct slm_model *voca
                 best = scores[k] > scores[best] ? k : best;
             }
             correct += strcmp(lb->text[best], r->completion) == 0;
-            if (rc == SLM_OK && p->on_example) {
+            if (rc == SLM_OK && p->on_example &&
                 p->on_example(p->user, i, (const char *const *)lb->text, scores, lb->n, best,
-                              prompt.n);
+                              prompt.n) != 0) {
+                rc = slm_err_set(err, SLM_E_ABORTED, "interrupted");
             }
         }
         free(prompt.t);
