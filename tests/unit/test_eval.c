@@ -118,6 +118,9 @@ Test(eval_suite, errors_name_file_line_and_key) {
     parse_fails(HEAD "candidates:\n  - gguf: a.gguf\nmetrics:\n  - kind: regex\n"
                      "    pattern: \"(\"\n",
                 "suite.yaml:7: metrics[0]: bad pattern");
+    parse_fails(HEAD
+                "candidates:\n  - gguf: a.gguf\nmetrics:\n  - {kind: json, schema: /dev/null}\n",
+                "suite.yaml:6: metrics[0].schema: no such file: /dev/null");
     parse_fails(HEAD "candidates:\n  - gguf: a.gguf\nmetrics: [label]\nbootstrap: 5\n",
                 "suite.yaml:6: bootstrap: expected an integer between 100");
     parse_fails("candidates:\n  - gguf: a.gguf\nmetrics: [label]\n",
