@@ -14,12 +14,23 @@
 
 static char dir[64];
 
+static const char *const names[] = {"data.jsonl", "a.gguf", "lora.gguf", "router.yaml",
+                                    "schema.json"};
+
+static void remove_files(void) {
+    for (size_t i = 0; i < 5; i++) {
+        char p[128];
+        snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
 static void make_files(void) {
     snprintf(dir, sizeof(dir), "/tmp/slm-fuzz-eval-XXXXXX");
     if (!mkdtemp(dir)) {
         abort();
     }
-    const char *names[] = {"data.jsonl", "a.gguf", "lora.gguf", "router.yaml", "schema.json"};
     const char *texts[] = {"{}\n", "x", "x", "x", "{\"type\":\"object\"}"};
     for (size_t i = 0; i < 5; i++) {
         char p[128];
@@ -31,6 +42,7 @@ static void make_files(void) {
         fputs(texts[i], f);
         fclose(f);
     }
+    atexit(remove_files);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
