@@ -37,8 +37,8 @@ declare -A uses=(
     [turn]="engine store liquid grammar base"
     [router]="turn engine liquid store grammar base"
     [tune]="turn engine liquid store grammar base"
-    [eval]="router turn engine liquid store grammar base"
     [server]="tune router turn engine liquid store grammar base"
+    [eval]="tune router turn engine liquid store grammar base"
     [cli]="server eval tune router turn engine liquid store grammar base"
 )
 
@@ -55,6 +55,7 @@ declare -A owner=(
     [server.h]=server
     [tune.h]=tune
     [contract.h]=eval
+    [eval.h]=eval
 )
 
 # ---------------------------------------------------------------- third-party headers
@@ -68,7 +69,7 @@ third_party=(
     "gguf.h engine tune"
     "microhttpd.h server"
     "sqlite3.h router eval"
-    "pcre2.h grammar router"
+    "pcre2.h grammar router eval"
     "curl/* store router cli"
     "yaml.h base"
     "editline/* cli"

@@ -15,7 +15,7 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 APT_PACKAGES=(build-essential cmake pkg-config git ca-certificates nodejs npm jq
     libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev libpcre2-dev
     libyaml-dev libedit-dev libcriterion-dev
-    clang libclang-rt-14-dev clang-format cppcheck)
+    clang libclang-rt-14-dev clang-format cppcheck chromium)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -77,6 +77,15 @@ int slm_svg_line_end(struct slm_buf *out) SLM_NODISCARD;
 int slm_svg_marker(struct slm_buf *out, const struct slm_svg_chart *c, double x, double y, double r,
                    const char *color) SLM_NODISCARD;
 
+/* A filled bar: the rectangle between data points (x0, y0) and (x1, y1) (in
+ * any order), with an optional <title> tooltip `tip` (NULL = none). */
+int slm_svg_bar(struct slm_buf *out, const struct slm_svg_chart *c, double x0, double y0, double x1,
+                double y1, const char *color, const char *tip) SLM_NODISCARD;
+
+/* A straight segment between two data points (error bars, whiskers). */
+int slm_svg_segment(struct slm_buf *out, const struct slm_svg_chart *c, double x0, double y0,
+                    double x1, double y1, const struct slm_svg_style *s) SLM_NODISCARD;
+
 /* A legend entry in the band above the plot, `dx` px right of its left edge:
  * a swatch in style `s` (NULL = text only), then the text. */
 int slm_svg_legend(struct slm_buf *out, const struct slm_svg_chart *c, double dx,

@@ -403,6 +403,16 @@ struct slm_tune_eval_params {
     int32_t n_threads;         /* 0 = physical cores */
     bool add_eos;              /* completions end with EOS, as in training (default true) */
     const char *chat_template; /* messages records */
+    /* Called after each example's labels are scored (label sets only), or NULL:
+     * `i` the example, `logp[k]` the log-probability of `labels[k]` (k <
+     * n_labels), `best` the label picked, `n_prompt` the prompt's tokens. What
+     * `slm eval` reads per row, so both measure the same thing. Arrays are
+     * borrowed for the call. A non-zero return stops the run (SLM_E_ABORTED). */
+    int (*on_example)(void *user, size_t i, const char *const *labels, const float *logp,
+                      size_t n_labels, size_t best, size_t n_prompt);
+    void *user;
+    /* Skips the loss (one more scoring per example) when only labels matter. */
+    bool no_loss;
 };
 
 struct slm_tune_eval_params slm_tune_eval_params_default(void);

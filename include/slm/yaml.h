@@ -25,6 +25,8 @@
 #define SLM_YAML_H
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "slm/base.h"
 
@@ -77,5 +79,41 @@ struct slm_yaml_pos slm_yaml_pos_index(const struct slm_yaml_doc *doc, const jso
 /* Where a mapping or sequence node starts (line 0 for scalars: jansson shares
  * true/false/null values, so scalars are located through their parent). */
 struct slm_yaml_pos slm_yaml_pos_node(const struct slm_yaml_doc *doc, const json_t *node);
+
+/* ---------------------------------------------------------------- validation helpers
+ * For the parsers of config files (router.yaml, eval suites): every error reads
+ * "file:line: key.path: message". `path` is the key path of `obj` ("" at the
+ * root); getters leave *out alone when the key is absent or null. */
+
+struct slm_yaml_check {
+    const struct slm_yaml_doc *doc;
+    const char *dir;     /* relative paths resolve against it (NULL = as given) */
+    struct slm_err *err; /* gets the message */
+};
+
+/* Sets the error at parent[key] (or item `index` when key is NULL); returns `code`. */
+int slm_yaml_verr(struct slm_yaml_check *v, int code, const json_t *parent, const char *key,
+                  size_t index, const char *path, const char *fmt, ...) SLM_PRINTF(7, 8);
+/* out = path + "." + key (cut to cap). */
+void slm_yaml_subpath(char *out, size_t cap, const char *path, const char *key);
+/* SLM_E_INVALID naming the first key of `obj` not in the NULL-terminated `allowed`. */
+int slm_yaml_check_keys(struct slm_yaml_check *v, const json_t *obj, const char *path,
+                        const char *const *allowed);
+int slm_yaml_want_object(struct slm_yaml_check *v, const json_t *parent, const char *key,
+                         size_t index, const char *path, const json_t *val);
+/* A non-empty string (malloc'ed copy, replacing *out); `required` makes absence an error. */
+int slm_yaml_get_str(struct slm_yaml_check *v, const json_t *obj, const char *path, const char *key,
+                     bool required, char **out);
+int slm_yaml_get_num(struct slm_yaml_check *v, const json_t *obj, const char *path, const char *key,
+                     double lo, double hi, double *out);
+int slm_yaml_get_int(struct slm_yaml_check *v, const json_t *obj, const char *path, const char *key,
+                     int64_t lo, int64_t hi, int64_t *out);
+int slm_yaml_get_bool(struct slm_yaml_check *v, const json_t *obj, const char *path,
+                      const char *key, bool *out);
+/* `rel` made absolute against `dir` (a malloc'ed copy either way; NULL on no memory). */
+char *slm_yaml_resolve_path(const char *dir, const char *rel);
+/* A string resolved as a path; with `must_exist`, SLM_E_NOT_FOUND when no such file. */
+int slm_yaml_get_path(struct slm_yaml_check *v, const json_t *obj, const char *path,
+                      const char *key, bool must_exist, char **out);
 
 #endif /* SLM_YAML_H */

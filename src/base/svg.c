@@ -184,6 +184,39 @@ int slm_svg_marker(struct slm_buf *out, const struct slm_svg_chart *c, double x,
                           slm_svg_px(c, x), slm_svg_py(c, y), r, color ? color : "black");
 }
 
+int slm_svg_bar(struct slm_buf *out, const struct slm_svg_chart *c, double x0, double y0, double x1,
+                double y1, const char *color, const char *tip) {
+    double px0 = slm_svg_px(c, x0), px1 = slm_svg_px(c, x1);
+    double py0 = slm_svg_py(c, y0), py1 = slm_svg_py(c, y1);
+    int rc =
+        slm_buf_printf(out, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"",
+                       fmin(px0, px1), fmin(py0, py1), fabs(px1 - px0), fabs(py1 - py0));
+    if (rc == SLM_OK) {
+        rc = slm_svg_escape(out, color ? color : "black");
+    }
+    if (rc == SLM_OK && tip) {
+        rc = slm_buf_puts(out, "\"><title>");
+        rc = rc == SLM_OK ? slm_svg_escape(out, tip) : rc;
+        rc = rc == SLM_OK ? slm_buf_puts(out, "</title></rect>\n") : rc;
+    } else if (rc == SLM_OK) {
+        rc = slm_buf_puts(out, "\"/>\n");
+    }
+    return rc;
+}
+
+int slm_svg_segment(struct slm_buf *out, const struct slm_svg_chart *c, double x0, double y0,
+                    double x1, double y1, const struct slm_svg_style *s) {
+    int rc = slm_buf_printf(out,
+                            "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+                            "stroke-width=\"%g\" stroke=\"",
+                            slm_svg_px(c, x0), slm_svg_py(c, y0), slm_svg_px(c, x1),
+                            slm_svg_py(c, y1), s && s->width > 0 ? s->width : 2);
+    if (rc == SLM_OK) {
+        rc = slm_svg_escape(out, s && s->color ? s->color : "black");
+    }
+    return rc == SLM_OK ? slm_buf_puts(out, "\"/>\n") : rc;
+}
+
 int slm_svg_legend(struct slm_buf *out, const struct slm_svg_chart *chart, double dx,
                    const struct slm_svg_style *s, const char *text) {
     struct slm_svg_chart c = resolved(chart);

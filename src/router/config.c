@@ -25,176 +25,6 @@
 
 #define MAX_LABELS 4096
 
-/* Validation context: the document and the error being built. */
-struct vctx {
-    const struct slm_yaml_doc *doc;
-    const char *dir;
-    struct slm_err *err;
-};
-
-static int verr(struct vctx *v, int code, const json_t *parent, const char *key, size_t index,
-                const char *path, const char *fmt, ...) SLM_PRINTF(7, 8);
-
-static int verr(struct vctx *v, int code, const json_t *parent, const char *key, size_t index,
-                const char *path, const char *fmt, ...) {
-    struct slm_yaml_pos pos =
-        key ? slm_yaml_pos_key(v->doc, parent, key) : slm_yaml_pos_index(v->doc, parent, index);
-    char msg[200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    return slm_err_set(v->err, code, "%s:%d: %s: %s", slm_yaml_name(v->doc), pos.line, path, msg);
-}
-
-static void subpath(char *out, size_t cap, const char *path, const char *key) {
-    int n = snprintf(out, cap, "%s%s%s", path, path[0] ? "." : "", key);
-    if (n < 0 || (size_t)n >= cap) {
-        out[cap - 1] = '\0'; /* a cut path still points the right way */
-    }
-}
-
-/* Unknown keys are errors; the message lists what is allowed. */
-static int check_keys(struct vctx *v, const json_t *obj, const char *path,
-                      const char *const *allowed) {
-    const char *k;
-    json_t *val;
-    json_object_foreach((json_t *)obj, k, val) {
-        bool ok = false;
-        for (const char *const *a = allowed; *a && !ok; a++) {
-            ok = strcmp(*a, k) == 0;
-        }
-        if (!ok) {
-            char list[160] = "";
-            size_t used = 0;
-            for (const char *const *a = allowed; *a && used + 1 < sizeof(list); a++) {
-                int n = snprintf(list + used, sizeof(list) - used, "%s%s", a == allowed ? "" : ", ",
-                                 *a);
-                used += n > 0 ? (size_t)n : 0;
-            }
-            char p[256];
-            subpath(p, sizeof(p), path, k);
-            return verr(v, SLM_E_INVALID, obj, k, 0, p, "unknown key (expected one of: %s)", list);
-        }
-    }
-    return SLM_OK;
-}
-
-static int want_object(struct vctx *v, const json_t *parent, const char *key, size_t index,
-                       const char *path, const json_t *val) {
-    if (!json_is_object(val)) {
-        return verr(v, SLM_E_INVALID, parent, key, index, path, "expected a mapping");
-    }
-    return SLM_OK;
-}
-
-static int get_str(struct vctx *v, const json_t *obj, const char *path, const char *key,
-                   bool required, char **out) {
-    const json_t *val = json_object_get(obj, key);
-    char p[256];
-    subpath(p, sizeof(p), path, key);
-    if (!val || json_is_null(val)) {
-        if (required) {
-            return verr(v, SLM_E_INVALID, obj, NULL, SIZE_MAX, p, "required");
-        }
-        return SLM_OK;
-    }
-    if (!json_is_string(val) || json_string_length(val) == 0) {
-        return verr(v, SLM_E_INVALID, obj, key, 0, p, "expected a non-empty string");
-    }
-    free(*out);
-    *out = strdup(json_string_value(val));
-    return *out ? SLM_OK : SLM_E_NOMEM;
-}
-
-static int get_num(struct vctx *v, const json_t *obj, const char *path, const char *key, double lo,
-                   double hi, double *out) {
-    const json_t *val = json_object_get(obj, key);
-    if (!val || json_is_null(val)) {
-        return SLM_OK;
-    }
-    char p[256];
-    subpath(p, sizeof(p), path, key);
-    double d = json_number_value(val);
-    if (!json_is_number(val) || d < lo || d > hi) {
-        if (hi == INFINITY || hi >= 1e300) {
-            return verr(v, SLM_E_INVALID, obj, key, 0, p, "expected a number >= %g", lo);
-        }
-        return verr(v, SLM_E_INVALID, obj, key, 0, p, "expected a number between %g and %g", lo,
-                    hi);
-    }
-    *out = d;
-    return SLM_OK;
-}
-
-static int get_int(struct vctx *v, const json_t *obj, const char *path, const char *key, int64_t lo,
-                   int64_t hi, int64_t *out) {
-    const json_t *val = json_object_get(obj, key);
-    if (!val || json_is_null(val)) {
-        return SLM_OK;
-    }
-    char p[256];
-    subpath(p, sizeof(p), path, key);
-    if (!json_is_integer(val) || json_integer_value(val) < lo || json_integer_value(val) > hi) {
-        return verr(v, SLM_E_INVALID, obj, key, 0, p, "expected an integer between %lld and %lld",
-                    (long long)lo, (long long)hi);
-    }
-    *out = (int64_t)json_integer_value(val);
-    return SLM_OK;
-}
-
-static int get_bool(struct vctx *v, const json_t *obj, const char *path, const char *key,
-                    bool *out) {
-    const json_t *val = json_object_get(obj, key);
-    if (!val || json_is_null(val)) {
-        return SLM_OK;
-    }
-    if (!json_is_boolean(val)) {
-        char p[256];
-        subpath(p, sizeof(p), path, key);
-        return verr(v, SLM_E_INVALID, obj, key, 0, p, "expected true or false");
-    }
-    *out = json_is_true(val);
-    return SLM_OK;
-}
-
-/* Makes `rel` absolute against the config's folder (a copy either way). */
-static char *resolve_path(const char *dir, const char *rel) {
-    if (rel[0] == '/' || !dir || !dir[0]) {
-        return strdup(rel);
-    }
-    size_t n = strlen(dir) + strlen(rel) + 2;
-    char *p = malloc(n);
-    if (p) {
-        snprintf(p, n, "%s/%s", dir, rel);
-    }
-    return p;
-}
-
-static int get_path(struct vctx *v, const json_t *obj, const char *path, const char *key,
-                    bool must_exist, char **out) {
-    char *rel = NULL;
-    int rc = get_str(v, obj, path, key, false, &rel);
-    if (rc != SLM_OK || !rel) {
-        return rc;
-    }
-    char *abs = resolve_path(v->dir, rel);
-    free(rel);
-    if (!abs) {
-        return SLM_E_NOMEM;
-    }
-    if (must_exist && !slm_file_exists(abs)) {
-        char p[256];
-        subpath(p, sizeof(p), path, key);
-        rc = verr(v, SLM_E_NOT_FOUND, obj, key, 0, p, "no such file: %s", abs);
-        free(abs);
-        return rc;
-    }
-    free(*out);
-    *out = abs;
-    return SLM_OK;
-}
-
 /* ---------------------------------------------------------------- local targets */
 
 static int add_label(struct slm_router_local *t, struct slm_str s) {
@@ -210,11 +40,11 @@ static int add_label(struct slm_router_local *t, struct slm_str s) {
     return SLM_OK;
 }
 
-static int parse_labels(struct vctx *v, const json_t *obj, const char *path,
+static int parse_labels(struct slm_yaml_check *v, const json_t *obj, const char *path,
                         struct slm_router_local *t) {
     const json_t *val = json_object_get(obj, "labels");
     char p[256];
-    subpath(p, sizeof(p), path, "labels");
+    slm_yaml_subpath(p, sizeof(p), path, "labels");
     if (!val || json_is_null(val)) {
         return SLM_OK;
     }
@@ -226,19 +56,20 @@ static int parse_labels(struct vctx *v, const json_t *obj, const char *path,
             if (!json_is_string(item) || json_string_length(item) == 0) {
                 char ip[280];
                 snprintf(ip, sizeof(ip), "%s[%zu]", p, i);
-                return verr(v, SLM_E_INVALID, val, NULL, i, ip, "expected a non-empty string");
+                return slm_yaml_verr(v, SLM_E_INVALID, val, NULL, i, ip,
+                                     "expected a non-empty string");
             }
             if ((rc = add_label(t, slm_json_str(item))) != SLM_OK) {
                 return rc;
             }
         }
     } else if (json_is_string(val)) {
-        char *file = resolve_path(v->dir, json_string_value(val));
+        char *file = slm_yaml_resolve_path(v->dir, json_string_value(val));
         struct slm_buf b = {0};
         struct slm_err ferr;
         rc = file ? slm_file_read(file, (size_t)4 << 20, &b, &ferr) : SLM_E_NOMEM;
         if (rc != SLM_OK) {
-            rc = verr(v, rc, obj, "labels", 0, p, "cannot read %s", file ? file : "");
+            rc = slm_yaml_verr(v, rc, obj, "labels", 0, p, "cannot read %s", file ? file : "");
         }
         free(file);
         struct slm_str rest = slm_buf_str(&b);
@@ -255,33 +86,35 @@ static int parse_labels(struct vctx *v, const json_t *obj, const char *path,
             return rc;
         }
     } else {
-        return verr(v, SLM_E_INVALID, obj, "labels", 0, p,
-                    "expected a list of labels or a file name (one label a line)");
+        return slm_yaml_verr(v, SLM_E_INVALID, obj, "labels", 0, p,
+                             "expected a list of labels or a file name (one label a line)");
     }
     if (t->n_labels == 0 || t->n_labels > MAX_LABELS) {
-        return verr(v, SLM_E_INVALID, obj, "labels", 0, p, "expected 1 to %d labels", MAX_LABELS);
+        return slm_yaml_verr(v, SLM_E_INVALID, obj, "labels", 0, p, "expected 1 to %d labels",
+                             MAX_LABELS);
     }
     for (size_t i = 0; i < t->n_labels; i++) {
         for (size_t j = 0; j < i; j++) {
             if (strcmp(t->labels[i], t->labels[j]) == 0) {
-                return verr(v, SLM_E_INVALID, obj, "labels", 0, p, "duplicate label '%s'",
-                            t->labels[i]);
+                return slm_yaml_verr(v, SLM_E_INVALID, obj, "labels", 0, p, "duplicate label '%s'",
+                                     t->labels[i]);
             }
         }
     }
     return SLM_OK;
 }
 
-static int parse_adapters(struct vctx *v, const json_t *obj, const char *path,
+static int parse_adapters(struct slm_yaml_check *v, const json_t *obj, const char *path,
                           struct slm_router_local *t) {
     const json_t *val = json_object_get(obj, "adapters");
     char p[256];
-    subpath(p, sizeof(p), path, "adapters");
+    slm_yaml_subpath(p, sizeof(p), path, "adapters");
     if (!val || json_is_null(val)) {
         return SLM_OK;
     }
     if (!json_is_array(val)) {
-        return verr(v, SLM_E_INVALID, obj, "adapters", 0, p, "expected a list of {path, scale}");
+        return slm_yaml_verr(v, SLM_E_INVALID, obj, "adapters", 0, p,
+                             "expected a list of {path, scale}");
     }
     t->adapters = calloc(json_array_size(val) + 1, sizeof(*t->adapters));
     if (!t->adapters) {
@@ -293,20 +126,20 @@ static int parse_adapters(struct vctx *v, const json_t *obj, const char *path,
         char ip[280];
         snprintf(ip, sizeof(ip), "%s[%zu]", p, i);
         static const char *const keys[] = {"path", "scale", NULL};
-        int rc = want_object(v, val, NULL, i, ip, item);
+        int rc = slm_yaml_want_object(v, val, NULL, i, ip, item);
         if (rc == SLM_OK) {
-            rc = check_keys(v, item, ip, keys);
+            rc = slm_yaml_check_keys(v, item, ip, keys);
         }
         struct slm_router_adapter *a = &t->adapters[t->n_adapters++];
         double scale = 1.0;
         if (rc == SLM_OK && !json_object_get(item, "path")) {
-            rc = verr(v, SLM_E_INVALID, val, NULL, i, ip, "'path' is required");
+            rc = slm_yaml_verr(v, SLM_E_INVALID, val, NULL, i, ip, "'path' is required");
         }
         if (rc == SLM_OK) {
-            rc = get_path(v, item, ip, "path", true, &a->path);
+            rc = slm_yaml_get_path(v, item, ip, "path", true, &a->path);
         }
         if (rc == SLM_OK) {
-            rc = get_num(v, item, ip, "scale", -100, 100, &scale);
+            rc = slm_yaml_get_num(v, item, ip, "scale", -100, 100, &scale);
         }
         a->scale = (float)scale;
         if (rc != SLM_OK) {
@@ -316,29 +149,29 @@ static int parse_adapters(struct vctx *v, const json_t *obj, const char *path,
     return SLM_OK;
 }
 
-static int parse_local(struct vctx *v, const json_t *parent, const char *name, const json_t *obj,
-                       struct slm_router_local *t) {
+static int parse_local(struct slm_yaml_check *v, const json_t *parent, const char *name,
+                       const json_t *obj, struct slm_router_local *t) {
     static const char *const keys[] = {"model",   "adapters",   "parameters",       "template",
                                        "labels",  "label_mode", "label_correction", "system",
                                        "timeout", NULL};
     char path[256];
     snprintf(path, sizeof(path), "local.%s", name);
-    int rc = want_object(v, parent, name, 0, path, obj);
+    int rc = slm_yaml_want_object(v, parent, name, 0, path, obj);
     if (rc == SLM_OK) {
-        rc = check_keys(v, obj, path, keys);
+        rc = slm_yaml_check_keys(v, obj, path, keys);
     }
     if (rc != SLM_OK || !(t->name = strdup(name))) {
         return rc != SLM_OK ? rc : SLM_E_NOMEM;
     }
     t->correction = SLM_LABEL_CORR_DEFAULT;
-    if ((rc = get_str(v, obj, path, "model", true, &t->model)) != SLM_OK) {
+    if ((rc = slm_yaml_get_str(v, obj, path, "model", true, &t->model)) != SLM_OK) {
         return rc;
     }
     /* a relative model path is relative to the yaml; a store name is kept */
     if ((strncmp(t->model, "./", 2) == 0 || strncmp(t->model, "../", 3) == 0 ||
          (slm_str_ends_with(slm_str_c(t->model), SLM_STR(".gguf")) && t->model[0] != '/' &&
           strncmp(t->model, "hf.co/", 6) != 0))) {
-        char *abs = resolve_path(v->dir, t->model);
+        char *abs = slm_yaml_resolve_path(v->dir, t->model);
         if (!abs) {
             return SLM_E_NOMEM;
         }
@@ -346,10 +179,10 @@ static int parse_local(struct vctx *v, const json_t *parent, const char *name, c
         t->model = abs;
     }
     if ((rc = parse_adapters(v, obj, path, t)) != SLM_OK ||
-        (rc = get_path(v, obj, path, "template", true, &t->template_path)) != SLM_OK ||
-        (rc = get_str(v, obj, path, "system", false, &t->system)) != SLM_OK ||
+        (rc = slm_yaml_get_path(v, obj, path, "template", true, &t->template_path)) != SLM_OK ||
+        (rc = slm_yaml_get_str(v, obj, path, "system", false, &t->system)) != SLM_OK ||
         (rc = parse_labels(v, obj, path, t)) != SLM_OK ||
-        (rc = get_num(v, obj, path, "timeout", 0, 86400, &t->timeout_s)) != SLM_OK) {
+        (rc = slm_yaml_get_num(v, obj, path, "timeout", 0, 86400, &t->timeout_s)) != SLM_OK) {
         return rc;
     }
     const json_t *params = json_object_get(obj, "parameters");
@@ -359,8 +192,8 @@ static int parse_local(struct vctx *v, const json_t *parent, const char *name, c
     }
     if (params && !json_is_null(params)) {
         char p[256];
-        subpath(p, sizeof(p), path, "parameters");
-        if ((rc = want_object(v, obj, "parameters", 0, p, params)) != SLM_OK) {
+        slm_yaml_subpath(p, sizeof(p), path, "parameters");
+        if ((rc = slm_yaml_want_object(v, obj, "parameters", 0, p, params)) != SLM_OK) {
             return rc;
         }
         const char *k;
@@ -373,34 +206,35 @@ static int parse_local(struct vctx *v, const json_t *parent, const char *name, c
             slm_options_free(&o);
             if (rc != SLM_OK) {
                 char kp[300];
-                subpath(kp, sizeof(kp), p, k);
-                return verr(v, SLM_E_INVALID, params, k, 0, kp, "%s", oerr.msg);
+                slm_yaml_subpath(kp, sizeof(kp), p, k);
+                return slm_yaml_verr(v, SLM_E_INVALID, params, k, 0, kp, "%s", oerr.msg);
             }
         }
         json_object_update(t->parameters, (json_t *)params);
     }
     char *mode = NULL, *corr = NULL;
-    rc = get_str(v, obj, path, "label_mode", false, &mode);
+    rc = slm_yaml_get_str(v, obj, path, "label_mode", false, &mode);
     t->score_labels = t->n_labels > 0;
     if (rc == SLM_OK && mode) {
         char p[256];
-        subpath(p, sizeof(p), path, "label_mode");
+        slm_yaml_subpath(p, sizeof(p), path, "label_mode");
         if (t->n_labels == 0) {
-            rc = verr(v, SLM_E_INVALID, obj, "label_mode", 0, p, "needs 'labels'");
+            rc = slm_yaml_verr(v, SLM_E_INVALID, obj, "label_mode", 0, p, "needs 'labels'");
         } else if (strcmp(mode, "score") == 0 || strcmp(mode, "generate") == 0) {
             t->score_labels = mode[0] == 's';
         } else {
-            rc = verr(v, SLM_E_INVALID, obj, "label_mode", 0, p, "expected score or generate");
+            rc = slm_yaml_verr(v, SLM_E_INVALID, obj, "label_mode", 0, p,
+                               "expected score or generate");
         }
     }
     if (rc == SLM_OK) {
-        rc = get_str(v, obj, path, "label_correction", false, &corr);
+        rc = slm_yaml_get_str(v, obj, path, "label_correction", false, &corr);
     }
     if (rc == SLM_OK && corr && slm_label_correction_parse(corr, &t->correction) != SLM_OK) {
         char p[256];
-        subpath(p, sizeof(p), path, "label_correction");
-        rc =
-            verr(v, SLM_E_INVALID, obj, "label_correction", 0, p, "expected prior, length or none");
+        slm_yaml_subpath(p, sizeof(p), path, "label_correction");
+        rc = slm_yaml_verr(v, SLM_E_INVALID, obj, "label_correction", 0, p,
+                           "expected prior, length or none");
     }
     free(mode);
     free(corr);
@@ -409,18 +243,19 @@ static int parse_local(struct vctx *v, const json_t *parent, const char *name, c
 
 /* ---------------------------------------------------------------- upstreams */
 
-static int pool_setting(struct vctx *v, const json_t *obj, const char *path, const char *key,
-                        double lo, double hi, double *slot, bool *set) {
+static int pool_setting(struct slm_yaml_check *v, const json_t *obj, const char *path,
+                        const char *key, double lo, double hi, double *slot, bool *set) {
     double d = NAN;
-    int rc = get_num(v, obj, path, key, lo, hi, &d);
+    int rc = slm_yaml_get_num(v, obj, path, key, lo, hi, &d);
     if (rc != SLM_OK || isnan(d)) {
         return rc;
     }
     if (*set && *slot != d) {
         char p[256];
-        subpath(p, sizeof(p), path, key);
-        return verr(v, SLM_E_INVALID, obj, key, 0, p,
-                    "differs from an earlier member of the same pool (pool settings must agree)");
+        slm_yaml_subpath(p, sizeof(p), path, key);
+        return slm_yaml_verr(
+            v, SLM_E_INVALID, obj, key, 0, p,
+            "differs from an earlier member of the same pool (pool settings must agree)");
     }
     *slot = d;
     *set = true;
@@ -432,7 +267,7 @@ struct pool_sets {
     bool set[6];
 };
 
-static int parse_member(struct vctx *v, const json_t *list, size_t i, const json_t *obj,
+static int parse_member(struct slm_yaml_check *v, const json_t *list, size_t i, const json_t *obj,
                         struct slm_router_config *cfg, struct pool_sets *sets) {
     static const char *const keys[] = {
         "name",        "base_url",         "api_key_env",      "model",           "price_in",
@@ -440,13 +275,13 @@ static int parse_member(struct vctx *v, const json_t *list, size_t i, const json
         "backoff_max", "breaker_failures", "breaker_cooldown", "health_interval", NULL};
     char path[64];
     snprintf(path, sizeof(path), "upstreams[%zu]", i);
-    int rc = want_object(v, list, NULL, i, path, obj);
+    int rc = slm_yaml_want_object(v, list, NULL, i, path, obj);
     if (rc == SLM_OK) {
-        rc = check_keys(v, obj, path, keys);
+        rc = slm_yaml_check_keys(v, obj, path, keys);
     }
     char *name = NULL;
     if (rc == SLM_OK) {
-        rc = get_str(v, obj, path, "name", true, &name);
+        rc = slm_yaml_get_str(v, obj, path, "name", true, &name);
     }
     if (rc != SLM_OK) {
         return rc;
@@ -488,24 +323,26 @@ static int parse_member(struct vctx *v, const json_t *list, size_t i, const json
     pool->n_members++;
     char *url = NULL, *model = NULL;
     double conc = 0;
-    if ((rc = get_str(v, obj, path, "base_url", true, &url)) != SLM_OK) {
+    if ((rc = slm_yaml_get_str(v, obj, path, "base_url", true, &url)) != SLM_OK) {
         return rc;
     }
     m->base_url = url;
     if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
         char p[256];
-        subpath(p, sizeof(p), path, "base_url");
-        return verr(v, SLM_E_INVALID, obj, "base_url", 0, p, "expected an http:// or https:// URL");
+        slm_yaml_subpath(p, sizeof(p), path, "base_url");
+        return slm_yaml_verr(v, SLM_E_INVALID, obj, "base_url", 0, p,
+                             "expected an http:// or https:// URL");
     }
-    if ((rc = get_str(v, obj, path, "model", false, &model)) != SLM_OK) {
+    if ((rc = slm_yaml_get_str(v, obj, path, "model", false, &model)) != SLM_OK) {
         return rc;
     }
     m->model = model;
-    if ((rc = get_str(v, obj, path, "api_key_env", false, &ne[pool->n_members - 1])) != SLM_OK ||
-        (rc = get_num(v, obj, path, "price_in", 0, 1e9, &m->price_in_per_m)) != SLM_OK ||
-        (rc = get_num(v, obj, path, "price_out", 0, 1e9, &m->price_out_per_m)) != SLM_OK ||
-        (rc = get_num(v, obj, path, "timeout", 0, 86400, &m->timeout_s)) != SLM_OK ||
-        (rc = get_num(v, obj, path, "max_concurrency", 0, 65536, &conc)) != SLM_OK) {
+    if ((rc = slm_yaml_get_str(v, obj, path, "api_key_env", false, &ne[pool->n_members - 1])) !=
+            SLM_OK ||
+        (rc = slm_yaml_get_num(v, obj, path, "price_in", 0, 1e9, &m->price_in_per_m)) != SLM_OK ||
+        (rc = slm_yaml_get_num(v, obj, path, "price_out", 0, 1e9, &m->price_out_per_m)) != SLM_OK ||
+        (rc = slm_yaml_get_num(v, obj, path, "timeout", 0, 86400, &m->timeout_s)) != SLM_OK ||
+        (rc = slm_yaml_get_num(v, obj, path, "max_concurrency", 0, 65536, &conc)) != SLM_OK) {
         return rc;
     }
     m->max_concurrency = (int)conc;
@@ -528,14 +365,15 @@ static int parse_member(struct vctx *v, const json_t *list, size_t i, const json
     return SLM_OK;
 }
 
-static int parse_upstreams(struct vctx *v, const json_t *root, struct slm_router_config *cfg) {
+static int parse_upstreams(struct slm_yaml_check *v, const json_t *root,
+                           struct slm_router_config *cfg) {
     const json_t *list = json_object_get(root, "upstreams");
     if (!list || json_is_null(list)) {
         return SLM_OK;
     }
     if (!json_is_array(list)) {
-        return verr(v, SLM_E_INVALID, root, "upstreams", 0, "upstreams",
-                    "expected a list of upstream servers");
+        return slm_yaml_verr(v, SLM_E_INVALID, root, "upstreams", 0, "upstreams",
+                             "expected a list of upstream servers");
     }
     struct pool_sets *sets = calloc(json_array_size(list) + 1, sizeof(*sets));
     if (!sets) {
@@ -569,27 +407,31 @@ static void checks_default(struct slm_router_checks *c) {
 }
 
 /* The numeric thresholds (also what thresholds.yaml may override). */
-static int parse_thresholds(struct vctx *v, const json_t *obj, const char *path,
+static int parse_thresholds(struct slm_yaml_check *v, const json_t *obj, const char *path,
                             struct slm_router_checks *c) {
     int rc;
-    if ((rc = get_num(v, obj, path, "token_mean", 0, 1, &c->token_mean)) != SLM_OK ||
-        (rc = get_num(v, obj, path, "token_min", 0, 1, &c->token_min)) != SLM_OK ||
-        (rc = get_num(v, obj, path, "token_quantile", 0, 1, &c->token_quantile)) != SLM_OK ||
-        (rc = get_num(v, obj, path, "token_q", 0, 1, &c->token_q)) != SLM_OK ||
-        (rc = get_num(v, obj, path, "label_prob", 0, 1, &c->label_prob)) != SLM_OK ||
-        (rc = get_num(v, obj, path, "label_margin", 0, 1, &c->label_margin)) != SLM_OK ||
-        (rc = get_int(v, obj, path, "input_tokens", 1, INT64_MAX, &c->input_tokens)) != SLM_OK ||
-        (rc = get_int(v, obj, path, "input_chars", 1, INT64_MAX, &c->input_chars)) != SLM_OK ||
-        (rc = get_num(v, obj, path, "input_nontext", 0, 1, &c->input_nontext)) != SLM_OK ||
-        (rc = get_int(v, obj, path, "input_line", 1, INT64_MAX, &c->input_line)) != SLM_OK ||
-        (rc = get_int(v, obj, path, "output_chars_min", 1, INT64_MAX, &c->output_chars_min)) !=
+    if ((rc = slm_yaml_get_num(v, obj, path, "token_mean", 0, 1, &c->token_mean)) != SLM_OK ||
+        (rc = slm_yaml_get_num(v, obj, path, "token_min", 0, 1, &c->token_min)) != SLM_OK ||
+        (rc = slm_yaml_get_num(v, obj, path, "token_quantile", 0, 1, &c->token_quantile)) !=
             SLM_OK ||
-        (rc = get_int(v, obj, path, "output_chars_max", 1, INT64_MAX, &c->output_chars_max)) !=
+        (rc = slm_yaml_get_num(v, obj, path, "token_q", 0, 1, &c->token_q)) != SLM_OK ||
+        (rc = slm_yaml_get_num(v, obj, path, "label_prob", 0, 1, &c->label_prob)) != SLM_OK ||
+        (rc = slm_yaml_get_num(v, obj, path, "label_margin", 0, 1, &c->label_margin)) != SLM_OK ||
+        (rc = slm_yaml_get_int(v, obj, path, "input_tokens", 1, INT64_MAX, &c->input_tokens)) !=
             SLM_OK ||
-        (rc = get_int(v, obj, path, "output_tokens_min", 1, INT64_MAX, &c->output_tokens_min)) !=
+        (rc = slm_yaml_get_int(v, obj, path, "input_chars", 1, INT64_MAX, &c->input_chars)) !=
             SLM_OK ||
-        (rc = get_int(v, obj, path, "output_tokens_max", 1, INT64_MAX, &c->output_tokens_max)) !=
-            SLM_OK) {
+        (rc = slm_yaml_get_num(v, obj, path, "input_nontext", 0, 1, &c->input_nontext)) != SLM_OK ||
+        (rc = slm_yaml_get_int(v, obj, path, "input_line", 1, INT64_MAX, &c->input_line)) !=
+            SLM_OK ||
+        (rc = slm_yaml_get_int(v, obj, path, "output_chars_min", 1, INT64_MAX,
+                               &c->output_chars_min)) != SLM_OK ||
+        (rc = slm_yaml_get_int(v, obj, path, "output_chars_max", 1, INT64_MAX,
+                               &c->output_chars_max)) != SLM_OK ||
+        (rc = slm_yaml_get_int(v, obj, path, "output_tokens_min", 1, INT64_MAX,
+                               &c->output_tokens_min)) != SLM_OK ||
+        (rc = slm_yaml_get_int(v, obj, path, "output_tokens_max", 1, INT64_MAX,
+                               &c->output_tokens_max)) != SLM_OK) {
         return rc;
     }
     return SLM_OK;
@@ -600,8 +442,8 @@ static const char *const threshold_keys[] = {
     "label_margin",     "input_tokens",     "input_chars",       "input_nontext",     "input_line",
     "output_chars_min", "output_chars_max", "output_tokens_min", "output_tokens_max", NULL};
 
-static int parse_regex(struct vctx *v, const json_t *obj, const char *path, char **out) {
-    int rc = get_str(v, obj, path, "regex", false, out);
+static int parse_regex(struct slm_yaml_check *v, const json_t *obj, const char *path, char **out) {
+    int rc = slm_yaml_get_str(v, obj, path, "regex", false, out);
     if (rc != SLM_OK || !*out) {
         return rc;
     }
@@ -613,35 +455,36 @@ static int parse_regex(struct vctx *v, const json_t *obj, const char *path, char
         PCRE2_UCHAR buf[128];
         pcre2_get_error_message(ecode, buf, sizeof(buf));
         char p[256];
-        subpath(p, sizeof(p), path, "regex");
-        return verr(v, SLM_E_INVALID, obj, "regex", 0, p, "bad regex at offset %zu: %s",
-                    (size_t)eoff, (const char *)buf);
+        slm_yaml_subpath(p, sizeof(p), path, "regex");
+        return slm_yaml_verr(v, SLM_E_INVALID, obj, "regex", 0, p, "bad regex at offset %zu: %s",
+                             (size_t)eoff, (const char *)buf);
     }
     pcre2_code_free(re);
     return SLM_OK;
 }
 
-static int parse_schema(struct vctx *v, const json_t *obj, const char *path, json_t **out) {
+static int parse_schema(struct slm_yaml_check *v, const json_t *obj, const char *path,
+                        json_t **out) {
     const json_t *val = json_object_get(obj, "json_schema");
     if (!val || json_is_null(val)) {
         return SLM_OK;
     }
     char p[256];
-    subpath(p, sizeof(p), path, "json_schema");
+    slm_yaml_subpath(p, sizeof(p), path, "json_schema");
     json_t *schema = NULL;
     struct slm_err serr;
     if (json_is_string(val)) {
-        char *file = resolve_path(v->dir, json_string_value(val));
+        char *file = slm_yaml_resolve_path(v->dir, json_string_value(val));
         int rc = file ? slm_json_load_file(file, 0, &schema, &serr) : SLM_E_NOMEM;
         free(file);
         if (rc != SLM_OK) {
-            return verr(v, rc, obj, "json_schema", 0, p, "%s", serr.msg);
+            return slm_yaml_verr(v, rc, obj, "json_schema", 0, p, "%s", serr.msg);
         }
     } else if (json_is_object(val)) {
         schema = json_deep_copy(val);
     } else {
-        return verr(v, SLM_E_INVALID, obj, "json_schema", 0, p,
-                    "expected a schema (mapping) or a schema file name");
+        return slm_yaml_verr(v, SLM_E_INVALID, obj, "json_schema", 0, p,
+                             "expected a schema (mapping) or a schema file name");
     }
     /* a schema outside the supported subset is an error now, not at the first request */
     struct slm_buf g = {0};
@@ -649,14 +492,15 @@ static int parse_schema(struct vctx *v, const json_t *obj, const char *path, jso
     slm_buf_free(&g);
     if (rc != SLM_OK) {
         json_decref(schema);
-        return verr(v, rc, obj, "json_schema", 0, p, "%s", serr.msg);
+        return slm_yaml_verr(v, rc, obj, "json_schema", 0, p, "%s", serr.msg);
     }
     *out = schema;
     return SLM_OK;
 }
 
-static int parse_liquid_check(struct vctx *v, const json_t *obj, const char *path, char **out) {
-    int rc = get_str(v, obj, path, "liquid", false, out);
+static int parse_liquid_check(struct slm_yaml_check *v, const json_t *obj, const char *path,
+                              char **out) {
+    int rc = slm_yaml_get_str(v, obj, path, "liquid", false, out);
     if (rc != SLM_OK || !*out) {
         return rc;
     }
@@ -671,13 +515,14 @@ static int parse_liquid_check(struct vctx *v, const json_t *obj, const char *pat
     slm_liquid_free(t);
     if (rc != SLM_OK) {
         char p[256];
-        subpath(p, sizeof(p), path, "liquid");
-        return verr(v, SLM_E_INVALID, obj, "liquid", 0, p, "not a Liquid condition: %s", lerr.msg);
+        slm_yaml_subpath(p, sizeof(p), path, "liquid");
+        return slm_yaml_verr(v, SLM_E_INVALID, obj, "liquid", 0, p, "not a Liquid condition: %s",
+                             lerr.msg);
     }
     return SLM_OK;
 }
 
-static int parse_checks(struct vctx *v, const json_t *route, const char *rpath,
+static int parse_checks(struct slm_yaml_check *v, const json_t *route, const char *rpath,
                         const struct slm_router_local *t, struct slm_router_checks *c) {
     static const char *const extra[] = {"json",      "json_schema", "regex",
                                         "in_labels", "liquid",      "local_error"};
@@ -692,18 +537,18 @@ static int parse_checks(struct vctx *v, const json_t *route, const char *rpath,
     keys[nk] = NULL;
     const json_t *obj = json_object_get(route, "checks");
     char path[256];
-    subpath(path, sizeof(path), rpath, "checks");
+    slm_yaml_subpath(path, sizeof(path), rpath, "checks");
     if (!obj || json_is_null(obj)) {
         return SLM_OK;
     }
-    int rc = want_object(v, route, "checks", 0, path, obj);
+    int rc = slm_yaml_want_object(v, route, "checks", 0, path, obj);
     if (rc == SLM_OK) {
-        rc = check_keys(v, obj, path, keys);
+        rc = slm_yaml_check_keys(v, obj, path, keys);
     }
     if (rc != SLM_OK || (rc = parse_thresholds(v, obj, path, c)) != SLM_OK ||
-        (rc = get_bool(v, obj, path, "json", &c->json)) != SLM_OK ||
-        (rc = get_bool(v, obj, path, "in_labels", &c->in_labels)) != SLM_OK ||
-        (rc = get_bool(v, obj, path, "local_error", &c->local_error)) != SLM_OK ||
+        (rc = slm_yaml_get_bool(v, obj, path, "json", &c->json)) != SLM_OK ||
+        (rc = slm_yaml_get_bool(v, obj, path, "in_labels", &c->in_labels)) != SLM_OK ||
+        (rc = slm_yaml_get_bool(v, obj, path, "local_error", &c->local_error)) != SLM_OK ||
         (rc = parse_schema(v, obj, path, &c->json_schema)) != SLM_OK ||
         (rc = parse_regex(v, obj, path, &c->regex)) != SLM_OK ||
         (rc = parse_liquid_check(v, obj, path, &c->liquid)) != SLM_OK) {
@@ -725,24 +570,25 @@ static int parse_checks(struct vctx *v, const json_t *route, const char *rpath,
         why = "needs a local target with labels";
     }
     if (bad) {
-        subpath(p, sizeof(p), path, bad);
-        return verr(v, SLM_E_INVALID, obj, bad, 0, p, "%s", why);
+        slm_yaml_subpath(p, sizeof(p), path, bad);
+        return slm_yaml_verr(v, SLM_E_INVALID, obj, bad, 0, p, "%s", why);
     }
     return SLM_OK;
 }
 
 /* ---------------------------------------------------------------- routes */
 
-static int parse_escalate(struct vctx *v, const json_t *obj, const char *path,
+static int parse_escalate(struct slm_yaml_check *v, const json_t *obj, const char *path,
                           const struct slm_router_config *cfg, struct slm_router_route *r) {
     const json_t *val = json_object_get(obj, "escalate");
     char p[256];
-    subpath(p, sizeof(p), path, "escalate");
+    slm_yaml_subpath(p, sizeof(p), path, "escalate");
     if (!val || json_is_null(val)) {
         return SLM_OK;
     }
     if (!json_is_array(val) && !json_is_string(val)) {
-        return verr(v, SLM_E_INVALID, obj, "escalate", 0, p, "expected a list of upstream names");
+        return slm_yaml_verr(v, SLM_E_INVALID, obj, "escalate", 0, p,
+                             "expected a list of upstream names");
     }
     size_t n = json_is_array(val) ? json_array_size(val) : 1;
     r->escalate = calloc(n + 1, sizeof(*r->escalate));
@@ -759,28 +605,28 @@ static int parse_escalate(struct vctx *v, const json_t *obj, const char *path,
         if (!name || pi == cfg->n_pools) {
             char ip[280];
             snprintf(ip, sizeof(ip), "%s[%zu]", p, i);
-            return json_is_array(val) ? verr(v, SLM_E_INVALID, val, NULL, i, ip,
-                                             "no upstream named '%s'", name ? name : "?")
-                                      : verr(v, SLM_E_INVALID, obj, "escalate", 0, p,
-                                             "no upstream named '%s'", name ? name : "?");
+            return json_is_array(val) ? slm_yaml_verr(v, SLM_E_INVALID, val, NULL, i, ip,
+                                                      "no upstream named '%s'", name ? name : "?")
+                                      : slm_yaml_verr(v, SLM_E_INVALID, obj, "escalate", 0, p,
+                                                      "no upstream named '%s'", name ? name : "?");
         }
         r->escalate[r->n_escalate++] = pi;
     }
     return SLM_OK;
 }
 
-static int parse_route(struct vctx *v, const json_t *list, size_t i, const json_t *obj,
+static int parse_route(struct slm_yaml_check *v, const json_t *list, size_t i, const json_t *obj,
                        struct slm_router_config *cfg, struct slm_router_route *r) {
     static const char *const keys[] = {"name",   "local",    "checks", "escalate",
                                        "shadow", "deadline", NULL};
     char path[64];
     snprintf(path, sizeof(path), "routes[%zu]", i);
     checks_default(&r->checks);
-    int rc = want_object(v, list, NULL, i, path, obj);
+    int rc = slm_yaml_want_object(v, list, NULL, i, path, obj);
     char *local = NULL;
-    if (rc == SLM_OK && (rc = check_keys(v, obj, path, keys)) == SLM_OK &&
-        (rc = get_str(v, obj, path, "name", true, &r->name)) == SLM_OK) {
-        rc = get_str(v, obj, path, "local", true, &local);
+    if (rc == SLM_OK && (rc = slm_yaml_check_keys(v, obj, path, keys)) == SLM_OK &&
+        (rc = slm_yaml_get_str(v, obj, path, "name", true, &r->name)) == SLM_OK) {
+        rc = slm_yaml_get_str(v, obj, path, "local", true, &local);
     }
     if (rc != SLM_OK) {
         return rc;
@@ -789,9 +635,9 @@ static int parse_route(struct vctx *v, const json_t *list, size_t i, const json_
         if (strcmp(cfg->routes[j].name, r->name) == 0) {
             free(local);
             char p[256];
-            subpath(p, sizeof(p), path, "name");
-            return verr(v, SLM_E_INVALID, obj, "name", 0, p, "route '%s' is defined twice",
-                        r->name);
+            slm_yaml_subpath(p, sizeof(p), path, "name");
+            return slm_yaml_verr(v, SLM_E_INVALID, obj, "name", 0, p, "route '%s' is defined twice",
+                                 r->name);
         }
     }
     r->local = 0;
@@ -800,26 +646,29 @@ static int parse_route(struct vctx *v, const json_t *list, size_t i, const json_
     }
     if (r->local == cfg->n_locals) {
         char p[256];
-        subpath(p, sizeof(p), path, "local");
-        rc = verr(v, SLM_E_INVALID, obj, "local", 0, p, "no local target named '%s'", local);
+        slm_yaml_subpath(p, sizeof(p), path, "local");
+        rc = slm_yaml_verr(v, SLM_E_INVALID, obj, "local", 0, p, "no local target named '%s'",
+                           local);
     }
     free(local);
     if (rc != SLM_OK ||
         (rc = parse_checks(v, obj, path, &cfg->locals[r->local], &r->checks)) != SLM_OK ||
         (rc = parse_escalate(v, obj, path, cfg, r)) != SLM_OK ||
-        (rc = get_num(v, obj, path, "shadow", 0, 1, &r->shadow)) != SLM_OK ||
-        (rc = get_num(v, obj, path, "deadline", 0, 86400, &r->deadline_s)) != SLM_OK) {
+        (rc = slm_yaml_get_num(v, obj, path, "shadow", 0, 1, &r->shadow)) != SLM_OK ||
+        (rc = slm_yaml_get_num(v, obj, path, "deadline", 0, 86400, &r->deadline_s)) != SLM_OK) {
         return rc;
     }
     if (r->shadow > 0 && r->n_escalate == 0) {
         char p[256];
-        subpath(p, sizeof(p), path, "shadow");
-        return verr(v, SLM_E_INVALID, obj, "shadow", 0, p, "needs an upstream in 'escalate'");
+        slm_yaml_subpath(p, sizeof(p), path, "shadow");
+        return slm_yaml_verr(v, SLM_E_INVALID, obj, "shadow", 0, p,
+                             "needs an upstream in 'escalate'");
     }
     return SLM_OK;
 }
 
-static int parse_meter(struct vctx *v, const json_t *root, struct slm_router_config *cfg) {
+static int parse_meter(struct slm_yaml_check *v, const json_t *root,
+                       struct slm_router_config *cfg) {
     static const char *const keys[] = {"ledger", "hardware_price", "power_watts", "kwh_price",
                                        NULL};
     const json_t *obj = json_object_get(root, "meter");
@@ -827,23 +676,23 @@ static int parse_meter(struct vctx *v, const json_t *root, struct slm_router_con
     if (!obj || json_is_null(obj)) {
         return SLM_OK;
     }
-    int rc = want_object(v, root, "meter", 0, "meter", obj);
+    int rc = slm_yaml_want_object(v, root, "meter", 0, "meter", obj);
     if (rc == SLM_OK) {
-        rc = check_keys(v, obj, "meter", keys);
+        rc = slm_yaml_check_keys(v, obj, "meter", keys);
     }
     const json_t *l = json_object_get(obj, "ledger");
     if (rc == SLM_OK &&
         (json_is_false(l) || (json_is_string(l) && strcmp(json_string_value(l), "off") == 0))) {
         cfg->meter.off = true;
     } else if (rc == SLM_OK) {
-        rc = get_path(v, obj, "meter", "ledger", false, &cfg->meter.ledger);
+        rc = slm_yaml_get_path(v, obj, "meter", "ledger", false, &cfg->meter.ledger);
     }
     if (rc != SLM_OK ||
-        (rc = get_num(v, obj, "meter", "hardware_price", 0, 1e12,
-                      &cfg->meter.cost.hardware_price)) != SLM_OK ||
-        (rc = get_num(v, obj, "meter", "power_watts", 0, 1e6, &cfg->meter.cost.power_watts)) !=
-            SLM_OK ||
-        (rc = get_num(v, obj, "meter", "kwh_price", 0, 1e6, &cfg->meter.cost.kwh_price)) !=
+        (rc = slm_yaml_get_num(v, obj, "meter", "hardware_price", 0, 1e12,
+                               &cfg->meter.cost.hardware_price)) != SLM_OK ||
+        (rc = slm_yaml_get_num(v, obj, "meter", "power_watts", 0, 1e6,
+                               &cfg->meter.cost.power_watts)) != SLM_OK ||
+        (rc = slm_yaml_get_num(v, obj, "meter", "kwh_price", 0, 1e6, &cfg->meter.cost.kwh_price)) !=
             SLM_OK) {
         return rc;
     }
@@ -851,8 +700,9 @@ static int parse_meter(struct vctx *v, const json_t *root, struct slm_router_con
 }
 
 /* thresholds.yaml: {routes: {NAME: {label_prob: 0.62, ...}}}, written by calibrate. */
-static int apply_include(struct vctx *outer, const json_t *root, struct slm_router_config *cfg) {
-    int rc = get_path(outer, root, "", "include", true, &cfg->include_path);
+static int apply_include(struct slm_yaml_check *outer, const json_t *root,
+                         struct slm_router_config *cfg) {
+    int rc = slm_yaml_get_path(outer, root, "", "include", true, &cfg->include_path);
     if (rc != SLM_OK || !cfg->include_path) {
         return rc;
     }
@@ -860,31 +710,32 @@ static int apply_include(struct vctx *outer, const json_t *root, struct slm_rout
     if ((rc = slm_yaml_load_file(cfg->include_path, NULL, &doc, outer->err)) != SLM_OK) {
         return rc;
     }
-    struct vctx v = {doc, outer->dir, outer->err};
+    struct slm_yaml_check v = {doc, outer->dir, outer->err};
     json_t *inc = slm_yaml_root(doc);
     static const char *const keys[] = {"routes", NULL};
-    rc = want_object(&v, inc, NULL, 0, "(top)", inc);
+    rc = slm_yaml_want_object(&v, inc, NULL, 0, "(top)", inc);
     if (rc == SLM_OK) {
-        rc = check_keys(&v, inc, "", keys);
+        rc = slm_yaml_check_keys(&v, inc, "", keys);
     }
     const json_t *routes = json_object_get(inc, "routes");
     if (rc == SLM_OK && routes) {
-        rc = want_object(&v, inc, "routes", 0, "routes", routes);
+        rc = slm_yaml_want_object(&v, inc, "routes", 0, "routes", routes);
     }
     const char *name;
     json_t *th;
     if (rc == SLM_OK && routes) {
         json_object_foreach((json_t *)routes, name, th) {
             char path[256];
-            subpath(path, sizeof(path), "routes", name);
+            slm_yaml_subpath(path, sizeof(path), "routes", name);
             struct slm_router_route *r = NULL;
             for (size_t i = 0; i < cfg->n_routes && !r; i++) {
                 r = strcmp(cfg->routes[i].name, name) == 0 ? &cfg->routes[i] : NULL;
             }
             if (!r) {
-                rc = verr(&v, SLM_E_INVALID, routes, name, 0, path, "no route named '%s'", name);
-            } else if ((rc = want_object(&v, routes, name, 0, path, th)) == SLM_OK &&
-                       (rc = check_keys(&v, th, path, threshold_keys)) == SLM_OK) {
+                rc = slm_yaml_verr(&v, SLM_E_INVALID, routes, name, 0, path, "no route named '%s'",
+                                   name);
+            } else if ((rc = slm_yaml_want_object(&v, routes, name, 0, path, th)) == SLM_OK &&
+                       (rc = slm_yaml_check_keys(&v, th, path, threshold_keys)) == SLM_OK) {
                 rc = parse_thresholds(&v, th, path, &r->checks);
             }
             if (rc != SLM_OK) {
@@ -896,17 +747,17 @@ static int apply_include(struct vctx *outer, const json_t *root, struct slm_rout
     return rc;
 }
 
-static int parse_root(struct vctx *v, json_t *root, struct slm_router_config *cfg) {
+static int parse_root(struct slm_yaml_check *v, json_t *root, struct slm_router_config *cfg) {
     static const char *const keys[] = {"local", "upstreams", "routes", "meter", "include", NULL};
     if (!json_is_object(root)) {
-        return verr(v, SLM_E_INVALID, root, NULL, SIZE_MAX, "(top)",
-                    "expected a mapping with local, upstreams, routes");
+        return slm_yaml_verr(v, SLM_E_INVALID, root, NULL, SIZE_MAX, "(top)",
+                             "expected a mapping with local, upstreams, routes");
     }
-    int rc = check_keys(v, root, "", keys);
+    int rc = slm_yaml_check_keys(v, root, "", keys);
     const json_t *locals = json_object_get(root, "local");
     if (rc == SLM_OK && !json_is_object(locals)) {
-        rc = verr(v, SLM_E_INVALID, root, locals ? "local" : NULL, SIZE_MAX, "local",
-                  locals ? "expected a mapping of target names" : "required");
+        rc = slm_yaml_verr(v, SLM_E_INVALID, root, locals ? "local" : NULL, SIZE_MAX, "local",
+                           locals ? "expected a mapping of target names" : "required");
     }
     if (rc != SLM_OK) {
         return rc;
@@ -927,8 +778,8 @@ static int parse_root(struct vctx *v, json_t *root, struct slm_router_config *cf
     }
     const json_t *routes = json_object_get(root, "routes");
     if (!json_is_array(routes) || json_array_size(routes) == 0) {
-        return verr(v, SLM_E_INVALID, root, routes ? "routes" : NULL, SIZE_MAX, "routes",
-                    routes ? "expected a non-empty list of routes" : "required");
+        return slm_yaml_verr(v, SLM_E_INVALID, root, routes ? "routes" : NULL, SIZE_MAX, "routes",
+                             routes ? "expected a non-empty list of routes" : "required");
     }
     cfg->routes = calloc(json_array_size(routes), sizeof(*cfg->routes));
     if (!cfg->routes) {
@@ -966,7 +817,7 @@ int slm_router_config_parse(const char *name, const char *text, size_t len, cons
     cfg->path = strdup(tmp);
     cfg->dir = strdup(dir ? dir : dirname(tmp));
     free(tmp);
-    struct vctx v = {doc, cfg->dir, err};
+    struct slm_yaml_check v = {doc, cfg->dir, err};
     if (!cfg->path || !cfg->dir) {
         rc = slm_err_set(err, SLM_E_NOMEM, "out of memory");
     } else {

@@ -187,6 +187,9 @@ static int rows_record(struct slm_data_record *r, const char *name,
         r->completion = slm_str_dup(slm_json_str(v));
     } else if (json_is_number(v) || json_is_boolean(v)) {
         r->completion = json_dumps(v, JSON_ENCODE_ANY);
+    } else if (json_is_object(v) || json_is_array(v)) {
+        /* Structured answers (slot extraction) are learned and compared as compact JSON. */
+        r->completion = json_dumps(v, JSON_COMPACT);
     } else {
         return slm_err_set(err, SLM_E_INVALID,
                            "%s:%zu: completion field '%s' is missing or not a string (see "

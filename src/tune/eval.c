@@ -19,7 +19,10 @@ struct slm_tune_eval_params slm_tune_eval_params_default(void) {
                                          .max_labels = 256,
                                          .n_threads = 0,
                                          .add_eos = true,
-                                         .chat_template = NULL};
+                                         .chat_template = NULL,
+                                         .on_example = NULL,
+                                         .user = NULL,
+                                         .no_loss = false};
 }
 
 struct toks {
@@ -132,7 +135,7 @@ static int eval_records(struct slm_tune_scorer *sc, const struct slm_model *voca
         if (rc == SLM_OK) {
             rc = tokenize(vocab, r->completion, false, false, eos, &truth, err);
         }
-        if (rc == SLM_OK && prompt.n > 0 && truth.n > 0) {
+        if (rc == SLM_OK && prompt.n > 0 && truth.n > 0 && !p->no_loss) {
             const int32_t *tc = truth.t;
             float s = 0;
             rc = slm_tune_scorer_score(sc, prompt.t, prompt.n, &tc, &truth.n, 1, &s, err);
@@ -146,6 +149,11 @@ static int eval_records(struct slm_tune_scorer *sc, const struct slm_model *voca
                 best = scores[k] > scores[best] ? k : best;
             }
             correct += strcmp(lb->text[best], r->completion) == 0;
+            if (rc == SLM_OK && p->on_example &&
+                p->on_example(p->user, i, (const char *const *)lb->text, scores, lb->n, best,
+                              prompt.n) != 0) {
+                rc = slm_err_set(err, SLM_E_ABORTED, "interrupted");
+            }
         }
         free(prompt.t);
         free(truth.t);

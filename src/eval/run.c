@@ -1,0 +1,268 @@
+/*
+ * run.c - one evaluation: read the suite's rows (the dataset reader `slm tune`
+ * uses, the same template, the same dev split), let every candidate answer
+ * every row, then score (score.c). Candidates run one after another, rows in
+ * order: each local model is loaded once, and its latencies are its own.
+ */
+#include "eval/internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "slm/tune.h"
+
+struct slm_eval_run_params slm_eval_run_params_default(void) {
+    return (struct slm_eval_run_params){0};
+}
+
+void slm_eval_result_free(struct slm_eval_result *r) {
+    if (!r) {
+        return;
+    }
+    for (size_t i = 0; i < r->n_rows; i++) {
+        free(r->rows[i].prompt);
+        free(r->rows[i].input);
+        free(r->rows[i].expected);
+        json_decref(r->rows[i].row);
+    }
+    for (size_t c = 0; c < r->n_cands; c++) {
+        struct slm_eval_cand_result *cr = &r->cands[c];
+        for (size_t i = 0; cr->answers && i < r->n_rows; i++) {
+            free(cr->answers[i].text);
+            free(cr->answers[i].error);
+        }
+        for (size_t k = 0; k < cr->n_labels; k++) {
+            free(cr->labels[k].label);
+        }
+        free(cr->labels);
+        free(cr->answers);
+        free(cr->right);
+    }
+    for (size_t k = 0; k < r->n_labels; k++) {
+        free(r->labels[k]);
+    }
+    free(r->labels);
+    free(r->rows);
+    free(r->cands);
+    free(r->pairs);
+    free(r);
+}
+
+/* The rows: read, filtered to the dev split, cut to the limit. */
+static int read_rows(const struct slm_eval_suite *s, size_t limit, struct slm_data_records *recs,
+                     struct slm_err *err) {
+    struct slm_data_read_params rp = slm_data_read_params_default();
+    rp.prompt_template = s->data.template;
+    rp.completion_field = s->data.expected;
+    int rc = slm_data_read(s->data.file, &rp, recs, err);
+    if (rc == SLM_OK && s->data.hash_field) {
+        struct slm_data_records held = {0};
+        rc = slm_data_split_hash(recs, s->data.hash_field, s->data.hash_mod, &held, err);
+        slm_data_records_free(recs);
+        *recs = held;
+    }
+    if (rc == SLM_OK && recs->format == SLM_DATA_MESSAGES) {
+        rc = slm_err_set(err, SLM_E_UNSUPPORTED,
+                         "%s: messages records are not supported by slm eval yet; use rows with "
+                         "a template, or prompt/completion",
+                         s->data.file);
+    }
+    if (rc == SLM_OK && recs->n == 0) {
+        rc = slm_err_set(err, SLM_E_INVALID, "%s: no rows to evaluate%s", s->data.file,
+                         s->data.hash_field ? " after the valid-hash filter" : "");
+    }
+    limit = limit && s->data.limit ? (limit < s->data.limit ? limit : s->data.limit)
+                                   : (limit ? limit : s->data.limit);
+    while (rc == SLM_OK && limit && recs->n > limit) {
+        struct slm_data_record *r = &recs->items[--recs->n];
+        free(r->prompt);
+        free(r->completion);
+        free(r->raw);
+        json_decref(r->row);
+    }
+    return rc;
+}
+
+static int copy_rows(const struct slm_eval_suite *s, const struct slm_data_records *recs,
+                     struct slm_eval_result *r) {
+    r->rows = calloc(recs->n, sizeof(*r->rows));
+    if (!r->rows) {
+        return SLM_E_NOMEM;
+    }
+    r->n_rows = recs->n;
+    for (size_t i = 0; i < recs->n; i++) {
+        const struct slm_data_record *d = &recs->items[i];
+        struct slm_eval_row *row = &r->rows[i];
+        const char *in =
+            s->data.input ? json_string_value(json_object_get(d->row, s->data.input)) : NULL;
+        row->line = d->line;
+        row->prompt = strdup(d->prompt);
+        row->expected = strdup(d->completion);
+        row->input = strdup(in ? in : d->prompt);
+        row->row = json_incref(d->row);
+        if (!row->prompt || !row->expected || !row->input) {
+            return SLM_E_NOMEM;
+        }
+    }
+    return SLM_OK;
+}
+
+/* The label set: distinct expected answers in order of first appearance (the
+ * set `slm tune eval` collects from the same rows). */
+static int collect_labels(struct slm_eval_result *r) {
+    r->labels = calloc(r->n_rows, sizeof(char *));
+    if (!r->labels) {
+        return SLM_E_NOMEM;
+    }
+    for (size_t i = 0; i < r->n_rows; i++) {
+        bool seen = false;
+        for (size_t k = 0; k < r->n_labels && !seen; k++) {
+            seen = strcmp(r->labels[k], r->rows[i].expected) == 0;
+        }
+        if (!seen && !(r->labels[r->n_labels++] = strdup(r->rows[i].expected))) {
+            return SLM_E_NOMEM;
+        }
+    }
+    return SLM_OK;
+}
+
+struct progress_ctx {
+    const struct slm_eval_run_params *p;
+    const char *name;
+    size_t base, total;
+};
+
+static void batch_progress(size_t done, void *user) {
+    struct progress_ctx *pc = user;
+    if (pc->p->progress) {
+        pc->p->progress(pc->base + done, pc->total, pc->name, pc->p->user);
+    }
+}
+
+static int open_backend(const struct slm_eval_suite *s, const struct slm_eval_candidate *c,
+                        const struct slm_data_records *recs, const struct slm_eval_run_params *p,
+                        struct slm_eval_backend *be, struct slm_err *err) {
+    bool label = slm_eval_suite_metric(s, SLM_EVAL_LABEL) != NULL;
+    switch (c->kind) {
+    case SLM_EVAL_CAND_MODEL:
+    case SLM_EVAL_CAND_ADAPTER:
+    case SLM_EVAL_CAND_GGUF:
+        return label ? slm__eval_open_label(c, recs, p->n_threads, p->cancel, be, err)
+                     : slm__eval_open_gen(c, p->n_threads, be, err);
+    case SLM_EVAL_CAND_ROUTE: return slm__eval_open_route(c, p->n_threads, be, err);
+    case SLM_EVAL_CAND_UPSTREAM:
+        if (!p->open_upstream) {
+            return slm_err_set(err, SLM_E_UNSUPPORTED,
+                               "%s:%d: candidate '%s': upstream candidates need the contractor "
+                               "(cache, cost cap; issue 15, next submission)",
+                               s->path, c->line, c->name);
+        }
+        return p->open_upstream(p->user, s, c, be, err);
+    }
+    return slm_err_set(err, SLM_E_INVALID, "unknown candidate kind");
+}
+
+/* Refused before any row runs, not after the local candidates took their time. */
+static int check_upstreams(const struct slm_eval_suite *s, const struct slm_eval_run_params *p,
+                           struct slm_err *err) {
+    for (size_t i = 0; !p->open_upstream && i < s->n_candidates; i++) {
+        const struct slm_eval_candidate *c = &s->candidates[i];
+        if (c->kind == SLM_EVAL_CAND_UPSTREAM) {
+            return slm_err_set(err, SLM_E_UNSUPPORTED,
+                               "%s:%d: candidate '%s': upstream candidates need the contractor "
+                               "(cache, cost cap; issue 15, next submission)",
+                               s->path, c->line, c->name);
+        }
+    }
+    return SLM_OK;
+}
+
+static int run_candidate(const struct slm_eval_suite *s, size_t ci,
+                         const struct slm_data_records *recs, const struct slm_eval_run_params *p,
+                         struct slm_eval_result *r, struct slm_err *err) {
+    const struct slm_eval_candidate *c = &s->candidates[ci];
+    struct slm_eval_cand_result *cr = &r->cands[ci];
+    cr->cand = c;
+    cr->answers = calloc(r->n_rows, sizeof(*cr->answers));
+    if (!cr->answers) {
+        return slm_err_set(err, SLM_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < r->n_rows; i++) {
+        cr->answers[i].confidence = NAN;
+        cr->answers[i].status = SLM_E_ABORTED; /* until answered */
+    }
+    struct slm_eval_backend be = {0};
+    int rc = open_backend(s, c, recs, p, &be, err);
+    if (rc != SLM_OK) {
+        return slm_err_prefix(err, "candidate '%s'", c->name);
+    }
+    const struct slm_eval_metric *json = slm_eval_suite_metric(s, SLM_EVAL_JSON);
+    struct progress_ctx pc = {p, c->name, ci * r->n_rows, s->n_candidates * r->n_rows};
+    if (be.batch) {
+        rc = be.batch(be.self, r->rows, r->n_rows, (const char *const *)r->labels, r->n_labels,
+                      cr->answers, batch_progress, &pc, err);
+    }
+    for (size_t i = 0; !be.batch && rc == SLM_OK && i < r->n_rows; i++) {
+        if (p->cancel && *p->cancel) {
+            rc = slm_err_set(err, SLM_E_ABORTED, "interrupted");
+            break;
+        }
+        struct slm_eval_request req = {.index = i,
+                                       .row = &r->rows[i],
+                                       .labels = (const char *const *)r->labels,
+                                       .n_labels = r->n_labels,
+                                       .schema = json ? json->schema : NULL,
+                                       .want_json = json != NULL,
+                                       .max_tokens = s->max_tokens};
+        cr->answers[i].status = SLM_OK;
+        rc = be.answer(be.self, &req, &cr->answers[i], err);
+        batch_progress(i + 1, &pc);
+    }
+    be.close(be.self);
+    return rc == SLM_OK ? rc : slm_err_prefix(err, "candidate '%s'", c->name);
+}
+
+int slm_eval_run(const struct slm_eval_suite *s, const struct slm_eval_run_params *params,
+                 struct slm_eval_result **out, struct slm_err *err) {
+    struct slm_eval_run_params p = params ? *params : slm_eval_run_params_default();
+    *out = NULL;
+    double t0 = slm_time_mono();
+    struct slm_data_records recs = {0};
+    struct slm_eval_result *r = calloc(1, sizeof(*r));
+    if (!r) {
+        return slm_err_set(err, SLM_E_NOMEM, "out of memory");
+    }
+    r->suite = s;
+    int rc = check_upstreams(s, &p, err);
+    if (rc == SLM_OK) {
+        rc = read_rows(s, p.limit, &recs, err);
+    }
+    if (rc == SLM_OK) {
+        rc = copy_rows(s, &recs, r);
+        if (rc == SLM_OK && slm_eval_suite_metric(s, SLM_EVAL_LABEL)) {
+            rc = collect_labels(r);
+        }
+        if (rc == SLM_OK && !(r->cands = calloc(s->n_candidates, sizeof(*r->cands)))) {
+            rc = SLM_E_NOMEM;
+        }
+        r->n_cands = r->cands ? s->n_candidates : 0;
+        if (rc == SLM_E_NOMEM) {
+            slm_err_set(err, rc, "out of memory");
+        }
+    }
+    for (size_t ci = 0; rc == SLM_OK && ci < s->n_candidates; ci++) {
+        rc = run_candidate(s, ci, &recs, &p, r, err);
+    }
+    slm_data_records_free(&recs);
+    r->wall_s = slm_time_mono() - t0;
+    if (rc == SLM_OK) {
+        rc = slm_eval_score(r, err);
+    }
+    if (rc != SLM_OK) {
+        slm_eval_result_free(r);
+        return rc;
+    }
+    *out = r;
+    return SLM_OK;
+}
