@@ -196,6 +196,7 @@ static int cand_check(struct slm_yaml_check *v, const json_t *obj, const char *p
                         : c->kind == SLM_EVAL_CAND_ROUTE ? c->route
                         : c->upstream                    ? c->upstream
                                                          : c->model;
+        n = n ? n : c->base_url ? c->base_url : "candidate"; /* found by fuzz_eval_suite */
         const char *slash = strrchr(n, '/');
         size_t len = strlen(slash ? slash + 1 : n) + 16;
         c->name = malloc(len);
