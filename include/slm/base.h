@@ -217,6 +217,9 @@ int slm_file_read(const char *path, size_t max, struct slm_buf *out, struct slm_
 int slm_file_write_atomic(const char *path, const void *data, size_t n, struct slm_err *err);
 /* mkdir -p with mode 0755. */
 int slm_mkdir_p(const char *path, struct slm_err *err);
+/* mkdir -p of the folder that will hold the file `path` (nothing when it
+ * has no folder part or the folder exists). */
+int slm_mkdir_parent(const char *path, struct slm_err *err);
 bool slm_file_exists(const char *path);
 bool slm_dir_exists(const char *path);
 /* Size in bytes, or -1 when it cannot be stat'ed. */

@@ -140,6 +140,16 @@ int slm_file_write_atomic(const char *path, const void *data, size_t n, struct s
     return SLM_OK;
 }
 
+int slm_mkdir_parent(const char *path, struct slm_err *err) {
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash == path) {
+        return SLM_OK;
+    }
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+    return slm_dir_exists(dir) ? SLM_OK : slm_mkdir_p(dir, err);
+}
+
 int slm_mkdir_p(const char *path, struct slm_err *err) {
     char p[PATH_MAX];
     size_t n = strlen(path);

@@ -44,16 +44,6 @@ static int default_path(char *out, size_t cap, struct slm_err *err) {
     return rc;
 }
 
-static int make_parent(const char *path, struct slm_err *err) {
-    const char *slash = strrchr(path, '/');
-    if (!slash || slash == path) {
-        return SLM_OK;
-    }
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-    return slm_dir_exists(dir) ? SLM_OK : slm_mkdir_p(dir, err);
-}
-
 /* Refuses a file that is not SQLite before SQLite touches it (an empty one is a new cache). */
 static int check_header(const char *path, struct slm_err *err) {
     FILE *f = fopen(path, "rb");
@@ -124,7 +114,7 @@ int slm_contract_cache_open(const char *path, struct slm_contract_cache **out,
         rc = default_path(c->path, sizeof(c->path), err);
     }
     if (rc == SLM_OK) {
-        rc = make_parent(c->path, err);
+        rc = slm_mkdir_parent(c->path, err);
     }
     if (rc == SLM_OK) {
         rc = check_header(c->path, err);

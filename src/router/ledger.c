@@ -131,21 +131,6 @@ static int default_path(char *out, size_t cap, struct slm_err *err) {
     return SLM_OK;
 }
 
-/* Creates the folder that will hold a new ledger. */
-static int make_parent(const char *path, struct slm_err *err) {
-    const char *slash = strrchr(path, '/');
-    if (!slash || slash == path) {
-        return SLM_OK;
-    }
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-    if (slm_dir_exists(dir)) {
-        return SLM_OK;
-    }
-    int rc = slm_mkdir_p(dir, err);
-    return rc == SLM_OK ? SLM_OK : slm_err_prefix(err, "cannot create the ledger's folder");
-}
-
 /* Refuses a file that is not SQLite before SQLite touches it: SQLite opens such
  * files lazily and some pragmas would write to them. An empty file is a new ledger. */
 static int check_header(const char *path, struct slm_err *err) {
@@ -319,7 +304,10 @@ int slm_ledger_open_ex(const struct slm_ledger_params *params, struct slm_ledger
             slm_err_set(err, SLM_E_NOT_FOUND, "%s: no ledger there (nothing routed yet?)", l->path);
     }
     if (st == SLM_OK && !p.must_exist) {
-        st = make_parent(l->path, err);
+        st = slm_mkdir_parent(l->path, err);
+        if (st != SLM_OK) {
+            slm_err_prefix(err, "cannot create the ledger's folder");
+        }
     }
     if (st == SLM_OK) {
         st = check_header(l->path, err);
