@@ -91,15 +91,21 @@ void slm_contract_cache_close(struct slm_contract_cache *c);
  * compact; "stream" left out). SLM_E_NOMEM. */
 int slm_contract_cache_key(const struct slm_contract_upstream *u, const json_t *request,
                            char key[65]);
-/* Looks a key up: SLM_OK with *response (a new reference) and the call's recorded usage and
- * cost, SLM_E_NOT_FOUND, or SLM_E_IO. `tokens_in`, `tokens_out`, `cost` may be NULL. */
+/* What a call used when it was made, kept next to its answer. */
+struct slm_contract_usage {
+    int64_t tokens_in, tokens_out;
+    double cost;      /* what it was charged (slm_contract_chat()'s settled cost) */
+    double latency_s; /* its wall time, retries included (0 in caches older than the column) */
+};
+
+/* Looks a key up: SLM_OK with *response (a new reference) and the call's recorded usage
+ * (`usage` may be NULL), SLM_E_NOT_FOUND, or SLM_E_IO. */
 int slm_contract_cache_get(struct slm_contract_cache *c, const char *key, json_t **response,
-                           int64_t *tokens_in, int64_t *tokens_out, double *cost,
-                           struct slm_err *err);
+                           struct slm_contract_usage *usage, struct slm_err *err);
 /* Stores an answered call (replacing an older answer to the same key), committed before it
  * returns. SLM_E_IO. */
 int slm_contract_cache_put(struct slm_contract_cache *c, const char *key, const json_t *response,
-                           int64_t tokens_in, int64_t tokens_out, double cost, struct slm_err *err);
+                           const struct slm_contract_usage *usage, struct slm_err *err);
 /* Rows in the cache (tests, `--help` text); -1 on error. */
 int64_t slm_contract_cache_count(struct slm_contract_cache *c);
 
@@ -131,6 +137,9 @@ struct slm_contract_params {
     struct slm_contract_upstream *upstream; /* borrowed; required */
     struct slm_contract_cache *cache;       /* borrowed; NULL = no cache (--no-cache) */
     double max_cost;                        /* hard cap; <= 0 or INFINITY = none */
+    struct slm_contract_budget *budget;     /* borrowed: a cap shared with other contracts
+                                             * (slm eval's candidates and judge); when set,
+                                             * max_cost is not used */
     double deadline_s;                      /* one call, retries included; 0 = 300 */
     const volatile int *cancel;             /* polled by calls in flight; may be NULL */
 };
@@ -152,6 +161,9 @@ struct slm_contract_reply {
     int64_t tokens_in, tokens_out;
     double cost;      /* what this call cost now (0 from the cache) */
     double latency_s; /* wall time of the call, retries included (0 from the cache) */
+    /* What the call cost and took when it was made: cost / latency_s for a new call, the
+     * recorded figures for one from the cache (what `slm eval` reports per candidate). */
+    double made_cost, made_latency_s;
     /* When the call failed upstream: slm_upstream_result.failure ("unauthorized",
      * "rate_limited", ...; static), else NULL. */
     const char *failure;

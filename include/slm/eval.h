@@ -10,15 +10,18 @@
  *    slm_eval_backend). Local candidates (store model, model + adapter, .gguf)
  *    go through the one request path (slm/turn.h) or, for the `label` metric,
  *    score every label exactly as `slm tune eval` does; route candidates go
- *    through slm_router_chat() without HTTP; upstream candidates plug in
- *    through slm_eval_run_params.open_upstream.
+ *    through slm_router_chat() without HTTP; upstream candidates and the
+ *    judge call a cloud through the contractor (slm/contract.h: its cache,
+ *    shared cost cap and retries), opened by slm_eval_run_params.open_cloud,
+ *    many rows at once.
  *  - metrics and statistics: per row right/wrong (or a score), per candidate
  *    value with a seeded 95% bootstrap interval, per pair of candidates a paired
  *    McNemar test; every figure carries the number of rows behind it.
  *  - reports: a terminal table, JSON, Markdown, one self-contained HTML file.
  *
  * Library code: prints nothing. Thread safety: a suite and a result are
- * read-only once built; a run is one thread (a backend may use more inside).
+ * read-only once built; a run is one thread, and a backend may use more
+ * inside (a cloud candidate and the judge send many calls at once).
  */
 #ifndef SLM_EVAL_H
 #define SLM_EVAL_H
@@ -29,6 +32,8 @@
 #include <stdint.h>
 
 #include "slm/base.h"
+
+struct slm_contract;
 
 /* ---------------------------------------------------------------- suite */
 
@@ -58,7 +63,12 @@ struct slm_eval_candidate {
     char *base_url, *api_key_env; /* UPSTREAM inline */
     double price_in, price_out;   /* UPSTREAM inline: USD per 1M tokens (0 = unknown) */
     double cost_per_1k;           /* local: a configured rate per 1,000 requests (0) */
-    int line;                     /* where it is written in the suite */
+    char *system;                 /* UPSTREAM: the system message, or NULL (a default for
+                                   * `label`: the label set and "answer with one") */
+    bool structured; /* UPSTREAM: constrain the answer with response_format (the label set as an
+                      * enum, the json metric's schema); `structured: false` for clouds without
+                      * structured outputs (default true) */
+    int line;        /* where it is written in the suite */
 };
 
 enum slm_eval_metric_kind {
@@ -66,7 +76,17 @@ enum slm_eval_metric_kind {
     SLM_EVAL_EXACT,     /* the answer equals the expected text (both trimmed) */
     SLM_EVAL_JSON,      /* valid JSON, schema-valid, per-field precision/recall/F1 */
     SLM_EVAL_REGEX,     /* the answer matches a pattern */
+    SLM_EVAL_JUDGE,     /* a cloud model grades each answer against a rubric */
 };
+
+enum slm_eval_judge_mode {
+    SLM_EVAL_JUDGE_SCORE = 0, /* a score from 1 to 5 per answer ("judge_score": the mean) */
+    SLM_EVAL_JUDGE_PASS,      /* pass or fail per answer ("judge_pass": the pass rate) */
+    SLM_EVAL_JUDGE_PAIRWISE,  /* two candidates' answers side by side, asked twice with the
+                               * order swapped; a win counts only when both orders agree */
+};
+
+const char *slm_eval_judge_mode_name(enum slm_eval_judge_mode m);
 
 const char *slm_eval_metric_name(enum slm_eval_metric_kind k);
 
@@ -75,6 +95,16 @@ struct slm_eval_metric {
     json_t *schema;   /* JSON: a JSON Schema (from `schema: FILE` or inline), or NULL */
     char *regex;      /* REGEX: the PCRE2 pattern */
     bool ignore_case; /* EXACT / REGEX */
+    /* JUDGE: the mode, the rubric (a Liquid file; NULL = the mode's built-in rubric), for
+     * pairwise the candidate every other is compared with (NULL = every pair), the judge's
+     * upstream (as a candidate names one) and its answer's tokens at most. */
+    enum slm_eval_judge_mode mode;
+    char *rubric;
+    char *against;
+    char *router, *upstream, *base_url, *model, *api_key_env;
+    double price_in, price_out;
+    int32_t judge_max_tokens;
+    int line;
 };
 
 struct slm_eval_suite {
@@ -135,6 +165,8 @@ struct slm_eval_answer {
     double latency_ms;
     int64_t n_in, n_out; /* tokens */
     double cost_usd;     /* what the answer cost (0 for local) */
+    double judge;        /* JUDGE score or pass: 1..5, or 1 / 0; NAN when not judged */
+    char *judge_reason;  /* the judge's reason (malloc'ed), or why there is no verdict */
 };
 
 /* What a backend is asked for one row. Borrowed for the call. */
@@ -167,6 +199,15 @@ struct slm_eval_backend {
 
 /* ---------------------------------------------------------------- run */
 
+/* A cloud model the suite names: an upstream candidate or the judge (borrowed strings). */
+struct slm_eval_cloud {
+    const char *what;                           /* "candidate 'gpt'" or "judge", for messages */
+    int line;                                   /* where the suite names it */
+    const char *router, *upstream;              /* a pool of a router.yaml */
+    const char *base_url, *model, *api_key_env; /* or inline */
+    double price_in, price_out;                 /* inline: USD per 1M tokens */
+};
+
 struct slm_eval_run_params {
     size_t limit;               /* rows at most, over the suite's limit; 0 = the suite's */
     int32_t n_threads;          /* local models; 0 = physical cores */
@@ -174,11 +215,13 @@ struct slm_eval_run_params {
     /* After every answer: answers done of `total`, the candidate answering. */
     void (*progress)(size_t done, size_t total, const char *candidate, void *user);
     void *user;
-    /* Opens an upstream candidate's backend (the contractor). NULL: running an
-     * upstream candidate is SLM_E_UNSUPPORTED with a message saying so. */
-    int (*open_upstream)(void *user, const struct slm_eval_suite *s,
-                         const struct slm_eval_candidate *c, struct slm_eval_backend *out,
-                         struct slm_err *err);
+    /* Opens the contract a cloud candidate or the judge calls through (the caller's: its
+     * cache, its cost cap, freed by the caller after the run). NULL: a suite with an upstream
+     * candidate or a judge is refused before any row runs. */
+    int (*open_cloud)(void *user, const struct slm_eval_suite *s, const struct slm_eval_cloud *c,
+                      struct slm_contract **out, struct slm_err *err);
+    int cloud_concurrency; /* calls in flight per cloud candidate and for the judge;
+                            * 0 = the upstream's max concurrency */
 };
 
 struct slm_eval_run_params slm_eval_run_params_default(void);
@@ -232,6 +275,17 @@ struct slm_eval_result {
     size_t n_cands;
     struct slm_eval_pair *pairs;
     size_t n_pairs;
+    /* JUDGE pairwise, filled by the run: per pair of candidates, per row, +1 when the judge
+     * preferred A in both orders, -1 for B, 0 for a tie, a split verdict or no verdict.
+     * Scored into `pairs` under the key "judge_pairwise" (only_a / only_b = wins; the sign
+     * test is McNemar's). */
+    struct slm_eval_judged_pair {
+        size_t a, b;
+        int8_t *verdict;
+        size_t split; /* rows where the two orders disagreed */
+    } * judged;
+    size_t n_judged;
+    size_t judge_errors; /* judge calls without a verdict (reasons in the answers) */
     double wall_s;
 };
 
@@ -274,6 +328,13 @@ void slm_eval_json(const char *answer, const char *expected, const json_t *schem
 int slm_eval_regex(const char *pattern, bool ignore_case, const char *answer, struct slm_err *err);
 
 /* ---------------------------------------------------------------- statistics */
+
+/* Parses a judge's reply `text` for `mode`: a JSON object with "score" (1..5), "pass"
+ * (true/false) or "winner" ("A", "B" or "tie"), and "reason". SLM_OK with *value (1..5; 1/0;
+ * +1 A, -1 B, 0 tie) and *reason (malloc'ed, may be ""); SLM_E_INVALID with a message meant
+ * for the judge on a retry. Untrusted text (fuzzed). */
+int slm_eval_judge_parse(enum slm_eval_judge_mode mode, const char *text, double *value,
+                         char **reason, struct slm_err *err);
 
 /* A percentile bootstrap interval (level 0.95) of the mean of x[0..n), from
  * `b` resamples drawn with a seeded generator (the same seed, the same

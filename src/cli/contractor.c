@@ -162,27 +162,29 @@ static int read_rows(struct slm_cli_contractor *o, struct slm_err *err) {
     return SLM_OK;
 }
 
-static int open_upstream(struct slm_cli_contractor *o, struct slm_err *err) {
-    if (o->api_key_env) {
-        if (!o->spec.base_url) {
+int slm_cli_upstream_open(struct slm_contract_upstream_spec *spec, const char *api_key_env,
+                          const char *how, struct slm_contract_upstream **out,
+                          struct slm_err *err) {
+    if (api_key_env) {
+        if (!spec->base_url) {
             return slm_err_set(err, SLM_E_INVALID,
-                               "--api-key-env is for --base-url; a router.yaml upstream names "
-                               "its own api_key_env");
+                               "%s is for an inline upstream (base URL); a router.yaml upstream "
+                               "names its own api_key_env",
+                               how);
         }
-        const char *key = getenv(o->api_key_env);
+        const char *key = getenv(api_key_env);
         if (!key || !key[0]) {
             return slm_err_set(err, SLM_E_INVALID,
-                               "environment variable %s (--api-key-env) is not set; export it "
-                               "with the API key",
-                               o->api_key_env);
+                               "environment variable %s (%s) is not set; export it with the API "
+                               "key",
+                               api_key_env, how);
         }
-        o->spec.api_key = key;
+        spec->api_key = key;
     }
-    if (o->spec.router_path && !slm_file_exists(o->spec.router_path)) {
-        return slm_err_set(err, SLM_E_NOT_FOUND, "%s: no such router file (--router)",
-                           o->spec.router_path);
+    if (spec->router_path && !slm_file_exists(spec->router_path)) {
+        return slm_err_set(err, SLM_E_NOT_FOUND, "%s: no such router file", spec->router_path);
     }
-    return slm_contract_upstream_open(&o->spec, &o->upstream, err);
+    return slm_contract_upstream_open(spec, out, err);
 }
 
 int slm_cli_contractor_open(struct slm_cli_contractor *o) {
@@ -194,7 +196,7 @@ int slm_cli_contractor_open(struct slm_cli_contractor *o) {
         slm_cli_error(o->cmd, "name the output file with -o OUT.jsonl (see slm %s --help)", o->cmd);
         return SLM_EXIT_USAGE;
     }
-    int rc = open_upstream(o, &err);
+    int rc = slm_cli_upstream_open(&o->spec, o->api_key_env, "--api-key-env", &o->upstream, &err);
     if (rc == SLM_OK && o->template_path) {
         rc = slm_liquid_parse_file(o->template_path, NULL, &o->tmpl, &err);
     }

@@ -51,6 +51,10 @@ struct slm_cli_contractor {
 extern const char SLM_CLI_CONTRACTOR_HELP[];
 
 void slm_cli_contractor_init(struct slm_cli_contractor *o, const char *cmd);
+/* Opens the upstream `spec` names; `api_key_env` (may be NULL) names the environment variable
+ * holding an inline upstream's key, `how` the flag or key that named it (for messages). */
+int slm_cli_upstream_open(struct slm_contract_upstream_spec *spec, const char *api_key_env,
+                          const char *how, struct slm_contract_upstream **out, struct slm_err *err);
 /* Parses argv[*i] when it is a shared flag (advancing *i past its value): 1 when it was one,
  * 0 when not, -1 after printing an error for a bad value. */
 int slm_cli_contractor_flag(struct slm_cli_contractor *o, int argc, char **argv, int *i);

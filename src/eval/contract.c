@@ -267,7 +267,8 @@ void slm_contract_budget_get(struct slm_contract_budget *b, struct slm_contract_
 
 struct slm_contract {
     struct slm_contract_params p;
-    struct slm_contract_budget *budget;
+    struct slm_contract_budget *budget; /* p.budget, or own */
+    struct slm_contract_budget *own;
     pthread_mutex_t mu;
     uint64_t calls, cached, failed;
 };
@@ -279,10 +280,12 @@ int slm_contract_init(const struct slm_contract_params *p, struct slm_contract *
         return slm_err_set(err, SLM_E_INVALID, SLM_CONTRACT_NO_UPSTREAM);
     }
     struct slm_contract *c = calloc(1, sizeof(*c));
-    if (!c || slm_contract_budget_init(p->max_cost > 0 ? p->max_cost : INFINITY, &c->budget)) {
+    if (!c || (!p->budget &&
+               slm_contract_budget_init(p->max_cost > 0 ? p->max_cost : INFINITY, &c->own))) {
         free(c);
         return slm_err_set(err, SLM_E_NOMEM, "out of memory");
     }
+    c->budget = p->budget ? p->budget : c->own;
     c->p = *p;
     if (c->p.deadline_s <= 0) {
         c->p.deadline_s = 300;
@@ -296,7 +299,7 @@ void slm_contract_free(struct slm_contract *c) {
     if (!c) {
         return;
     }
-    slm_contract_budget_free(c->budget);
+    slm_contract_budget_free(c->own);
     pthread_mutex_destroy(&c->mu);
     free(c);
 }
@@ -365,11 +368,11 @@ static int send_call(struct slm_contract *c, const json_t *request, const char *
         res.response = NULL;
         out->tokens_in = res.tokens_in;
         out->tokens_out = res.tokens_out;
-        out->cost = actual;
-        out->latency_s = res.latency_s;
+        out->cost = out->made_cost = actual;
+        out->latency_s = out->made_latency_s = res.latency_s;
         if (c->p.cache) {
-            rc = slm_contract_cache_put(c->p.cache, key, out->response, out->tokens_in,
-                                        out->tokens_out, actual, err);
+            struct slm_contract_usage u = {out->tokens_in, out->tokens_out, actual, res.latency_s};
+            rc = slm_contract_cache_put(c->p.cache, key, out->response, &u, err);
         }
     }
     slm_upstream_result_free(&res);
@@ -385,10 +388,14 @@ int slm_contract_chat(struct slm_contract *c, const json_t *request, struct slm_
         if ((rc = slm_contract_cache_key(c->p.upstream, request, key)) != SLM_OK) {
             return slm_err_set(err, rc, "out of memory");
         }
-        rc = slm_contract_cache_get(c->p.cache, key, &out->response, &out->tokens_in,
-                                    &out->tokens_out, NULL, err);
+        struct slm_contract_usage u = {0};
+        rc = slm_contract_cache_get(c->p.cache, key, &out->response, &u, err);
         if (rc == SLM_OK) {
             out->from_cache = true;
+            out->tokens_in = u.tokens_in;
+            out->tokens_out = u.tokens_out;
+            out->made_cost = u.cost;
+            out->made_latency_s = u.latency_s;
             count(c, &c->cached);
             read_reply(out);
             return SLM_OK;

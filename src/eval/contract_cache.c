@@ -21,7 +21,7 @@
 #define SCHEMA_SQL                                                                                 \
     "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, response TEXT NOT NULL, "             \
     "tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL, cost REAL NOT NULL, "                \
-    "created REAL NOT NULL)"
+    "created REAL NOT NULL, latency REAL NOT NULL DEFAULT 0)"
 
 struct slm_contract_cache {
     sqlite3 *db;
@@ -85,12 +85,17 @@ static int configure(struct slm_contract_cache *c, struct slm_err *err) {
         }
         return db_err(c, "creating the table", err);
     }
+    /* A cache from before the latency column keeps its answers: add the column (an error
+     * here is "duplicate column", the normal case). */
+    (void)sqlite3_exec(c->db, "ALTER TABLE calls ADD COLUMN latency REAL NOT NULL DEFAULT 0", NULL,
+                       NULL, NULL);
     if (sqlite3_prepare_v2(c->db,
-                           "SELECT response, tokens_in, tokens_out, cost FROM calls WHERE key = ?",
+                           "SELECT response, tokens_in, tokens_out, cost, latency FROM calls "
+                           "WHERE key = ?",
                            -1, &c->get, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(c->db,
                            "INSERT OR REPLACE INTO calls (key, response, tokens_in, tokens_out, "
-                           "cost, created) VALUES (?, ?, ?, ?, ?, ?)",
+                           "cost, created, latency) VALUES (?, ?, ?, ?, ?, ?, ?)",
                            -1, &c->put, NULL) != SQLITE_OK) {
         return slm_err_set(err, SLM_E_CORRUPT, "%s: not a call cache (%s)", c->path,
                            sqlite3_errmsg(c->db));
@@ -179,8 +184,7 @@ int slm_contract_cache_key(const struct slm_contract_upstream *u, const json_t *
 }
 
 int slm_contract_cache_get(struct slm_contract_cache *c, const char *key, json_t **response,
-                           int64_t *tokens_in, int64_t *tokens_out, double *cost,
-                           struct slm_err *err) {
+                           struct slm_contract_usage *usage, struct slm_err *err) {
     *response = NULL;
     pthread_mutex_lock(&c->mu);
     sqlite3_reset(c->get);
@@ -196,14 +200,11 @@ int slm_contract_cache_get(struct slm_contract_cache *c, const char *key, json_t
             json_is_object(v)) {
             *response = v;
             st = SLM_OK;
-            if (tokens_in) {
-                *tokens_in = sqlite3_column_int64(c->get, 1);
-            }
-            if (tokens_out) {
-                *tokens_out = sqlite3_column_int64(c->get, 2);
-            }
-            if (cost) {
-                *cost = sqlite3_column_double(c->get, 3);
+            if (usage) {
+                usage->tokens_in = sqlite3_column_int64(c->get, 1);
+                usage->tokens_out = sqlite3_column_int64(c->get, 2);
+                usage->cost = sqlite3_column_double(c->get, 3);
+                usage->latency_s = sqlite3_column_double(c->get, 4);
             }
         } else {
             json_decref(v);
@@ -217,8 +218,7 @@ int slm_contract_cache_get(struct slm_contract_cache *c, const char *key, json_t
 }
 
 int slm_contract_cache_put(struct slm_contract_cache *c, const char *key, const json_t *response,
-                           int64_t tokens_in, int64_t tokens_out, double cost,
-                           struct slm_err *err) {
+                           const struct slm_contract_usage *usage, struct slm_err *err) {
     char *text = json_dumps(response, JSON_COMPACT);
     if (!text) {
         return slm_err_set(err, SLM_E_NOMEM, "out of memory");
@@ -227,10 +227,11 @@ int slm_contract_cache_put(struct slm_contract_cache *c, const char *key, const 
     sqlite3_reset(c->put);
     sqlite3_bind_text(c->put, 1, key, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(c->put, 2, text, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(c->put, 3, tokens_in);
-    sqlite3_bind_int64(c->put, 4, tokens_out);
-    sqlite3_bind_double(c->put, 5, cost);
+    sqlite3_bind_int64(c->put, 3, usage->tokens_in);
+    sqlite3_bind_int64(c->put, 4, usage->tokens_out);
+    sqlite3_bind_double(c->put, 5, usage->cost);
     sqlite3_bind_double(c->put, 6, (double)slm_time_unix_ms() / 1000.0);
+    sqlite3_bind_double(c->put, 7, usage->latency_s);
     int rc = sqlite3_step(c->put); /* autocommit: durable when it returns */
     int st = rc == SQLITE_DONE ? SLM_OK : db_err(c, "storing a reply", err);
     sqlite3_reset(c->put);

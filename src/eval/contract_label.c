@@ -3,7 +3,7 @@
  * files, the label/schema/regex check, `slm label`'s row (one retry with the error shown, votes)
  * and `slm distill`'s row (n samples, failures dropped).
  */
-#include "slm/contract.h"
+#include "eval/internal.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -212,7 +212,7 @@ int slm_contract_check_answer(const struct slm_contract_check *k, const char *te
 
 /* Errors that end a run, as opposed to one answer that failed: a refused key would fail
  * every row the same way. */
-static bool fatal(int rc, const struct slm_contract_reply *rep) {
+bool slm__contract_fatal(int rc, const struct slm_contract_reply *rep) {
     return rc == SLM_E_LIMIT || rc == SLM_E_ABORTED || rc == SLM_E_IO || rc == SLM_E_NOMEM ||
            rc == SLM_E_INVALID || (rep->failure && strcmp(rep->failure, "unauthorized") == 0);
 }
@@ -235,14 +235,9 @@ static int retry_request(const json_t *req, const char *answer, const char *prob
     return SLM_OK;
 }
 
-/*
- * One checked answer: asks, checks, and retries once with the error shown. Returns SLM_OK with
- * *value, or SLM_OK with *value NULL and `why` saying why there is none (a failed check twice,
- * an upstream error), or a fatal status.
- */
-static int ask_checked(struct slm_contract *c, const json_t *req,
-                       const struct slm_contract_check *k, json_t **value, char *why,
-                       size_t why_cap, struct slm_err *err) {
+int slm__contract_ask(struct slm_contract *c, const json_t *req, slm__contract_check_fn check,
+                      const void *check_user, json_t **value, char *why, size_t why_cap,
+                      struct slm_err *err) {
     *value = NULL;
     json_t *cur = json_incref((json_t *)req);
     int rc = SLM_OK;
@@ -252,7 +247,7 @@ static int ask_checked(struct slm_contract *c, const json_t *req,
         rc = slm_contract_chat(c, cur, &rep, &e);
         if (rc != SLM_OK) {
             slm_contract_reply_free(&rep);
-            if (fatal(rc, &rep)) {
+            if (slm__contract_fatal(rc, &rep)) {
                 *err = e;
                 break;
             }
@@ -260,7 +255,7 @@ static int ask_checked(struct slm_contract *c, const json_t *req,
             rc = SLM_OK;
             break;
         }
-        rc = slm_contract_check_answer(k, rep.text, rep.finish, value, &e);
+        rc = check(check_user, rep.text, rep.finish, value, &e);
         if (rc == SLM_OK || rc == SLM_E_NOMEM) {
             slm_contract_reply_free(&rep);
             break;
@@ -280,6 +275,18 @@ static int ask_checked(struct slm_contract *c, const json_t *req,
     }
     json_decref(cur);
     return rc;
+}
+
+static int check_fn(const void *user, const char *text, const char *finish, json_t **value,
+                    struct slm_err *err) {
+    return slm_contract_check_answer(user, text, finish, value, err);
+}
+
+/* One answer checked against `k` (slm__contract_ask()). */
+static int ask_checked(struct slm_contract *c, const json_t *req,
+                       const struct slm_contract_check *k, json_t **value, char *why,
+                       size_t why_cap, struct slm_err *err) {
+    return slm__contract_ask(c, req, check_fn, k, value, why, why_cap, err);
 }
 
 /* ---------------------------------------------------------------- slm label */
@@ -473,7 +480,7 @@ int slm_contract_distill_row(struct slm_contract *c, const struct slm_contract_d
         rc = slm_contract_chat(c, req, &rep, &e);
         if (rc != SLM_OK) {
             slm_contract_reply_free(&rep);
-            if (fatal(rc, &rep)) {
+            if (slm__contract_fatal(rc, &rep)) {
                 *err = e;
                 break;
             }

@@ -42,14 +42,27 @@ int slm_eval_report_text(const struct slm_eval_result *r, struct slm_buf *out) {
         }
     }
     if (r->n_pairs) {
-        TRY(slm_buf_puts(out,
-                         "\npaired tests (McNemar; ONLY A / ONLY B = rows right for one only)\n"));
+        TRY(slm_buf_puts(out, "\npaired tests (McNemar; ONLY A / ONLY B = rows right for one only; "
+                              "judge_pairwise: rows the judge gave to one in both orders)\n"));
     }
     for (size_t i = 0; i < r->n_pairs; i++) {
         const struct slm_eval_pair *p = &r->pairs[i];
         TRY(slm_buf_printf(out, "    %s vs %s  %-12s only A %zu  only B %zu  p=%.4g  n=%zu\n",
                            r->cands[p->a].cand->name, r->cands[p->b].cand->name, p->key, p->only_a,
                            p->only_b, p->p_value, p->n));
+    }
+    const struct slm_eval_metric *j = slm_eval_suite_metric(r->suite, SLM_EVAL_JUDGE);
+    if (j) {
+        size_t split = 0;
+        for (size_t k = 0; k < r->n_judged; k++) {
+            split += r->judged[k].split;
+        }
+        TRY(slm_buf_printf(out, "\njudge (%s): %zu calls without a verdict",
+                           slm_eval_judge_mode_name(j->mode), r->judge_errors));
+        if (j->mode == SLM_EVAL_JUDGE_PAIRWISE) {
+            TRY(slm_buf_printf(out, ", %zu rows where the two orders disagreed (ties)", split));
+        }
+        TRY(slm_buf_puts(out, "\n"));
     }
     return SLM_OK;
 }
@@ -101,10 +114,25 @@ json_t *slm_eval_report_json(const struct slm_eval_result *r) {
     for (size_t k = 0; labels && k < r->n_labels; k++) {
         json_array_append_new(labels, json_string(r->labels[k]));
     }
-    return json_pack("{s:s, s:s, s:I, s:o, s:o, s:o, s:o, s:I}", "suite", r->suite->name, "file",
-                     r->suite->path, "rows", (json_int_t)r->n_rows, "wall_s", num(r->wall_s),
-                     "labels", labels, "candidates", cands, "pairs", pairs, "bootstrap",
-                     (json_int_t)r->suite->bootstrap);
+    json_t *out = json_pack("{s:s, s:s, s:I, s:o, s:o, s:o, s:o, s:I}", "suite", r->suite->name,
+                            "file", r->suite->path, "rows", (json_int_t)r->n_rows, "wall_s",
+                            num(r->wall_s), "labels", labels, "candidates", cands, "pairs", pairs,
+                            "bootstrap", (json_int_t)r->suite->bootstrap);
+    const struct slm_eval_metric *j = slm_eval_suite_metric(r->suite, SLM_EVAL_JUDGE);
+    json_t *split = j && out ? json_array() : NULL;
+    for (size_t k = 0; split && k < r->n_judged; k++) {
+        json_array_append_new(split,
+                              json_pack("{s:s, s:s, s:I}", "a", r->cands[r->judged[k].a].cand->name,
+                                        "b", r->cands[r->judged[k].b].cand->name, "split",
+                                        (json_int_t)r->judged[k].split));
+    }
+    if (split) {
+        json_object_set_new(out, "judge",
+                            json_pack("{s:s, s:I, s:o}", "mode", slm_eval_judge_mode_name(j->mode),
+                                      "no_verdict", (json_int_t)r->judge_errors, "pairwise",
+                                      split));
+    }
+    return out;
 }
 
 /* ---------------------------------------------------------------- Markdown */

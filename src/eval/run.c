@@ -1,8 +1,10 @@
 /*
  * run.c - one evaluation: read the suite's rows (the dataset reader `slm tune`
  * uses, the same template, the same dev split), let every candidate answer
- * every row, then score (score.c). Candidates run one after another, rows in
- * order: each local model is loaded once, and its latencies are its own.
+ * every row, then the judge (judge.c), then score (score.c). Candidates run
+ * one after another: each local model is loaded once and answers rows in
+ * order, so its latencies are its own; a cloud candidate and the judge send
+ * many rows at once through the contractor.
  */
 #include "eval/internal.h"
 
@@ -31,6 +33,7 @@ void slm_eval_result_free(struct slm_eval_result *r) {
         for (size_t i = 0; cr->answers && i < r->n_rows; i++) {
             free(cr->answers[i].text);
             free(cr->answers[i].error);
+            free(cr->answers[i].judge_reason);
         }
         for (size_t k = 0; k < cr->n_labels; k++) {
             free(cr->labels[k].label);
@@ -43,6 +46,10 @@ void slm_eval_result_free(struct slm_eval_result *r) {
         free(r->labels[k]);
     }
     free(r->labels);
+    for (size_t k = 0; k < r->n_judged; k++) {
+        free(r->judged[k].verdict);
+    }
+    free(r->judged);
     free(r->rows);
     free(r->cands);
     free(r->pairs);
@@ -151,14 +158,18 @@ static int open_backend(const struct slm_eval_suite *s, const struct slm_eval_ca
         return label ? slm__eval_open_label(c, recs, p->n_threads, p->cancel, be, err)
                      : slm__eval_open_gen(c, p->n_threads, be, err);
     case SLM_EVAL_CAND_ROUTE: return slm__eval_open_route(c, p->n_threads, be, err);
-    case SLM_EVAL_CAND_UPSTREAM:
-        if (!p->open_upstream) {
-            return slm_err_set(err, SLM_E_UNSUPPORTED,
-                               "%s:%d: candidate '%s': upstream candidates need the contractor "
-                               "(cache, cost cap; issue 15, next submission)",
-                               s->path, c->line, c->name);
-        }
-        return p->open_upstream(p->user, s, c, be, err);
+    case SLM_EVAL_CAND_UPSTREAM: {
+        char what[160];
+        snprintf(what, sizeof(what), "candidate '%s'", c->name);
+        struct slm_eval_cloud ref = {what,           c->line,     c->router,
+                                     c->upstream,    c->base_url, c->model,
+                                     c->api_key_env, c->price_in, c->price_out};
+        struct slm_contract *contract = NULL;
+        int rc = p->open_cloud(p->user, s, &ref, &contract, err);
+        return rc == SLM_OK
+                   ? slm__eval_open_cloud(s, c, contract, p->cloud_concurrency, p->cancel, be, err)
+                   : rc;
+    }
     }
     return slm_err_set(err, SLM_E_INVALID, "unknown candidate kind");
 }
@@ -166,16 +177,35 @@ static int open_backend(const struct slm_eval_suite *s, const struct slm_eval_ca
 /* Refused before any row runs, not after the local candidates took their time. */
 static int check_upstreams(const struct slm_eval_suite *s, const struct slm_eval_run_params *p,
                            struct slm_err *err) {
-    for (size_t i = 0; !p->open_upstream && i < s->n_candidates; i++) {
+    for (size_t i = 0; !p->open_cloud && i < s->n_candidates; i++) {
         const struct slm_eval_candidate *c = &s->candidates[i];
         if (c->kind == SLM_EVAL_CAND_UPSTREAM) {
             return slm_err_set(err, SLM_E_UNSUPPORTED,
-                               "%s:%d: candidate '%s': upstream candidates need the contractor "
-                               "(cache, cost cap; issue 15, next submission)",
+                               "%s:%d: candidate '%s': this caller cannot open cloud upstreams",
                                s->path, c->line, c->name);
         }
     }
+    const struct slm_eval_metric *j = slm_eval_suite_metric(s, SLM_EVAL_JUDGE);
+    if (j && !p->open_cloud) {
+        return slm_err_set(err, SLM_E_UNSUPPORTED,
+                           "%s:%d: judge: this caller cannot open cloud upstreams", s->path,
+                           j->line);
+    }
     return SLM_OK;
+}
+
+/* The judge's contract, then its verdicts. */
+static int run_judge(const struct slm_eval_suite *s, const struct slm_eval_run_params *p,
+                     struct slm_eval_result *r, struct slm_err *err) {
+    const struct slm_eval_metric *m = slm_eval_suite_metric(s, SLM_EVAL_JUDGE);
+    if (!m) {
+        return SLM_OK;
+    }
+    struct slm_eval_cloud ref = {"judge",  m->line,        m->router,   m->upstream, m->base_url,
+                                 m->model, m->api_key_env, m->price_in, m->price_out};
+    struct slm_contract *contract = NULL;
+    int rc = p->open_cloud(p->user, s, &ref, &contract, err);
+    return rc == SLM_OK ? slm__eval_judge(r, m, contract, p, err) : slm_err_prefix(err, "judge");
 }
 
 static int run_candidate(const struct slm_eval_suite *s, size_t ci,
@@ -190,6 +220,7 @@ static int run_candidate(const struct slm_eval_suite *s, size_t ci,
     }
     for (size_t i = 0; i < r->n_rows; i++) {
         cr->answers[i].confidence = NAN;
+        cr->answers[i].judge = NAN;
         cr->answers[i].status = SLM_E_ABORTED; /* until answered */
     }
     struct slm_eval_backend be = {0};
@@ -253,6 +284,9 @@ int slm_eval_run(const struct slm_eval_suite *s, const struct slm_eval_run_param
     }
     for (size_t ci = 0; rc == SLM_OK && ci < s->n_candidates; ci++) {
         rc = run_candidate(s, ci, &recs, &p, r, err);
+    }
+    if (rc == SLM_OK) {
+        rc = run_judge(s, &p, r, err);
     }
     slm_data_records_free(&recs);
     r->wall_s = slm_time_mono() - t0;

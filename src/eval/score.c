@@ -155,10 +155,33 @@ static int per_label(const struct slm_eval_result *r, struct slm_eval_cand_resul
     return SLM_OK;
 }
 
+/* The judge's mean score (1..5) over the rows it gave a verdict on. */
+static void score_judge_mean(const struct slm_eval_result *r, size_t ci,
+                             struct slm_eval_cand_result *cr, struct scratch *sc) {
+    size_t vi = cr->n_values++, n = 0;
+    struct slm_eval_value *v = &cr->values[vi];
+    double sum = 0;
+    for (size_t i = 0; i < r->n_rows; i++) {
+        if (!isnan(cr->answers[i].judge)) {
+            sc->x[n++] = cr->answers[i].judge;
+            sum += cr->answers[i].judge;
+        }
+    }
+    *v = (struct slm_eval_value){.key = "judge_score", .n = n, .value = n ? sum / (double)n : NAN};
+    slm_eval_bootstrap_mean(sc->x, n, r->suite->bootstrap, seed_of(r, ci, vi), &v->lo, &v->hi);
+}
+
 static int score_metric(const struct slm_eval_result *r, size_t ci, struct slm_eval_cand_result *cr,
                         struct scratch *sc, const struct slm_eval_metric *m) {
     if (m->kind == SLM_EVAL_JSON) {
         return score_json(r, ci, cr, sc, m);
+    }
+    if (m->kind == SLM_EVAL_JUDGE && m->mode == SLM_EVAL_JUDGE_PAIRWISE) {
+        return SLM_OK; /* a figure of pairs, not of one candidate (add_pairs) */
+    }
+    if (m->kind == SLM_EVAL_JUDGE && m->mode == SLM_EVAL_JUDGE_SCORE) {
+        score_judge_mean(r, ci, cr, sc);
+        return SLM_OK;
     }
     uint8_t *right = flags(r->n_rows);
     if (!right) {
@@ -169,7 +192,9 @@ static int score_metric(const struct slm_eval_result *r, size_t ci, struct slm_e
         if (!ok(a)) {
             continue;
         }
-        if (m->kind == SLM_EVAL_LABEL) {
+        if (m->kind == SLM_EVAL_JUDGE) {
+            right[i] = a->judge == 1; /* pass; no verdict counts as a fail */
+        } else if (m->kind == SLM_EVAL_LABEL) {
             right[i] = strcmp(a->text, r->rows[i].expected) == 0 ||
                        (cr->cand->kind >= SLM_EVAL_CAND_ROUTE &&
                         slm_eval_exact(a->text, r->rows[i].expected, false));
@@ -180,7 +205,8 @@ static int score_metric(const struct slm_eval_result *r, size_t ci, struct slm_e
         }
     }
     int rc = m->kind == SLM_EVAL_LABEL ? per_label(r, cr, right) : SLM_OK;
-    add_paired(r, ci, cr, sc, slm_eval_metric_name(m->kind), right);
+    add_paired(r, ci, cr, sc,
+               m->kind == SLM_EVAL_JUDGE ? "judge_pass" : slm_eval_metric_name(m->kind), right);
     return rc;
 }
 
@@ -220,7 +246,7 @@ static int add_pairs(struct slm_eval_result *r, struct scratch *all) {
     for (size_t a = 0; a < r->n_cands; a++) {
         cap += r->cands[a].n_values * r->n_cands;
     }
-    r->pairs = calloc(cap ? cap : 1, sizeof(*r->pairs));
+    r->pairs = calloc(cap + r->n_judged + 1, sizeof(*r->pairs));
     if (!r->pairs) {
         return SLM_E_NOMEM;
     }
@@ -240,6 +266,18 @@ static int add_pairs(struct slm_eval_result *r, struct scratch *all) {
                 p->p_value = slm_eval_mcnemar(p->only_a, p->only_b);
             }
         }
+    }
+    /* The judge's pairwise wins: the sign test on wins is McNemar's on discordant rows. */
+    for (size_t k = 0; k < r->n_judged; k++) {
+        const struct slm_eval_judged_pair *jp = &r->judged[k];
+        struct slm_eval_pair *p = &r->pairs[r->n_pairs++];
+        *p =
+            (struct slm_eval_pair){.a = jp->a, .b = jp->b, .key = "judge_pairwise", .n = r->n_rows};
+        for (size_t i = 0; i < r->n_rows; i++) {
+            p->only_a += jp->verdict[i] > 0;
+            p->only_b += jp->verdict[i] < 0;
+        }
+        p->p_value = slm_eval_mcnemar(p->only_a, p->only_b);
     }
     return SLM_OK;
 }

@@ -7,11 +7,14 @@
 #include "slm/eval.h"
 
 #include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "slm/json.h"
+#include "slm/liquid.h"
 #include "slm/yaml.h"
 
 const char *slm_eval_cand_kind_name(enum slm_eval_cand_kind k) {
@@ -31,6 +34,16 @@ const char *slm_eval_metric_name(enum slm_eval_metric_kind k) {
     case SLM_EVAL_EXACT: return "exact";
     case SLM_EVAL_JSON: return "json";
     case SLM_EVAL_REGEX: return "regex";
+    case SLM_EVAL_JUDGE: return "judge";
+    }
+    return "?";
+}
+
+const char *slm_eval_judge_mode_name(enum slm_eval_judge_mode m) {
+    switch (m) {
+    case SLM_EVAL_JUDGE_SCORE: return "score";
+    case SLM_EVAL_JUDGE_PASS: return "pass";
+    case SLM_EVAL_JUDGE_PAIRWISE: return "pairwise";
     }
     return "?";
 }
@@ -168,6 +181,13 @@ static int cand_fields(struct slm_yaml_check *v, const json_t *obj, const char *
     if (rc == SLM_OK) {
         rc = slm_yaml_get_num(v, obj, p, "cost-per-1k", 0, 1e9, &c->cost_per_1k);
     }
+    if (rc == SLM_OK) {
+        rc = slm_yaml_get_str(v, obj, p, "system", false, &c->system);
+    }
+    c->structured = true;
+    if (rc == SLM_OK) {
+        rc = slm_yaml_get_bool(v, obj, p, "structured", &c->structured);
+    }
     return rc;
 }
 
@@ -185,6 +205,14 @@ static int cand_check(struct slm_yaml_check *v, const json_t *obj, const char *p
     if (c->kind == SLM_EVAL_CAND_UPSTREAM && c->base_url && !c->model) {
         return slm_yaml_verr(v, SLM_E_INVALID, obj, "base-url", 0, p,
                              "an inline upstream needs model: NAME");
+    }
+    if (c->kind != SLM_EVAL_CAND_UPSTREAM && (c->system || json_object_get(obj, "structured"))) {
+        const char *key = c->system ? "system" : "structured";
+        char sp[160];
+        slm_yaml_subpath(sp, sizeof(sp), p, key);
+        return slm_yaml_verr(v, SLM_E_INVALID, obj, key, 0, sp,
+                             "goes with an upstream candidate (a local model's prompt is the "
+                             "data's template; a route's is its router.yaml's)");
     }
     bool local = c->kind <= SLM_EVAL_CAND_GGUF;
     if (!local && c->cost_per_1k > 0 && c->kind != SLM_EVAL_CAND_ROUTE) {
@@ -211,9 +239,10 @@ static int cand_check(struct slm_yaml_check *v, const json_t *obj, const char *p
 
 static int parse_candidate(struct slm_yaml_check *v, const json_t *list, size_t i,
                            const json_t *obj, struct slm_eval_suite *s) {
-    static const char *const keys[] = {
-        "name",     "model",       "adapter",  "gguf",      "router",      "route", "upstream",
-        "base-url", "api-key-env", "price-in", "price-out", "cost-per-1k", NULL};
+    static const char *const keys[] = {"name",        "model",      "adapter",   "gguf",
+                                       "router",      "route",      "upstream",  "base-url",
+                                       "api-key-env", "price-in",   "price-out", "cost-per-1k",
+                                       "system",      "structured", NULL};
     char p[64];
     snprintf(p, sizeof(p), "candidates[%zu]", i);
     struct slm_eval_candidate *c = &s->candidates[s->n_candidates++];
@@ -263,7 +292,7 @@ static int parse_candidates(struct slm_yaml_check *v, const json_t *root,
 }
 
 static int metric_kind(const char *name, enum slm_eval_metric_kind *out) {
-    for (int k = SLM_EVAL_LABEL; k <= SLM_EVAL_REGEX; k++) {
+    for (int k = SLM_EVAL_LABEL; k <= SLM_EVAL_JUDGE; k++) {
         if (strcmp(name, slm_eval_metric_name((enum slm_eval_metric_kind)k)) == 0) {
             *out = (enum slm_eval_metric_kind)k;
             return SLM_OK;
@@ -297,9 +326,103 @@ static int metric_schema(struct slm_yaml_check *v, const json_t *obj, const char
     return rc;
 }
 
+/* `judge`: its upstream, mode, rubric and pairs. */
+/* An error at `key` of the judge's mapping: "suite.yaml:7: metrics[1].mode: ...". */
+static int judge_err(struct slm_yaml_check *v, const json_t *obj, const char *key, const char *p,
+                     const char *fmt, ...) SLM_PRINTF(5, 6);
+static int judge_err(struct slm_yaml_check *v, const json_t *obj, const char *key, const char *p,
+                     const char *fmt, ...) {
+    char sp[160], msg[512];
+    slm_yaml_subpath(sp, sizeof(sp), p, key);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return slm_yaml_verr(v, SLM_E_INVALID, obj, key, 0, sp, "%s", msg);
+}
+
+static int parse_judge(struct slm_yaml_check *v, const json_t *obj, const char *p,
+                       struct slm_eval_suite *s, struct slm_eval_metric *m) {
+    char *mode = NULL;
+    int64_t max_tokens = 256;
+    int rc = slm_yaml_get_str(v, obj, p, "mode", false, &mode);
+    if (rc == SLM_OK && mode) {
+        bool found = false;
+        for (int k = SLM_EVAL_JUDGE_SCORE; k <= SLM_EVAL_JUDGE_PAIRWISE && !found; k++) {
+            if (strcmp(mode, slm_eval_judge_mode_name((enum slm_eval_judge_mode)k)) == 0) {
+                m->mode = (enum slm_eval_judge_mode)k;
+                found = true;
+            }
+        }
+        if (!found) {
+            rc = judge_err(v, obj, "mode", p,
+                           "unknown judge mode '%s' (expected score, pass or pairwise)", mode);
+        }
+    }
+    free(mode);
+    const char *str_keys[] = {"router", "upstream", "base-url", "model", "api-key-env", "against"};
+    char **str_dst[] = {&m->router, &m->upstream,    &m->base_url,
+                        &m->model,  &m->api_key_env, &m->against};
+    for (size_t k = 0; rc == SLM_OK && k < SLM_ARRAY_LEN(str_keys); k++) {
+        rc = k == 0 ? slm_yaml_get_path(v, obj, p, str_keys[k], true, str_dst[k])
+                    : slm_yaml_get_str(v, obj, p, str_keys[k], false, str_dst[k]);
+    }
+    if (rc == SLM_OK) {
+        rc = slm_yaml_get_num(v, obj, p, "price-in", 0, 1e6, &m->price_in);
+    }
+    if (rc == SLM_OK) {
+        rc = slm_yaml_get_num(v, obj, p, "price-out", 0, 1e6, &m->price_out);
+    }
+    if (rc == SLM_OK) {
+        rc = slm_yaml_get_int(v, obj, p, "max-tokens", 16, 65536, &max_tokens);
+    }
+    m->judge_max_tokens = (int32_t)max_tokens;
+    if (rc == SLM_OK) {
+        rc = slm_yaml_get_path(v, obj, p, "rubric", true, &m->rubric);
+    }
+    if (rc == SLM_OK && m->rubric) {
+        struct slm_liquid_template *t = NULL;
+        struct slm_err e = {0};
+        if (slm_liquid_parse_file(m->rubric, NULL, &t, &e) != SLM_OK) {
+            rc = judge_err(v, obj, "rubric", p, "%s", e.msg);
+        }
+        slm_liquid_free(t);
+    }
+    if (rc == SLM_OK && !(m->upstream && m->router) && !(m->base_url && m->model)) {
+        rc = slm_yaml_verr(v, SLM_E_INVALID, obj, NULL, SIZE_MAX, p,
+                           "the judge needs a cloud model: router: FILE + upstream: NAME, or "
+                           "base-url: URL + model: NAME");
+    }
+    if (rc == SLM_OK && m->upstream && m->base_url) {
+        rc =
+            judge_err(v, obj, "base-url", p, "name the judge by upstream or by base-url, not both");
+    }
+    if (rc == SLM_OK && m->mode == SLM_EVAL_JUDGE_PAIRWISE && s->n_candidates < 2) {
+        rc = judge_err(v, obj, "mode", p, "pairwise needs at least two candidates");
+    }
+    if (rc == SLM_OK && m->against) {
+        bool found = false;
+        for (size_t k = 0; k < s->n_candidates && !found; k++) {
+            found = strcmp(s->candidates[k].name, m->against) == 0;
+        }
+        if (m->mode != SLM_EVAL_JUDGE_PAIRWISE) {
+            rc = judge_err(v, obj, "against", p, "goes with mode: pairwise");
+        } else if (!found) {
+            rc = judge_err(v, obj, "against", p, "no candidate is named '%s'", m->against);
+        }
+    }
+    return rc;
+}
+
 static int parse_metric(struct slm_yaml_check *v, const json_t *list, size_t i, const json_t *val,
                         struct slm_eval_suite *s) {
-    static const char *const keys[] = {"kind", "schema", "pattern", "ignore-case", NULL};
+    static const char *const keys[] = {"kind",     "schema",    "pattern",    "ignore-case",
+                                       "mode",     "rubric",    "against",    "router",
+                                       "upstream", "base-url",  "model",      "api-key-env",
+                                       "price-in", "price-out", "max-tokens", NULL};
+    static const char *const judge_only[] = {"mode",     "rubric",    "against",    "router",
+                                             "upstream", "base-url",  "model",      "api-key-env",
+                                             "price-in", "price-out", "max-tokens", NULL};
     char p[64];
     snprintf(p, sizeof(p), "metrics[%zu]", i);
     struct slm_eval_metric *m = &s->metrics[s->n_metrics++];
@@ -317,8 +440,7 @@ static int parse_metric(struct slm_yaml_check *v, const json_t *list, size_t i, 
     }
     if (!name || metric_kind(name, &m->kind) != SLM_OK) {
         return slm_yaml_verr(v, SLM_E_INVALID, list, NULL, i, p,
-                             "unknown metric '%s' (expected label, exact, json or regex; judge "
-                             "comes with the contractor, issue 15)",
+                             "unknown metric '%s' (expected label, exact, json, regex or judge)",
                              name ? name : "?");
     }
     for (size_t k = 0; k + 1 < s->n_metrics; k++) {
@@ -335,6 +457,20 @@ static int parse_metric(struct slm_yaml_check *v, const json_t *list, size_t i, 
             rc = slm_yaml_get_bool(v, val, p, "ignore-case", &m->ignore_case);
         }
     }
+    m->line = slm_yaml_pos_index(v->doc, list, i).line;
+    for (size_t k = 0; rc == SLM_OK && m->kind != SLM_EVAL_JUDGE && judge_only[k]; k++) {
+        if (json_object_get(val, judge_only[k])) {
+            rc = judge_err(v, val, judge_only[k], p, "goes with kind: judge");
+        }
+    }
+    if (rc == SLM_OK && m->kind == SLM_EVAL_JUDGE) {
+        if (!json_is_object(val)) {
+            return slm_yaml_verr(v, SLM_E_INVALID, list, NULL, i, p,
+                                 "judge needs its cloud model: {kind: judge, router: FILE, "
+                                 "upstream: NAME} or base-url + model");
+        }
+        rc = parse_judge(v, val, p, s, m);
+    }
     if (rc == SLM_OK && m->kind == SLM_EVAL_REGEX) {
         struct slm_err e = {0};
         if (!m->regex) {
@@ -350,7 +486,7 @@ static int parse_metrics(struct slm_yaml_check *v, const json_t *root, struct sl
     const json_t *list = json_object_get(root, "metrics");
     if (!json_is_array(list) || json_array_size(list) == 0) {
         return slm_yaml_verr(v, SLM_E_INVALID, root, list ? "metrics" : NULL, SIZE_MAX, "metrics",
-                             "expected a list of metrics (label, exact, json, regex)");
+                             "expected a list of metrics (label, exact, json, regex, judge)");
     }
     if (json_array_size(list) > SLM_EVAL_MAX_METRICS) {
         return slm_yaml_verr(v, SLM_E_INVALID, root, "metrics", 0, "metrics", "too many metrics");
@@ -473,10 +609,19 @@ void slm_eval_suite_free(struct slm_eval_suite *s) {
         free(c->upstream);
         free(c->base_url);
         free(c->api_key_env);
+        free(c->system);
     }
     for (size_t i = 0; i < s->n_metrics; i++) {
-        json_decref(s->metrics[i].schema);
-        free(s->metrics[i].regex);
+        struct slm_eval_metric *m = &s->metrics[i];
+        json_decref(m->schema);
+        free(m->regex);
+        free(m->rubric);
+        free(m->against);
+        free(m->router);
+        free(m->upstream);
+        free(m->base_url);
+        free(m->model);
+        free(m->api_key_env);
     }
     free(s->data.file);
     free(s->data.template);

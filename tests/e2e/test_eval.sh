@@ -148,7 +148,7 @@ expect_exit 1 "$SLM" eval "$W/bad.yaml"
 contains "$ERR" "bad.yaml:5: metrics[0]: unknown metric 'lable'" "bad metric"
 printf 'data: {file: rows.jsonl, template: prompt.liquid, expected: color}\ncandidates:\n  - {base-url: "http://127.0.0.1:9/v1", model: m}\nmetrics: [label]\n' >"$W/up.yaml"
 expect_exit 1 "$SLM" eval "$W/up.yaml"
-contains "$ERR" "upstream candidates need the contractor" "upstream error"
+contains "$ERR" "candidate 'm': every call failed (row 1:" "unreachable upstream"
 expect_exit 3 "$SLM" eval "$W/missing.yaml"
 expect_exit 2 "$SLM" eval "$W/suite.yaml" --frobnicate
 expect_exit 2 "$SLM" eval

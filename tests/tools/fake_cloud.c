@@ -14,7 +14,15 @@
  *                              hash(input, seed); "I don't know." for inputs not in the gold file
  *                              (still charged). usage counts whitespace words (default) or
  *                              ceil(bytes / 4) over every message's content and the answer.
- *   GET  /v1/models            {"object": "list", "data": [{"id": MODEL}]} (for health checks)
+ *                              With "response_format": {"type": "json_schema"} whose schema is an
+ *                              object of one required property P with an "enum" (a label task),
+ *                              the answer is {"P": answer}. A judge (a schema with "score", "pass"
+ * or "winner") reads the <reference>, <answer>, <answer_a> and <answer_b> tags of the message and
+ * grades by equality (trimmed, case folded): score 5 or 1, pass true or false, winner the one equal
+ * to the reference (else "tie"); with probability 1 - --judge-accuracy (deterministic from the
+ * message) it is wrong: 6 - score, not pass, and winner "A" whatever the order (the position bias
+ * real judges have). GET  /v1/models            {"object": "list", "data": [{"id": MODEL}]} (for
+ * health checks)
  *
  * --faults applies to successive chat requests, then they are ok: a comma list of KIND[xN] where
  * KIND is an HTTP status (429, 500, 401, ...), "ok", "timeout" (hold the request --hang-s seconds,
@@ -44,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,7 +80,7 @@ static struct {
     unsigned port;
     struct gold *gold;
     size_t n_gold;
-    double accuracy;
+    double accuracy, judge_accuracy;
     uint64_t seed;
     long latency_ms, jitter_ms;
     struct fault *faults;
@@ -87,7 +96,7 @@ static struct {
     bool tokens_bytes4;
     const char *model;
     double hang_s;
-} g_opt = {.accuracy = 1.0, .model = "fake-cloud", .hang_s = 30.0};
+} g_opt = {.accuracy = 1.0, .judge_accuracy = 1.0, .model = "fake-cloud", .hang_s = 30.0};
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t g_count; /* chat requests seen */
@@ -325,9 +334,82 @@ static bool parse_chat(const struct slm_buf *body, struct parsed *p) {
     return p->input != NULL;
 }
 
+/* The text between <tag> and </tag> in `s`, trimmed (malloc'ed), or NULL. */
+static char *tag_text(const char *s, const char *tag) {
+    char open[32], close[32];
+    snprintf(open, sizeof(open), "<%s>", tag);
+    snprintf(close, sizeof(close), "</%s>", tag);
+    const char *a = strstr(s, open);
+    const char *b = a ? strstr(a, close) : NULL;
+    if (!b) {
+        return NULL;
+    }
+    return slm_str_dup(slm_str_trim(slm_str_n(a + strlen(open), (size_t)(b - a) - strlen(open))));
+}
+
+static bool same_answer(const char *x, const char *y) {
+    return x && y && strcasecmp(x, y) == 0;
+}
+
+/* A judge's verdict on the tagged message, as JSON text (malloc'ed). */
+static char *judge_answer(const char *input, const char *key) {
+    char *ref = tag_text(input, "reference"), *ans = tag_text(input, "answer");
+    char *a = tag_text(input, "answer_a"), *b = tag_text(input, "answer_b");
+    bool wrong = unit(hash_bytes(input, strlen(input), g_opt.seed + 7)) >= g_opt.judge_accuracy;
+    json_t *o = NULL;
+    if (strcmp(key, "score") == 0) {
+        int score = same_answer(ans, ref) ? 5 : 1;
+        o = json_pack("{s:i, s:s}", "score", wrong ? 6 - score : score, "reason",
+                      score == 5 ? "matches the reference" : "differs from the reference");
+    } else if (strcmp(key, "pass") == 0) {
+        bool pass = same_answer(ans, ref) != wrong;
+        o = json_pack("{s:b, s:s}", "pass", pass, "reason",
+                      pass ? "agrees with the reference" : "disagrees with the reference");
+    } else {
+        bool ra = same_answer(a, ref), rb = same_answer(b, ref);
+        const char *w = wrong ? "A" : ra && !rb ? "A" : rb && !ra ? "B" : "tie";
+        o = json_pack("{s:s, s:s}", "winner", w, "reason", "compared with the reference");
+    }
+    char *out = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    free(ref);
+    free(ans);
+    free(a);
+    free(b);
+    return out;
+}
+
+/* What a structured request gets: a judge's verdict, a label wrapped in its one property, or
+ * NULL (plain text). */
+static char *structured_answer(const struct parsed *p, const char *answer) {
+    const json_t *rf = json_object_get(p->req, "response_format");
+    const json_t *schema = json_object_get(json_object_get(rf, "json_schema"), "schema");
+    const json_t *props = json_object_get(schema, "properties");
+    if (!json_is_object(props)) {
+        return NULL;
+    }
+    static const char *const judge_keys[] = {"score", "pass", "winner"};
+    for (size_t i = 0; i < 3; i++) {
+        if (json_object_get(props, judge_keys[i])) {
+            return judge_answer(p->input, judge_keys[i]);
+        }
+    }
+    const json_t *req = json_object_get(schema, "required");
+    const char *key = json_string_value(json_array_get(req, 0));
+    if (!key || json_array_size(req) != 1 ||
+        !json_is_array(json_object_get(json_object_get(props, key), "enum"))) {
+        return NULL;
+    }
+    json_t *o = json_pack("{s:s}", key, answer);
+    char *out = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return out;
+}
+
 static enum MHD_Result answer_ok(struct MHD_Connection *c, uint64_t n, const struct parsed *p,
                                  enum fault_kind kind) {
-    const char *answer = lookup_answer(p->input);
+    char *structured = structured_answer(p, lookup_answer(p->input));
+    const char *answer = structured ? structured : lookup_answer(p->input);
     int64_t ct = count_tokens(slm_str_c(answer));
     double charge =
         (double)p->prompt_tokens * g_opt.price_in / 1e6 + (double)ct * g_opt.price_out / 1e6;
@@ -335,6 +417,7 @@ static enum MHD_Result answer_ok(struct MHD_Connection *c, uint64_t n, const str
     if (kind == FAULT_MALFORMED) {
         log_line(client_port(c), n, 200, "malformed", model, p->prompt_tokens, ct, charge, p->input,
                  answer);
+        free(structured);
         return send_body(c, 200, "{\"id\": \"chatcmpl-x\", \"choices\": [", NULL);
     }
     char id[48];
@@ -355,6 +438,7 @@ static enum MHD_Result answer_ok(struct MHD_Connection *c, uint64_t n, const str
              p->prompt_tokens, ct, charge, p->input, answer);
     enum MHD_Result ret = send_body(c, 200, body ? body : "{}", NULL);
     free(body);
+    free(structured);
     json_decref(o);
     return ret;
 }
@@ -631,6 +715,10 @@ static int parse_flag(const char *a, const char *v) {
         g_opt.port = (unsigned)d;
     } else if (strcmp(a, "--gold") == 0) {
         return load_gold(v) == 0 ? 2 : -1;
+    } else if (strcmp(a, "--judge-accuracy") == 0) {
+        if (!num(a, v, &g_opt.judge_accuracy) || g_opt.judge_accuracy > 1) {
+            return -1;
+        }
     } else if (strcmp(a, "--accuracy") == 0 || strcmp(a, "--fail-rate") == 0) {
         if (!num(a, v, &d) || d > 1) {
             return -1;

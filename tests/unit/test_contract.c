@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,20 +116,54 @@ Test(contract, cache_round_trip_survives_reopen) {
     cr_assert_eq(slm_contract_cache_open(path, &c, &err), SLM_OK, "%s", err.msg);
     json_t *resp = parse("{\"choices\": [{\"message\": {\"content\": \"refund\"}}]}");
     json_t *got = NULL;
-    cr_assert_eq(slm_contract_cache_get(c, "k1", &got, NULL, NULL, NULL, &err), SLM_E_NOT_FOUND);
-    cr_assert_eq(slm_contract_cache_put(c, "k1", resp, 12, 3, 0.5, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(slm_contract_cache_get(c, "k1", &got, NULL, &err), SLM_E_NOT_FOUND);
+    cr_assert_eq(
+        slm_contract_cache_put(c, "k1", resp, &(struct slm_contract_usage){12, 3, 0.5, 0.25}, &err),
+        SLM_OK, "%s", err.msg);
     slm_contract_cache_close(c);
     c = NULL;
     cr_assert_eq(slm_contract_cache_open(path, &c, &err), SLM_OK, "%s", err.msg);
-    int64_t tin = 0, tout = 0;
-    double cost = 0;
-    cr_assert_eq(slm_contract_cache_get(c, "k1", &got, &tin, &tout, &cost, &err), SLM_OK);
+    struct slm_contract_usage u = {0};
+    cr_assert_eq(slm_contract_cache_get(c, "k1", &got, &u, &err), SLM_OK);
     cr_assert(json_equal(got, resp));
-    cr_assert_eq(tin, 12);
-    cr_assert_eq(tout, 3);
-    cr_assert_float_eq(cost, 0.5, 1e-12);
+    cr_assert_eq(u.tokens_in, 12);
+    cr_assert_eq(u.tokens_out, 3);
+    cr_assert_float_eq(u.cost, 0.5, 1e-12);
+    cr_assert_float_eq(u.latency_s, 0.25, 1e-12);
     cr_assert_eq(slm_contract_cache_count(c), 1);
     json_decref(got);
+    json_decref(resp);
+    slm_contract_cache_close(c);
+    unlink(path);
+}
+
+/* A cache written before the latency column keeps its answers. */
+Test(contract, cache_from_before_the_latency_column_still_answers) {
+    const char *path = tmp_path("old.db");
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db,
+                              "CREATE TABLE calls (key TEXT PRIMARY KEY, response TEXT NOT NULL, "
+                              "tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL, cost REAL "
+                              "NOT NULL, created REAL NOT NULL);"
+                              "INSERT INTO calls VALUES ('k', '{\"id\": 1}', 5, 2, 0.125, 0);",
+                              NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+    struct slm_contract_cache *c = NULL;
+    struct slm_err err = {0};
+    cr_assert_eq(slm_contract_cache_open(path, &c, &err), SLM_OK, "%s", err.msg);
+    json_t *got = NULL;
+    struct slm_contract_usage u = {0};
+    cr_assert_eq(slm_contract_cache_get(c, "k", &got, &u, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(u.tokens_in, 5);
+    cr_assert_float_eq(u.cost, 0.125, 1e-12);
+    cr_assert_float_eq(u.latency_s, 0.0, 1e-12);
+    json_decref(got);
+    json_t *resp = parse("{\"id\": 2}");
+    cr_assert_eq(
+        slm_contract_cache_put(c, "k2", resp, &(struct slm_contract_usage){1, 1, 0, 0.5}, &err),
+        SLM_OK, "%s", err.msg);
     json_decref(resp);
     slm_contract_cache_close(c);
     unlink(path);

@@ -339,3 +339,148 @@ Test(eval_score, a_failed_answer_counts_as_wrong, .init = setup, .fini = teardow
     slm_eval_result_free(r);
     slm_eval_suite_free(s);
 }
+
+/* ---------------------------------------------------------------- the judge */
+
+Test(eval_suite, judge_and_cloud_keys) {
+    struct slm_eval_suite *s =
+        parse_ok(HEAD "candidates:\n  - gguf: a.gguf\n    name: a\n"
+                      "  - {name: cloud, base-url: \"http://127.0.0.1:9/v1\", model: m,\n"
+                      "     system: Be brief., structured: false}\n"
+                      "metrics:\n  - exact\n"
+                      "  - {kind: judge, mode: pairwise, against: a, router: router.yaml,\n"
+                      "     upstream: big, max-tokens: 64}\n");
+    const struct slm_eval_metric *j = slm_eval_suite_metric(s, SLM_EVAL_JUDGE);
+    cr_assert_not_null(j);
+    cr_assert_eq(j->mode, SLM_EVAL_JUDGE_PAIRWISE);
+    cr_assert_str_eq(j->against, "a");
+    cr_assert_str_eq(j->upstream, "big");
+    cr_assert(strstr(j->router, dir) == j->router, "router resolved against the suite's folder");
+    cr_assert_eq(j->judge_max_tokens, 64);
+    cr_assert_eq(j->line, 10);
+    cr_assert_str_eq(s->candidates[1].system, "Be brief.");
+    cr_assert_not(s->candidates[1].structured);
+    cr_assert(s->candidates[0].structured == true ||
+              s->candidates[0].kind != SLM_EVAL_CAND_UPSTREAM);
+    slm_eval_suite_free(s);
+    s = parse_ok(HEAD "candidates:\n  - gguf: a.gguf\n"
+                      "metrics: [{kind: judge, base-url: \"http://x/v1\", model: j}]\n");
+    cr_assert_eq(slm_eval_suite_metric(s, SLM_EVAL_JUDGE)->mode, SLM_EVAL_JUDGE_SCORE);
+    cr_assert_eq(slm_eval_suite_metric(s, SLM_EVAL_JUDGE)->judge_max_tokens, 256);
+    slm_eval_suite_free(s);
+}
+
+Test(eval_suite, judge_errors_name_line_and_key) {
+    parse_fails(HEAD "candidates:\n  - gguf: a.gguf\nmetrics: [judge]\n",
+                "suite.yaml:5: metrics[0]: judge needs its cloud model");
+    parse_fails(HEAD "candidates:\n  - gguf: a.gguf\nmetrics:\n  - {kind: judge, mode: pass}\n",
+                "metrics[0]: the judge needs a cloud model");
+    parse_fails(HEAD "candidates:\n  - gguf: a.gguf\nmetrics:\n"
+                     "  - {kind: judge, mode: best, base-url: \"http://x/v1\", model: j}\n",
+                "suite.yaml:6: metrics[0].mode: unknown judge mode 'best'");
+    parse_fails(HEAD "candidates:\n  - gguf: a.gguf\nmetrics:\n"
+                     "  - {kind: judge, mode: pairwise, base-url: \"http://x/v1\", model: j}\n",
+                "pairwise needs at least two candidates");
+    parse_fails(HEAD "candidates:\n  - {gguf: a.gguf, name: a}\n  - {gguf: a.gguf, name: b}\n"
+                     "metrics:\n  - {kind: judge, mode: pairwise, against: c, base-url: "
+                     "\"http://x/v1\", model: j}\n",
+                "metrics[0].against: no candidate is named 'c'");
+    parse_fails(HEAD "candidates:\n  - gguf: a.gguf\nmetrics:\n"
+                     "  - {kind: judge, rubric: missing.liquid, base-url: \"http://x/v1\", "
+                     "model: j}\n",
+                "metrics[0].rubric: no such file");
+    parse_fails(HEAD "candidates:\n  - gguf: a.gguf\nmetrics:\n  - {kind: exact, mode: pass}\n",
+                "suite.yaml:6: metrics[0].mode: goes with kind: judge");
+    parse_fails(HEAD "candidates:\n  - {gguf: a.gguf, system: hi}\nmetrics: [exact]\n",
+                "candidates[0].system: goes with an upstream candidate");
+}
+
+Test(eval_judge, verdict_parsing) {
+    double v;
+    char *why = NULL;
+    struct slm_err err = {0};
+    cr_assert_eq(slm_eval_judge_parse(SLM_EVAL_JUDGE_SCORE, "{\"score\": 4, \"reason\": \"close\"}",
+                                      &v, &why, &err),
+                 SLM_OK);
+    cr_assert_float_eq(v, 4, 0);
+    cr_assert_str_eq(why, "close");
+    free(why);
+    cr_assert_eq(slm_eval_judge_parse(SLM_EVAL_JUDGE_PASS,
+                                      "```json\n{\"pass\": false, \"reason\": \"no\"}\n```", &v,
+                                      &why, &err),
+                 SLM_OK, "a fenced reply: %s", err.msg);
+    cr_assert_float_eq(v, 0, 0);
+    free(why);
+    cr_assert_eq(
+        slm_eval_judge_parse(SLM_EVAL_JUDGE_PAIRWISE, " {\"winner\": \"b\"} ", &v, &why, &err),
+        SLM_OK);
+    cr_assert_float_eq(v, -1, 0);
+    cr_assert_str_eq(why, "");
+    free(why);
+    const char *bad[][2] = {{"{\"score\": 6}", "1 to 5"},
+                            {"{\"score\": 2.5}", "whole number"},
+                            {"{\"score\": \"5\"}", "whole number"},
+                            {"The answer is fine.", "not a JSON object"},
+                            {"{\"score\": 3, \"reason\": 7}", "\"reason\" must be a string"}};
+    for (size_t i = 0; i < 5; i++) {
+        cr_assert_eq(slm_eval_judge_parse(SLM_EVAL_JUDGE_SCORE, bad[i][0], &v, &why, &err),
+                     SLM_E_INVALID, "%s", bad[i][0]);
+        cr_assert(isnan(v) && !why);
+        cr_assert(strstr(err.msg, bad[i][1]), "'%s': %s", bad[i][0], err.msg);
+    }
+    cr_assert_eq(slm_eval_judge_parse(SLM_EVAL_JUDGE_PASS, "{\"pass\": \"yes\"}", &v, &why, &err),
+                 SLM_E_INVALID);
+    cr_assert_eq(
+        slm_eval_judge_parse(SLM_EVAL_JUDGE_PAIRWISE, "{\"winner\": \"C\"}", &v, &why, &err),
+        SLM_E_INVALID);
+}
+
+/* Judge verdicts scored: the mean score with its interval, and pairwise wins as a pair. */
+Test(eval_score, judge_score_and_pairwise, .init = setup, .fini = teardown) {
+    struct slm_eval_suite *s =
+        parse_ok(HEAD "candidates:\n  - {gguf: a.gguf, name: a}\n  - {gguf: a.gguf, name: b}\n"
+                      "metrics: [exact, {kind: judge, base-url: \"http://x/v1\", model: j}]\n"
+                      "bootstrap: 200\n");
+    struct slm_eval_result *r = calloc(1, sizeof(*r));
+    r->suite = s;
+    r->n_rows = 4;
+    r->rows = calloc(4, sizeof(*r->rows));
+    for (size_t i = 0; i < 4; i++) {
+        r->rows[i] = (struct slm_eval_row){i + 1, strdup("p"), strdup("in"), strdup("x"), NULL};
+    }
+    r->n_cands = 2;
+    r->cands = calloc(2, sizeof(*r->cands));
+    const double scores[2][4] = {{5, 4, NAN, 3}, {1, 1, 2, 2}};
+    for (size_t c = 0; c < 2; c++) {
+        r->cands[c].cand = &s->candidates[c];
+        r->cands[c].answers = calloc(4, sizeof(struct slm_eval_answer));
+        for (size_t i = 0; i < 4; i++) {
+            r->cands[c].answers[i] = (struct slm_eval_answer){
+                .text = strdup("x"), .confidence = NAN, .judge = scores[c][i]};
+        }
+    }
+    /* Pairwise verdicts as judge.c leaves them: a wins 2, b wins 1, one tie. */
+    r->judged = calloc(1, sizeof(*r->judged));
+    r->judged[0] =
+        (struct slm_eval_judged_pair){.a = 0, .b = 1, .verdict = calloc(4, 1), .split = 1};
+    r->judged[0].verdict[0] = 1;
+    r->judged[0].verdict[1] = 1;
+    r->judged[0].verdict[3] = -1;
+    r->n_judged = 1;
+    struct slm_err err = {0};
+    cr_assert_eq(slm_eval_score(r, &err), SLM_OK, "%s", err.msg);
+    const struct slm_eval_value *v = &r->cands[0].values[1];
+    cr_assert_str_eq(v->key, "judge_score");
+    cr_assert_float_eq(v->value, 4, 1e-12); /* (5 + 4 + 3) / 3: the row without a verdict is out */
+    cr_assert_eq(v->n, 3);
+    cr_assert(v->lo >= 3 && v->hi <= 5 && v->lo <= 4 && v->hi >= 4);
+    cr_assert_not(v->paired);
+    cr_assert_float_eq(r->cands[1].values[1].value, 1.5, 1e-12);
+    const struct slm_eval_pair *p = &r->pairs[r->n_pairs - 1];
+    cr_assert_str_eq(p->key, "judge_pairwise");
+    cr_assert_eq(p->only_a, 2);
+    cr_assert_eq(p->only_b, 1);
+    cr_assert_float_eq(p->p_value, 1.0, 1e-12);
+    slm_eval_result_free(r);
+    slm_eval_suite_free(s);
+}
