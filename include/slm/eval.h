@@ -216,8 +216,9 @@ struct slm_eval_run_params {
     void (*progress)(size_t done, size_t total, const char *candidate, void *user);
     void *user;
     /* Opens the contract a cloud candidate or the judge calls through (the caller's: its
-     * cache, its cost cap, freed by the caller after the run). NULL: a suite with an upstream
-     * candidate or a judge is refused before any row runs. */
+     * cache, its cost cap, freed by the caller after the run); an error's message names the
+     * suite, line and c->what. NULL: a suite with an upstream candidate or a judge is refused
+     * before any row runs. */
     int (*open_cloud)(void *user, const struct slm_eval_suite *s, const struct slm_eval_cloud *c,
                       struct slm_contract **out, struct slm_err *err);
     int cloud_concurrency; /* calls in flight per cloud candidate and for the judge;

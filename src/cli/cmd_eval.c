@@ -257,7 +257,7 @@ static int run(int argc, char **argv) {
     struct slm_eval_suite *s = NULL;
     int rc = slm_eval_suite_load(a.suite, &s, &err);
     if (rc != SLM_OK) {
-        return slm_cli_fail(CMD, rc, &err);
+        return slm_cli_contractor_fail(CMD, rc, &err);
     }
     struct slm_cli_progress bar;
     slm_cli_progress_init(&bar, !a.quiet && slm_cli_stderr_tty(), SLM_CLI_PROGRESS_ITEMS);
@@ -281,7 +281,12 @@ static int run(int argc, char **argv) {
     code = rc == SLM_OK ? reports(&a, r) : SLM_EXIT_OK;
     fflush(stdout);
     clouds_summary(&cl);
-    code = rc == SLM_OK ? code : slm_cli_contractor_fail(CMD, rc, &err);
+    if (rc == SLM_E_LIMIT) {
+        slm_cli_error(CMD, "%s", err.msg);
+        code = SLM_EXIT_BUDGET;
+    } else if (rc != SLM_OK) {
+        code = slm_cli_contractor_fail(CMD, rc, &err); /* exit 3 is the cost cap here */
+    }
     slm_eval_result_free(r);
     clouds_free(&cl);
     slm_eval_suite_free(s);

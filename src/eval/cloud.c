@@ -53,8 +53,8 @@ static char *label_system(const struct cloud *cl) {
 }
 
 static json_t *json_schema_format(const char *name, json_t *schema) {
-    return json_pack("{s:s, s:{s:s, s:b, s:o}}", "type", "json_schema", "json_schema", "name",
-                     name, "strict", 1, "schema", schema);
+    return json_pack("{s:s, s:{s:s, s:b, s:o}}", "type", "json_schema", "json_schema", "name", name,
+                     "strict", 1, "schema", schema);
 }
 
 /* {"label": one of the set}: the label task's structured output. */
@@ -66,15 +66,16 @@ static json_t *label_format(const struct cloud *cl) {
     if (!names) {
         return NULL;
     }
-    return json_schema_format("label", json_pack("{s:s, s:{s:{s:s, s:o}}, s:[s], s:b}", "type",
-                                                 "object", "properties", "label", "type", "string",
-                                                 "enum", names, "required", "label",
-                                                 "additionalProperties", 0));
+    return json_schema_format("label",
+                              json_pack("{s:s, s:{s:{s:s, s:o}}, s:[s], s:b}", "type", "object",
+                                        "properties", "label", "type", "string", "enum", names,
+                                        "required", "label", "additionalProperties", 0));
 }
 
 static int prepare(struct cloud *cl, const struct slm_eval_request *req) {
     const struct slm_eval_candidate *cand = cl->cand;
-    cl->fields = json_pack("{s:i, s:I}", "temperature", 0, "max_tokens", (json_int_t)req->max_tokens);
+    cl->fields =
+        json_pack("{s:i, s:I}", "temperature", 0, "max_tokens", (json_int_t)req->max_tokens);
     if (!cl->fields) {
         return SLM_E_NOMEM;
     }
@@ -134,11 +135,11 @@ static int row_fn(void *user, struct slm_contract *c, size_t index, json_t **out
     *out = NULL;
     json_t *req = json_pack("{s:[]}", "messages");
     json_t *msgs = json_object_get(req, "messages");
-    if (!req || (cl->system && json_array_append_new(msgs, json_pack("{s:s, s:s}", "role",
-                                                                     "system", "content",
-                                                                     cl->system)) != 0) ||
-        json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "user", "content",
-                                              cl->rows[index].input)) != 0 ||
+    if (!req ||
+        (cl->system && json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system",
+                                                             "content", cl->system)) != 0) ||
+        json_array_append_new(
+            msgs, json_pack("{s:s, s:s}", "role", "user", "content", cl->rows[index].input)) != 0 ||
         json_object_update(req, cl->fields) != 0) {
         json_decref(req);
         return slm_err_set(err, SLM_E_NOMEM, "out of memory");
@@ -222,10 +223,8 @@ static int batch(void *self, const struct slm_eval_row *rows, size_t n_rows,
                            out[0].error ? out[0].error : "?");
     }
     if (rc == SLM_E_LIMIT) {
-        slm_err_prefix(err, "the cost cap stopped the run after %zu of %zu rows (what was "
-                            "answered is cached: a re-run with a larger --max-cost pays only for "
-                            "the rest)",
-                       res.done, n_rows);
+        slm_err_prefix(err, "stopped by --max-cost (answers so far are cached; a re-run pays "
+                            "only for the rest)");
     }
     return rc;
 }
@@ -244,7 +243,8 @@ int slm__eval_open_cloud(const struct slm_eval_suite *s, const struct slm_eval_c
     if (!cl) {
         return slm_err_set(err, SLM_E_NOMEM, "out of memory");
     }
-    *cl = (struct cloud){.s = s, .cand = cand, .c = c, .concurrency = concurrency, .cancel = cancel};
+    *cl =
+        (struct cloud){.s = s, .cand = cand, .c = c, .concurrency = concurrency, .cancel = cancel};
     *out = (struct slm_eval_backend){.self = cl, .batch = batch, .close = close_fn};
     return SLM_OK;
 }

@@ -56,11 +56,12 @@ static const char RUBRIC_PAIRWISE[] =
 
 /* The reply's shape, sent as response_format. */
 static json_t *verdict_format(enum slm_eval_judge_mode mode) {
-    json_t *verdict = mode == SLM_EVAL_JUDGE_SCORE  ? json_pack("{s:s, s:[i,i,i,i,i]}", "type",
-                                                                "integer", "enum", 1, 2, 3, 4, 5)
-                      : mode == SLM_EVAL_JUDGE_PASS ? json_pack("{s:s}", "type", "boolean")
-                                                    : json_pack("{s:s, s:[s,s,s]}", "type",
-                                                                "string", "enum", "A", "B", "tie");
+    json_t *verdict =
+        mode == SLM_EVAL_JUDGE_SCORE
+            ? json_pack("{s:s, s:[i,i,i,i,i]}", "type", "integer", "enum", 1, 2, 3, 4, 5)
+        : mode == SLM_EVAL_JUDGE_PASS
+            ? json_pack("{s:s}", "type", "boolean")
+            : json_pack("{s:s, s:[s,s,s]}", "type", "string", "enum", "A", "B", "tie");
     const char *key = mode == SLM_EVAL_JUDGE_SCORE  ? "score"
                       : mode == SLM_EVAL_JUDGE_PASS ? "pass"
                                                     : "winner";
@@ -215,8 +216,8 @@ static bool answered(const struct slm_eval_answer *a) {
 }
 
 static json_t *row_vars(const struct slm_eval_row *row) {
-    return json_pack("{s:s, s:s, s:s, s:O}", "input", row->input, "prompt", row->prompt,
-                     "expected", row->expected, "row", row->row);
+    return json_pack("{s:s, s:s, s:s, s:O}", "input", row->input, "prompt", row->prompt, "expected",
+                     row->expected, "row", row->row);
 }
 
 /* score / pass: task t is candidate t / rows, row t % rows. */
@@ -362,9 +363,9 @@ int slm__eval_judge(struct slm_eval_result *r, const struct slm_eval_metric *m,
         struct slm_contract_run_result res;
         rc = slm_contract_run(c, &rp, &res, err);
         if (rc == SLM_E_LIMIT) {
-            slm_err_prefix(err, "the cost cap stopped the judge after %zu of %zu verdicts (they "
-                                "are cached: a re-run with a larger --max-cost pays only for the "
-                                "rest)",
+            slm_err_prefix(err,
+                           "stopped by --max-cost after %zu of %zu verdicts (they are "
+                           "cached; a re-run pays only for the rest)",
                            res.done, j.total);
         }
     }

@@ -205,7 +205,7 @@ static int run_judge(const struct slm_eval_suite *s, const struct slm_eval_run_p
                                  m->model, m->api_key_env, m->price_in, m->price_out};
     struct slm_contract *contract = NULL;
     int rc = p->open_cloud(p->user, s, &ref, &contract, err);
-    return rc == SLM_OK ? slm__eval_judge(r, m, contract, p, err) : slm_err_prefix(err, "judge");
+    return rc == SLM_OK ? slm__eval_judge(r, m, contract, p, err) : rc;
 }
 
 static int run_candidate(const struct slm_eval_suite *s, size_t ci,
@@ -225,8 +225,9 @@ static int run_candidate(const struct slm_eval_suite *s, size_t ci,
     }
     struct slm_eval_backend be = {0};
     int rc = open_backend(s, c, recs, p, &be, err);
-    if (rc != SLM_OK) {
-        return slm_err_prefix(err, "candidate '%s'", c->name);
+    if (rc != SLM_OK) { /* open_cloud names file, line and candidate itself */
+        return c->kind == SLM_EVAL_CAND_UPSTREAM ? rc
+                                                 : slm_err_prefix(err, "candidate '%s'", c->name);
     }
     const struct slm_eval_metric *json = slm_eval_suite_metric(s, SLM_EVAL_JSON);
     struct progress_ctx pc = {p, c->name, ci * r->n_rows, s->n_candidates * r->n_rows};

@@ -84,3 +84,51 @@ fake_cloud_start() {
 # A private store for each test.
 export SLM_HOME=$(mktemp -d /tmp/slm-e2e-home-XXXXXX)
 trap 'rm -rf "$SLM_HOME"' EXIT
+
+# html_probe PAGE WORKDIR: opens PAGE (a self-contained HTML report) in headless
+# Chromium as a user would, with a probe appended that lists each chart
+# ("figure-id:shown|empty:shapes") and table ("table-id:rows"); prints that list.
+# Fails when the page logs anything to the console; first proves, on a copy
+# that logs an error, that such a message is caught. Returns 77 with a
+# SKIP-PART line when chromium is not installed (a failed check exits 1).
+html_probe() {
+    local page=$1 w=$2 chrome
+    chrome=$(command -v chromium || command -v chromium-browser || true)
+    if [ -z "$chrome" ]; then
+        echo "SKIP-PART: chromium is not installed (scripts/setup.sh installs it); HTML not rendered" >&2
+        return 77
+    fi
+    grep -Eq '(src|href)=' "$page" && fail "$page refers to other files"
+    grep -q '<script' "$page" && fail "$page has scripts"
+    mkdir -p "$w"
+    _html_render() {
+        timeout 120 "$chrome" --headless --disable-gpu --no-sandbox --user-data-dir="$w/chrome" \
+            --enable-logging=stderr --v=0 --dump-dom "file://$1" >"$w/dom.html" 2>"$w/chrome.log" ||
+            fail "chromium exited $?: $(tail -5 "$w/chrome.log")"
+    }
+    { cat "$page"; echo '<script>console.error("probe-error")</script>'; } >"$w/control.html"
+    _html_render "$w/control.html"
+    grep -q 'CONSOLE.*probe-error' "$w/chrome.log" ||
+        fail "the console check sees no error on a page that logs one"
+    {
+        cat "$page"
+        cat <<'PROBE'
+<script>
+var out = [];
+document.querySelectorAll("figure > svg").forEach(function (s) {
+  var r = s.getBoundingClientRect();
+  out.push(s.parentNode.id + ":" + (r.width > 100 && r.height > 100 ? "shown" : "empty") + ":" +
+           s.querySelectorAll("rect, polyline, circle").length);
+});
+document.querySelectorAll("table").forEach(function (t) { out.push(t.id + ":" + t.rows.length); });
+document.body.setAttribute("data-probe", out.join(" "));
+</script>
+PROBE
+    } >"$w/probe.html"
+    _html_render "$w/probe.html"
+    if grep -E ':CONSOLE[:(]' "$w/chrome.log" | grep -v 'probe-error' | grep -q .; then
+        fail "console messages: $(grep CONSOLE "$w/chrome.log")"
+    fi
+    grep -o 'data-probe="[^"]*"' "$w/dom.html" ||
+        fail "the probe did not run: $(head -c 300 "$w/dom.html")"
+}
