@@ -135,6 +135,12 @@ struct slm_data_record {
     json_t *row;      /* the record as an object (JSONL line, or CSV row of strings); owned */
     const json_t *messages; /* messages records: the array inside `row`; else NULL */
     char *raw; /* the record's original bytes (one JSONL line / CSV record), for --fix */
+    /* The completion field is JSON null (read with `keep_unlabelled`): the
+     * contractor gave no label (`slm label`). `completion` is then "". */
+    bool unlabelled;
+    /* Then the row's "<field>_error" string ("label_error" for the field
+     * "label"), or NULL when it has none; borrowed from `row`. */
+    const char *label_error;
 };
 
 struct slm_data_records {
@@ -155,6 +161,11 @@ struct slm_data_read_params {
     size_t max_bytes;                /* file cap; 0 = 1 GiB */
     bool rows_only; /* rows: keep each record's `row` and render nothing (prompt and completion
                      * stay NULL): unlabelled input for `slm label` / `slm distill` */
+    /* A completion field that is JSON null (what `slm label` writes when the
+     * contractor gave no label): false = SLM_E_INVALID naming the line, the
+     * field and its "<field>_error" text (training refuses such data); true =
+     * the record is kept and marked `unlabelled`, for `slm data check`. */
+    bool keep_unlabelled;
 };
 
 struct slm_data_read_params slm_data_read_params_default(void);
@@ -179,14 +190,20 @@ int slm_data_split_hash(struct slm_data_records *recs, const char *field, uint32
 /* ---------------------------------------------------------------- check */
 
 enum slm_data_issue_kind {
-    SLM_ISSUE_DUPLICATE = 0,  /* warning: same prompt and completion as an earlier record */
-    SLM_ISSUE_NEAR_DUPLICATE, /* warning: equal after lowercasing and dropping punctuation */
-    SLM_ISSUE_CONTRADICTION,  /* error: the same input with different outputs */
-    SLM_ISSUE_NOT_A_LABEL,    /* error: output not in the label set */
-    SLM_ISSUE_BAD_JSON,       /* error: output should be JSON and does not parse */
-    SLM_ISSUE_IN_VALID,       /* error: the input is also in the validation set */
-    SLM_ISSUE_EMPTY,          /* error: nothing to learn */
-    SLM_ISSUE_TOO_LONG,       /* warning: longer than the context (will be cut) */
+    SLM_ISSUE_DUPLICATE = 0,   /* warning: same prompt and completion as an earlier record */
+    SLM_ISSUE_NEAR_DUPLICATE,  /* warning: equal after lowercasing and dropping punctuation */
+    SLM_ISSUE_CONTRADICTION,   /* error: the same input with different outputs */
+    SLM_ISSUE_NOT_A_LABEL,     /* error: output not in the label set */
+    SLM_ISSUE_BAD_JSON,        /* error: output should be JSON and does not parse */
+    SLM_ISSUE_IN_VALID,        /* error: the input is also in the validation set */
+    SLM_ISSUE_EMPTY,           /* error: nothing to learn */
+    SLM_ISSUE_TOO_LONG,        /* warning: longer than the context (will be cut) */
+    SLM_ISSUE_NO_LABEL,        /* error: the completion is null: the contractor gave no label */
+    SLM_ISSUE_LOW_AGREEMENT,   /* warning: the row's "agreement" is below min_agreement */
+    SLM_ISSUE_CHUNK_LEAK,      /* error: same ("source", "chunk") as a validation record */
+    SLM_ISSUE_SOURCE_IN_VALID, /* warning: a training "source" file also in the validation set;
+                                * one per file: `idx` its first training record, `other` its
+                                * first validation record */
     SLM_ISSUE_COUNT
 };
 
@@ -196,7 +213,10 @@ bool slm_data_issue_is_error(enum slm_data_issue_kind k);
 struct slm_data_issue {
     enum slm_data_issue_kind kind;
     size_t idx;   /* record index */
-    size_t other; /* the record it clashes with (duplicates, contradictions, valid) */
+    size_t other; /* the record it clashes with (duplicates, contradictions; the validation
+                   * record for IN_VALID, CHUNK_LEAK, SOURCE_IN_VALID) */
+    size_t n_here, n_there; /* SOURCE_IN_VALID: records from that file in the checked set and in
+                             * the validation set; else 0 */
 };
 
 struct slm_data_check_params {
@@ -208,7 +228,14 @@ struct slm_data_check_params {
     size_t n_labels;
     int json;                             /* 1 = outputs must be JSON, -1 = never, 0 = auto
                                            * (when 80% of them look like JSON) */
-    const struct slm_data_records *valid; /* validation set to check overlap with, or NULL */
+    const struct slm_data_records *valid; /* validation set to check overlap with, or NULL:
+                                           * the same input, and for rows that carry "source"
+                                           * and "chunk" (`slm distill --docs`) the same chunk
+                                           * and the same source file */
+    /* Rows with a number field "agreement" (`slm label --votes`) below this,
+     * compared at two decimals (2 of 3 votes, 0.667, counts as 0.67), are a
+     * warning. 0 = 0.67 (2 of 3 votes pass, 1 of 2 does not); negative = off. */
+    double min_agreement;
 };
 
 #define SLM_DATA_HIST_BUCKETS 12 /* token lengths <=16, <=32, ... <=16384, more */

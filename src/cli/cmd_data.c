@@ -1,8 +1,9 @@
 /*
  * cli/cmd_data.c - `slm data check FILE`: counts, token lengths against the
- * context, duplicates, contradictions, label and JSON checks, overlap with a
- * validation set; exits 1 when it finds errors; --fix OUT writes the records
- * it keeps and says what it dropped.
+ * context, duplicates, contradictions, label and JSON checks, rows `slm label`
+ * left without a label or with low agreement, overlap with a validation set
+ * (inputs, document chunks and files); exits 1 when it finds errors; --fix OUT
+ * writes the records it keeps and says what it dropped.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -25,6 +26,12 @@ static void usage(void) {
            "overlap with a validation set and, with --model, a histogram of token lengths\n"
            "against the context. Exits 1 when it finds errors, 0 otherwise.\n"
            "\n"
+           "Rows from `slm label`: a null label is an error (no label from the contractor;\n"
+           "its <field>_error says why), an \"agreement\" below --min-agreement a warning.\n"
+           "Rows from `slm distill --docs` in both FILE and --valid: the same \"source\" and\n"
+           "\"chunk\" is an error even when the questions differ; the same source file a\n"
+           "warning, one per file.\n"
+           "\n"
            "Options:\n"
            "  --model MODEL          tokenize with this model (store name or .gguf)\n"
            "  --ctx-size N           context to compare lengths with (default 512)\n"
@@ -34,7 +41,10 @@ static void usage(void) {
            "                         JSON array)\n"
            "  --json / --no-json     outputs must be JSON / never check (default: check when\n"
            "                         most outputs look like JSON)\n"
-           "  --valid FILE           validation set: inputs must not appear in both\n"
+           "  --valid FILE           validation set: inputs and document chunks must not\n"
+           "                         appear in both\n"
+           "  --min-agreement X      votes: warn below this agreement, 0..1 (default 0.67:\n"
+           "                         2 of 3 pass, 1 of 2 does not; 0 = off)\n"
            "  --fix OUT              write the records that pass to OUT (same format)\n"
            "  --show N               lines listed per finding (default 5)\n"
            "  -h, --help             this help\n");
@@ -43,6 +53,7 @@ static void usage(void) {
 struct data_cli {
     const char *file, *model, *template_path, *completion_field, *labels, *valid, *fix;
     long long ctx, show;
+    double min_agreement;
     int json;
 };
 
@@ -73,6 +84,11 @@ static int parse(struct data_cli *c, int argc, char **argv) {
             str = &c->fix;
         } else if (strcmp(a, "--ctx-size") == 0 && i + 1 < argc) {
             if (!slm_cli_int(CMD, a, argv[++i], 1, 1 << 20, &c->ctx)) {
+                return -1;
+            }
+            continue;
+        } else if (strcmp(a, "--min-agreement") == 0 && i + 1 < argc) {
+            if (!slm_cli_float(CMD, a, argv[++i], 0.0, 1.0, &c->min_agreement)) {
                 return -1;
             }
             continue;
@@ -177,6 +193,25 @@ static void print_lines(const struct slm_data_records *recs, const struct slm_da
             printf("    line %zu is line %zu of the validation set\n", rec->line,
                    valid ? valid->items[is->other].line : 0);
             break;
+        case SLM_ISSUE_NO_LABEL:
+            printf("    line %zu: %.100s\n", rec->line,
+                   rec->label_error ? rec->label_error : "null, no error field says why");
+            break;
+        case SLM_ISSUE_LOW_AGREEMENT:
+            printf("    line %zu: agreement %.2f -> '%.40s'\n", rec->line,
+                   json_number_value(json_object_get(rec->row, "agreement")), rec->completion);
+            break;
+        case SLM_ISSUE_CHUNK_LEAK:
+            printf("    line %zu: %s chunk %lld is line %zu of the validation set\n", rec->line,
+                   json_string_value(json_object_get(rec->row, "source")),
+                   (long long)json_integer_value(json_object_get(rec->row, "chunk")),
+                   valid ? valid->items[is->other].line : 0);
+            break;
+        case SLM_ISSUE_SOURCE_IN_VALID:
+            printf("    %s: %zu rows from line %zu, %zu validation rows from line %zu\n",
+                   json_string_value(json_object_get(rec->row, "source")), is->n_here, rec->line,
+                   is->n_there, valid ? valid->items[is->other].line : 0);
+            break;
         default: printf("    line %zu: '%.60s'\n", rec->line, rec->completion); break;
         }
         shown++;
@@ -216,9 +251,13 @@ static void print_report(const struct data_cli *c, const struct slm_data_records
         if (!r->count[k]) {
             continue;
         }
-        printf("%s: %zu %s\n",
+        printf("%s: %zu %s",
                slm_data_issue_is_error((enum slm_data_issue_kind)k) ? "error" : "warning",
                r->count[k], slm_data_issue_name((enum slm_data_issue_kind)k));
+        if (k == SLM_ISSUE_LOW_AGREEMENT) {
+            printf(" (below %.2f, --min-agreement)", c->min_agreement);
+        }
+        printf("\n");
         print_lines(recs, r, (enum slm_data_issue_kind)k, c->show, valid);
     }
     if (r->checked_json) {
@@ -231,6 +270,7 @@ static int check(int argc, char **argv) {
     struct data_cli c = {0};
     c.ctx = 512;
     c.show = 5;
+    c.min_agreement = 0.67;
     int prc = parse(&c, argc, argv);
     if (prc != 0) {
         return prc > 0 ? SLM_EXIT_OK : SLM_EXIT_USAGE;
@@ -239,6 +279,7 @@ static int check(int argc, char **argv) {
     struct slm_data_read_params rp = slm_data_read_params_default();
     rp.prompt_template = c.template_path;
     rp.completion_field = c.completion_field;
+    rp.keep_unlabelled = true; /* reported as findings, not read errors */
     struct slm_data_records recs = {0}, valid = {0};
     struct slm_data_check_report rep = {0};
     struct slm_model *vocab = NULL;
@@ -278,6 +319,7 @@ static int check(int argc, char **argv) {
         cp.n_labels = n_labels;
         cp.json = c.json;
         cp.valid = c.valid ? &valid : NULL;
+        cp.min_agreement = c.min_agreement > 0 ? c.min_agreement : -1;
         rc = slm_data_check(&recs, &cp, &rep, &err);
     }
     if (rc == SLM_OK) {
@@ -287,8 +329,8 @@ static int check(int argc, char **argv) {
             if (rc == SLM_OK) {
                 printf("wrote %s: kept %zu records, dropped %zu (duplicates after the first, "
                        "contradicting records outside a majority, non-labels, invalid JSON, "
-                       "validation overlap, "
-                       "empty outputs)\n",
+                       "validation overlap and leaked chunks, empty outputs, rows without a "
+                       "label)\n",
                        c.fix, recs.n - rep.n_dropped, rep.n_dropped);
             }
         }

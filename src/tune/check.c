@@ -2,7 +2,9 @@
  * tune/check.c - `slm data check`: what is wrong with a dataset before a run
  * learns it. Exact and near duplicates, the same input with different
  * outputs, outputs outside a label set, outputs that should be JSON and do
- * not parse, overlap with the validation set, token lengths against the
+ * not parse, rows the contractor could not label or agreed on weakly
+ * (`slm label`), overlap with the validation set (inputs, and the document
+ * chunks and files of `slm distill --docs` rows), token lengths against the
  * context. Every finding names record lines; a keep-mask says what --fix
  * drops.
  *
@@ -11,6 +13,7 @@
 #include "slm/tune.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,13 +29,18 @@ const char *slm_data_issue_name(enum slm_data_issue_kind k) {
     case SLM_ISSUE_IN_VALID: return "also in the validation set";
     case SLM_ISSUE_EMPTY: return "empty output";
     case SLM_ISSUE_TOO_LONG: return "longer than the context";
+    case SLM_ISSUE_NO_LABEL: return "no label from the contractor";
+    case SLM_ISSUE_LOW_AGREEMENT: return "low agreement between votes";
+    case SLM_ISSUE_CHUNK_LEAK: return "same document chunk as the validation set";
+    case SLM_ISSUE_SOURCE_IN_VALID: return "source file also in the validation set";
     default: return "issue";
     }
 }
 
 bool slm_data_issue_is_error(enum slm_data_issue_kind k) {
     return k == SLM_ISSUE_CONTRADICTION || k == SLM_ISSUE_NOT_A_LABEL || k == SLM_ISSUE_BAD_JSON ||
-           k == SLM_ISSUE_IN_VALID || k == SLM_ISSUE_EMPTY;
+           k == SLM_ISSUE_IN_VALID || k == SLM_ISSUE_EMPTY || k == SLM_ISSUE_NO_LABEL ||
+           k == SLM_ISSUE_CHUNK_LEAK;
 }
 
 /* Lowercase, letters and digits only, single spaces: "Hello,  World!" and
@@ -84,7 +92,7 @@ static int add_issue(struct slm_data_check_report *r, enum slm_data_issue_kind k
         r->issues = p;
         r->cap_issues = nc;
     }
-    r->issues[r->n_issues++] = (struct slm_data_issue){k, idx, other};
+    r->issues[r->n_issues++] = (struct slm_data_issue){k, idx, other, 0, 0};
     r->count[k]++;
     if (slm_data_issue_is_error(k)) {
         r->n_errors++;
@@ -132,19 +140,32 @@ static int norm_init(struct norm *nm, const struct slm_data_records *recs) {
     return SLM_OK;
 }
 
+/* Fills `k` with the input and output of every labelled record, as read
+ * (`nm` NULL) or normalized; returns how many. A row without a label is
+ * reported once, as such, not as a duplicate or a contradiction of its ""
+ * completion. */
+static size_t fill_keys(struct key *k, const struct slm_data_records *recs, const struct norm *nm) {
+    size_t n = 0;
+    for (size_t i = 0; i < recs->n; i++) {
+        const struct slm_data_record *rec = &recs->items[i];
+        if (!rec->unlabelled) {
+            k[n++] = nm ? (struct key){nm->whole[i], nm->completion[i], i}
+                        : (struct key){rec->prompt, rec->completion, i};
+        }
+    }
+    return n;
+}
+
 /* Exact and near duplicates, and contradictions, by sorting. */
 static int check_groups(const struct slm_data_records *recs, const struct norm *nm,
                         struct slm_data_check_report *r) {
-    size_t n = recs->n;
-    struct key *k = malloc((n + 1) * sizeof(*k));
+    struct key *k = malloc((recs->n + 1) * sizeof(*k));
     if (!k) {
         return SLM_E_NOMEM;
     }
     int rc = SLM_OK;
     /* 1. exact: raw prompt + raw completion */
-    for (size_t i = 0; i < n; i++) {
-        k[i] = (struct key){recs->items[i].prompt, recs->items[i].completion, i};
-    }
+    size_t n = fill_keys(k, recs, NULL);
     qsort(k, n, sizeof(*k), key_cmp);
     for (size_t i = 1; i < n && rc == SLM_OK; i++) {
         if (strcmp(k[i].a, k[i - 1].a) == 0 && strcmp(k[i].b, k[i - 1].b) == 0) {
@@ -158,9 +179,7 @@ static int check_groups(const struct slm_data_records *recs, const struct norm *
         }
     }
     /* 2. near: normalized prompt + completion, not already exact duplicates */
-    for (size_t i = 0; i < n; i++) {
-        k[i] = (struct key){nm->whole[i], nm->completion[i], i};
-    }
+    n = fill_keys(k, recs, nm);
     qsort(k, n, sizeof(*k), key_cmp);
     for (size_t i = 1; i < n && rc == SLM_OK; i++) {
         size_t a = k[i - 1].idx, b = k[i].idx;
@@ -175,9 +194,7 @@ static int check_groups(const struct slm_data_records *recs, const struct norm *
      * of an output that has a majority of the group (3 say A, 1 says B: A is
      * the likely answer) and drops the whole group when none has. */
     if (recs->format != SLM_DATA_TEXT) {
-        for (size_t i = 0; i < n; i++) {
-            k[i] = (struct key){nm->whole[i], nm->completion[i], i};
-        }
+        n = fill_keys(k, recs, nm);
         qsort(k, n, sizeof(*k), key_cmp);
         for (size_t s = 0; s < n && rc == SLM_OK;) {
             size_t e = s + 1, best = s, best_len = 0;
@@ -217,17 +234,45 @@ static bool looks_like_json(const char *s) {
     return *s == '{' || *s == '[';
 }
 
+/* A row of `slm label --votes K` whose "agreement" (the share of answers
+ * agreeing with the label kept) is below the threshold. Votes are fractions
+ * and thresholds are written as decimals, so the comparison is at two
+ * decimals: 2 of 3 (0.666...) passes 0.67. */
+static bool low_agreement(const struct slm_data_record *rec, double min) {
+    const json_t *a = json_object_get(rec->row, "agreement");
+    if (min < 0 || !json_is_number(a)) {
+        return false;
+    }
+    double v = floor(json_number_value(a) * 100.0 + 0.5) / 100.0;
+    return v + 1e-9 < min;
+}
+
 static int check_outputs(const struct slm_data_records *recs, const struct slm_data_check_params *p,
                          struct slm_data_check_report *r) {
-    size_t json_like = 0;
+    size_t json_like = 0, labelled = 0;
     for (size_t i = 0; i < recs->n; i++) {
-        json_like += looks_like_json(recs->items[i].completion);
+        if (!recs->items[i].unlabelled) {
+            json_like += looks_like_json(recs->items[i].completion);
+            labelled++;
+        }
     }
-    bool want_json = p->json == 1 || (p->json == 0 && recs->n && json_like * 10 >= recs->n * 8);
+    bool want_json = p->json == 1 || (p->json == 0 && labelled && json_like * 10 >= labelled * 8);
     r->checked_json = want_json;
+    double min_agreement = p->min_agreement == 0 ? 0.67 : p->min_agreement;
     int rc = SLM_OK;
     for (size_t i = 0; i < recs->n && rc == SLM_OK; i++) {
         const char *c = recs->items[i].completion;
+        if (recs->items[i].unlabelled) {
+            rc = add_issue(r, SLM_ISSUE_NO_LABEL, i, i);
+            r->drop[i] = 1;
+            continue;
+        }
+        if (low_agreement(&recs->items[i], min_agreement)) {
+            rc = add_issue(r, SLM_ISSUE_LOW_AGREEMENT, i, i);
+            if (rc != SLM_OK) {
+                break;
+            }
+        }
         if (recs->format != SLM_DATA_TEXT && slm_str_trim(slm_str_c(c)).len == 0) {
             rc = add_issue(r, SLM_ISSUE_EMPTY, i, i);
             r->drop[i] = 1;
@@ -292,6 +337,106 @@ static int check_valid_overlap(const struct norm *nm, const struct slm_data_reco
     return rc;
 }
 
+/* Where a row of `slm distill --docs` was cut from: its "source" file and,
+ * when it has one, its "chunk" number. Rows without a string "source" have
+ * no place (false). */
+struct place {
+    const char *source; /* borrowed from the record's row */
+    json_int_t chunk;
+    bool has_chunk;
+    size_t idx;
+};
+
+static int place_cmp(const void *x, const void *y) {
+    const struct place *p = x, *q = y;
+    int c = strcmp(p->source, q->source);
+    if (c == 0 && p->has_chunk != q->has_chunk) {
+        c = p->has_chunk ? 1 : -1;
+    }
+    if (c == 0 && p->chunk != q->chunk) {
+        c = p->chunk < q->chunk ? -1 : 1;
+    }
+    return c ? c : (p->idx < q->idx ? -1 : p->idx > q->idx);
+}
+
+/* The places of the records that have one, sorted; `*n` of them. */
+static struct place *places(const struct slm_data_records *recs, size_t *n) {
+    struct place *v = malloc((recs->n + 1) * sizeof(*v));
+    *n = 0;
+    for (size_t i = 0; v && i < recs->n; i++) {
+        const json_t *row = recs->items[i].row;
+        const char *source = json_string_value(json_object_get(row, "source"));
+        const json_t *chunk = json_object_get(row, "chunk");
+        if (source) {
+            v[(*n)++] =
+                (struct place){source, json_integer_value(chunk), json_is_integer(chunk), i};
+        }
+    }
+    if (v) {
+        qsort(v, *n, sizeof(*v), place_cmp);
+    }
+    return v;
+}
+
+/* The first of `v[0..n)` not before `q` (idx ignored: q.idx = 0). */
+static size_t place_lower(const struct place *v, size_t n, struct place q) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (place_cmp(&v[mid], &q) < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/* Rows cut from the same document chunk as a validation row leak its answer
+ * into training even when the questions differ (an error, dropped by --fix);
+ * a source file in both sets at all is a warning, one per file, for users
+ * who split by file. */
+static int check_chunk_leaks(const struct slm_data_records *recs,
+                             const struct slm_data_records *valid,
+                             struct slm_data_check_report *r) {
+    size_t nt = 0, nv = 0;
+    struct place *t = places(recs, &nt), *v = places(valid, &nv);
+    int rc = t && v ? SLM_OK : SLM_E_NOMEM;
+    for (size_t i = 0; i < nt && rc == SLM_OK;) {
+        size_t e = i, first = t[i].idx;
+        while (e < nt && strcmp(t[e].source, t[i].source) == 0) {
+            first = t[e].idx < first ? t[e].idx : first;
+            e++;
+        }
+        for (size_t j = i; j < e && rc == SLM_OK; j++) {
+            struct place q = {t[j].source, t[j].chunk, true, 0};
+            size_t at = t[j].has_chunk ? place_lower(v, nv, q) : nv;
+            if (at < nv && v[at].has_chunk && v[at].chunk == q.chunk &&
+                strcmp(v[at].source, q.source) == 0) {
+                rc = add_issue(r, SLM_ISSUE_CHUNK_LEAK, t[j].idx, v[at].idx);
+                r->drop[t[j].idx] = 1;
+            }
+        }
+        size_t at = place_lower(v, nv, (struct place){t[i].source, 0, false, 0}), ve = at;
+        size_t vfirst = at < nv ? v[at].idx : 0;
+        while (ve < nv && strcmp(v[ve].source, t[i].source) == 0) {
+            vfirst = v[ve].idx < vfirst ? v[ve].idx : vfirst;
+            ve++;
+        }
+        if (rc == SLM_OK && ve > at) {
+            rc = add_issue(r, SLM_ISSUE_SOURCE_IN_VALID, first, vfirst);
+            if (rc == SLM_OK) {
+                r->issues[r->n_issues - 1].n_here = e - i;
+                r->issues[r->n_issues - 1].n_there = ve - at;
+            }
+        }
+        i = e;
+    }
+    free(t);
+    free(v);
+    return rc;
+}
+
 static int check_lengths(const struct slm_data_records *recs, const struct slm_data_check_params *p,
                          struct slm_data_check_report *r, struct slm_err *err) {
     struct slm_dataset *ds = NULL;
@@ -341,7 +486,10 @@ int slm_data_check(const struct slm_data_records *recs, const struct slm_data_ch
     if (rc == SLM_OK && p.valid) {
         rc = check_valid_overlap(&nm, p.valid, r);
     }
-    /* Distinct inputs and outputs, for the summary. */
+    if (rc == SLM_OK && p.valid) {
+        rc = check_chunk_leaks(recs, p.valid, r);
+    }
+    /* Distinct inputs and outputs (of the labelled records), for the summary. */
     if (rc == SLM_OK) {
         for (int pass = 0; pass < 2; pass++) {
             char **v = pass ? nm.completion : nm.whole;
@@ -350,10 +498,15 @@ int slm_data_check(const struct slm_data_records *recs, const struct slm_data_ch
                 rc = SLM_E_NOMEM;
                 break;
             }
-            memcpy(sorted, v, recs->n * sizeof(char *));
-            qsort(sorted, recs->n, sizeof(char *), strcmp_p);
-            size_t d = recs->n ? 1 : 0;
-            for (size_t i = 1; i < recs->n; i++) {
+            size_t m = 0;
+            for (size_t i = 0; i < recs->n; i++) {
+                if (!pass || !recs->items[i].unlabelled) {
+                    sorted[m++] = v[i];
+                }
+            }
+            qsort(sorted, m, sizeof(char *), strcmp_p);
+            size_t d = m ? 1 : 0;
+            for (size_t i = 1; i < m; i++) {
                 d += strcmp(sorted[i], sorted[i - 1]) != 0;
             }
             *(pass ? &r->distinct_outputs : &r->distinct_inputs) = d;

@@ -1,7 +1,9 @@
 /*
  * tune/data.c - reading datasets: JSONL ({"prompt","completion"},
  * {"messages":[...]}, {"text"}) and rows (JSONL objects or CSV with a header)
- * that a prompt template turns into prompt and completion.
+ * that a prompt template turns into prompt and completion. A null completion
+ * (a row `slm label` could not label) is an error, or with keep_unlabelled a
+ * marked record for `slm data check`.
  *
  * Input is untrusted (tests/fuzz/fuzz_dataset.c): every error names the file,
  * the line and the field; nothing here needs a model. Records own their
@@ -9,6 +11,7 @@
  */
 #include "slm/tune.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -141,6 +144,29 @@ static int messages_record(struct slm_data_record *r, const char *name, struct s
     return r->prompt && r->completion ? SLM_OK : slm_err_set(err, SLM_E_NOMEM, "out of memory");
 }
 
+/* A completion field holding JSON null: `slm label` writes that when the
+ * contractor gave no label, with the reason in "<field>_error". Training on
+ * it is refused (naming the reason and the way out); `slm data check` keeps
+ * the record, marked, to report it. */
+static int null_completion(struct slm_data_record *r, const char *field, const char *name,
+                           const struct slm_data_read_params *p, struct slm_err *err) {
+    char key[256];
+    snprintf(key, sizeof(key), "%s_error", field);
+    const char *why = json_string_value(json_object_get(r->row, key));
+    if (!p->keep_unlabelled) {
+        return slm_err_set(
+            err, SLM_E_INVALID,
+            "%s:%zu: field '%s' is null, no label from the contractor%s%s%s%.100s%s; "
+            "`slm data check --fix OUT` drops such rows",
+            name, r->line, field, why ? " (" : "", why ? key : "", why ? ": " : "", why ? why : "",
+            why ? ")" : "");
+    }
+    r->unlabelled = true;
+    r->label_error = why;
+    r->completion = strdup("");
+    return r->completion ? SLM_OK : slm_err_set(err, SLM_E_NOMEM, "out of memory");
+}
+
 /* The read parameters plus the templates parsed from them, alive during one
  * slm_data_parse call; functions below get `&parse_params.p` and recover the
  * templates (p is the first member). */
@@ -190,6 +216,8 @@ static int rows_record(struct slm_data_record *r, const char *name,
     } else if (json_is_object(v) || json_is_array(v)) {
         /* Structured answers (slot extraction) are learned and compared as compact JSON. */
         r->completion = json_dumps(v, JSON_COMPACT);
+    } else if (json_is_null(v)) {
+        return null_completion(r, field, name, p, err);
     } else {
         return slm_err_set(err, SLM_E_INVALID,
                            "%s:%zu: completion field '%s' is missing or not a string (see "
@@ -205,6 +233,9 @@ static int interpret(struct slm_data_record *r, enum slm_data_format fmt, const 
     switch (fmt) {
     case SLM_DATA_PROMPT_COMPLETION: {
         int rc = str_field(r->row, "prompt", &r->prompt, name, r->line, err);
+        if (rc == SLM_OK && json_is_null(json_object_get(r->row, "completion"))) {
+            return null_completion(r, "completion", name, p, err);
+        }
         return rc ? rc : str_field(r->row, "completion", &r->completion, name, r->line, err);
     }
     case SLM_DATA_TEXT:

@@ -10,7 +10,10 @@
 #  6. kill -9 mid-run, then a re-run: no answered call is paid twice (only calls in flight at
 #     the kill, at most the concurrency, can be: their answers never arrived);
 #  7. a router.yaml upstream with its key from api_key_env; votes;
-#  8. distill: prompt/completion rows, --n, --check, --messages, read back by `slm data check`.
+#  8. distill: prompt/completion rows, --n, --check, --messages, read back by `slm data check`;
+#  9. distill --docs; `slm data check --valid` finds a chunk shared with the validation set.
+# `slm data check` reads what label writes: null labels are errors (--fix drops them), low
+# agreement of --votes a warning.
 # Needs no model.
 source "$(dirname "$0")/lib.sh"
 
@@ -49,6 +52,12 @@ start_fake() { # name args...
     URL=http://127.0.0.1:$FAKE_PORT/v1
 }
 charged() { jq -s 'map(.charge) | add // 0' "$1"; }
+data_check() { # exit code, args...: `slm data check` with its stdout and stderr in $OUT
+    local want=$1 got=0
+    shift
+    OUT=$("$SLM" data check "$@" 2>&1) || got=$?
+    [ "$got" = "$want" ] || fail "expected exit $want, got $got from data check $* ($OUT)"
+}
 ok_calls() { jq -s 'map(select(.status == 200)) | length' "$1"; }
 
 # ---------------------------------------------------------------- 1. errors
@@ -92,6 +101,19 @@ jq -e -s 'map(select(.label == null and (.label_error | test("not one of the all
     | length == 10' a.jsonl >/dev/null || fail "10 rows with label null and label_error"
 grep -q "Your answer was not accepted: 'I don't know' is not one of the allowed labels" a.log ||
     fail "the retry does not show the error to the model"
+# `slm data check` reads them as `slm tune` would train on them: the 10 null labels are errors
+# that name the line and the label_error; --fix keeps the 50 labelled rows.
+echo 'Customer: {{ text }}' >intent.liquid
+data_check 1 a.jsonl --template intent.liquid --completion-field label \
+    --labels labels.json --fix a-fixed.jsonl
+contains "$OUT" "error: 10 no label from the contractor"
+contains "$OUT" "line 51: 'I don't know' is not one of the allowed labels"
+contains "$OUT" "dropped 10"
+[ "$(wc -l <a-fixed.jsonl)" = 50 ] || fail "--fix kept $(wc -l <a-fixed.jsonl) rows, not 50"
+jq -e -s 'all(.label != null)' a-fixed.jsonl >/dev/null || fail "--fix kept a null label"
+"$SLM" data check a-fixed.jsonl --template intent.liquid --completion-field label \
+    --labels labels.json >af.out 2>&1 || fail "the fixed rows still fail: $(cat af.out)"
+contains "$(cat af.out)" "0 errors"
 
 # ---------------------------------------------------------------- 3. order at concurrency 8
 [ "$(jq -r .id a.jsonl | tr '\n' ' ')" = "$(seq 0 59 | tr '\n' ' ')" ] ||
@@ -213,6 +235,24 @@ SLM_TEST_CLOUD_KEY=sk-test "$SLM" label few.csv -o r.jsonl --labels labels.json 
     fail "the default cache is \$SLM_HOME/cache/calls.db"
 contains "$(cat r.sum)" "rows 5, labelled 5, rejected 0, calls 15"
 jq -e -s 'all(.agreement == 1)' r.jsonl >/dev/null || fail "agreement 1 for a deterministic fake"
+"$SLM" data check r.jsonl --template intent.liquid --completion-field label \
+    --min-agreement 1 >rc.out 2>&1 || fail "data check on votes: $(cat rc.out)"
+contains "$(cat rc.out)" "0 errors, 0 warnings"
+# The fake always agrees with itself; rows as --votes 3 writes them when it does not (the
+# field renamed with --field intent): 3/3 and 2/3 pass the default 0.67, 1/3 has no label.
+jq -c '{id, text, intent: .label, agreement}' r.jsonl | head -3 >v.jsonl
+jq -cn '{id: "3", text: "message 3, about my account", intent: "refund", agreement: (2 / 3)}' \
+    >>v.jsonl
+jq -cn '{id: "4", text: "message 4, about my account", intent: null,
+    intent_error: "no majority: 1 of 3 answers agree", agreement: (1 / 3)}' >>v.jsonl
+data_check 1 v.jsonl --template intent.liquid --completion-field intent
+contains "$OUT" "error: 1 no label from the contractor"
+contains "$OUT" "line 5: no majority: 1 of 3 answers agree"
+case $OUT in *"low agreement"*) fail "2 of 3 votes is not low agreement: $OUT" ;; esac
+data_check 1 v.jsonl --template intent.liquid --completion-field intent \
+    --min-agreement 0.8
+contains "$OUT" "warning: 1 low agreement between votes (below 0.80, --min-agreement)"
+contains "$OUT" "line 4: agreement 0.67 -> 'refund'"
 [ "$(jq -r 'select(.model == "fake-model") | .model' "$t/c.log" | wc -l)" = 15 ] ||
     fail "the router upstream's model was not sent"
 
@@ -273,6 +313,24 @@ jq -e -s 'length == 6 and all(has("prompt") and has("completion") and has("sourc
     fail "sources: $(jq -c '[.source, .chunk, .heading]' g.jsonl)"
 grep -q 'not a heading' "$t/g.log" || fail "a fenced # line was taken for a heading"
 "$SLM" data check g.jsonl >gc.out 2>&1 || fail "slm data check on --docs rows: $(cat gc.out)"
+# A validation row cut from the chunk of training rows leaks its answer even when the questions
+# differ: an error, dropped by --fix; the shared file a warning.
+jq -c 'select(.source == "guide.md" and .chunk == 1 and (.prompt | startswith("Q1")))' g.jsonl \
+    >g-valid.jsonl
+jq -c 'select((.source == "guide.md" and .chunk == 1 and (.prompt | startswith("Q1"))) | not)' \
+    g.jsonl >g-train.jsonl
+[ "$(wc -l <g-valid.jsonl) $(wc -l <g-train.jsonl)" = "1 5" ] || fail "split: $(cat g-valid.jsonl)"
+data_check 1 g-train.jsonl --valid g-valid.jsonl --fix g-fixed.jsonl
+contains "$OUT" "error: 1 same document chunk as the validation set"
+leak=$(jq -c '[.source, .chunk]' g-train.jsonl | grep -n '^\["guide.md",1\]$' | cut -d: -f1)
+contains "$OUT" "line $leak: guide.md chunk 1 is line 1 of the validation set"
+contains "$OUT" "warning: 1 source file also in the validation set"
+contains "$OUT" "guide.md: 3 rows from line"
+case $OUT in *"line $leak is line"*) fail "the questions differ, the inputs do not overlap: $OUT" ;; esac
+# 5 rows - the leak - a repeated "Q2" (the fake asks it of every chunk) = 3.
+[ "$(wc -l <g-fixed.jsonl)" = 3 ] || fail "--fix kept $(wc -l <g-fixed.jsonl) rows, not 3"
+jq -e -s 'all((.source == "guide.md" and .chunk == 1) | not)' g-fixed.jsonl >/dev/null ||
+    fail "--fix kept the leaked chunk"
 expect_exit 2 "$SLM" distill prompts.jsonl --docs docs -o x.jsonl --base-url "$URL" --model m
 expect_exit 1 "$SLM" distill --docs nowhere -o x.jsonl --base-url "$URL" --model m
 contains "$ERR" "nowhere: no such folder"

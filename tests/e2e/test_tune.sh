@@ -22,6 +22,14 @@ printf '%s\n' '{"prompt":"a","completion":"x"}' '{"prompt":"a","completion":"y"}
 expect_exit 1 "$SLM" data check "$W/bad.jsonl" --fix "$W/fixed.jsonl"
 [ "$(wc -l <"$W/fixed.jsonl")" = 1 ] || fail "--fix should keep one record: $(cat "$W/fixed.jsonl")"
 expect_exit 2 "$SLM" data frobnicate "$DATA"
+# A row `slm label` left without a label is refused for training, naming it and the way out.
+printf '%s\n' '{"text":"a","label":"x"}' '{"text":"b","label":null,"label_error":"no majority"}' \
+    >"$W/labelled.jsonl"
+echo '{{ text }}' >"$W/t.liquid"
+expect_exit 1 "$SLM" tune "$MODEL" "$W/labelled.jsonl" --template "$W/t.liquid" \
+    --completion-field label -o "$W/x.gguf"
+contains "$ERR" "labelled.jsonl:2: field 'label' is null, no label from the contractor (label_error: no majority)"
+contains "$ERR" "slm data check --fix OUT"
 expect_exit 3 "$SLM" tune "$MODEL" "$W/missing.jsonl" -o "$W/x.gguf"
 
 # --- an uninterrupted run
