@@ -8,7 +8,10 @@
 # router and `slm cost` shows the meter. Every step's output lands in OUT/ (default
 # bench-loop/), the timings in OUT/timings.txt.
 #
-#   bench/run_loop.sh [--rows N] [--epochs E] [--out DIR] [--dev-limit N]
+#   bench/run_loop.sh [--rows N] [--epochs E] [--out DIR] [--dev-limit N] [--from STEP]
+#
+# --from label|check|tune|eval|calibrate|serve starts at that step, reusing what the earlier
+# steps left in OUT/.
 #
 # Needs ../shared/data/banking77 and ../shared/models/stories260K.gguf (or SLM_SHARED).
 # SLM_BIN / SLM_BENCH_BUILD as in bench/common.sh. About 15 minutes on 2 cores.
@@ -20,12 +23,14 @@ rows=1000   # labelled by the cloud: the first 80% train, the rest calibrate the
 epochs=6
 dev_limit=0 # 0 = the whole dev split
 out=$PWD/bench-loop
+from=label
 while [ $# -gt 0 ]; do
     case $1 in
     --rows) rows=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
     --dev-limit) dev_limit=$2; shift 2 ;;
     --out) out=$(realpath -m "$2"); shift 2 ;;
+    --from) from=$2; shift 2 ;;
     -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
     *) bench_die "unknown option $1" ;;
     esac
@@ -40,11 +45,22 @@ MODEL=$SHARED/models/stories260K.gguf
 SLM=$SLM_BIN
 mkdir -p "$out"
 cd "$out"
-rm -rf home ./*.jsonl ./*.gguf ./*.db
+steps=(label check tune eval calibrate serve)
+[[ " ${steps[*]} " == *" $from "* ]] || bench_die "--from: one of ${steps[*]}"
+want() { # STEP: true when STEP is at or after --from
+    local s
+    for s in "${steps[@]}"; do
+        [ "$s" = "$from" ] && return 0
+        [ "$s" = "$1" ] && return 1
+    done
+}
+if [ "$from" = label ]; then
+    rm -rf home ./*.jsonl ./*.gguf ./*.db
+    : >timings.txt
+fi
 export SLM_HOME=$out/home
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$BENCH_TMP"' EXIT
-: >timings.txt
 timed() { # name command... : runs it, its stdout+stderr in NAME.txt, wall seconds logged
     local name=$1 t0 t1
     shift
@@ -83,7 +99,7 @@ URL=http://127.0.0.1:$cloud_port/v1
 CLOUD=(--base-url "$URL" --model gpt-4o-mini --price-in 0.15 --price-out 0.60)
 
 # 1. label
-timed label "$SLM" label unlabelled.csv -o labelled.jsonl --labels "$DATA/categories.json" \
+want label && timed label "$SLM" label unlabelled.csv -o labelled.jsonl --labels "$DATA/categories.json" \
     --field category "${CLOUD[@]}" --max-cost 0.50 --concurrency 8 -q
 n_train=$((rows * 8 / 10))
 head -n "$n_train" labelled.jsonl >train.jsonl
@@ -91,14 +107,16 @@ tail -n +"$((n_train + 1))" labelled.jsonl |
     jq -c 'select(.category != null) | {input: .text, answer: .category}' >calibrate.jsonl
 
 # 2. data check (exit 1 = it found errors; they are the point of looking)
-timed check "$SLM" data check train.jsonl --template intent.liquid --completion-field category \
-    --labels labels.txt --model "$MODEL"
-"$SLM" data check train.jsonl --template intent.liquid --completion-field category \
-    --labels labels.txt --fix train-clean.jsonl >/dev/null 2>&1 || true
-[ -s train-clean.jsonl ] || cp train.jsonl train-clean.jsonl
+if want check; then
+    timed check "$SLM" data check train.jsonl --template intent.liquid \
+        --completion-field category --labels labels.txt --model "$MODEL"
+    "$SLM" data check train.jsonl --template intent.liquid --completion-field category \
+        --labels labels.txt --fix train-clean.jsonl >/dev/null 2>&1 || true
+    [ -s train-clean.jsonl ] || cp train.jsonl train-clean.jsonl
+fi
 
 # 3. tune (full fine-tune: the model is tiny)
-timed tune "$SLM" tune "$MODEL" train-clean.jsonl --template intent.liquid \
+want tune && timed tune "$SLM" tune "$MODEL" train-clean.jsonl --template intent.liquid \
     --completion-field category --method full --epochs "$epochs" --lr 2e-3 --batch-size 2 \
     --ctx-size 256 -q -o tuned.gguf
 
@@ -121,18 +139,20 @@ candidates:
 metrics: [label]
 max-tokens: 16
 EOF
-timed eval "$SLM" eval banking.yaml --json eval.json --markdown eval.md --html eval.html \
+want eval && timed eval "$SLM" eval banking.yaml --json eval.json --markdown eval.md --html eval.html \
     --concurrency 8 -q
 # the cloud candidate again: every answer from the cache, no call made
 grep -v 'name: base\|name: tuned' banking.yaml >cloud-only.yaml
-timed eval-again "$SLM" eval cloud-only.yaml --json eval2.json --concurrency 8 -q
+want eval && timed eval-again "$SLM" eval cloud-only.yaml --json eval2.json --concurrency 8 -q
 
-# 5. calibrate the router: tuned locally, escalate to the cloud when unsure
+# 5. calibrate the router: tuned locally, escalate to the cloud when unsure. The router's
+# template gets the user's message as `input` (the training template read the row's `text`).
+sed 's/{{ text }}/{{ input }}/' intent.liquid >route-intent.liquid
 cat >router.yaml <<EOF
 local:
   intent:
     model: $out/tuned.gguf
-    template: intent.liquid
+    template: route-intent.liquid
     labels: labels.txt
 upstreams:
   - {name: cloud, base_url: "$URL", model: gpt-4o-mini, price_in: 0.15, price_out: 0.60}
@@ -145,10 +165,12 @@ routes:
 meter:
   ledger: $out/ledger.db
 EOF
-timed calibrate "$SLM" route calibrate --router router.yaml --data calibrate.jsonl \
+want calibrate && timed calibrate "$SLM" route calibrate --router router.yaml --data calibrate.jsonl \
     --target-accuracy 0.85 --cloud-accuracy 0.9 --svg calibrate.svg
 
 # 6. serve through the router, ask a few questions, read the meter
+grep -q '^include:' router.yaml || echo 'include: thresholds.yaml' >>router.yaml # calibrated
+rm -f ledger.db ledger.db-wal ledger.db-shm # the meter shows this step's requests only
 "$SLM" serve --router router.yaml --port 0 >serve.out 2>serve.err &
 pids+=($!)
 for _ in $(seq 200); do

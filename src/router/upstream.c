@@ -706,12 +706,16 @@ static enum verdict judge(struct call *c, struct member *m, struct slm__up_excha
         return v;
     }
     note_failure(c, reason, detail);
-    if (slm__log_level >= SLM_LOG_WARN) {
+    /* An attempt that may be retried is news for a server's log (info), not a warning on a
+     * batch command's terminal: a call that fails for good comes back as an error, which the
+     * caller reports (slm label's label_error, slm eval's failed count). */
+    enum slm_log_level lvl = v == V_RETRY ? SLM_LOG_INFO : SLM_LOG_WARN;
+    if (slm__log_level >= (int)lvl) {
         char line[512];
         snprintf(line, sizeof(line), "upstream=%s member=%s attempt=%d failed: %s", c->pool->name,
                  m->m.base_url, res->attempts, reason);
         mask(c->pool, line);
-        SLM_LOG(SLM_LOG_WARN, "%s", line);
+        SLM_LOG(lvl, "%s", line);
     }
     if (v == V_FATAL) {
         slm_err_set(err, SLM_E_UPSTREAM, "pool '%s': %.100s: %s%s%.110s", c->pool->name,
