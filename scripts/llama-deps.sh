@@ -6,9 +6,14 @@
 #   scripts/llama-deps.sh --tools    also llama-bench, llama-server, llama-simple,
 #                                    llama-finetune, llama-quantize (benchmark peers)
 #
-# Cache: ${XDG_CACHE_HOME:-$HOME/.cache}/slm/deps/llama.cpp-de3ff815-<cc>-<native|generic>[-tools]/
+# GPU backend (docs/internals/portability.md): SLM_GPU=auto (default: Metal on macOS, CUDA when
+# nvcc is on PATH and nvidia-smi sees a GPU, else the CPU), cpu, cuda, metal or vulkan (never
+# chosen by auto). A CUDA build on a machine without a GPU needs CMAKE_CUDA_ARCHITECTURES
+# (SLM_CUDA_ARCHS, default "75;80;86;89;90" there; "native" when a GPU is seen).
+#
+# Cache: ${XDG_CACHE_HOME:-$HOME/.cache}/slm/deps/llama.cpp-de3ff815-<cc>-<native|generic>[-<gpu>][-tools]/
 # holding src/, build/, prefix/ and a lock; a finished build leaves prefix/.done.
-# Nothing here touches the network but the npm registry.
+# Nothing here touches the network but the npm registry. Runs on Linux and macOS.
 set -euo pipefail
 
 NPM_PKG="node-llama-cpp@3.22.1"
@@ -30,9 +35,35 @@ cc_id() {
     printf '%s%s' "$name" "${v%%.*}"
 }
 
+# What Linux's coreutils/util-linux give and macOS lacks.
+ncpu() { nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2; }
+sha256_ok() { # SUM FILE
+    if command -v sha256sum >/dev/null; then
+        echo "$1  $2" | sha256sum -c --status
+    else
+        [ "$(shasum -a 256 "$2" | cut -d' ' -f1)" = "$1" ]
+    fi
+}
+
+gpu=${SLM_GPU:-auto}
+if [ "$gpu" = auto ]; then
+    if [ "$(uname -s)" = Darwin ]; then
+        gpu=metal
+    elif command -v nvcc >/dev/null && nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
+        gpu=cuda # a toolkit without a GPU (a build box) stays on the CPU unless asked
+    else
+        gpu=cpu
+    fi
+fi
+case $gpu in
+cpu | cuda | metal | vulkan) ;;
+*) log "SLM_GPU=$gpu: expected auto, cpu, cuda, metal or vulkan"; exit 2 ;;
+esac
+
 arch_mode=${SLM_LLAMA_ARCH:-native}   # native | generic
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/slm/deps
 key="llama.cpp-${COMMIT:0:8}-$(cc_id)-${arch_mode}"
+[ "$gpu" != cpu ] && key="$key-$gpu" # the CPU key is unchanged: existing caches stay valid
 [ $tools = 1 ] && key="$key-tools"
 dir="$cache/$key"
 prefix="$dir/prefix"
@@ -43,10 +74,19 @@ if [ -f "$prefix/.done" ]; then
 fi
 
 mkdir -p "$dir"
-exec 9>"$dir/lock"
-if ! flock -w 3600 9; then
-    log "could not take $dir/lock within an hour"
-    exit 1
+if command -v flock >/dev/null; then
+    exec 9>"$dir/lock"
+    if ! flock -w 3600 9; then
+        log "could not take $dir/lock within an hour"
+        exit 1
+    fi
+else # macOS: no flock(1); a lock directory, removed on exit
+    for _ in $(seq 3600); do
+        mkdir "$dir/lock.d" 2>/dev/null && break
+        sleep 1
+    done
+    [ -d "$dir/lock.d" ] || { log "could not take $dir/lock.d within an hour"; exit 1; }
+    trap 'rmdir "$dir/lock.d" 2>/dev/null' EXIT
 fi
 # Another process may have finished the build while we waited.
 if [ -f "$prefix/.done" ]; then
@@ -55,10 +95,10 @@ if [ -f "$prefix/.done" ]; then
 fi
 
 bundle_cache="$cache/node-llama-cpp-3.22.1-gitRelease.bundle"
-if [ ! -f "$bundle_cache" ] || ! echo "$BUNDLE_SHA256  $bundle_cache" | sha256sum -c --status; then
+if [ ! -f "$bundle_cache" ] || ! sha256_ok "$BUNDLE_SHA256" "$bundle_cache"; then
     log "fetching $NPM_PKG from the npm registry"
     tmp=$(mktemp -d)
-    trap 'rm -rf "$tmp"' EXIT
+    trap 'rm -rf "$tmp"; rmdir "$dir/lock.d" 2>/dev/null' EXIT
     (cd "$tmp" && npm pack "$NPM_PKG" --json --silent >pack.json 2>pack.err) || {
         cat "$tmp/pack.err" >&2
         log "npm pack failed"
@@ -70,7 +110,7 @@ if [ ! -f "$bundle_cache" ] || ! echo "$BUNDLE_SHA256  $bundle_cache" | sha256su
         exit 1
     fi
     tar -xzf "$tmp"/node-llama-cpp-3.22.1.tgz -C "$tmp" package/llama/gitRelease.bundle
-    if ! echo "$BUNDLE_SHA256  $tmp/package/llama/gitRelease.bundle" | sha256sum -c --status; then
+    if ! sha256_ok "$BUNDLE_SHA256" "$tmp/package/llama/gitRelease.bundle"; then
         log "sha256 mismatch for llama/gitRelease.bundle"
         exit 1
     fi
@@ -89,19 +129,32 @@ native=ON
 opts=(-DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$prefix"
       -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=$native -DLLAMA_CURL=OFF
       -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF)
+case $gpu in
+cuda)
+    archs=${SLM_CUDA_ARCHS:-}
+    if [ -z "$archs" ]; then
+        archs="75;80;86;89;90"
+        nvidia-smi -L 2>/dev/null | grep -q '^GPU' && archs=native
+    fi
+    opts+=(-DGGML_CUDA=ON "-DCMAKE_CUDA_ARCHITECTURES=$archs")
+    ;;
+metal) opts+=(-DGGML_METAL=ON -DGGML_METAL_EMBED_LIBRARY=ON) ;;
+vulkan) opts+=(-DGGML_VULKAN=ON) ;;
+cpu) opts+=(-DGGML_METAL=OFF) ;;
+esac
 if [ $tools = 1 ]; then
     opts+=(-DLLAMA_BUILD_COMMON=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_EXAMPLES=ON
            -DLLAMA_BUILD_SERVER=ON -DLLAMA_USE_PREBUILT_UI=OFF)
 else
     opts+=(-DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF)
 fi
-log "configuring $key"
+log "configuring $key (GPU backend: $gpu)"
 cmake -S "$dir/src" -B "$dir/build" "${opts[@]}" >"$dir/configure.log" 2>&1 || {
     tail -n 30 "$dir/configure.log" >&2
     exit 1
 }
 log "building $key (a few minutes, once)"
-jobs=$(nproc 2>/dev/null || echo 2)
+jobs=$(ncpu)
 if [ $tools = 1 ]; then
     targets=(--target llama llama-bench llama-server llama-simple llama-finetune llama-quantize llama-cli llama-gguf-split)
 else

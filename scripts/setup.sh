@@ -3,7 +3,12 @@
 # cached outside the clone) and slm, then run the main job on the default model.
 #
 #   scripts/setup.sh            set up, build, run the main job
-#   SLM_SKIP_APT=1 ...          never call apt-get (you installed the packages)
+#   SLM_SKIP_APT=1 ...          never call apt-get / brew (you installed the packages)
+#   SLM_GPU=cpu|cuda|metal|vulkan  llama.cpp's backend (default: what the machine has;
+#                               scripts/llama-deps.sh)
+#
+# Debian/Ubuntu (apt-get) is what CI runs. macOS with Homebrew takes the brew branch below:
+# written from Homebrew's package names, not run here (no Mac to test on).
 #   SLM_LLAMA_PREFIX=DIR ...    use this llama.cpp install instead of building one
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,8 +22,22 @@ APT_PACKAGES=(build-essential cmake pkg-config git ca-certificates nodejs npm jq
     libyaml-dev libedit-dev libcriterion-dev
     clang libclang-rt-14-dev clang-format cppcheck chromium)
 
+BREW_PACKAGES=(cmake pkg-config git jq node libmicrohttpd curl jansson sqlite pcre2 libyaml
+    libedit criterion llvm)
+
+ncpu() { nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2; }
+
 missing=()
-for p in "${APT_PACKAGES[@]}"; do
+if [ "$(uname -s)" = Darwin ]; then
+    if [ -z "${SLM_SKIP_APT:-}" ]; then
+        command -v brew >/dev/null || { say "install Homebrew first (https://brew.sh)"; exit 1; }
+        say "brew install ${BREW_PACKAGES[*]}"
+        brew install -q "${BREW_PACKAGES[@]}"
+        export PKG_CONFIG_PATH="$(brew --prefix)/lib/pkgconfig:$(brew --prefix libedit)/lib/pkgconfig:${PKG_CONFIG_PATH:-}"
+    fi
+    APT_PACKAGES=()
+fi
+for p in "${APT_PACKAGES[@]+"${APT_PACKAGES[@]}"}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 # Node and npm may come from elsewhere than Debian (e.g. a preinstalled build).
@@ -66,7 +85,7 @@ if ! cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$llama_
     cat build/configure.log >&2
     exit 1
 fi
-cmake --build build -j "$(nproc)" --target slm
+cmake --build build -j "$(ncpu)" --target slm
 slm="$root/build/slm"
 
 # ------------------------------------------------------------------ main job

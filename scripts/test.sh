@@ -21,7 +21,7 @@ if [ -z "$llama_prefix" ] && [ -f .llama-prefix ]; then
 fi
 [ -n "$llama_prefix" ] || llama_prefix=$(scripts/llama-deps.sh)
 
-jobs=$(nproc)
+jobs=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)
 werror=OFF
 [ "${CI:-}" = true ] && werror=ON
 

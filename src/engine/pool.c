@@ -10,6 +10,7 @@
  * models whose keep-alive ran out.
  */
 #include "slm/sched.h"
+#include "slm/sync.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -183,16 +184,7 @@ static void *reaper_main(void *arg) {
             pthread_cond_wait(&pool->reap, &pool->mu);
             continue;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t wait = next - now + 1;
-        ts.tv_sec += (time_t)(wait / 1000);
-        ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&pool->reap, &pool->mu, &ts);
+        slm_cond_wait_for(&pool->reap, &pool->mu, (double)(next - now + 1) / 1000.0);
     }
     pthread_mutex_unlock(&pool->mu);
     return NULL;
@@ -210,13 +202,9 @@ int slm_pool_init(const struct slm_pool_params *p, struct slm_pool **out, struct
     if (pool->p.default_keep_alive_ms == 0) {
         pool->p.default_keep_alive_ms = DEFAULT_KEEP_ALIVE_MS;
     }
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     int ok = pthread_mutex_init(&pool->mu, NULL) == 0;
     ok = ok && pthread_cond_init(&pool->loaded, NULL) == 0;
-    ok = ok && pthread_cond_init(&pool->reap, &ca) == 0;
-    pthread_condattr_destroy(&ca);
+    ok = ok && slm_cond_init_mono(&pool->reap) == 0;
     if (!ok || pthread_create(&pool->reaper, NULL, reaper_main, pool) != 0) {
         free(pool);
         return slm_err_set(err, SLM_E_NOMEM, "could not start the model pool");

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "engine/internal.h"
+#include "slm/sync.h"
 
 /* Bytes of text one post may add beyond SLM_CHAN_TEXT (a piece plus what the
  * stop filter held back), so that the reservation made at submit holds. */
@@ -96,14 +97,7 @@ static int copy_params(struct slm_request *r, const struct slm_req_params *p, st
 }
 
 static int init_sync(struct slm_request *r) {
-    pthread_condattr_t ca;
-    if (pthread_condattr_init(&ca) != 0) {
-        return SLM_E_NOMEM;
-    }
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    int rc = pthread_cond_init(&r->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    if (rc != 0) {
+    if (slm_cond_init_mono(&r->cv) != 0) {
         return SLM_E_NOMEM;
     }
     if (pthread_mutex_init(&r->mu, NULL) != 0) {
@@ -229,20 +223,11 @@ static void wait_output(struct slm_request *r, int timeout_ms) {
     if (timeout_ms == 0) {
         return;
     }
-    struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    if (timeout_ms > 0) {
-        dl.tv_sec += timeout_ms / 1000;
-        dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (dl.tv_nsec >= 1000000000L) {
-            dl.tv_sec++;
-            dl.tv_nsec -= 1000000000L;
-        }
-    }
+    double deadline = slm_time_mono() + (double)timeout_ms / 1000.0;
     while (!r->finished && !has_output(r)) {
         if (timeout_ms < 0) {
             pthread_cond_wait(&r->cv, &r->mu);
-        } else if (pthread_cond_timedwait(&r->cv, &r->mu, &dl) == ETIMEDOUT) {
+        } else if (slm_cond_wait_until(&r->cv, &r->mu, deadline) == ETIMEDOUT) {
             break;
         }
     }

@@ -614,8 +614,14 @@ void slm__lq_strftime(struct lq_sb *sb, const char *f, size_t n, int64_t t, int 
     } else {
         tt = (time_t)t;
         localtime_r(&tt, &x.tm);
-        x.off = (int)x.tm.tm_gmtoff;
-        snprintf(x.zone, sizeof(x.zone), "%s", x.tm.tm_zone ? x.tm.tm_zone : "");
+        /* The offset is local time read as UTC minus the instant (tm_gmtoff is not POSIX). */
+        int64_t as_utc =
+            slm_days_from_civil(x.tm.tm_year + 1900, x.tm.tm_mon + 1, x.tm.tm_mday) * 86400 +
+            x.tm.tm_hour * 3600 + x.tm.tm_min * 60 + x.tm.tm_sec;
+        x.off = (int)(as_utc - (int64_t)tt);
+        if (strftime(x.zone, sizeof(x.zone), "%Z", &x.tm) == 0) {
+            x.zone[0] = '\0';
+        }
     }
     fmt(sb, f, n, &x, 0);
 }

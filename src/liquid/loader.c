@@ -8,6 +8,7 @@
  * The candidate file's real path (symlinks resolved) must then lie inside the
  * real path of the root, so a symlink pointing out of the root is refused too.
  */
+#define _XOPEN_SOURCE 700 /* realpath (XSI: every Unix slm builds on) */
 #include "liquid/template.h"
 
 #include <errno.h>

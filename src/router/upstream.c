@@ -18,6 +18,7 @@
 
 #include "router/upstream_internal.h"
 #include "slm/json.h"
+#include "slm/sync.h"
 
 enum breaker { BREAKER_CLOSED, BREAKER_OPEN, BREAKER_HALF_OPEN };
 
@@ -138,14 +139,7 @@ static uint64_t seed_from_time(void) {
 }
 
 static int init_sync(struct slm_upstream_pool *pool) {
-    pthread_condattr_t ca;
-    if (pthread_condattr_init(&ca) != 0) {
-        return SLM_E_NOMEM;
-    }
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    int rc = pthread_cond_init(&pool->changed, &ca);
-    pthread_condattr_destroy(&ca);
-    if (rc != 0) {
+    if (slm_cond_init_mono(&pool->changed) != 0) {
         return SLM_E_NOMEM;
     }
     if (pthread_mutex_init(&pool->lock, NULL) != 0) {
@@ -238,12 +232,7 @@ void slm_upstream_pool_free(struct slm_upstream_pool *pool) {
 /* ---------------------------------------------------------------- health */
 
 static void timed_wait(struct slm_upstream_pool *pool, double seconds) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double t = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + seconds;
-    ts.tv_sec = (time_t)t;
-    ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-    pthread_cond_timedwait(&pool->changed, &pool->lock, &ts);
+    slm_cond_wait_for(&pool->changed, &pool->lock, seconds);
 }
 
 /* Probes each unhealthy member once; the lock is not held during the HTTP calls. */

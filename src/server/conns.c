@@ -21,8 +21,8 @@
  * drains the sockets it refused (at most CONNS_LINGER of them, for at most
  * CONNS_LINGER_S each).
  */
-#define _GNU_SOURCE /* accept4, pipe2: sockets born close-on-exec */
 #include "server/internal.h"
+#include "slm/sys.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -97,7 +97,7 @@ static int conn_fd(struct MHD_Connection *conn) {
 
 static void send_all(int fd, const char *p, size_t n) {
     while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w = send(fd, p, n, SLM_MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w <= 0) {
             return; /* a refusal is best effort: the socket buffer is empty here */
         }
@@ -161,7 +161,7 @@ static void refuse(struct srv_conns *c, int fd, const char *why, const char *msg
 static void accept_one(struct srv_conns *c) {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
-    int fd = accept4(c->lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+    int fd = slm_accept_cloexec(c->lfd, (struct sockaddr *)&ss, &sl);
     if (fd < 0) {
         if (errno == EMFILE || errno == ENFILE) {
             SLM_LOG(SLM_LOG_WARN, "accept: %s (raise ulimit -n or lower --max-connections)",
@@ -299,7 +299,7 @@ int srv_conns_start(struct slm_server *s, int lfd, struct srv_conns **out, struc
     c->recs = calloc(c->cap_recs, sizeof(*c->recs));
     pthread_mutex_init(&c->mu, NULL);
     int rc = c->recs ? SLM_OK : slm_err_set(err, SLM_E_NOMEM, "out of memory");
-    if (rc == SLM_OK && pipe2(c->wake, O_CLOEXEC) != 0) {
+    if (rc == SLM_OK && slm_pipe_cloexec(c->wake) != 0) {
         rc = slm_err_set(err, SLM_E_IO, "cannot make a pipe: %s", strerror(errno));
     }
     if (rc == SLM_OK && fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) != 0) {

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "slm/json.h"
+#include "slm/sync.h"
 
 struct pull_job {
     struct slm_server *srv;
@@ -119,14 +120,7 @@ static void pull_free(void *ctx) {
 static bool pull_wait(struct pull_job *pj, struct slm_buf *out) {
     pthread_mutex_lock(&pj->lock);
     if (!pj->lines.len && !pj->done) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += SRV_POLL_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&pj->cond, &pj->lock, &ts);
+        slm_cond_wait_for(&pj->cond, &pj->lock, SRV_POLL_MS / 1000.0);
     }
     if (!out || slm_buf_append_str(out, slm_buf_str(&pj->lines)) == SLM_OK) {
         slm_buf_clear(&pj->lines); /* without `out` (a whole answer) the lines are dropped */
@@ -188,7 +182,7 @@ enum MHD_Result srv_ollama_pull(struct srv_conn *rc) {
     json_decref(body);
     snprintf(pj->home, sizeof(pj->home), "%s", slm_store_home(s->store));
     pthread_mutex_init(&pj->lock, NULL);
-    pthread_cond_init(&pj->cond, NULL);
+    slm_cond_init_mono(&pj->cond);
     slm_buf_init(&pj->lines, (size_t)1 << 20);
     atomic_init(&pj->cancel, false);
     if (pthread_create(&pj->th, NULL, pull_main, pj) != 0) {

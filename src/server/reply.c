@@ -7,10 +7,10 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "slm/json.h"
+#include "slm/sys.h"
 
 int srv_fail(struct srv_error *e, int rc, const struct slm_err *err) {
     const char *msg = err && err->msg[0] ? err->msg : slm_strerror(rc);
@@ -216,7 +216,7 @@ json_t *srv_json_text(const char *p, size_t n) {
 
 void srv_make_id(const char *prefix, char *out, size_t cap) {
     uint8_t bytes[12];
-    if (getrandom(bytes, sizeof(bytes), 0) != (ssize_t)sizeof(bytes)) {
+    if (slm_random_bytes(bytes, sizeof(bytes)) != 0) {
         /* Not a secret: uniqueness is all that matters. */
         uint64_t t = (uint64_t)slm_time_unix_ms() ^ ((uint64_t)(uintptr_t)out << 16);
         for (size_t i = 0; i < sizeof(bytes); i++) {

@@ -18,6 +18,7 @@
 #include "server/internal.h"
 #include "slm/json.h"
 #include "slm/router.h"
+#include "slm/sync.h"
 
 /* Watches the client and the server while the router works: a client that
  * leaves cancels (the router writes the row as client_aborted), and so does
@@ -40,14 +41,7 @@ static void *watch_main(void *arg) {
     struct watch *w = arg;
     pthread_mutex_lock(&w->mu);
     while (!w->stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += (long)SRV_POLL_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+        slm_cond_wait_for(&w->cv, &w->mu, SRV_POLL_MS / 1000.0);
         if (!w->stop && srv_client_gone(w->conn)) {
             w->cancel = 1;
             break;
@@ -210,7 +204,7 @@ enum MHD_Result srv_router_chat(struct srv_conn *rc, bool *handled) {
     struct watch w = {.srv = s, .conn = rc->conn};
     w.deadline = s->p.request_timeout > 0 ? rc->t0 + s->p.request_timeout : 0;
     pthread_mutex_init(&w.mu, NULL);
-    pthread_cond_init(&w.cv, NULL);
+    slm_cond_init_mono(&w.cv);
     pthread_t th;
     bool watching = pthread_create(&th, NULL, watch_main, &w) == 0;
     json_t *resp = NULL;

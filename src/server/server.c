@@ -29,6 +29,7 @@
 #include "server/headers.h"
 #include "slm/json.h"
 #include "slm/router.h"
+#include "slm/sys.h"
 
 struct slm_server_params slm_server_params_default(void) {
     struct slm_server_params p;
@@ -531,7 +532,7 @@ static int listen_socket(const char *host, uint16_t port, int *fd_out, bool *v6,
     }
     int fd = -1, saved = 0;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        fd = slm_socket_cloexec(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
         if (fd < 0) {
             saved = errno;
             continue;

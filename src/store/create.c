@@ -9,6 +9,7 @@
  * import in tmp/, which the next writer's sweep removes once it is old
  * (store/tmp.c).
  */
+#define _XOPEN_SOURCE 700 /* realpath (XSI: every Unix slm builds on) */
 #include "slm/store.h"
 
 #include <errno.h>

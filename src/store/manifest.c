@@ -107,15 +107,8 @@ int slm__parse_time(const char *s, int64_t *ms) {
         se > 60) {
         return SLM_E_INVALID;
     }
-    struct tm tm = {0};
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    tm.tm_sec = se;
-    time_t t = timegm(&tm);
-    *ms = (int64_t)t * 1000 + frac;
+    int64_t t = slm_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se;
+    *ms = t * 1000 + frac;
     return SLM_OK;
 }
 

@@ -19,6 +19,7 @@
  * SLM_HF_ENDPOINT, HF_TOKEN and SLM_PULL_BACKOFF_MS onto the params.
  * Thread safety: one pull per store handle at a time.
  */
+#define _XOPEN_SOURCE 700 /* realpath (XSI: every Unix slm builds on) */
 #include "slm/store.h"
 
 #include <curl/curl.h>

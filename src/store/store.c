@@ -10,6 +10,7 @@
  * or hashed by the writer from the very bytes it wrote into a file nothing
  * else could write (see slm__store_adopt_blob in internal.h for which).
  */
+#define _XOPEN_SOURCE 700 /* realpath (XSI: every Unix slm builds on) */
 #include "slm/store.h"
 
 #include <errno.h>

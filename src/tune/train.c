@@ -554,7 +554,7 @@ static float lr_at(const struct slm_tune_params *p, uint32_t step, uint32_t n_st
     double span = n_steps > warm ? (double)(n_steps - warm) : 1.0;
     double prog = (double)(step - warm) / span;
     prog = prog > 1 ? 1 : prog;
-    double c = 0.5 * (1.0 + cos(M_PI * prog));
+    double c = 0.5 * (1.0 + cos(3.14159265358979323846 * prog));
     return (float)(p->lr * (p->lr_min + (1.0 - p->lr_min) * c));
 }
 

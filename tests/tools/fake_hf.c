@@ -26,6 +26,7 @@
  * as "METHOD PATH range=VALUE status=CODE". Runs until SIGTERM or SIGINT.
  * A test tool: it prints its own errors.
  */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -7,6 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include "slm/sync.h"
+#include "slm/sys.h"
 
 #include "slm/base.h"
 #include "slm/json.h"
@@ -284,4 +291,60 @@ Test(base, secrets_are_masked) {
     const char *one[] = {"k-9f8e7d6c"};
     expect_masked("k-9f8e7d6c Bearer k-9f8e7d6c sk-ABCDEFGHIJKL password=pw123", one, 1,
                   "*** Bearer *** sk-*** password=***");
+}
+
+/* ---------------------------------------------------------------- portable system calls */
+
+Test(sys, descriptors_are_born_close_on_exec) {
+    int fds[2];
+    cr_assert_eq(slm_pipe_cloexec(fds), 0);
+    cr_assert(fcntl(fds[0], F_GETFD) & FD_CLOEXEC);
+    cr_assert(fcntl(fds[1], F_GETFD) & FD_CLOEXEC);
+    cr_assert_eq(write(fds[1], "x", 1), 1);
+    char c = 0;
+    cr_assert_eq(read(fds[0], &c, 1), 1);
+    cr_assert_eq(c, 'x');
+    close(fds[0]);
+    close(fds[1]);
+    int s = slm_socket_cloexec(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(s, 0);
+    cr_assert(fcntl(s, F_GETFD) & FD_CLOEXEC);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    cr_assert_eq(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(listen(s, 1), 0);
+    cr_assert_eq(getsockname(s, (struct sockaddr *)&a, &al), 0);
+    int cl = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_eq(connect(cl, (struct sockaddr *)&a, sizeof(a)), 0);
+    int in = slm_accept_cloexec(s, NULL, NULL);
+    cr_assert_geq(in, 0);
+    cr_assert(fcntl(in, F_GETFD) & FD_CLOEXEC);
+    close(in);
+    close(cl);
+    close(s);
+}
+
+Test(sys, random_bytes_differ) {
+    uint8_t a[16] = {0}, b[16] = {0};
+    cr_assert_eq(slm_random_bytes(a, sizeof(a)), 0);
+    cr_assert_eq(slm_random_bytes(b, sizeof(b)), 0);
+    cr_assert_neq(memcmp(a, b, sizeof(a)), 0, "two draws of 128 bits were equal");
+}
+
+Test(sync, timed_waits_count_on_the_monotonic_clock) {
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t c;
+    cr_assert_eq(slm_cond_init_mono(&c), 0);
+    pthread_mutex_lock(&m);
+    double t0 = slm_time_mono();
+    cr_assert_eq(slm_cond_wait_for(&c, &m, 0.05), ETIMEDOUT);
+    double waited = slm_time_mono() - t0;
+    cr_assert(waited >= 0.045 && waited < 2.0, "waited %.3f s for 0.05", waited);
+    t0 = slm_time_mono();
+    cr_assert_eq(slm_cond_wait_until(&c, &m, t0 + 0.03), ETIMEDOUT);
+    cr_assert_geq(slm_time_mono() - t0, 0.025);
+    cr_assert_eq(slm_cond_wait_until(&c, &m, t0 - 1), ETIMEDOUT, "a deadline passed: no wait");
+    cr_assert_eq(slm_cond_wait_for(&c, &m, 0), ETIMEDOUT);
+    pthread_mutex_unlock(&m);
+    pthread_cond_destroy(&c);
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "slm/contract.h"
@@ -214,7 +215,7 @@ struct spender {
 static void *spend(void *arg) {
     struct spender *s = arg;
     while (slm_contract_budget_reserve(s->b, s->worst)) {
-        usleep(200);
+        nanosleep(&(struct timespec){0, 200000}, NULL);
         slm_contract_budget_settle(s->b, s->worst, s->actual);
         __atomic_add_fetch(&s->calls, 1, __ATOMIC_RELAXED);
     }
@@ -344,7 +345,7 @@ static int slow_row(void *user, struct slm_contract *c, size_t i, json_t **out,
                     struct slm_err *err) {
     struct order_run *r = user;
     (void)c;
-    usleep((useconds_t)((i * 7919) % 5) * 1000); /* finish out of order */
+    slm_sleep_ms((int64_t)((i * 7919) % 5)); /* finish out of order */
     if (i == r->fail_at) {
         return slm_err_set(err, SLM_E_LIMIT, "the cost cap");
     }
