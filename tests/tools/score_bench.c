@@ -5,7 +5,7 @@
  *
  *   score_bench MODEL DATA.csv TEMPLATE FIELD [--labels categories.json]
  *               [--valid-hash FIELD:M] [--max N] [--threads T] [--every N]
- *               [--check] [--kv-f32]
+ *               [--check] [--kv-f32] [--dump OUT.jsonl]
  *
  * Rows are rendered with TEMPLATE (Liquid, as `slm tune eval --template`);
  * FIELD holds the label. The label set is --labels (a JSON array of strings)
@@ -15,7 +15,11 @@
  * row of that block, so a cost that grows with the rows before it shows.
  * --check also scores each label on its own (one candidate per call) and
  * counts the rows whose chosen label differs, and the largest log-prob
- * difference. The last line is "rows=N rows_per_s=R accuracy=A" plus, with
+ * difference. label_tokens is what scoring every label token by token
+ * decodes after the prompt, decoded_per_row what the scorer decoded.
+ * --dump writes one JSON line per row: the rendered prompt, the
+ * true label and the label chosen ("prompt", "label", "chosen"), for a peer
+ * to be asked the same prompts. The last line is "rows=N rows_per_s=R accuracy=A" plus, with
  * --check, "disagree=D max_diff=X".
  */
 #include <jansson.h>
@@ -30,7 +34,7 @@
 #include "slm/tune.h"
 
 struct opts {
-    const char *labels, *hash_field;
+    const char *labels, *hash_field, *dump;
     uint32_t hash_mod;
     size_t max, every;
     int32_t threads;
@@ -116,6 +120,8 @@ static void parse_args(int argc, char **argv, struct opts *o) {
         } else if (!v) {
             fprintf(stderr, "score_bench: %s needs a value\n", a);
             exit(2);
+        } else if (strcmp(a, "--dump") == 0) {
+            o->dump = argv[++i];
         } else if (strcmp(a, "--labels") == 0) {
             o->labels = argv[++i];
         } else if (strcmp(a, "--valid-hash") == 0) {
@@ -155,7 +161,7 @@ int main(int argc, char **argv) {
     if (argc < 5) {
         fprintf(stderr, "usage: score_bench MODEL DATA.csv TEMPLATE FIELD [--labels JSON] "
                         "[--valid-hash F:M] [--max N] [--threads T] [--every N] [--check] "
-                        "[--kv-f32]\n");
+                        "[--kv-f32] [--dump OUT.jsonl]\n");
         return 2;
     }
     struct opts o;
@@ -168,7 +174,8 @@ int main(int argc, char **argv) {
     if (slm_data_read(argv[2], &rp, &recs, &err) != SLM_OK) {
         die(argv[2], &err);
     }
-    if (o.hash_field && slm_data_split_hash(&recs, o.hash_field, o.hash_mod, &held, &err) != SLM_OK) {
+    if (o.hash_field &&
+        slm_data_split_hash(&recs, o.hash_field, o.hash_mod, &held, &err) != SLM_OK) {
         die("--valid-hash", &err);
     }
     struct slm_data_records *rows = o.hash_field ? &held : &recs;
@@ -189,6 +196,14 @@ int main(int argc, char **argv) {
     size_t n = o.max && o.max < rows->n ? o.max : rows->n, correct = 0, disagree = 0;
     float *lp = calloc(l.n, sizeof(float)), *ref = calloc(l.n, sizeof(float));
     double busy = 0, block = 0, max_diff = 0;
+    size_t rows_decoded = 0, label_rows = 0;
+    for (size_t k = 0; k < l.n; k++) {
+        label_rows += l.len[k] - 1;
+    }
+    FILE *dump = o.dump ? fopen(o.dump, "w") : NULL;
+    if (o.dump && !dump) {
+        die(o.dump, NULL);
+    }
     for (size_t i = 0; i < n; i++) {
         int32_t *p = NULL;
         size_t np = 0;
@@ -202,10 +217,20 @@ int main(int argc, char **argv) {
             die("scoring", &err);
         }
         double dt = now_s() - t0;
+        struct slm_scorer_stats st;
+        slm_scorer_last_stats(sc, &st);
+        rows_decoded += st.n_cand_decoded;
         busy += dt;
         block += dt;
         size_t best = argmax(lp, l.n);
         correct += strcmp(l.text[best], r->completion) == 0;
+        if (dump) {
+            json_t *j = json_pack("{s:s, s:s, s:s}", "prompt", r->prompt, "label", r->completion,
+                                  "chosen", l.text[best]);
+            json_dumpf(j, dump, JSON_COMPACT);
+            fputc('\n', dump);
+            json_decref(j);
+        }
         if (o.check) {
             score_alone(sc, p, np, &l, ref);
             disagree += argmax(ref, l.n) != best;
@@ -221,12 +246,17 @@ int main(int argc, char **argv) {
             block = 0;
         }
     }
-    printf("rows=%zu labels=%zu rows_per_s=%.1f accuracy=%.4f", n, l.n,
+    printf("rows=%zu labels=%zu label_tokens=%zu decoded_per_row=%.1f rows_per_s=%.2f "
+           "accuracy=%.4f",
+           n, l.n, label_rows, n ? (double)rows_decoded / (double)n : 0.0,
            busy > 0 ? (double)n / busy : 0.0, n ? (double)correct / (double)n : 0.0);
     if (o.check) {
         printf(" disagree=%zu max_diff=%.3g", disagree, max_diff);
     }
     printf("\n");
+    if (dump) {
+        fclose(dump);
+    }
     slm_scorer_free(sc);
     slm_model_free(m);
     slm_data_records_free(&recs);
