@@ -3,9 +3,11 @@
 # scoring every banking77 label after a prompt, against llama-server generating the
 # label under a GBNF grammar that allows only the 77 labels. Same model, same threads.
 #
-#   bench/run_classify.sh [--rows N] [--threads T] [--epochs N] [--model GGUF] [--no-peer]
+#   bench/run_classify.sh [--rows N] [--rows-b N] [--threads T] [--epochs N] [--model GGUF]
+#                         [--no-peer]
 #
-# Rows: the first N (default 100) of banking77's dev split (DESIGN.md: --valid-hash
+# Rows: the first N (default 100; --rows-b for model (b), default 10: seconds a row) of
+# banking77's dev split (DESIGN.md: --valid-hash
 # text:10), rendered with tests/data/tune/banking77.liquid; labels: categories.json, each
 # tokenized as `slm tune eval` does (no BOS, EOS appended).
 # Models: (a) stories260K fully fine-tuned on banking77's training rows with `slm tune
@@ -29,6 +31,7 @@ BENCH_NAME=run_classify
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
 
 rows=100
+rows_b=10
 threads=1
 epochs=1
 model_a=
@@ -41,6 +44,7 @@ usage() {
 while [ $# -gt 0 ]; do
     case $1 in
     --rows) rows=${2:?}; shift 2 ;;
+    --rows-b) rows_b=${2:?}; shift 2 ;;
     --threads) threads=${2:?}; shift 2 ;;
     --epochs) epochs=${2:?}; shift 2 ;;
     --model) model_a=${2:?}; shift 2 ;;
@@ -49,7 +53,7 @@ while [ $# -gt 0 ]; do
     *) bench_die "unknown option '$1' (--help lists them)" ;;
     esac
 done
-for v in "$rows" "$threads" "$epochs"; do
+for v in "$rows" "$rows_b" "$threads" "$epochs"; do
     [[ $v =~ ^[0-9]+$ ]] || bench_die "numeric options want non-negative integers, got '$v'"
 done
 command -v python3 >/dev/null || bench_die "python3 is not installed (the llama-server client)"
@@ -112,10 +116,10 @@ EOF
 
 field() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
-run_slm() { # model tag -> slm_line (and $BENCH_TMP/tag.jsonl)
-    bench_log "slm ($2): scoring 77 labels for $rows rows"
+run_slm() { # model tag rows -> slm_line (and $BENCH_TMP/tag.jsonl)
+    bench_log "slm ($2): scoring 77 labels for $3 rows"
     "$SLM_TOOLS/score_bench" "$1" "$B77/train.csv" "$tmpl" category --labels "$B77/categories.json" \
-        --valid-hash text:10 --max "$rows" --threads "$threads" --every 25 --check \
+        --valid-hash text:10 --max "$3" --threads "$threads" --every 25 --check \
         --dump "$BENCH_TMP/$2.jsonl" >"$BENCH_TMP/$2.slm" 2>"$BENCH_TMP/$2.err" ||
         { tail -n 20 "$BENCH_TMP/$2.err" >&2; bench_die "score_bench failed"; }
     grep -v '^rows=' "$BENCH_TMP/$2.slm" | sed 's/^/  /' >&2
@@ -157,16 +161,17 @@ table_row() { # name slm_line peer_line
         "$(field accuracy "$2")" "$(field accuracy "$3")"
 }
 
-run_slm "$model_a" a
+run_slm "$model_a" a "$rows"
 line_a=$slm_line
 run_peer "$model_a" a
 peer_a=$peer_line
-run_slm "$model_b" b
+run_slm "$model_b" b "$rows_b"
 line_b=$slm_line
 run_peer "$model_b" b
 peer_b=$peer_line
 
-printf '\nbanking77 dev, first %s rows, 77 labels, %s thread(s); %s\n\n' "$rows" "$threads" "$(bench_machine)"
+printf '\nbanking77 dev, first %s rows (%s for the SmolLM2 shape), 77 labels, %s thread(s); %s\n\n' \
+    "$rows" "$rows_b" "$threads" "$(bench_machine)"
 printf '| model | slm rows/s | llama-server rows/s | slm / llama-server | slm agrees with full scoring | llama-server label = slm | slm accuracy | llama-server accuracy |\n'
 printf '|---|---:|---:|---:|---:|---:|---:|---:|\n'
 table_row "stories260K tuned ($(basename "$model_a"))" "$line_a" "$peer_a"
