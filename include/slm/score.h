@@ -4,13 +4,15 @@
  *
  * The prompt is decoded once on sequence 0; its KV cells are then made to
  * belong to every candidate's sequence (a unified KV cache, so sharing a cell
- * costs nothing), and the tokens of all candidates follow in one batch, each
- * in its own sequence. 77 banking labels cost about one prompt plus 77 short
- * continuations. llama.cpp caps the sequences of one context (LLAMA_MAX_SEQ,
- * 256 in v0.5.0, llama_max_parallel_sequences()); past it, and when the
- * candidates' tokens do not fit the context at once, candidates are scored in
- * chunks over the same prompt cells (one extra decode per chunk, never the
- * prompt again).
+ * costs nothing), and the candidates follow in one batch as a token trie: a
+ * prefix that several candidates share ("card_" of "card_arrival" and
+ * "card_linking") is decoded once, in the sequences of all of them. 77
+ * banking labels cost about one prompt plus one batch of their distinct
+ * prefixes. llama.cpp caps the sequences of one context (LLAMA_MAX_SEQ, 256 in
+ * v0.5.0, llama_max_parallel_sequences()); past it, and when the candidates'
+ * prefixes do not fit the context at once, candidates are scored in chunks
+ * over the same prompt cells (one extra decode per chunk, never the prompt
+ * again).
  *
  * The prompt's KV stays after a call: the next call reuses its longest common
  * prefix with the new prompt (a label check after the same system prompt
@@ -87,7 +89,7 @@ int slm_scorer_logits(struct slm_scorer *s, const int32_t *prompt, size_t n_prom
 struct slm_scorer_stats {
     size_t n_prompt_reused;  /* prompt tokens whose KV was kept from the call before */
     size_t n_prompt_decoded; /* prompt tokens decoded */
-    size_t n_cand_decoded;   /* candidate tokens decoded */
+    size_t n_cand_decoded;   /* candidate tokens decoded: distinct prefixes, one per trie node */
     size_t n_chunks;         /* decodes of candidate tokens (1 unless chunked; 0 if none needed) */
 };
 

@@ -2,14 +2,20 @@
  * engine/score.c - scoring candidate continuations of one prompt in one
  * decode (slm/score.h).
  *
- * Sequence 0 holds the prompt. For a chunk of candidates, llama_memory_seq_cp
- * adds each candidate's sequence id to the prompt's cells (in a unified KV
- * cache a cell carries a set of sequence ids, so nothing is copied), then one
- * batch carries every candidate's tokens but the last (whose logits predict
- * nothing we score), each at the positions after the prompt in its own
- * sequence. Afterwards the candidate sequences are removed, which frees their
- * own cells and leaves the prompt's cells to sequence 0 alone, ready for the
- * next chunk or the next call's prefix reuse.
+ * Sequence 0 holds the prompt. The candidates of a chunk are sorted by their
+ * tokens and laid out as a token trie: every distinct prefix (all tokens of a
+ * candidate but its last, whose logits predict nothing we score) is one batch
+ * row, however many candidates start with it. Each candidate has its own
+ * sequence id; llama_memory_seq_cp adds them all to the prompt's cells (in a
+ * unified KV cache a cell carries a set of sequence ids, so nothing is
+ * copied), and a trie row belongs to the sequences of every candidate through
+ * it, so a candidate's tokens attend to the prompt and to its own prefix, and
+ * a prefix that 20 labels share is decoded, and its log-sum-exp computed,
+ * once. Afterwards llama_memory_seq_keep(0) frees the candidates' cells in one
+ * pass and leaves the prompt's cells to sequence 0, ready for the next chunk
+ * or the next call's prefix reuse; the cells stay packed from 0 (freed cells
+ * move llama.cpp's search head back), so the span every token attends over is
+ * the prompt plus one chunk, whatever came before.
  *
  * The first token of every candidate is scored from the prompt's last logits,
  * so a one-token label costs no decode at all.
@@ -22,6 +28,16 @@
 #include "engine/internal.h"
 #include "engine/sample.h"
 
+/* One trie node: a distinct candidate prefix, decoded as one batch row. */
+struct node {
+    int32_t tok;             /* the prefix's last token */
+    int32_t parent;          /* node of the prefix one token shorter; -1 after the prompt */
+    uint32_t depth;          /* position after the prompt */
+    uint32_t seq_lo, seq_hi; /* sequences of the candidates through it */
+    double z;                /* log-sum-exp of its logits */
+    double cum;              /* log-prob of the prefix's tokens after the first */
+};
+
 struct slm_scorer {
     struct slm_model *model;
     struct llama_context *lc;
@@ -32,7 +48,12 @@ struct slm_scorer {
     int32_t n_vocab;
     int32_t *cached; /* the tokens sequence 0 holds */
     size_t n_cached;
-    size_t *chunk; /* candidate indices of the chunk being decoded, n_seq - 1 */
+    size_t *chunk;      /* candidate indices of the chunk being decoded, n_seq - 1 */
+    uint32_t *leaf;     /* n_seq - 1: the node of each chunk candidate's longest prefix */
+    struct node *nodes; /* n_batch: the chunk's trie */
+    uint32_t *path;     /* n_batch: the nodes of the last candidate added */
+    size_t *order;      /* 2 x cap_order: candidates in token order, and merge scratch */
+    size_t cap_order;
     struct slm_scorer_stats stats;
 };
 
@@ -100,10 +121,14 @@ int slm_scorer_init_params(struct slm_model *model, struct slm_adapter *const *a
     s->n_ctx = llama_n_ctx(s->lc);
     s->n_batch = llama_n_batch(s->lc);
     s->n_vocab = llama_vocab_n_tokens(model->vocab);
-    s->batch = llama_batch_init((int32_t)s->n_batch, 0, 1);
+    /* A trie node's token belongs to every sequence through it. */
+    s->batch = llama_batch_init((int32_t)s->n_batch, 0, (int32_t)s->n_seq);
     s->cached = malloc(s->n_ctx * sizeof(*s->cached));
     s->chunk = malloc(s->n_seq * sizeof(*s->chunk));
-    if (!s->batch.token || !s->cached || !s->chunk) {
+    s->leaf = malloc(s->n_seq * sizeof(*s->leaf));
+    s->nodes = malloc(s->n_batch * sizeof(*s->nodes));
+    s->path = malloc(s->n_batch * sizeof(*s->path));
+    if (!s->batch.token || !s->cached || !s->chunk || !s->leaf || !s->nodes || !s->path) {
         rc = slm_err_set(err, SLM_E_NOMEM, "out of memory");
         goto fail;
     }
@@ -127,6 +152,10 @@ void slm_scorer_free(struct slm_scorer *s) {
     }
     free(s->cached);
     free(s->chunk);
+    free(s->leaf);
+    free(s->nodes);
+    free(s->path);
+    free(s->order);
     free(s);
 }
 
@@ -234,34 +263,162 @@ int slm_scorer_logits(struct slm_scorer *s, const int32_t *prompt, size_t n_prom
     return rc;
 }
 
-/* Decodes one chunk (candidate indices in s->chunk[0..n)) and adds the
- * log-probs of their tokens after the first to logp. */
-static int score_chunk(struct slm_scorer *s, size_t n_prompt, const int32_t *const *cand,
-                       const size_t *cand_len, size_t n, float *logp, struct slm_err *err) {
-    llama_memory_t mem = llama_get_memory(s->lc);
-    s->batch.n_tokens = 0;
-    for (size_t c = 0; c < n; c++) {
-        size_t k = s->chunk[c];
-        llama_memory_seq_cp(mem, 0, (llama_seq_id)(c + 1), -1, -1);
-        for (size_t j = 0; j + 1 < cand_len[k]; j++) {
-            batch_add(&s->batch, cand[k][j], n_prompt + j, c + 1, true);
+/* A chunk's candidates as a token trie: node i is one distinct prefix (all
+ * but the last token of some candidate) and batch row i. The candidates
+ * through a node are a run of the sorted order, so they hold the sequence
+ * ids seq_lo..seq_hi (chunk slot + 1), and the node's cell carries all of
+ * them: a candidate attends to the prompt and its own prefix only. */
+struct trie {
+    size_t n_nodes;
+    size_t n_cand; /* candidates in the chunk: s->chunk[0..n_cand) */
+    size_t depth;  /* nodes on the last candidate's path (s->path) */
+};
+
+/* Lexicographic order of token arrays; a prefix sorts first. */
+static int cmp_tokens(const int32_t *a, size_t na, const int32_t *b, size_t nb) {
+    for (size_t j = 0; j < na && j < nb; j++) {
+        if (a[j] != b[j]) {
+            return a[j] < b[j] ? -1 : 1;
         }
     }
-    s->stats.n_cand_decoded += (size_t)s->batch.n_tokens;
-    s->stats.n_chunks++;
-    int rc = slm__decode_status(llama_decode(s->lc, s->batch), err);
-    int32_t i = 0;
-    for (size_t c = 0; c < n && rc == SLM_OK; c++) {
-        size_t k = s->chunk[c];
-        double sum = 0;
-        for (size_t j = 0; j + 1 < cand_len[k]; j++, i++) {
-            const float *row = llama_get_logits_ith(s->lc, i);
-            sum += (double)row[cand[k][j + 1]] - slm__log_norm(row, s->n_vocab);
+    return na < nb ? -1 : na > nb;
+}
+
+/* Stable bottom-up merge sort of candidate indices v[0..n) by their tokens
+ * (tmp holds n): candidates that share a prefix end up side by side. */
+static void sort_candidates(size_t *v, size_t *tmp, size_t n, const int32_t *const *cand,
+                            const size_t *len) {
+    for (size_t w = 1; w < n; w *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * w) {
+            size_t mid = SLM_MIN(lo + w, n), hi = SLM_MIN(lo + 2 * w, n), a = lo, b = mid;
+            for (size_t o = lo; o < hi; o++) {
+                bool left = b >= hi || (a < mid && cmp_tokens(cand[v[a]], len[v[a]], cand[v[b]],
+                                                              len[v[b]]) <= 0);
+                tmp[o] = left ? v[a++] : v[b++];
+            }
         }
+        memcpy(v, tmp, n * sizeof(*v));
+    }
+}
+
+/* Room for the order of n_cand candidates (kept between calls). */
+static int reserve_order(struct slm_scorer *s, size_t n_cand, struct slm_err *err) {
+    if (n_cand <= s->cap_order) {
+        return SLM_OK;
+    }
+    size_t *o = realloc(s->order, 2 * n_cand * sizeof(*o));
+    if (!o) {
+        return slm_err_set(err, SLM_E_NOMEM, "out of memory");
+    }
+    s->order = o;
+    s->cap_order = n_cand;
+    return SLM_OK;
+}
+
+/* Adds candidate k (path = its length - 1 nodes, the first `shared` of which
+ * the previous candidate already made) to the chunk's trie. */
+static void trie_add(struct slm_scorer *s, struct trie *t, size_t k, const int32_t *c, size_t path,
+                     size_t shared) {
+    uint32_t seq = (uint32_t)t->n_cand + 1;
+    for (size_t j = 0; j < shared; j++) {
+        s->nodes[s->path[j]].seq_hi = seq;
+    }
+    for (size_t j = shared; j < path; j++) {
+        uint32_t i = (uint32_t)t->n_nodes++;
+        s->nodes[i] = (struct node){.tok = c[j],
+                                    .parent = j ? (int32_t)s->path[j - 1] : -1,
+                                    .depth = (uint32_t)j,
+                                    .seq_lo = seq,
+                                    .seq_hi = seq};
+        s->path[j] = i;
+    }
+    s->chunk[t->n_cand] = k;
+    s->leaf[t->n_cand++] = s->path[path - 1];
+    t->depth = path;
+}
+
+/* Decodes a chunk's trie in one batch and adds the log-probs of each of its
+ * candidates' tokens after the first to logp. A node's log-sum-exp is
+ * computed once for every candidate through it; the sums run in token order,
+ * as one candidate alone would add them. */
+static int trie_decode(struct slm_scorer *s, const struct trie *t, size_t n_prompt,
+                       const int32_t *const *cand, const size_t *cand_len, float *logp,
+                       struct slm_err *err) {
+    llama_memory_t mem = llama_get_memory(s->lc);
+    for (size_t c = 0; c < t->n_cand; c++) {
+        llama_memory_seq_cp(mem, 0, (llama_seq_id)(c + 1), -1, -1);
+    }
+    struct llama_batch *b = &s->batch;
+    b->n_tokens = (int32_t)t->n_nodes;
+    for (size_t i = 0; i < t->n_nodes; i++) {
+        const struct node *nd = &s->nodes[i];
+        b->token[i] = nd->tok;
+        b->pos[i] = (llama_pos)(n_prompt + nd->depth);
+        b->n_seq_id[i] = (int32_t)(nd->seq_hi - nd->seq_lo + 1);
+        for (uint32_t q = nd->seq_lo; q <= nd->seq_hi; q++) {
+            b->seq_id[i][q - nd->seq_lo] = (llama_seq_id)q;
+        }
+        b->logits[i] = true;
+    }
+    s->stats.n_cand_decoded += t->n_nodes;
+    s->stats.n_chunks++;
+    int rc = slm__decode_status(llama_decode(s->lc, *b), err);
+    for (size_t i = 0; i < t->n_nodes && rc == SLM_OK; i++) {
+        struct node *nd = &s->nodes[i];
+        nd->z = slm__log_norm(llama_get_logits_ith(s->lc, (int32_t)i), s->n_vocab);
+        nd->cum = 0;
+        if (nd->parent >= 0) {
+            const struct node *p = &s->nodes[nd->parent];
+            const float *row = llama_get_logits_ith(s->lc, nd->parent);
+            nd->cum = p->cum + ((double)row[nd->tok] - p->z);
+        }
+    }
+    for (size_t c = 0; c < t->n_cand && rc == SLM_OK; c++) {
+        size_t k = s->chunk[c];
+        const struct node *leaf = &s->nodes[s->leaf[c]];
+        const float *row = llama_get_logits_ith(s->lc, (int32_t)s->leaf[c]);
+        double sum = leaf->cum + ((double)row[cand[k][cand_len[k] - 1]] - leaf->z);
         logp[k] = (float)((double)logp[k] + sum);
     }
-    for (size_t c = 0; c < n; c++) {
-        llama_memory_seq_rm(mem, (llama_seq_id)(c + 1), -1, -1);
+    llama_memory_seq_keep(mem, 0); /* frees every candidate cell in one pass */
+    return rc;
+}
+
+/* Scores every candidate of two tokens or more: sorted, then cut into
+ * chunks of at most n_seq - 1 candidates and `room` trie nodes. */
+static int score_rest(struct slm_scorer *s, size_t n_prompt, const int32_t *const *cand,
+                      const size_t *cand_len, size_t n_cand, float *logp, struct slm_err *err) {
+    int rc = reserve_order(s, n_cand, err);
+    size_t n = 0;
+    for (size_t k = 0; k < n_cand && rc == SLM_OK; k++) {
+        if (cand_len[k] > 1) {
+            s->order[n++] = k;
+        }
+    }
+    if (rc != SLM_OK || n == 0) {
+        return rc;
+    }
+    sort_candidates(s->order, s->order + s->cap_order, n, cand, cand_len);
+    size_t room = SLM_MIN(s->n_ctx - n_prompt, (size_t)s->n_batch);
+    struct trie t = {0};
+    for (size_t i = 0; i < n && rc == SLM_OK; i++) {
+        size_t k = s->order[i], path = cand_len[k] - 1, shared = 0;
+        if (t.n_cand > 0) {
+            const int32_t *prev = cand[s->chunk[t.n_cand - 1]];
+            size_t most = SLM_MIN(t.depth, path);
+            while (shared < most && prev[shared] == cand[k][shared]) {
+                shared++;
+            }
+        }
+        if (t.n_cand > 0 && (t.n_cand + 1 >= s->n_seq || t.n_nodes + path - shared > room)) {
+            rc = trie_decode(s, &t, n_prompt, cand, cand_len, logp, err);
+            t = (struct trie){0};
+            shared = 0;
+        }
+        trie_add(s, &t, k, cand[k], path, shared);
+    }
+    if (rc == SLM_OK && t.n_cand > 0) {
+        rc = trie_decode(s, &t, n_prompt, cand, cand_len, logp, err);
     }
     return rc;
 }
@@ -291,22 +448,7 @@ int slm_scorer_score(struct slm_scorer *s, const int32_t *prompt, size_t n_promp
     for (size_t k = 0; k < n_cand; k++) {
         logp[k] = cand_len[k] ? (float)((double)last[cand[k][0]] - z) : 0.0f;
     }
-    /* Chunks: as many candidates as there are sequences, free cells and room
-     * in one batch. */
-    size_t free_cells = SLM_MIN(s->n_ctx - n_prompt, (size_t)s->n_batch), n = 0, used = 0;
-    for (size_t k = 0; k <= n_cand && rc == SLM_OK; k++) {
-        size_t need = k < n_cand && cand_len[k] > 1 ? cand_len[k] - 1 : 0;
-        bool flush = k == n_cand || n + 1 >= s->n_seq || used + need > free_cells;
-        if (flush && n > 0 && (k == n_cand || need > 0)) {
-            rc = score_chunk(s, n_prompt, cand, cand_len, n, logp, err);
-            n = 0;
-            used = 0;
-        }
-        if (k < n_cand && need > 0) {
-            s->chunk[n++] = k;
-            used += need;
-        }
-    }
+    rc = score_rest(s, n_prompt, cand, cand_len, n_cand, logp, err);
     if (rc != SLM_OK) {
         slm_scorer_reset(s);
     }

@@ -113,6 +113,22 @@ static void make_cands(struct cands *c, size_t n) {
     }
 }
 
+/* Distinct (prefix length >= 1, all tokens but the last) prefixes of the
+ * candidates: what a trie decodes, once each. */
+static size_t distinct_prefixes(const struct cands *c) {
+    size_t n = 0;
+    for (size_t k = 0; k < c->n; k++) {
+        for (size_t j = 1; j < c->len[k]; j++) {
+            bool seen = false;
+            for (size_t q = 0; q < k && !seen; q++) {
+                seen = c->len[q] > j && memcmp(c->p[q], c->p[k], j * sizeof(int32_t)) == 0;
+            }
+            n += !seen;
+        }
+    }
+    return n;
+}
+
 static void check_against_reference(struct slm_scorer *s, const struct toks *prompt,
                                     const struct cands *c, double tol) {
     float logp[400];
@@ -139,11 +155,7 @@ Test(score, one_decode_equals_each_alone) {
     slm_scorer_last_stats(s, &st);
     cr_assert_eq(st.n_chunks, 1, "all candidates in one decode");
     cr_assert_eq(st.n_prompt_decoded, prompt.n);
-    size_t want = 0;
-    for (size_t k = 0; k < c.n; k++) {
-        want += c.len[k] ? c.len[k] - 1 : 0;
-    }
-    cr_assert_eq(st.n_cand_decoded, want);
+    cr_assert_eq(st.n_cand_decoded, distinct_prefixes(&c));
     float one[1];
     struct slm_err err;
     const int32_t *e = c.p[3];
@@ -298,4 +310,97 @@ Test(score, chunks_by_free_cells) {
     slm_scorer_last_stats(s, &st);
     cr_assert(st.n_chunks > 1, "%zu chunks", st.n_chunks);
     slm_scorer_free(s);
+}
+
+/* Labels that share prefixes, one that is a prefix of another, a duplicate,
+ * a one-token label and one longer than the rest: each equals its
+ * one-at-a-time reference, the shared prefixes are decoded once, and the
+ * most likely label is the reference's. */
+Test(score, trie_of_shared_prefixes_equals_each_alone) {
+    struct toks prompt, stem;
+    tok(k_prompt, true, &prompt);
+    tok(" saw a big", false, &stem);
+    cr_assert(stem.n >= 2);
+    const char *tails[] = {" dog", " cat", " dog in the park and ran away", "", " tree"};
+    struct cands c = {0};
+    for (size_t k = 0; k < SLM_ARRAY_LEN(tails); k++) {
+        char text[128];
+        snprintf(text, sizeof(text), " saw a big%s", tails[k]);
+        tok(text, false, &c.t[c.n++]);
+    }
+    c.t[c.n] = c.t[0]; /* a duplicate */
+    c.n++;
+    c.t[c.n].t[0] = stem.t[0]; /* one token: scored from the prompt's logits */
+    c.t[c.n++].n = 1;
+    tok(" had", false, &c.t[c.n++]); /* no shared prefix */
+    for (size_t k = 0; k < c.n; k++) {
+        c.p[k] = c.t[k].t;
+        c.len[k] = c.t[k].n;
+    }
+    struct slm_scorer *s = scorer(512, 16, true), *ref = scorer(512, 1, true);
+    check_against_reference(s, &prompt, &c, 1e-4);
+    struct slm_scorer_stats st;
+    slm_scorer_last_stats(s, &st);
+    size_t all = 0;
+    for (size_t k = 0; k < c.n; k++) {
+        all += c.len[k] - 1;
+    }
+    cr_assert_eq(st.n_cand_decoded, distinct_prefixes(&c));
+    cr_assert(st.n_cand_decoded < all, "%zu shared rows vs %zu", st.n_cand_decoded, all);
+    cr_assert_eq(st.n_chunks, 1);
+    float got[16], alone[16];
+    struct slm_err err;
+    cr_assert_eq(slm_scorer_score(s, prompt.t, prompt.n, c.p, c.len, c.n, got, &err), SLM_OK);
+    size_t best = 0, best_alone = 0;
+    for (size_t k = 0; k < c.n; k++) {
+        cr_assert_eq(
+            slm_scorer_score(ref, prompt.t, prompt.n, &c.p[k], &c.len[k], 1, &alone[k], &err),
+            SLM_OK, "%s", err.msg);
+        best = got[k] > got[best] ? k : best;
+        best_alone = alone[k] > alone[best_alone] ? k : best_alone;
+    }
+    cr_assert_eq(best, best_alone, "picked %zu, alone %zu", best, best_alone);
+    cr_assert_eq(got[0], got[5], "a duplicate scores the same");
+    slm_scorer_free(s);
+    slm_scorer_free(ref);
+}
+
+/* Scoring a prompt after many unrelated prompts and label sets gives what a
+ * fresh scorer gives, with the same work: nothing a call leaves behind
+ * (freed cells, a moved search head) reaches the next. */
+Test(score, history_does_not_change_results) {
+    struct toks prompt;
+    tok(k_prompt, true, &prompt);
+    struct cands c;
+    make_cands(&c, 40);
+    struct slm_scorer *s = scorer(1024, 64, true), *fresh = scorer(1024, 64, true);
+    float want[40], got[40];
+    struct slm_err err;
+    struct slm_scorer_stats st0, st;
+    cr_assert_eq(slm_scorer_score(fresh, prompt.t, prompt.n, c.p, c.len, c.n, want, &err), SLM_OK,
+                 "%s", err.msg);
+    slm_scorer_last_stats(fresh, &st0);
+    for (size_t i = 0; i < 60; i++) {
+        struct toks other = {.n = 1 + (i * 7) % 90};
+        other.t[0] = prompt.t[0];
+        for (size_t j = 1; j < other.n; j++) {
+            other.t[j] = (int32_t)(5 + (i * 31 + j * 17) % 450);
+        }
+        size_t n = 1 + (i * 13) % c.n;
+        float lp[40];
+        cr_assert_eq(slm_scorer_score(s, other.t, other.n, c.p, c.len, n, lp, &err), SLM_OK,
+                     "prompt %zu: %s", i, err.msg);
+    }
+    cr_assert_eq(slm_scorer_score(s, prompt.t, prompt.n, c.p, c.len, c.n, got, &err), SLM_OK);
+    slm_scorer_last_stats(s, &st);
+    cr_assert_eq(st.n_cand_decoded, st0.n_cand_decoded);
+    cr_assert_eq(st.n_chunks, st0.n_chunks);
+    for (size_t k = 0; k < c.n; k++) {
+        /* float noise: the prompt's first token was cached, so it is decoded in
+         * a batch of another size */
+        cr_assert(fabsf(got[k] - want[k]) <= 1e-6f * fmaxf(1.0f, fabsf(want[k])),
+                  "candidate %zu: %f vs fresh %f", k, got[k], want[k]);
+    }
+    slm_scorer_free(s);
+    slm_scorer_free(fresh);
 }
