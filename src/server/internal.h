@@ -161,6 +161,8 @@ bool srv_addr_is_loopback(const struct sockaddr *sa);
  * when the body's "model" names a route (*handled set); otherwise returns
  * with *handled false and the usual path serves the request. */
 enum MHD_Result srv_router_chat(struct srv_conn *rc, bool *handled);
+/* The same for Ollama's /api/chat and /api/generate (`gen`). */
+enum MHD_Result srv_router_ollama(struct srv_conn *rc, enum srv_route_id gen, bool *handled);
 
 /* ---------------------------------------------------------------- replies */
 

@@ -270,9 +270,12 @@ static enum MHD_Result dispatch(struct srv_conn *rc, const struct route *r, cons
             r->gen == SRV_R_OLLAMA_EMBEDDINGS) {
             return srv_embed(rc, r->gen);
         }
-        if (r->gen == SRV_R_OPENAI_CHAT && rc->srv->p.router) {
+        if (rc->srv->p.router && (r->gen == SRV_R_OPENAI_CHAT || r->gen == SRV_R_OLLAMA_CHAT ||
+                                  r->gen == SRV_R_OLLAMA_GENERATE)) {
             bool handled = false;
-            enum MHD_Result res = srv_router_chat(rc, &handled);
+            enum MHD_Result res = r->gen == SRV_R_OPENAI_CHAT
+                                      ? srv_router_chat(rc, &handled)
+                                      : srv_router_ollama(rc, r->gen, &handled);
             if (handled) {
                 return res;
             }

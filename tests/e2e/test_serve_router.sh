@@ -119,6 +119,52 @@ r=$(chat stories ',"max_tokens":4')
 [ "$(jq -r '.slm // "none"' <<<"$r")" = none ] || fail "a store model went through the router: $r"
 [ -z "$(header x-slm-route)" ] || fail "x-slm-route on a store model"
 
+CLIENTS=$(cd "$(dirname "$0")/clients" && pwd)
+# Ollama's /api/chat and /api/generate are routed too (issue 17): the same checks, escalation
+# and ledger, answered in Ollama's shape with the router's "slm" field and headers.
+ollama() { # path, json, curl flags...
+    local path=$1 json=$2
+    shift 2
+    curl -s -D "$work/headers" "$URL$path" -H 'Content-Type: application/json' -d "$json" "$@"
+}
+r=$(ollama /api/chat '{"model":"easy","stream":false,"messages":[{"role":"user","content":"Once upon a time"}]}')
+[ "$(jq -r .slm.route <<<"$r")" = local ] || fail "/api/chat easy should be local: $r"
+[ "$(header x-slm-route)" = local ] || fail "/api/chat x-slm-route: $(cat "$work/headers")"
+jq -e '.done == true and .message.role == "assistant" and (.message.content | length) > 0
+    and .eval_count > 0 and .prompt_eval_count > 0 and .model == "easy"' <<<"$r" >/dev/null ||
+    fail "/api/chat shape: $r"
+r=$(ollama /api/generate '{"model":"hard","stream":false,"prompt":"Once upon a time","options":{"num_predict":8}}')
+[ "$(jq -r .response <<<"$r")" = "cloud says hi" ] || fail "/api/generate hard: $r"
+[ "$(jq -r .slm.route <<<"$r")" = escalated ] || fail "/api/generate should escalate: $r"
+contains "$(header x-slm-reason)" "token_mean"
+# Ollama streams by default: NDJSON, the text first, then the final object with the counts.
+s=$(ollama /api/chat '{"model":"hard","messages":[{"role":"user","content":"Once upon a time"}]}' -N)
+header content-type | grep -q application/x-ndjson || fail "ndjson content type: $(cat "$work/headers")"
+[ "$(jq -sr '[.[].message.content] | join("")' <<<"$s")" = "cloud says hi" ] || fail "streamed: $s"
+[ "$(jq -sr '.[-1].done' <<<"$s")" = true ] && [ "$(jq -sr '.[0].done' <<<"$s")" = false ] ||
+    fail "done flags: $s"
+[ "$(jq -sr '.[-1].done_reason' <<<"$s")" = stop ] || fail "done_reason: $s"
+# What a route cannot answer is a 400 naming the field; a store model is not routed.
+r=$(ollama /api/generate '{"model":"easy","prompt":"x","raw":true}')
+[ "$(jq -r .error <<<"$r")" != null ] && contains "$(jq -r .error <<<"$r")" "raw" "raw refused"
+r=$(ollama /api/chat '{"model":"easy","stream":false,"messages":[{"role":"user","content":"hi"}],"options":{"num_predict":5000}}')
+contains "$(jq -r .error <<<"$r")" "at most 4096 tokens" "num_predict over the cap on a route"
+r=$(ollama /api/generate '{"model":"stories","stream":false,"prompt":"Once","options":{"num_predict":4}}')
+[ "$(jq -r '.slm // "none"' <<<"$r")" = none ] || fail "a store model went through the router: $r"
+# The ollama npm client, unchanged but for the host.
+if command -v node >/dev/null && [ -f "$CLIENTS/node_modules/ollama/package.json" ]; then
+    (cd "$CLIENTS" && SLM_URL=$URL node --input-type=module -e '
+        import { Ollama } from "ollama";
+        const o = new Ollama({ host: process.env.SLM_URL });
+        const r = await o.chat({ model: "hard", messages: [{ role: "user", content: "Once upon a time" }] });
+        if (r.message.content !== "cloud says hi") throw new Error(JSON.stringify(r));
+        let text = "";
+        for await (const p of await o.generate({ model: "easy", prompt: "Once upon a time", stream: true }))
+            text += p.response;
+        if (!text) throw new Error("empty stream");
+    ') || fail "ollama client through the router"
+fi
+
 # The npm openai client, unchanged but for the base URL.
 CLIENTS=$(cd "$(dirname "$0")/clients" && pwd)
 if command -v node >/dev/null && [ -f "$CLIENTS/node_modules/openai/package.json" ]; then
