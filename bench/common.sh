@@ -10,6 +10,7 @@
 #                              mkmodel ARGS the first time
 #   bench_fake_cloud ARGS...   starts tests/tools/fake_cloud ARGS on a free loopback port;
 #                              sets cloud_port, appends its pid to the caller's pids array
+#   bench_wait_health P PID LOG  waits for a server's GET /health on port P
 #   bench_stats V...           prints "mean stddev" (sample stddev, as llama-bench reports)
 #   bench_machine              prints one line describing the CPU and the load
 #   bench_log / bench_die      messages on stderr
@@ -116,6 +117,23 @@ bench_fake_cloud() {
     done
     cloud_port=$(sed -n 's/^port=//p' "$out")
     [ -n "$cloud_port" ] || bench_die "fake_cloud did not start: $(cat "$err")"
+}
+
+# bench_wait_health PORT PID LOG: waits (up to 2 minutes) until GET /health on 127.0.0.1:PORT
+# answers 200; dies with LOG's tail when PID exits first.
+bench_wait_health() {
+    local port=$1 pid=$2 log=$3
+    for _ in $(seq 1 120); do
+        if python3 - "$port" <<'EOF' 2>/dev/null; then return 0; fi
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=2)
+c.request("GET", "/health")
+sys.exit(0 if c.getresponse().status == 200 else 1)
+EOF
+        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$log" >&2; bench_die "the server on port $port exited"; }
+        sleep 1
+    done
+    bench_die "the server on port $port did not answer /health in 2 minutes"
 }
 
 # bench_stats V1 V2 ... -> "mean stddev" (stddev with n-1, 0 for one value)

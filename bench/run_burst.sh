@@ -99,16 +99,7 @@ bench_log "llama-server on 127.0.0.1:$port (-np $requests -c $ctx -t $threads)"
 server_pid=$!
 # shellcheck disable=SC2064 # expand now
 trap "kill $server_pid 2>/dev/null || true; rm -rf '$BENCH_TMP'" EXIT
-for _ in $(seq 1 120); do
-    if python3 - "$port" <<'EOF' 2>/dev/null; then break; fi
-import http.client, sys
-c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=2)
-c.request("GET", "/health")
-sys.exit(0 if c.getresponse().status == 200 else 1)
-EOF
-    kill -0 "$server_pid" 2>/dev/null || { tail -n 20 "$BENCH_TMP/server.log" >&2; bench_die "llama-server exited"; }
-    sleep 1
-done
+bench_wait_health "$port" "$server_pid" "$BENCH_TMP/server.log"
 
 cat >"$BENCH_TMP/client.py" <<'EOF'
 import http.client, json, random, sys, threading, time

@@ -137,16 +137,7 @@ run_peer() { # model tag -> peer_line
         >"$BENCH_TMP/$2.server.log" 2>&1 &
     local pid=$!
     pids+=("$pid")
-    for _ in $(seq 1 120); do
-        if python3 - "$port" <<'EOF' 2>/dev/null; then break; fi
-import http.client, sys
-c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=2)
-c.request("GET", "/health")
-sys.exit(0 if c.getresponse().status == 200 else 1)
-EOF
-        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$BENCH_TMP/$2.server.log" >&2; bench_die "llama-server exited"; }
-        sleep 1
-    done
+    bench_wait_health "$port" "$pid" "$BENCH_TMP/$2.server.log"
     peer_line=$(python3 "$BENCH_TMP/client.py" "$port" "$BENCH_TMP/$2.jsonl" "$B77/categories.json") ||
         bench_die "the llama-server client failed"
     kill "$pid" 2>/dev/null || true
