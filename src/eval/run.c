@@ -56,8 +56,9 @@ void slm_eval_result_free(struct slm_eval_result *r) {
     free(r);
 }
 
-/* The rows: read, filtered to the dev split, cut to the limit. */
-static int read_rows(const struct slm_eval_suite *s, size_t limit, struct slm_data_records *recs,
+/* The rows: read and filtered to the dev split (the limit applies to the rows that run, not to
+ * the label set: rows_to_use()). */
+static int read_rows(const struct slm_eval_suite *s, struct slm_data_records *recs,
                      struct slm_err *err) {
     struct slm_data_read_params rp = slm_data_read_params_default();
     rp.prompt_template = s->data.template;
@@ -79,26 +80,25 @@ static int read_rows(const struct slm_eval_suite *s, size_t limit, struct slm_da
         rc = slm_err_set(err, SLM_E_INVALID, "%s: no rows to evaluate%s", s->data.file,
                          s->data.hash_field ? " after the valid-hash filter" : "");
     }
-    limit = limit && s->data.limit ? (limit < s->data.limit ? limit : s->data.limit)
-                                   : (limit ? limit : s->data.limit);
-    while (rc == SLM_OK && limit && recs->n > limit) {
-        struct slm_data_record *r = &recs->items[--recs->n];
-        free(r->prompt);
-        free(r->completion);
-        free(r->raw);
-        json_decref(r->row);
-    }
     return rc;
 }
 
-static int copy_rows(const struct slm_eval_suite *s, const struct slm_data_records *recs,
+/* How many rows run: the smaller of the run's and the suite's limit (0 = all). */
+static size_t rows_to_use(const struct slm_eval_suite *s, size_t limit, size_t n) {
+    limit = limit && s->data.limit ? (limit < s->data.limit ? limit : s->data.limit)
+                                   : (limit ? limit : s->data.limit);
+    return limit && limit < n ? limit : n;
+}
+
+/* The first `n` records, as every candidate sees them. */
+static int copy_rows(const struct slm_eval_suite *s, const struct slm_data_records *recs, size_t n,
                      struct slm_eval_result *r) {
-    r->rows = calloc(recs->n, sizeof(*r->rows));
+    r->rows = calloc(n ? n : 1, sizeof(*r->rows));
     if (!r->rows) {
         return SLM_E_NOMEM;
     }
-    r->n_rows = recs->n;
-    for (size_t i = 0; i < recs->n; i++) {
+    r->n_rows = n;
+    for (size_t i = 0; i < n; i++) {
         const struct slm_data_record *d = &recs->items[i];
         struct slm_eval_row *row = &r->rows[i];
         const char *in =
@@ -115,19 +115,21 @@ static int copy_rows(const struct slm_eval_suite *s, const struct slm_data_recor
     return SLM_OK;
 }
 
-/* The label set: distinct expected answers in order of first appearance (the
- * set `slm tune eval` collects from the same rows). */
-static int collect_labels(struct slm_eval_result *r) {
-    r->labels = calloc(r->n_rows, sizeof(char *));
+/* The label set: the distinct expected answers of every row of the data (after the valid-hash
+ * filter, before any limit), in order of first appearance: the set `slm tune eval` scores on
+ * the same file, so a limited run answers the same question as a whole one. */
+static int collect_labels(struct slm_eval_result *r, const struct slm_data_records *recs) {
+    r->labels = calloc(recs->n ? recs->n : 1, sizeof(char *));
     if (!r->labels) {
         return SLM_E_NOMEM;
     }
-    for (size_t i = 0; i < r->n_rows; i++) {
+    for (size_t i = 0; i < recs->n; i++) {
+        const char *want = recs->items[i].completion;
         bool seen = false;
         for (size_t k = 0; k < r->n_labels && !seen; k++) {
-            seen = strcmp(r->labels[k], r->rows[i].expected) == 0;
+            seen = strcmp(r->labels[k], want) == 0;
         }
-        if (!seen && !(r->labels[r->n_labels++] = strdup(r->rows[i].expected))) {
+        if (!seen && !(r->labels[r->n_labels++] = strdup(want))) {
             return SLM_E_NOMEM;
         }
     }
@@ -268,12 +270,14 @@ int slm_eval_run(const struct slm_eval_suite *s, const struct slm_eval_run_param
     r->suite = s;
     int rc = check_upstreams(s, &p, err);
     if (rc == SLM_OK) {
-        rc = read_rows(s, p.limit, &recs, err);
+        rc = read_rows(s, &recs, err);
     }
     if (rc == SLM_OK) {
-        rc = copy_rows(s, &recs, r);
-        if (rc == SLM_OK && slm_eval_suite_metric(s, SLM_EVAL_LABEL)) {
-            rc = collect_labels(r);
+        if (slm_eval_suite_metric(s, SLM_EVAL_LABEL)) {
+            rc = collect_labels(r, &recs);
+        }
+        if (rc == SLM_OK) { /* the records stay whole: label scoring reads the set from all */
+            rc = copy_rows(s, &recs, rows_to_use(s, p.limit, recs.n), r);
         }
         if (rc == SLM_OK && !(r->cands = calloc(s->n_candidates, sizeof(*r->cands)))) {
             rc = SLM_E_NOMEM;

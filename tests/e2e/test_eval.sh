@@ -90,6 +90,11 @@ contains "$(cat "$W/r.md")" "## Paired tests (McNemar)" "markdown pairs"
 # --limit
 "$SLM" eval "$W/suite.yaml" --threads 1 -q --limit 5 --json "$W/r5.json" >/dev/null
 jq -e '.rows == 5 and all(.candidates[]; .n == 5)' "$W/r5.json" >/dev/null || fail "--limit 5"
+# A limit cuts the rows, not the task: the first two rows hold two colors, the label set is
+# still all three (as slm tune eval scores them).
+"$SLM" eval "$W/suite.yaml" --threads 1 -q --limit 2 --json "$W/r2l.json" >/dev/null
+jq -e '.rows == 2 and (.labels | length) == 3' "$W/r2l.json" >/dev/null ||
+    fail "--limit 2 changed the label set: $(jq -c .labels "$W/r2l.json")"
 
 # --- label accuracy: exactly `slm tune eval`'s on the same rows, base and tuned
 cat >"$W/same.yaml" <<EOF
@@ -103,16 +108,23 @@ expect_exit 1 "$SLM" eval "$W/same.yaml" # adapter goes with model only
 contains "$ERR" "same.yaml:4: candidates[1].adapter: goes with model only" "adapter error"
 sed -i 's/gguf: \([^,]*\), adapter/model: \1, adapter/' "$W/same.yaml"
 "$SLM" eval "$W/same.yaml" --threads 1 -q --json "$W/same.json" >/dev/null
+"$SLM" eval "$W/same.yaml" --threads 1 -q --limit 6 --json "$W/same6.json" >/dev/null
 for c in base tuned; do
     adapter=()
     [ $c = tuned ] && adapter=(--adapter "$W/tuned.gguf")
-    te=$("$SLM" tune eval "$MODEL" "$VALID" "${adapter[@]}" --threads 1)
-    want=$(sed -n 's/.*accuracy \([0-9.]*\)%.*/\1/p' <<<"$te")
-    got=$(jq -r --arg c $c '.candidates[] | select(.name == $c) | .metrics.label.value * 100 |
-        . * 100 | round / 100' "$W/same.json")
-    [ -n "$want" ] && [ -n "$got" ] || fail "$c: no accuracy to compare ('$te', '$got')"
-    awk -v a="$want" -v b="$got" 'BEGIN { exit !(a - b < 0.005 && b - a < 0.005) }' ||
-        fail "$c: slm eval accuracy $got% differs from slm tune eval's $want% ($te)"
+    # all rows, and the first 6 (slm eval --limit = slm tune eval --eval-batches)
+    for n in all 6; do
+        limit=()
+        report=$W/same.json
+        [ $n = 6 ] && { limit=(--eval-batches 6); report=$W/same6.json; }
+        te=$("$SLM" tune eval "$MODEL" "$VALID" "${adapter[@]}" "${limit[@]}" --threads 1)
+        want=$(sed -n 's/.*accuracy \([0-9.]*\)%.*/\1/p' <<<"$te")
+        got=$(jq -r --arg c $c '.candidates[] | select(.name == $c) | .metrics.label.value * 100 |
+            . * 100 | round / 100' "$report")
+        [ -n "$want" ] && [ -n "$got" ] || fail "$c ($n rows): no accuracy to compare ('$te', '$got')"
+        awk -v a="$want" -v b="$got" 'BEGIN { exit !(a - b < 0.005 && b - a < 0.005) }' ||
+            fail "$c ($n rows): slm eval accuracy $got% differs from slm tune eval's $want% ($te)"
+    done
 done
 
 # --- generation metrics through the one request path
