@@ -28,4 +28,19 @@ int slm_pipe_cloexec(int fds[2]);
  * when none could be read (the caller decides whether that matters). */
 int slm_random_bytes(void *buf, size_t n);
 
+/* ---------------------------------------------------------------- threads */
+
+/* The cores llama.cpp would use: online CPUs, halved above 4 (hyper-threading assumed). */
+int slm_physical_cores(void);
+/* CPUs other processes keep busy right now, measured over about `ms` milliseconds while the
+ * caller waits (Linux: /proc/stat; elsewhere 0: unknown). */
+double slm_cpus_busy(int ms);
+/* The compute threads to use when the user did not say: slm_threads_for(physical cores, CPUs
+ * busy now), measured once every few seconds at most. On a machine another job keeps busy,
+ * spinning compute threads that share cores with it make both many times slower
+ * (bench/run_contention.sh); fewer threads avoid that. */
+int slm_default_threads(void);
+/* Pure: `physical` less the CPUs `busy` (a CPU half busy or more counts), at least 1. */
+int slm_threads_for(int physical, double busy);
+
 #endif /* SLM_SYS_H */

@@ -9,9 +9,17 @@
 
 #include "slm/sys.h"
 
+#include <stdbool.h>
+#include <string.h>
+
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <unistd.h>
+
+#include "slm/base.h"
 
 #if defined(__linux__)
 #include <sys/random.h>
@@ -107,4 +115,89 @@ int slm_random_bytes(void *buf, size_t n) {
     close(fd);
     return 0;
 #endif
+}
+
+/* ---------------------------------------------------------------- threads */
+
+int slm_physical_cores(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n <= 0) {
+        return 1;
+    }
+    return (int)(n > 4 ? n / 2 : n);
+}
+
+int slm_threads_for(int physical, double busy) {
+    int taken = busy > 0 ? (int)floor(busy + 0.5) : 0;
+    int n = physical - taken;
+    return n > 1 ? n : 1;
+}
+
+#if defined(__linux__)
+/* The first line of /proc/stat: busy and total jiffies of all CPUs. */
+static int read_stat(unsigned long long *busy, unsigned long long *total) {
+    FILE *f = fopen("/proc/stat", "r");
+    char line[512];
+    bool ok = f && fgets(line, sizeof(line), f) && strncmp(line, "cpu ", 4) == 0;
+    if (f) {
+        fclose(f);
+    }
+    if (!ok) {
+        return -1;
+    }
+    unsigned long long v[10] = {0};
+    const char *p = line + 4;
+    for (int i = 0; i < 10; i++) {
+        while (*p == ' ') {
+            p++;
+        }
+        uint64_t x = 0;
+        size_t n = 0;
+        while (p[n] >= '0' && p[n] <= '9') {
+            n++;
+        }
+        if (n == 0 || slm_parse_u64(slm_str_n(p, n), &x) != SLM_OK) {
+            break;
+        }
+        v[i] = x;
+        p += n;
+    }
+    /* user nice system idle iowait irq softirq steal (guest is inside user) */
+    *total = v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
+    *busy = *total - v[3] - v[4];
+    return 0;
+}
+#endif
+
+double slm_cpus_busy(int ms) {
+#if defined(__linux__)
+    unsigned long long b0, t0, b1, t1;
+    if (read_stat(&b0, &t0) != 0) {
+        return 0;
+    }
+    slm_sleep_ms(ms > 0 ? ms : 1);
+    if (read_stat(&b1, &t1) != 0 || t1 <= t0) {
+        return 0;
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return (double)(b1 - b0) / (double)(t1 - t0) * (double)(n > 0 ? n : 1);
+#else
+    (void)ms;
+    return 0;
+#endif
+}
+
+int slm_default_threads(void) {
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static double at = -1e9;
+    static int threads;
+    pthread_mutex_lock(&mu);
+    double now = slm_time_mono();
+    if (now - at > 5.0) { /* contexts made together share one measurement */
+        threads = slm_threads_for(slm_physical_cores(), slm_cpus_busy(40));
+        at = slm_time_mono();
+    }
+    int n = threads;
+    pthread_mutex_unlock(&mu);
+    return n;
 }

@@ -36,7 +36,7 @@ static void usage(void) {
            "  --markdown FILE   also write the report as Markdown\n"
            "  --html FILE       also write one self-contained HTML page with charts\n"
            "  --limit N         evaluate the first N rows at most (after the suite's filter)\n"
-           "  --threads N       threads for local models (default: physical cores)\n"
+           "  --threads N       threads for local models (default: idle physical cores)\n"
            "  --max-cost USD    hard cap on what the cloud calls of this run may cost, the\n"
            "                    candidates and the judge together; a call whose worst case\n"
            "                    does not fit is not sent, and the run stops (exit 3)\n"

@@ -34,7 +34,7 @@ static void usage(FILE *f) {
             "  --parallel N          sequences generated at once per model (default 4)\n"
             "  --ctx-size N          tokens per request, prompt + answer (default: the model's\n"
             "                        training context, at most 4096)\n"
-            "  --threads N           CPU threads per model (default: physical cores)\n"
+            "  --threads N           CPU threads per model (default: idle physical cores)\n"
             "  --batch-size N        tokens per decode step (default 512)\n"
             "  --max-queue N         requests waiting per model before 429 (default 64)\n"
             "  --max-contexts N      distinct adapter sets served at once per model (default 4)\n"

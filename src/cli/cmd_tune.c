@@ -82,7 +82,7 @@ static void usage(void) {
            "  --resume               continue from the checkpoint (after a crash or kill -9)\n"
            "  --time-limit SECONDS   stop after this long (checkpoint and output written)\n"
            "  --threads N            default: 1 for models under 20M parameters (faster),\n"
-           "                         else physical cores\n"
+           "                         else idle physical cores\n"
            "  --device D             auto|cpu|NAME: where training runs (default auto: the\n"
            "                         first GPU llama.cpp was built with, else the CPU); NAME\n"
            "                         as ggml reports it, e.g. Vulkan0, CUDA0; ops the device\n"

@@ -14,16 +14,7 @@
 
 #include "engine/internal.h"
 #include "engine/sample.h"
-
-int32_t slm__physical_cores(void) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    /* Without topology information assume no SMT on small machines; halve on
-     * larger ones, as llama.cpp's own default does for hyper-threaded CPUs. */
-    if (n <= 0) {
-        return 1;
-    }
-    return (int32_t)(n > 4 ? n / 2 : n);
-}
+#include "slm/sys.h"
 
 struct slm_ctx_params slm_ctx_params_default(void) {
     return (struct slm_ctx_params){0};
@@ -76,7 +67,7 @@ int slm_ctx_init(struct slm_model *model, const struct slm_ctx_params *params, s
         p.n_seq_max = 1;
     }
     if (p.n_threads <= 0) {
-        p.n_threads = slm__physical_cores();
+        p.n_threads = slm_default_threads();
     }
     if (p.n_threads_batch <= 0) {
         p.n_threads_batch = p.n_threads;

@@ -37,7 +37,7 @@ static const struct slm_option_desc g_table[] = {
     {"num_ctx", "ctx-size", NULL, NULL, SLM_OPT_INT, 0, 1 << 24, AUTO | CTX,
      "context size in tokens; 0 = model default"},
     {"num_thread", "threads", NULL, NULL, SLM_OPT_INT, 0, 1024, AUTO | CTX,
-     "CPU threads; 0 = physical cores"},
+     "CPU threads; 0 = the physical cores other work leaves idle"},
     {"num_batch", "batch-size", NULL, NULL, SLM_OPT_INT, 0, 1 << 20, AUTO | CTX,
      "prompt batch size; 0 = 512"},
     {NULL, NULL, NULL, NULL, SLM_OPT_INT, 0, 0, 0, NULL},

@@ -47,7 +47,4 @@ void slm__top_logprobs(const float *logits, int32_t n, float lse, int k,
 float slm__token_logprob(const float *logits, int32_t n_vocab, int32_t tok, int k,
                          struct slm_top_logprob *top);
 
-/* The default thread count for decoding: physical cores (defined in ctx.c). */
-int32_t slm__physical_cores(void);
-
 #endif

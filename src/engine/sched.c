@@ -54,6 +54,7 @@
 #include "engine/internal.h"
 #include "engine/sample.h"
 #include "engine/sched_internal.h"
+#include "slm/sys.h"
 
 /* A new request waits for a prefix another sequence is still evaluating only
  * when that saves at least this many tokens. */
@@ -1018,7 +1019,7 @@ static int resolve_params(const struct slm_model *model, const struct slm_sched_
     }
     p->n_batch = SLM_MIN(p->n_batch, p->n_ctx);
     if (p->n_threads <= 0) {
-        p->n_threads = slm__physical_cores();
+        p->n_threads = slm_default_threads();
     }
     if (p->max_queue == 0) {
         p->max_queue = 64;

@@ -27,6 +27,7 @@
 
 #include "engine/internal.h"
 #include "engine/sample.h"
+#include "slm/sys.h"
 
 /* One trie node: a distinct candidate prefix, decoded as one batch row. */
 struct node {
@@ -102,7 +103,7 @@ int slm_scorer_init_params(struct slm_model *model, struct slm_adapter *const *a
     lp.n_ubatch = SLM_MIN(p.n_ctx, 512u);
     lp.n_seq_max = s->n_seq;
     lp.kv_unified = true; /* the prompt's cells are shared by every sequence */
-    lp.n_threads = p.n_threads > 0 ? p.n_threads : slm__physical_cores();
+    lp.n_threads = p.n_threads > 0 ? p.n_threads : slm_default_threads();
     lp.n_threads_batch = lp.n_threads;
     lp.no_perf = true;
     if (p.kv_f32) {

@@ -153,7 +153,6 @@ static inline double slm__rng_unit(uint64_t *s) {
     return (double)(slm__rng_next(s) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-int32_t slm__default_threads(void);
 /* `asked` when given; else one thread for models under 20M parameters
  * (ggml meets its threads at a spinning barrier after every op, and a small
  * model's ops are too short to pay for it: 7-9x slower with two threads on a

@@ -21,6 +21,7 @@
 
 #include "slm/engine.h"
 #include "tune/internal.h"
+#include "slm/sys.h"
 
 const char *const slm__proj_gguf[SLM_TUNE_N_PROJ] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
                                                      "ffn_gate", "ffn_up", "ffn_down"};
@@ -37,19 +38,11 @@ bool slm_tune_arch_supported(const char *arch) {
     return false;
 }
 
-int32_t slm__default_threads(void) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    if (n <= 0) {
-        return 1;
-    }
-    return (int32_t)(n > 4 ? n / 2 : n);
-}
-
 int32_t slm__tune_threads(uint64_t n_params, int32_t asked) {
     if (asked > 0) {
         return asked;
     }
-    return n_params < 20u * 1000 * 1000 ? 1 : slm__default_threads();
+    return n_params < 20u * 1000 * 1000 ? 1 : slm_default_threads();
 }
 
 void slm__proj_name(int layer, int proj, char *out, size_t cap) {

@@ -348,3 +348,18 @@ Test(sync, timed_waits_count_on_the_monotonic_clock) {
     pthread_mutex_unlock(&m);
     pthread_cond_destroy(&c);
 }
+
+Test(sys, threads_leave_the_busy_cpus_to_their_work) {
+    cr_assert_eq(slm_threads_for(2, 0.0), 2);
+    cr_assert_eq(slm_threads_for(2, 0.3), 2, "noise is not a busy CPU");
+    cr_assert_eq(slm_threads_for(2, 0.6), 1, "a CPU half busy or more counts");
+    cr_assert_eq(slm_threads_for(2, 2.0), 1, "never fewer than one thread");
+    cr_assert_eq(slm_threads_for(8, 3.2), 5);
+    cr_assert_eq(slm_threads_for(1, 5.0), 1);
+    int p = slm_physical_cores();
+    cr_assert_geq(p, 1);
+    double busy = slm_cpus_busy(20);
+    cr_assert(busy >= 0 && busy <= (double)sysconf(_SC_NPROCESSORS_ONLN) + 0.01, "%f", busy);
+    int d = slm_default_threads();
+    cr_assert(d >= 1 && d <= p);
+}
