@@ -94,6 +94,9 @@ struct slm_yaml_check {
 /* Sets the error at parent[key] (or item `index` when key is NULL); returns `code`. */
 int slm_yaml_verr(struct slm_yaml_check *v, int code, const json_t *parent, const char *key,
                   size_t index, const char *path, const char *fmt, ...) SLM_PRINTF(7, 8);
+/* SLM_E_INVALID at obj[key], named "path.key": the error of one key of a mapping. */
+int slm_yaml_key_err(struct slm_yaml_check *v, const json_t *obj, const char *path, const char *key,
+                     const char *fmt, ...) SLM_PRINTF(5, 6);
 /* out = path + "." + key (cut to cap). */
 void slm_yaml_subpath(char *out, size_t cap, const char *path, const char *key);
 /* SLM_E_INVALID naming the first key of `obj` not in the NULL-terminated `allowed`. */

@@ -11,16 +11,33 @@
 #include <stdlib.h>
 #include <string.h>
 
-int slm_yaml_verr(struct slm_yaml_check *v, int code, const json_t *parent, const char *key,
-                  size_t index, const char *path, const char *fmt, ...) {
+static int verr(struct slm_yaml_check *v, int code, const json_t *parent, const char *key,
+                size_t index, const char *path, const char *fmt, va_list ap) {
     struct slm_yaml_pos pos =
         key ? slm_yaml_pos_key(v->doc, parent, key) : slm_yaml_pos_index(v->doc, parent, index);
     char msg[200];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    return slm_err_set(v->err, code, "%s:%d: %s: %s", slm_yaml_name(v->doc), pos.line, path, msg);
+}
+
+int slm_yaml_verr(struct slm_yaml_check *v, int code, const json_t *parent, const char *key,
+                  size_t index, const char *path, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    int rc = verr(v, code, parent, key, index, path, fmt, ap);
     va_end(ap);
-    return slm_err_set(v->err, code, "%s:%d: %s: %s", slm_yaml_name(v->doc), pos.line, path, msg);
+    return rc;
+}
+
+int slm_yaml_key_err(struct slm_yaml_check *v, const json_t *obj, const char *path, const char *key,
+                     const char *fmt, ...) {
+    char p[256];
+    slm_yaml_subpath(p, sizeof(p), path, key);
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = verr(v, SLM_E_INVALID, obj, key, 0, p, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 void slm_yaml_subpath(char *out, size_t cap, const char *path, const char *key) {

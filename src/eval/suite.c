@@ -7,7 +7,6 @@
 #include "slm/eval.h"
 
 #include <libgen.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
@@ -129,9 +128,7 @@ static int cand_kind(struct slm_yaml_check *v, const json_t *obj, const char *pa
               : adapter ? SLM_EVAL_CAND_ADAPTER
                         : SLM_EVAL_CAND_MODEL;
     if (adapter && c->kind != SLM_EVAL_CAND_ADAPTER) {
-        char p[256];
-        slm_yaml_subpath(p, sizeof(p), path, "adapter");
-        return slm_yaml_verr(v, SLM_E_INVALID, obj, "adapter", 0, p, "goes with model only");
+        return slm_yaml_key_err(v, obj, path, "adapter", "goes with model only");
     }
     return SLM_OK;
 }
@@ -207,12 +204,9 @@ static int cand_check(struct slm_yaml_check *v, const json_t *obj, const char *p
                              "an inline upstream needs model: NAME");
     }
     if (c->kind != SLM_EVAL_CAND_UPSTREAM && (c->system || json_object_get(obj, "structured"))) {
-        const char *key = c->system ? "system" : "structured";
-        char sp[160];
-        slm_yaml_subpath(sp, sizeof(sp), p, key);
-        return slm_yaml_verr(v, SLM_E_INVALID, obj, key, 0, sp,
-                             "goes with an upstream candidate (a local model's prompt is the "
-                             "data's template; a route's is its router.yaml's)");
+        return slm_yaml_key_err(v, obj, p, c->system ? "system" : "structured",
+                                "goes with an upstream candidate (a local model's prompt is the "
+                                "data's template; a route's is its router.yaml's)");
     }
     bool local = c->kind <= SLM_EVAL_CAND_GGUF;
     if (!local && c->cost_per_1k > 0 && c->kind != SLM_EVAL_CAND_ROUTE) {
@@ -317,9 +311,7 @@ static int metric_schema(struct slm_yaml_check *v, const json_t *obj, const char
     if (rc == SLM_OK && file) {
         struct slm_err e = {0};
         if (slm_json_load_file(file, 1 << 20, &m->schema, &e) != SLM_OK) {
-            char sp[128];
-            slm_yaml_subpath(sp, sizeof(sp), p, "schema");
-            rc = slm_yaml_verr(v, SLM_E_INVALID, obj, "schema", 0, sp, "%s", e.msg);
+            rc = slm_yaml_key_err(v, obj, p, "schema", "%s", e.msg);
         }
     }
     free(file);
@@ -327,20 +319,6 @@ static int metric_schema(struct slm_yaml_check *v, const json_t *obj, const char
 }
 
 /* `judge`: its upstream, mode, rubric and pairs. */
-/* An error at `key` of the judge's mapping: "suite.yaml:7: metrics[1].mode: ...". */
-static int judge_err(struct slm_yaml_check *v, const json_t *obj, const char *key, const char *p,
-                     const char *fmt, ...) SLM_PRINTF(5, 6);
-static int judge_err(struct slm_yaml_check *v, const json_t *obj, const char *key, const char *p,
-                     const char *fmt, ...) {
-    char sp[160], msg[512];
-    slm_yaml_subpath(sp, sizeof(sp), p, key);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    return slm_yaml_verr(v, SLM_E_INVALID, obj, key, 0, sp, "%s", msg);
-}
-
 static int parse_judge(struct slm_yaml_check *v, const json_t *obj, const char *p,
                        struct slm_eval_suite *s, struct slm_eval_metric *m) {
     char *mode = NULL;
@@ -355,8 +333,9 @@ static int parse_judge(struct slm_yaml_check *v, const json_t *obj, const char *
             }
         }
         if (!found) {
-            rc = judge_err(v, obj, "mode", p,
-                           "unknown judge mode '%s' (expected score, pass or pairwise)", mode);
+            rc = slm_yaml_key_err(v, obj, p, "mode",
+                                  "unknown judge mode '%s' (expected score, pass or pairwise)",
+                                  mode);
         }
     }
     free(mode);
@@ -384,7 +363,7 @@ static int parse_judge(struct slm_yaml_check *v, const json_t *obj, const char *
         struct slm_liquid_template *t = NULL;
         struct slm_err e = {0};
         if (slm_liquid_parse_file(m->rubric, NULL, &t, &e) != SLM_OK) {
-            rc = judge_err(v, obj, "rubric", p, "%s", e.msg);
+            rc = slm_yaml_key_err(v, obj, p, "rubric", "%s", e.msg);
         }
         slm_liquid_free(t);
     }
@@ -394,11 +373,11 @@ static int parse_judge(struct slm_yaml_check *v, const json_t *obj, const char *
                            "base-url: URL + model: NAME");
     }
     if (rc == SLM_OK && m->upstream && m->base_url) {
-        rc =
-            judge_err(v, obj, "base-url", p, "name the judge by upstream or by base-url, not both");
+        rc = slm_yaml_key_err(v, obj, p, "base-url",
+                              "name the judge by upstream or by base-url, not both");
     }
     if (rc == SLM_OK && m->mode == SLM_EVAL_JUDGE_PAIRWISE && s->n_candidates < 2) {
-        rc = judge_err(v, obj, "mode", p, "pairwise needs at least two candidates");
+        rc = slm_yaml_key_err(v, obj, p, "mode", "pairwise needs at least two candidates");
     }
     if (rc == SLM_OK && m->against) {
         bool found = false;
@@ -406,9 +385,9 @@ static int parse_judge(struct slm_yaml_check *v, const json_t *obj, const char *
             found = strcmp(s->candidates[k].name, m->against) == 0;
         }
         if (m->mode != SLM_EVAL_JUDGE_PAIRWISE) {
-            rc = judge_err(v, obj, "against", p, "goes with mode: pairwise");
+            rc = slm_yaml_key_err(v, obj, p, "against", "goes with mode: pairwise");
         } else if (!found) {
-            rc = judge_err(v, obj, "against", p, "no candidate is named '%s'", m->against);
+            rc = slm_yaml_key_err(v, obj, p, "against", "no candidate is named '%s'", m->against);
         }
     }
     return rc;
@@ -460,7 +439,7 @@ static int parse_metric(struct slm_yaml_check *v, const json_t *list, size_t i, 
     m->line = slm_yaml_pos_index(v->doc, list, i).line;
     for (size_t k = 0; rc == SLM_OK && m->kind != SLM_EVAL_JUDGE && judge_only[k]; k++) {
         if (json_object_get(val, judge_only[k])) {
-            rc = judge_err(v, val, judge_only[k], p, "goes with kind: judge");
+            rc = slm_yaml_key_err(v, val, p, judge_only[k], "goes with kind: judge");
         }
     }
     if (rc == SLM_OK && m->kind == SLM_EVAL_JUDGE) {
