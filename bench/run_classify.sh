@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/run_classify.sh - classification by label scoring (issue 18): requests/s of slm
-# scoring every banking77 label after a prompt, against llama-server generating the
+# finding the best banking77 label after a prompt, against llama-server generating the
 # label under a GBNF grammar that allows only the 77 labels. Same model, same threads.
 #
 #   bench/run_classify.sh [--rows N] [--rows-b N] [--threads T] [--epochs N] [--model GGUF]
@@ -15,9 +15,12 @@
 # and cached as ${SLM_BENCH_MODELS:-~/.cache/slm/bench-models}/b77-full-eN.gguf; --model
 # uses another file, e.g. run_router.sh's b77-full.gguf); (b) the SmolLM2-135M-shaped
 # random model of tests/tools/mkmodel (Q8_0, bench_model).
-# slm: tests/tools/score_bench, one scorer (slm/score.h) scoring all 77 labels of every row
-# in file order; requests/s = rows / time inside slm_scorer_score. --check scores each label
-# alone too: "agrees with full scoring" counts the rows whose chosen label is the same.
+# slm: tests/tools/score_bench, one scorer (slm/score.h) over every row in file order, three
+# ways: best first (slm_scorer_best stopping once the best label is known: `slm tune eval`),
+# best first until the label's probability is exact to 1% (the router's label routes and
+# `slm eval`'s label candidates), and every label scored (slm_scorer_score). requests/s =
+# rows / time inside the scorer's call. Each best-first row is checked against scoring
+# every label: "= every label" counts the rows whose chosen label is the same.
 # llama-server (-np 1, -c 2048, -t T): one client, one request at a time, POST /completion
 # {prompt, temperature 0, grammar}; requests/s = rows / wall time of the client. Its label
 # is the greedy path under the grammar, not the most likely label: "same label as slm" is
@@ -118,14 +121,26 @@ EOF
 
 field() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
-run_slm() { # model tag rows -> slm_line (and $BENCH_TMP/tag.jsonl)
-    bench_log "slm ($2): scoring 77 labels for $3 rows"
-    "$SLM_TOOLS/score_bench" "$1" "$B77/train.csv" "$tmpl" category --labels "$B77/categories.json" \
-        --valid-hash text:10 --max "$3" --threads "$threads" --every 25 --check \
-        --dump "$BENCH_TMP/$2.jsonl" >"$BENCH_TMP/$2.slm" 2>"$BENCH_TMP/$2.err" ||
-        { tail -n 20 "$BENCH_TMP/$2.err" >&2; bench_die "score_bench failed"; }
-    grep -v '^rows=' "$BENCH_TMP/$2.slm" | sed 's/^/  /' >&2
-    slm_line=$(tail -n 1 "$BENCH_TMP/$2.slm")
+score() { # model tag rows mode... -> $BENCH_TMP/tag.slm's last line in score_line
+    local model=$1 tag=$2 n=$3
+    shift 3
+    "$SLM_TOOLS/score_bench" "$model" "$B77/train.csv" "$tmpl" category \
+        --labels "$B77/categories.json" --valid-hash text:10 --max "$n" --threads "$threads" \
+        --every 25 "$@" >"$BENCH_TMP/$tag.slm" 2>"$BENCH_TMP/$tag.err" ||
+        { tail -n 20 "$BENCH_TMP/$tag.err" >&2; bench_die "score_bench failed"; }
+    score_line=$(tail -n 1 "$BENCH_TMP/$tag.slm")
+}
+
+run_slm() { # model tag rows -> top_line, rest_line, all_line (and $BENCH_TMP/tag.jsonl)
+    bench_log "slm ($2): best label first, $3 rows (and each checked against scoring all 77)"
+    score "$1" "$2" "$3" --search top --check --dump "$BENCH_TMP/$2.jsonl"
+    top_line=$score_line
+    bench_log "slm ($2): best label first with its probability to 1% (the router's), $3 rows"
+    score "$1" "$2.rest" "$3" --search 1e-2 --check
+    rest_line=$score_line
+    bench_log "slm ($2): every label scored, $3 rows"
+    score "$1" "$2.all" "$3"
+    all_line=$score_line
 }
 
 run_peer() { # model tag -> peer_line
@@ -144,30 +159,35 @@ run_peer() { # model tag -> peer_line
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2fx", a / b; else print "n/a" }'; }
-table_row() { # name slm_line peer_line
-    local s p n
-    s=$(field rows_per_s "$2")
-    p=$(field rows_per_s "$3")
+table_row() { # name top_line rest_line all_line peer_line
+    local t r a p n
+    t=$(field rows_per_s "$2")
+    r=$(field rows_per_s "$3")
+    a=$(field rows_per_s "$4")
+    p=$(field rows_per_s "$5")
     n=$(field rows "$2")
-    printf '| %s | %s | %s | %s | %s/%s | %s/%s | %s | %s |\n' "$1" "$s" "$p" "$(ratio "$s" "$p")" \
-        "$((n - $(field disagree "$2")))" "$n" "$(field same_as_slm "$3")" "$n" \
-        "$(field accuracy "$2")" "$(field accuracy "$3")"
+    printf '| %s | %s | %s | %s | %s | %s | %s/%s | %s/%s | %s / %s | %s/%s | %s | %s |\n' "$1" \
+        "$t" "$r" "$a" "$p" "$(ratio "$t" "$p")" \
+        "$((n - $(field disagree "$2")))" "$n" "$((n - $(field disagree "$3")))" "$n" \
+        "$(field decoded_per_row "$2")" "$(field label_tokens "$2")" \
+        "$(field same_as_slm "$5")" "$n" "$(field accuracy "$2")" "$(field accuracy "$5")"
 }
 
 run_slm "$model_a" a "$rows"
-line_a=$slm_line
+top_a=$top_line rest_a=$rest_line all_a=$all_line
 run_peer "$model_a" a
 peer_a=$peer_line
 run_slm "$model_b" b "$rows_b"
-line_b=$slm_line
+top_b=$top_line rest_b=$rest_line all_b=$all_line
 run_peer "$model_b" b
 peer_b=$peer_line
 
 printf '\nbanking77 dev, first %s rows (%s for the SmolLM2 shape), 77 labels, %s thread(s); %s\n\n' \
     "$rows" "$rows_b" "$threads" "$(bench_machine)"
-printf '| model | slm rows/s | llama-server rows/s | slm / llama-server | slm agrees with full scoring | llama-server label = slm | slm accuracy | llama-server accuracy |\n'
-printf '|---|---:|---:|---:|---:|---:|---:|---:|\n'
-table_row "stories260K tuned ($(basename "$model_a"))" "$line_a" "$peer_a"
-table_row "SmolLM2-135M shape, random, Q8_0" "$line_b" "$peer_b"
-printf '\nslm: largest log-prob difference from scoring each label alone: %s (a), %s (b)\n' \
-    "$(field max_diff "$line_a")" "$(field max_diff "$line_b")"
+printf '| model | slm best first, rows/s | slm best first + prob to 1%%, rows/s | slm every label, rows/s | llama-server, rows/s | slm best first / llama-server | best first = every label | + prob to 1%% = every label | trie rows decoded per row / label tokens | llama-server label = slm | slm accuracy | llama-server accuracy |\n'
+printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+table_row "stories260K tuned ($(basename "$model_a"))" "$top_a" "$rest_a" "$all_a" "$peer_a"
+table_row "SmolLM2-135M shape, random, Q8_0" "$top_b" "$rest_b" "$all_b" "$peer_b"
+printf '\nslm best first: decodes per row %s (a), %s (b); largest difference of an exact log-prob from scoring every label: %s (a), %s (b)\n' \
+    "$(field decodes_per_row "$top_a")" "$(field decodes_per_row "$top_b")" \
+    "$(field max_diff "$top_a")" "$(field max_diff "$top_b")"

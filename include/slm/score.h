@@ -14,6 +14,10 @@
  * over the same prompt cells (one extra decode per chunk, never the prompt
  * again).
  *
+ * slm_scorer_best finds the best candidate without scoring them all: it
+ * decodes the same trie a few rows at a time, most likely prefix first, and
+ * stops once no open prefix can win.
+ *
  * The prompt's KV stays after a call: the next call reuses its longest common
  * prefix with the new prompt (a label check after the same system prompt
  * decodes only the new input).
@@ -44,7 +48,8 @@ struct slm_scorer_params {
                                 llama's maximum); more are scored in chunks; 0 = 255 */
     int32_t n_threads;       /* 0 = physical cores */
     bool kv_f32;             /* F32 KV cache, no flash attention: scores equal a one-by-one
-                                evaluation to ~1e-6 (default F16 KV: ~1e-3) */
+                                evaluation to ~1e-6 (default F16 KV: ~1e-3); always so for
+                                heads smaller than 32 (faster there) */
 };
 
 struct slm_scorer_params slm_scorer_params_default(void);
@@ -78,6 +83,41 @@ int slm_scorer_score(struct slm_scorer *s, const int32_t *prompt, size_t n_promp
                      const int32_t *const *cand, const size_t *cand_len, size_t n_cand, float *logp,
                      struct slm_err *err);
 
+/* How slm_scorer_best stops. */
+struct slm_scorer_search {
+    /* Stop only when the candidates not scored exactly can hold at most this share of the
+     * probability mass of those that were (their bounds summed): the best candidate's share
+     * of the set is then exact to that fraction. HUGE_VAL: stop as soon as the best is known
+     * (every other candidate's bound below it). 0: score every candidate. */
+    double max_rest;
+    uint32_t max_rows; /* trie rows per decode, at most (the first decodes take fewer); 0 = 16 */
+};
+
+/* max_rest = 1e-3, max_rows = 16. */
+struct slm_scorer_search slm_scorer_search_default(void);
+
+/*
+ * The candidate of the highest log-prob after `prompt`, found best first
+ * without scoring every candidate where the model is sure. Log-probs only
+ * fall along a candidate's tokens, so a prefix's log-prob bounds every
+ * candidate under it: the search decodes the trie's most likely prefixes a
+ * few rows per decode (a chain of single children whole) and stops when the
+ * best complete candidate beats every open prefix and the open prefixes'
+ * mass is below `how->max_rest` (NULL = defaults).
+ *
+ * *best: the candidate's index (ties: the lowest, as an argmax of
+ * slm_scorer_score's logp would pick). logp[k]: exactly slm_scorer_score's
+ * value where exact[k] is true (both arrays of n_cand, caller-owned),
+ * otherwise an upper bound (the log-prob of its longest scored prefix).
+ * More candidates than the scorer's sequences or cells are all scored, as
+ * slm_scorer_score does. Errors as slm_scorer_score; SLM_E_INVALID for no
+ * candidates.
+ */
+int slm_scorer_best(struct slm_scorer *s, const int32_t *prompt, size_t n_prompt,
+                    const int32_t *const *cand, const size_t *cand_len, size_t n_cand,
+                    const struct slm_scorer_search *how, size_t *best, float *logp, bool *exact,
+                    struct slm_err *err);
+
 /*
  * Next-token logits after `prompt` (n_vocab floats, borrowed until the next
  * call on `s`), with the same prefix reuse. Errors as slm_scorer_score.
@@ -90,7 +130,8 @@ struct slm_scorer_stats {
     size_t n_prompt_reused;  /* prompt tokens whose KV was kept from the call before */
     size_t n_prompt_decoded; /* prompt tokens decoded */
     size_t n_cand_decoded;   /* candidate tokens decoded: distinct prefixes, one per trie node */
-    size_t n_chunks;         /* decodes of candidate tokens (1 unless chunked; 0 if none needed) */
+    size_t n_chunks;         /* decodes of candidate tokens (1 unless chunked; 0 if none needed;
+                                slm_scorer_best: its rounds) */
 };
 
 void slm_scorer_last_stats(const struct slm_scorer *s, struct slm_scorer_stats *out);

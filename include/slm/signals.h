@@ -127,9 +127,15 @@ struct slm_label_set_params {
      * tuned by slm and read the label as running text. */
     bool continuation;
     size_t max_prompt_tokens; /* 0 = 1 << 20 */
+    /* With correction none, labels are found best first (slm_scorer_best): scoring stops once
+     * the labels not scored can hold at most this share of the mass of those that were, so
+     * `prob` and `margin` are exact to that fraction; the unscored labels get probs 0 and
+     * their bound as logp. 0: score every label (the default of the params is 1e-2). */
+    double max_rest;
 };
 
-/* correction = SLM_LABEL_CORR_DEFAULT, add_eos = true, add_bos = true, parse_special = true. */
+/* correction = SLM_LABEL_CORR_DEFAULT, add_eos = true, add_bos = true, parse_special = true,
+ * max_rest = 1e-2. */
 struct slm_label_set_params slm_label_set_params_default(void);
 
 struct slm_label_set;
@@ -151,8 +157,10 @@ struct slm_label_result {
     double prob;         /* probs[best] */
     double margin;       /* probs[best] - the second highest (prob when one label) */
     const double *probs; /* n labels, normalised, after correction; owned by the set until the
-                            next call */
-    const double *logp;  /* n labels: raw summed log-likelihoods after the prompt */
+                            next call; 0 for a label the search left unscored */
+    const double *logp;  /* n labels: raw summed log-likelihoods after the prompt (for an
+                            unscored label, an upper bound) */
+    size_t n_scored;     /* labels scored exactly (n unless the search stopped early) */
     const double *prior; /* n labels: log-likelihoods after the empty prompt (NULL unless PRIOR) */
     const size_t *n_tokens; /* n labels: tokens scored per label (EOS included) */
 };
@@ -166,8 +174,10 @@ struct slm_label_result {
  * alone (a BPE merge across the boundary). With the PRIOR correction,
  * `empty_prompt` is the template rendered with an empty input (required,
  * SLM_E_INVALID when NULL); the priors are computed on first use and cached
- * while the empty prompt stays the same. Errors from the scorer pass through
- * (SLM_E_OVERFLOW when prompt plus a label does not fit).
+ * while the empty prompt stays the same. With correction none and max_rest > 0
+ * the labels are found best first and scoring stops early (see max_rest).
+ * Errors from the scorer pass through (SLM_E_OVERFLOW when prompt plus a
+ * label does not fit).
  */
 int slm_label_set_score(struct slm_label_set *ls, struct slm_scorer *scorer, struct slm_str prompt,
                         struct slm_str empty_prompt, struct slm_label_result *out,

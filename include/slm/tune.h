@@ -422,6 +422,12 @@ void slm_tune_scorer_free(struct slm_tune_scorer *s);
 int slm_tune_scorer_score(struct slm_tune_scorer *s, const int32_t *prompt, size_t n_prompt,
                           const int32_t *const *cand, const size_t *cand_len, size_t n_cand,
                           float *scores, struct slm_err *err);
+/* The best candidate, best first: slm_scorer_best (slm/score.h) with max_rest
+ * (HUGE_VAL: stop once the best is known). */
+int slm_tune_scorer_best(struct slm_tune_scorer *s, const int32_t *prompt, size_t n_prompt,
+                         const int32_t *const *cand, const size_t *cand_len, size_t n_cand,
+                         double max_rest, size_t *best, float *scores, bool *exact,
+                         struct slm_err *err);
 
 struct slm_tune_eval_params {
     size_t max_examples;       /* 0 = all */
@@ -432,14 +438,20 @@ struct slm_tune_eval_params {
     const char *chat_template; /* messages records */
     /* Called after each example's labels are scored (label sets only), or NULL:
      * `i` the example, `logp[k]` the log-probability of `labels[k]` (k <
-     * n_labels), `best` the label picked, `n_prompt` the prompt's tokens. What
-     * `slm eval` reads per row, so both measure the same thing. Arrays are
-     * borrowed for the call. A non-zero return stops the run (SLM_E_ABORTED). */
+     * n_labels; -INFINITY for a label the search left unscored), `best` the
+     * label picked, `n_prompt` the prompt's tokens. What `slm eval` reads per
+     * row, so both measure the same thing. Arrays are borrowed for the call.
+     * A non-zero return stops the run (SLM_E_ABORTED). */
     int (*on_example)(void *user, size_t i, const char *const *labels, const float *logp,
                       size_t n_labels, size_t best, size_t n_prompt);
     void *user;
     /* Skips the loss (one more scoring per example) when only labels matter. */
     bool no_loss;
+    /* The best label is found best first (slm_scorer_best's max_rest): HUGE_VAL (the
+     * default) stops as soon as it is known; a share such as 1e-2 goes on until the
+     * unscored labels hold at most that share of the mass, for a confidence (the best
+     * label's softmax over the set) exact to that fraction; 0 scores every label. */
+    double max_rest;
 };
 
 struct slm_tune_eval_params slm_tune_eval_params_default(void);

@@ -105,6 +105,7 @@ static int label_batch(void *self, const struct slm_eval_row *rows, size_t n_row
     ep.max_examples = n_rows;
     ep.n_threads = lb->n_threads;
     ep.no_loss = true;
+    ep.max_rest = 1e-2; /* the confidence: exact to 1%, as the router's label_prob */
     ep.on_example = on_example;
     ep.user = lb;
     lb->out = out;

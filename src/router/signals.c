@@ -165,6 +165,7 @@ struct slm_label_set {
     const int32_t **cand;
     size_t *cand_len;
     float *lp;
+    bool *exact; /* the search scored the label exactly */
     double *logp, *prior, *probs, *score;
     size_t *n_tokens;
     /* The prior cache: keyed by the empty prompt's text. */
@@ -177,7 +178,8 @@ struct slm_label_set_params slm_label_set_params_default(void) {
     return (struct slm_label_set_params){.correction = SLM_LABEL_CORR_DEFAULT,
                                          .add_eos = true,
                                          .add_bos = true,
-                                         .parse_special = true};
+                                         .parse_special = true,
+                                         .max_rest = 1e-2};
 }
 
 const char *slm_label_correction_name(enum slm_label_correction c) {
@@ -220,6 +222,7 @@ void slm_label_set_free(struct slm_label_set *ls) {
     free(ls->cand);
     free(ls->cand_len);
     free(ls->lp);
+    free(ls->exact);
     free(ls->logp);
     free(ls->prior);
     free(ls->probs);
@@ -267,13 +270,14 @@ int slm_label_set_init(struct slm_model *model, const char *const *labels, size_
     ls->cand = calloc(n_labels, sizeof(*ls->cand));
     ls->cand_len = calloc(n_labels, sizeof(*ls->cand_len));
     ls->lp = calloc(n_labels, sizeof(*ls->lp));
+    ls->exact = calloc(n_labels, sizeof(*ls->exact));
     ls->logp = calloc(n_labels, sizeof(*ls->logp));
     ls->prior = calloc(n_labels, sizeof(*ls->prior));
     ls->probs = calloc(n_labels, sizeof(*ls->probs));
     ls->score = calloc(n_labels, sizeof(*ls->score));
     ls->n_tokens = calloc(n_labels, sizeof(*ls->n_tokens));
-    bool ok = ls->text && ls->lt && ls->cand && ls->cand_len && ls->lp && ls->logp && ls->prior &&
-              ls->probs && ls->score && ls->n_tokens;
+    bool ok = ls->text && ls->lt && ls->cand && ls->cand_len && ls->lp && ls->exact && ls->logp &&
+              ls->prior && ls->probs && ls->score && ls->n_tokens;
     for (size_t i = 0; ok && i < n_labels; i++) {
         ok = (ls->text[i] = slm_str_dup(slm_str_c(labels[i]))) != NULL;
     }
@@ -420,9 +424,10 @@ static bool drop_matches(const struct slm_label_set *ls) {
     return memcmp(p->t + p->n - ls->drop, t->t + t->n - ls->drop, ls->drop * sizeof(int32_t)) == 0;
 }
 
-/* Summed log-likelihood of every label after `text`, into `dst`. */
+/* Summed log-likelihood of every label after `text`, into `dst`; with
+ * `search`, best first (ls->exact says which labels were scored). */
 static int score_after(struct slm_label_set *ls, struct slm_scorer *sc, struct slm_str text,
-                       double *dst, struct slm_err *err) {
+                       bool search, double *dst, struct slm_err *err) {
     int rc = tokenize(ls->model, text, ls->p.add_bos, ls->p.parse_special, &ls->prompt,
                       ls->p.max_prompt_tokens, err);
     if (rc == SLM_OK && !ls->p.continuation) {
@@ -448,8 +453,19 @@ static int score_after(struct slm_label_set *ls, struct slm_scorer *sc, struct s
         ls->cand_len[k] = ls->lt[k].n;
         ls->n_tokens[k] = ls->lt[k].n;
     }
-    rc = slm_scorer_score(sc, ls->prompt.t, ls->prompt.n - ls->drop, ls->cand, ls->cand_len, ls->n,
-                          ls->lp, err);
+    if (search) {
+        struct slm_scorer_search how = slm_scorer_search_default();
+        how.max_rest = ls->p.max_rest;
+        size_t best;
+        rc = slm_scorer_best(sc, ls->prompt.t, ls->prompt.n - ls->drop, ls->cand, ls->cand_len,
+                             ls->n, &how, &best, ls->lp, ls->exact, err);
+    } else {
+        rc = slm_scorer_score(sc, ls->prompt.t, ls->prompt.n - ls->drop, ls->cand, ls->cand_len,
+                              ls->n, ls->lp, err);
+        for (size_t k = 0; k < ls->n; k++) {
+            ls->exact[k] = true;
+        }
+    }
     for (size_t k = 0; rc == SLM_OK && k < ls->n; k++) {
         dst[k] = (double)ls->lp[k];
     }
@@ -470,21 +486,24 @@ static int ensure_prior(struct slm_label_set *ls, struct slm_scorer *sc, struct 
     free(ls->prior_key);
     ls->prior_key = key;
     ls->prior_key_len = empty.len;
-    int rc = score_after(ls, sc, empty, ls->prior, err);
+    int rc = score_after(ls, sc, empty, false, ls->prior, err);
     ls->prior_valid = rc == SLM_OK;
     return rc;
 }
 
-/* probs = softmax(score); fills best, prob and margin. */
+/* probs = softmax(score) over the labels scored exactly (the others get 0);
+ * fills best, prob and margin. */
 static void normalise(struct slm_label_set *ls, struct slm_label_result *out) {
     double mx = -INFINITY;
     for (size_t k = 0; k < ls->n; k++) {
-        mx = ls->score[k] > mx ? ls->score[k] : mx;
+        mx = ls->exact[k] && ls->score[k] > mx ? ls->score[k] : mx;
     }
     double z = 0;
+    size_t n_scored = 0;
     for (size_t k = 0; k < ls->n; k++) {
-        ls->probs[k] = exp(ls->score[k] - mx);
+        ls->probs[k] = ls->exact[k] ? exp(ls->score[k] - mx) : 0;
         z += ls->probs[k];
+        n_scored += ls->exact[k];
     }
     size_t best = 0;
     double second = 0;
@@ -498,6 +517,7 @@ static void normalise(struct slm_label_set *ls, struct slm_label_result *out) {
     out->best = best;
     out->prob = ls->probs[best];
     out->margin = ls->probs[best] - second;
+    out->n_scored = n_scored;
 }
 
 int slm_label_set_score(struct slm_label_set *ls, struct slm_scorer *scorer, struct slm_str prompt,
@@ -514,7 +534,9 @@ int slm_label_set_score(struct slm_label_set *ls, struct slm_scorer *scorer, str
     }
     int rc = prior ? ensure_prior(ls, scorer, empty_prompt, err) : SLM_OK;
     if (rc == SLM_OK) {
-        rc = score_after(ls, scorer, prompt, ls->logp, err);
+        /* Bounds hold for raw log-probs only: a correction scores every label. */
+        bool search = ls->p.correction == SLM_LABEL_CORR_NONE && ls->p.max_rest > 0;
+        rc = score_after(ls, scorer, prompt, search, ls->logp, err);
     }
     if (rc != SLM_OK) {
         return rc;

@@ -22,7 +22,8 @@ struct slm_tune_eval_params slm_tune_eval_params_default(void) {
                                          .chat_template = NULL,
                                          .on_example = NULL,
                                          .user = NULL,
-                                         .no_loss = false};
+                                         .no_loss = false,
+                                         .max_rest = HUGE_VAL};
 }
 
 struct toks {
@@ -116,11 +117,13 @@ static int eval_records(struct slm_tune_scorer *sc, const struct slm_model *voca
     const int32_t **cand = calloc(lb->n + 1, sizeof(*cand));
     size_t *clen = calloc(lb->n + 1, sizeof(*clen));
     float *scores = calloc(lb->n + 1, sizeof(*scores));
+    bool *exact = calloc(lb->n + 1, sizeof(*exact));
     struct slm_buf pt = {0};
     double nll = 0;
     uint64_t ntok = 0;
     size_t correct = 0;
-    int rc = cand && clen && scores ? SLM_OK : slm_err_set(err, SLM_E_NOMEM, "out of memory");
+    int rc =
+        cand && clen && scores && exact ? SLM_OK : slm_err_set(err, SLM_E_NOMEM, "out of memory");
     for (size_t k = 0; k < lb->n; k++) {
         cand[k] = lb->tok[k].t;
         clen[k] = lb->tok[k].n;
@@ -143,12 +146,13 @@ static int eval_records(struct slm_tune_scorer *sc, const struct slm_model *voca
             ntok += truth.n;
         }
         if (rc == SLM_OK && lb->n > 0 && prompt.n > 0) {
-            rc = slm_tune_scorer_score(sc, prompt.t, prompt.n, cand, clen, lb->n, scores, err);
             size_t best = 0;
-            for (size_t k = 1; k < lb->n; k++) {
-                best = scores[k] > scores[best] ? k : best;
+            rc = slm_tune_scorer_best(sc, prompt.t, prompt.n, cand, clen, lb->n, p->max_rest, &best,
+                                      scores, exact, err);
+            for (size_t k = 0; k < lb->n; k++) {
+                scores[k] = exact[k] ? scores[k] : -INFINITY;
             }
-            correct += strcmp(lb->text[best], r->completion) == 0;
+            correct += rc == SLM_OK && strcmp(lb->text[best], r->completion) == 0;
             if (rc == SLM_OK && p->on_example &&
                 p->on_example(p->user, i, (const char *const *)lb->text, scores, lb->n, best,
                               prompt.n) != 0) {
@@ -166,6 +170,7 @@ static int eval_records(struct slm_tune_scorer *sc, const struct slm_model *voca
     free(cand);
     free(clen);
     free(scores);
+    free(exact);
     return rc;
 }
 

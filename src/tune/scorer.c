@@ -63,3 +63,13 @@ int slm_tune_scorer_score(struct slm_tune_scorer *s, const int32_t *prompt, size
                           float *scores, struct slm_err *err) {
     return slm_scorer_score(s->sc, prompt, n_prompt, cand, cand_len, n_cand, scores, err);
 }
+
+int slm_tune_scorer_best(struct slm_tune_scorer *s, const int32_t *prompt, size_t n_prompt,
+                         const int32_t *const *cand, const size_t *cand_len, size_t n_cand,
+                         double max_rest, size_t *best, float *scores, bool *exact,
+                         struct slm_err *err) {
+    struct slm_scorer_search how = slm_scorer_search_default();
+    how.max_rest = max_rest;
+    return slm_scorer_best(s->sc, prompt, n_prompt, cand, cand_len, n_cand, &how, best, scores,
+                           exact, err);
+}

@@ -5,7 +5,8 @@
  *
  *   score_bench MODEL DATA.csv TEMPLATE FIELD [--labels categories.json]
  *               [--valid-hash FIELD:M] [--max N] [--threads T] [--every N]
- *               [--check] [--kv-f32] [--dump OUT.jsonl]
+ *               [--check] [--kv-f32] [--dump OUT.jsonl] [--search REST|top]
+ *               [--rows R]
  *
  * Rows are rendered with TEMPLATE (Liquid, as `slm tune eval --template`);
  * FIELD holds the label. The label set is --labels (a JSON array of strings)
@@ -21,6 +22,11 @@
  * true label and the label chosen ("prompt", "label", "chosen"), for a peer
  * to be asked the same prompts. The last line is "rows=N rows_per_s=R accuracy=A" plus, with
  * --check, "disagree=D max_diff=X".
+ * --search finds the best label best first (slm_scorer_best) instead of
+ * scoring every label: REST is its max_rest (a share of the mass, e.g. 1e-3;
+ * "top" stops as soon as the best is known), --rows its rows per decode.
+ * Then --check compares with scoring every label together (the chosen label,
+ * and the exact log-probs), and the last line adds "decodes_per_row".
  */
 #include <jansson.h>
 #include <math.h>
@@ -38,7 +44,9 @@ struct opts {
     uint32_t hash_mod;
     size_t max, every;
     int32_t threads;
-    bool check, kv_f32;
+    bool check, kv_f32, search;
+    double max_rest;
+    uint32_t rows;
 };
 
 struct labels {
@@ -135,6 +143,12 @@ static void parse_args(int argc, char **argv, struct opts *o) {
             o->max = (size_t)strtoul(argv[++i], NULL, 10);
         } else if (strcmp(a, "--threads") == 0) {
             o->threads = (int32_t)strtol(argv[++i], NULL, 10);
+        } else if (strcmp(a, "--search") == 0) {
+            o->search = true;
+            i++;
+            o->max_rest = strcmp(argv[i], "top") == 0 ? HUGE_VAL : strtod(argv[i], NULL);
+        } else if (strcmp(a, "--rows") == 0) {
+            o->rows = (uint32_t)strtoul(argv[++i], NULL, 10);
         } else if (strcmp(a, "--every") == 0) {
             o->every = (size_t)strtoul(argv[++i], NULL, 10);
         } else {
@@ -195,8 +209,12 @@ int main(int argc, char **argv) {
     }
     size_t n = o.max && o.max < rows->n ? o.max : rows->n, correct = 0, disagree = 0;
     float *lp = calloc(l.n, sizeof(float)), *ref = calloc(l.n, sizeof(float));
+    bool *exact = calloc(l.n, sizeof(bool));
+    struct slm_scorer_search how = slm_scorer_search_default();
+    how.max_rest = o.max_rest;
+    how.max_rows = o.rows;
     double busy = 0, block = 0, max_diff = 0;
-    size_t rows_decoded = 0, label_rows = 0;
+    size_t rows_decoded = 0, label_rows = 0, decodes = 0;
     for (size_t k = 0; k < l.n; k++) {
         label_rows += l.len[k] - 1;
     }
@@ -212,17 +230,22 @@ int main(int argc, char **argv) {
             die("tokenizing a prompt", &err);
         }
         double t0 = now_s();
-        if (slm_scorer_score(sc, p, np, (const int32_t *const *)l.tok, l.len, l.n, lp, &err) !=
-            SLM_OK) {
+        size_t best = 0;
+        int rc = o.search ? slm_scorer_best(sc, p, np, (const int32_t *const *)l.tok, l.len, l.n,
+                                            &how, &best, lp, exact, &err)
+                          : slm_scorer_score(sc, p, np, (const int32_t *const *)l.tok, l.len, l.n,
+                                             lp, &err);
+        if (rc != SLM_OK) {
             die("scoring", &err);
         }
         double dt = now_s() - t0;
         struct slm_scorer_stats st;
         slm_scorer_last_stats(sc, &st);
         rows_decoded += st.n_cand_decoded;
+        decodes += st.n_chunks;
         busy += dt;
         block += dt;
-        size_t best = argmax(lp, l.n);
+        best = o.search ? best : argmax(lp, l.n);
         correct += strcmp(l.text[best], r->completion) == 0;
         if (dump) {
             json_t *j = json_pack("{s:s, s:s, s:s}", "prompt", r->prompt, "label", r->completion,
@@ -231,7 +254,22 @@ int main(int argc, char **argv) {
             fputc('\n', dump);
             json_decref(j);
         }
-        if (o.check) {
+        if (o.check && o.search) {
+            if (slm_scorer_score(sc, p, np, (const int32_t *const *)l.tok, l.len, l.n, ref, &err) !=
+                SLM_OK) {
+                die("scoring every label", &err);
+            }
+            disagree += argmax(ref, l.n) != best;
+            for (size_t k = 0; k < l.n; k++) {
+                max_diff =
+                    exact[k] ? fmax(max_diff, fabs((double)lp[k] - (double)ref[k])) : max_diff;
+                if (!exact[k] && (double)ref[k] > (double)lp[k] + 1e-4) {
+                    fprintf(stderr, "score_bench: row %zu: label %zu's bound %g is below %g\n", i,
+                            k, (double)lp[k], (double)ref[k]);
+                    disagree++;
+                }
+            }
+        } else if (o.check) {
             score_alone(sc, p, np, &l, ref);
             disagree += argmax(ref, l.n) != best;
             for (size_t k = 0; k < l.n; k++) {
@@ -250,6 +288,9 @@ int main(int argc, char **argv) {
            "accuracy=%.4f",
            n, l.n, label_rows, n ? (double)rows_decoded / (double)n : 0.0,
            busy > 0 ? (double)n / busy : 0.0, n ? (double)correct / (double)n : 0.0);
+    if (o.search) {
+        printf(" decodes_per_row=%.2f", n ? (double)decodes / (double)n : 0.0);
+    }
     if (o.check) {
         printf(" disagree=%zu max_diff=%.3g", disagree, max_diff);
     }
@@ -257,6 +298,9 @@ int main(int argc, char **argv) {
     if (dump) {
         fclose(dump);
     }
+    free(lp);
+    free(ref);
+    free(exact);
     slm_scorer_free(sc);
     slm_model_free(m);
     slm_data_records_free(&recs);

@@ -18,9 +18,10 @@
 #include "test_stories.h"
 
 static struct slm_model *g_model;
+static bool g_stories; /* g_model is the real stories260K (not a random one) */
 
 static void load_model(void) {
-    test_model_load(&g_model);
+    g_stories = test_model_load(&g_model);
 }
 
 static void unload_model(void) {
@@ -403,4 +404,124 @@ Test(score, history_does_not_change_results) {
     }
     slm_scorer_free(s);
     slm_scorer_free(fresh);
+}
+
+/* slm_scorer_best against scoring every candidate: the same best candidate,
+ * the same numbers where it says exact, true upper bounds elsewhere, and the
+ * stopping rule it promises. */
+static void check_best(struct slm_scorer *s, struct slm_scorer *full, const struct toks *prompt,
+                       const struct cands *c, double max_rest) {
+    float want[400], got[400];
+    bool exact[400];
+    size_t best = SIZE_MAX;
+    struct slm_err err;
+    cr_assert_eq(slm_scorer_score(full, prompt->t, prompt->n, c->p, c->len, c->n, want, &err),
+                 SLM_OK, "%s", err.msg);
+    struct slm_scorer_search how = slm_scorer_search_default();
+    how.max_rest = max_rest;
+    cr_assert_eq(
+        slm_scorer_best(s, prompt->t, prompt->n, c->p, c->len, c->n, &how, &best, got, exact, &err),
+        SLM_OK, "%s", err.msg);
+    size_t argmax = 0;
+    for (size_t k = 1; k < c->n; k++) {
+        argmax = want[k] > want[argmax] ? k : argmax;
+    }
+    cr_assert_eq(best, argmax, "max_rest %g: best %zu (%f), scoring all: %zu (%f)", max_rest, best,
+                 (double)want[best], argmax, (double)want[argmax]);
+    cr_assert(exact[best]);
+    double top = want[best], scored = 0, rest = 0;
+    size_t n_exact = 0;
+    for (size_t k = 0; k < c->n; k++) {
+        if (exact[k]) {
+            cr_assert(fabsf(got[k] - want[k]) <= 1e-4f, "candidate %zu: %f vs %f", k,
+                      (double)got[k], (double)want[k]);
+            scored += exp(want[k] - top);
+            n_exact++;
+        } else {
+            cr_assert(got[k] >= want[k] - 1e-4f, "candidate %zu: bound %f below %f", k,
+                      (double)got[k], (double)want[k]);
+            cr_assert(got[k] < got[best], "candidate %zu: bound %f not below the best %f", k,
+                      (double)got[k], (double)got[best]);
+            rest += exp(want[k] - top);
+        }
+    }
+    if (max_rest == 0) {
+        cr_assert_eq(n_exact, c->n, "max_rest 0 scores every candidate");
+    } else if (max_rest < HUGE_VAL) {
+        cr_assert(rest <= max_rest * scored * (1 + 1e-6), "unscored mass %g > %g x %g", rest,
+                  max_rest, scored);
+    }
+    struct slm_scorer_stats st;
+    slm_scorer_last_stats(s, &st);
+    cr_assert(st.n_cand_decoded <= distinct_prefixes(c), "%zu rows, the trie has %zu",
+              st.n_cand_decoded, distinct_prefixes(c));
+}
+
+Test(score, best_first_agrees_with_scoring_every_candidate) {
+    static const char *prompts[] = {
+        "Once upon a time, there was a little girl named Lily. She",
+        "The dog",
+        "Tom and Sue went to the park. They saw",
+    };
+    static const double rests[] = {HUGE_VAL, 1e-2, 1e-3, 0};
+    struct slm_scorer *s = scorer(2048, 255, true), *full = scorer(2048, 255, true);
+    for (size_t i = 0; i < SLM_ARRAY_LEN(prompts); i++) {
+        struct toks prompt;
+        tok(prompts[i], true, &prompt);
+        for (size_t n = 8; n <= 40; n += 32) {
+            struct cands c;
+            make_cands(&c, n);
+            for (size_t r = 0; r < SLM_ARRAY_LEN(rests); r++) {
+                check_best(s, full, &prompt, &c, rests[r]);
+            }
+        }
+    }
+    slm_scorer_free(s);
+    slm_scorer_free(full);
+}
+
+/* Where the model is sure, the search decodes a fraction of the trie. */
+Test(score, best_first_stops_early_where_the_model_is_sure) {
+    if (!g_stories) {
+        cr_skip_test("needs the real stories260K: a random-weight model is sure of nothing");
+    }
+    struct toks prompt;
+    tok("Once upon a time, there was a little girl named Lily. She loved to play outside. "
+        "One day, she",
+        true, &prompt);
+    struct cands c;
+    make_cands(&c, 40);
+    struct slm_scorer *s = scorer(2048, 255, true), *full = scorer(2048, 255, true);
+    check_best(s, full, &prompt, &c, HUGE_VAL);
+    struct slm_scorer_stats st;
+    slm_scorer_last_stats(s, &st);
+    cr_assert(st.n_cand_decoded * 2 < distinct_prefixes(&c), "%zu rows of %zu", st.n_cand_decoded,
+              distinct_prefixes(&c));
+    slm_scorer_free(s);
+    slm_scorer_free(full);
+}
+
+/* More candidates than sequences: every candidate is scored, in chunks. */
+Test(score, best_first_past_the_sequences_scores_all) {
+    struct toks prompt;
+    tok(k_prompt, true, &prompt);
+    struct cands c;
+    make_cands(&c, 40);
+    struct slm_scorer *s = scorer(1024, 8, true), *full = scorer(1024, 64, true);
+    float got[40];
+    bool exact[40];
+    size_t best;
+    struct slm_err err;
+    cr_assert_eq(
+        slm_scorer_best(s, prompt.t, prompt.n, c.p, c.len, c.n, NULL, &best, got, exact, &err),
+        SLM_OK, "%s", err.msg);
+    for (size_t k = 0; k < c.n; k++) {
+        cr_assert(exact[k], "candidate %zu", k);
+    }
+    check_best(s, full, &prompt, &c, HUGE_VAL);
+    cr_assert_eq(
+        slm_scorer_best(s, prompt.t, prompt.n, c.p, c.len, 0, NULL, &best, got, exact, &err),
+        SLM_E_INVALID);
+    slm_scorer_free(s);
+    slm_scorer_free(full);
 }
