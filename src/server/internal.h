@@ -74,6 +74,17 @@ struct srv_loaded_name {
     char digest[72];
 };
 
+/* One thread watches every routed request in flight (routed.c): started on
+ * the first, stopped at close. */
+struct srv_watch;
+struct srv_watcher {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct srv_watch *head; /* the requests in flight, guarded by mu */
+    pthread_t th;
+    bool started, stop;
+};
+
 struct slm_server {
     struct slm_server_params p;
     char *host;
@@ -104,6 +115,7 @@ struct slm_server {
 
     struct slm_liquid_template *tool_tmpl;      /* --tool-template, or NULL */
     struct slm_liquid_template *family_tmpl[8]; /* built-in, parsed at open */
+    struct srv_watcher watcher;
 };
 
 /* Per-request state (MHD's con_cls). */
@@ -161,6 +173,10 @@ bool srv_addr_is_loopback(const struct sockaddr *sa);
  * when the body's "model" names a route (*handled set); otherwise returns
  * with *handled false and the usual path serves the request. */
 enum MHD_Result srv_router_chat(struct srv_conn *rc, bool *handled);
+/* The routed requests' watcher: init at open (nothing started), free at close
+ * once no request is in flight (joins the thread if it started). */
+void srv_watcher_init(struct srv_watcher *w);
+void srv_watcher_free(struct srv_watcher *w);
 /* The same for Ollama's /api/chat and /api/generate (`gen`). */
 enum MHD_Result srv_router_ollama(struct srv_conn *rc, enum srv_route_id gen, bool *handled);
 

@@ -25,52 +25,100 @@
 /* Watches the client and the server while the router works: a client that
  * leaves cancels (the router writes the row as client_aborted), and so does
  * a server that is stopping (SLM_ROUTER_CANCEL_SHUTDOWN: the client gets a
- * 503), so that a hanging upstream holds up neither. The watcher sleeps on a
- * condition variable so that the answer is not held back by its polling
- * interval when the router finishes. */
-struct watch {
-    struct slm_server *srv;
+ * 503), so that a hanging upstream holds up neither. One thread watches every
+ * routed request in flight, every SRV_POLL_MS, and sleeps while there is
+ * none; a request registers before the router runs and leaves after, so the
+ * answer waits for neither a thread's start nor its join. */
+struct srv_watch {
     struct MHD_Connection *conn;
     double deadline; /* slm_time_mono(), 0 = none (--request-timeout) */
     volatile int cancel;
-    bool timed_out;
-    bool stop;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
+    struct srv_watch *prev, *next; /* the watcher's list, under its mutex */
 };
 
 static void *watch_main(void *arg) {
-    struct watch *w = arg;
-    pthread_mutex_lock(&w->mu);
-    while (!w->stop) {
-        slm_cond_wait_for(&w->cv, &w->mu, SRV_POLL_MS / 1000.0);
-        if (!w->stop && srv_client_gone(w->conn)) {
-            w->cancel = 1;
-            break;
+    struct slm_server *s = arg;
+    struct srv_watcher *wr = &s->watcher;
+    pthread_mutex_lock(&wr->mu);
+    while (!wr->stop) {
+        if (!wr->head) {
+            pthread_cond_wait(&wr->cv, &wr->mu);
+            continue;
         }
-        if (!w->stop && atomic_load(&w->srv->stopping)) {
-            w->cancel = SLM_ROUTER_CANCEL_SHUTDOWN;
-            break;
-        }
-        if (!w->stop && w->deadline > 0 && slm_time_mono() > w->deadline) {
-            w->cancel = SLM_ROUTER_CANCEL_TIMEOUT;
-            break;
+        slm_cond_wait_for(&wr->cv, &wr->mu, SRV_POLL_MS / 1000.0);
+        bool stopping = atomic_load(&s->stopping);
+        double now = slm_time_mono();
+        for (struct srv_watch *w = wr->head; w && !wr->stop; w = w->next) {
+            if (w->cancel) {
+                continue;
+            }
+            if (srv_client_gone(w->conn)) {
+                w->cancel = 1;
+            } else if (stopping) {
+                w->cancel = SLM_ROUTER_CANCEL_SHUTDOWN;
+            } else if (w->deadline > 0 && now > w->deadline) {
+                w->cancel = SLM_ROUTER_CANCEL_TIMEOUT;
+            }
         }
     }
-    pthread_mutex_unlock(&w->mu);
+    pthread_mutex_unlock(&wr->mu);
     return NULL;
 }
 
-static void watch_end(struct watch *w, pthread_t th, bool started) {
-    pthread_mutex_lock(&w->mu);
-    w->stop = true;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    if (started) {
-        pthread_join(th, NULL);
+void srv_watcher_init(struct srv_watcher *wr) {
+    memset(wr, 0, sizeof(*wr));
+    pthread_mutex_init(&wr->mu, NULL);
+    slm_cond_init_mono(&wr->cv);
+}
+
+void srv_watcher_free(struct srv_watcher *wr) {
+    pthread_mutex_lock(&wr->mu);
+    wr->stop = true;
+    pthread_cond_signal(&wr->cv);
+    pthread_mutex_unlock(&wr->mu);
+    if (wr->started) {
+        pthread_join(wr->th, NULL);
     }
-    pthread_cond_destroy(&w->cv);
-    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&wr->cv);
+    pthread_mutex_destroy(&wr->mu);
+}
+
+/* Adds `w` to the watched requests, starting the watcher on first use. A
+ * watcher that cannot start leaves requests unwatched (they run to their end;
+ * logged once). */
+static void watch_begin(struct slm_server *s, struct srv_watch *w) {
+    struct srv_watcher *wr = &s->watcher;
+    pthread_mutex_lock(&wr->mu);
+    if (!wr->started && !wr->stop) {
+        wr->started = pthread_create(&wr->th, NULL, watch_main, s) == 0;
+        if (!wr->started) {
+            wr->stop = true; /* no second try per request */
+            SLM_LOG(SLM_LOG_WARN, "could not start the routed requests' watcher: a client that "
+                                  "leaves will not cancel its request");
+        }
+    }
+    w->prev = NULL;
+    w->next = wr->head;
+    if (wr->head) {
+        wr->head->prev = w;
+    }
+    wr->head = w;
+    pthread_cond_signal(&wr->cv);
+    pthread_mutex_unlock(&wr->mu);
+}
+
+static void watch_end(struct slm_server *s, struct srv_watch *w) {
+    struct srv_watcher *wr = &s->watcher;
+    pthread_mutex_lock(&wr->mu);
+    if (w->prev) {
+        w->prev->next = w->next;
+    } else {
+        wr->head = w->next;
+    }
+    if (w->next) {
+        w->next->prev = w->prev;
+    }
+    pthread_mutex_unlock(&wr->mu);
 }
 
 /* The chat.completion `resp` as chat.completion.chunk events. */
@@ -213,15 +261,12 @@ static int run_route(struct srv_conn *rc, const struct slm_router_route *route, 
         *ret = srv_reply_error(rc, api, &le);
         return SLM_E_INVALID;
     }
-    struct watch w = {.srv = s, .conn = rc->conn};
+    struct srv_watch w = {.conn = rc->conn};
     w.deadline = s->p.request_timeout > 0 ? rc->t0 + s->p.request_timeout : 0;
-    pthread_mutex_init(&w.mu, NULL);
-    slm_cond_init_mono(&w.cv);
-    pthread_t th;
-    bool watching = pthread_create(&th, NULL, watch_main, &w) == 0;
+    watch_begin(s, &w);
     struct slm_err err = {0};
     int r = slm_router_chat(s->p.router, body, &w.cancel, resp, info, &err);
-    watch_end(&w, th, watching);
+    watch_end(s, &w);
     json_decref(body);
     if (r == SLM_OK) {
         snprintf(rc->x_route, sizeof(rc->x_route), "%s", info->route);

@@ -669,6 +669,7 @@ int slm_server_open(const struct slm_server_params *params, struct slm_server **
         s->hostname[0] = '\0';
     }
     pthread_mutex_init(&s->store_lock, NULL);
+    srv_watcher_init(&s->watcher);
     s->host = strdup(host);
     s->api_key = keyed ? strdup(p.api_key) : NULL;
     s->p.host = s->host;
@@ -727,6 +728,7 @@ void slm_server_close(struct slm_server *s) {
         }
         MHD_stop_daemon(s->daemon);
     }
+    srv_watcher_free(&s->watcher);
     srv_conns_free(s->conns);
     slm_liquid_free(s->tool_tmpl);
     for (size_t i = 0; i < SLM_ARRAY_LEN(s->family_tmpl); i++) {
