@@ -137,6 +137,10 @@ struct slm_adapter;
 int slm_adapter_load(struct slm_model *model, const char *path, struct slm_adapter **out,
                      struct slm_err *err);
 void slm_adapter_free(struct slm_adapter *adapter);
+/* Reads only `path`'s GGUF header: SLM_OK when it is a LoRA adapter (general.type
+ * "adapter"), SLM_E_NOT_FOUND when it cannot be read, SLM_E_INVALID (saying what it
+ * is instead) otherwise. Whether it fits a model is known only when it is loaded. */
+int slm_adapter_probe(const char *path, struct slm_err *err);
 
 /* ---------------------------------------------------------------- contexts */
 

@@ -80,6 +80,12 @@ struct slm_server_backend slm_server_backend_pool(struct slm_pool *pool);
 struct slm_router;
 struct slm_pull_params;
 
+/* An adapter of `slm serve --lora FILE[:SCALE]`. */
+struct slm_server_lora {
+    const char *path; /* a GGUF LoRA adapter */
+    float scale;      /* what GET /lora-adapters reports as its scale */
+};
+
 struct slm_server_params {
     const char *host; /* address to bind; NULL = "127.0.0.1" */
     uint16_t port;    /* 0 = any free port (see slm_server_port) */
@@ -130,6 +136,13 @@ struct slm_server_params {
      * the server sets its own callbacks). Borrowed (must outlive the
      * server); NULL = slm_pull_params_default(). */
     const struct slm_pull_params *pull;
+    /* `slm serve --lora`: adapters a request applies by index with llama-server's
+     * "lora": [{"id": i, "scale": s}] (to whichever model it names: an adapter made for
+     * another model is a 400), listed at GET /lora-adapters. A request without "lora"
+     * applies none of them (llama-server, serving one model, applies them all). Copied
+     * at open (paths too). */
+    const struct slm_server_lora *lora;
+    size_t n_lora;
 };
 
 /* Defaults as documented above; `backend` is zeroed and must be set. */

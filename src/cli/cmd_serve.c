@@ -16,60 +16,66 @@
 #include "slm/store.h"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "Usage: slm serve [flags]\n"
-            "\n"
-            "Serves the models of the store (slm list) over HTTP until Ctrl-C:\n"
-            "  OpenAI  POST /v1/chat/completions /v1/completions /v1/embeddings, GET /v1/models\n"
-            "  Ollama  POST /api/chat /api/generate /api/embed /api/show /api/pull ...,\n"
-            "          GET /api/tags /api/ps\n"
-            "  GET /metrics (Prometheus), GET /health\n"
-            "\n"
-            "Network:\n"
-            "  --host H              address to bind (default 127.0.0.1)\n"
-            "  --port P              port (default %d; 0 = any free port)\n"
-            "  --api-key K           require 'Authorization: Bearer K' (default $SLM_API_KEY)\n"
-            "  --insecure            allow a non-loopback --host without an API key\n"
-            "Capacity:\n"
-            "  --parallel N          sequences generated at once per model (default 4)\n"
-            "  --ctx-size N          tokens per request, prompt + answer (default: the model's\n"
-            "                        training context, at most 4096)\n"
-            "  --threads N           CPU threads per model (default: idle physical cores)\n"
-            "  --batch-size N        tokens per decode step (default 512)\n"
-            "  --max-queue N         requests waiting per model before 429 (default 64)\n"
-            "  --max-contexts N      distinct adapter sets served at once per model (default 4)\n"
-            "  --kv-type T           KV cache type: f16 (default; flash attention) or f32 (twice\n"
-            "                        the memory; results independent of batch composition to\n"
-            "                        ~1e-6, for comparisons and tests)\n"
-            "  --memory-budget SIZE  weights + KV kept loaded, e.g. 8G (default 75%% of RAM)\n"
-            "  --keep-alive DUR      idle time before a model is unloaded, e.g. 5m, 1h, -1 =\n"
-            "                        forever (default 5m; requests may set keep_alive)\n"
-            "Limits (docs/security.md):\n"
-            "  --max-body SIZE       largest request body (default 8M); past it: 413\n"
-            "  --max-body-total SIZE request bodies held at once, all clients (default 64M);\n"
-            "                        past it: 503 with Retry-After\n"
-            "  --max-tokens N        most tokens one request may generate (default %d; 0 = no\n"
-            "                        cap beyond the context); asking for more: 400\n"
-            "  --max-connections N   open connections, all clients (default 1024); past it: 503\n"
-            "  --max-client-connections N  open connections from one address (default 256)\n"
-            "  --header-timeout S    seconds a client has to send a request's headers (default\n"
-            "                        30); past it: 408 and the connection is closed\n"
-            "  --request-timeout S   seconds a request may run (default %.0f; 0 = no limit);\n"
-            "                        past it: 504\n"
-            "  --grammar-budget S    seconds of JSON/schema/tool-constrained sampling one\n"
-            "                        request may use (default %.0f; 0 = no limit); past it: 504\n"
-            "Router:\n"
-            "  --router FILE         router.yaml: chat requests whose model names a route go\n"
-            "                        local first and escalate per its checks (docs/router.md);\n"
-            "                        other models are served as usual\n"
-            "Tools:\n"
-            "  --tool-template FILE  Liquid template for tool prompts (default: built in per\n"
-            "                        model family, templates/tools/)\n"
-            "\n"
-            "Sizes take K, M, G (powers of 1024) or KB, MB, GB (powers of 1000). Request lines\n"
-            "are logged to stderr (SLM_LOG=warn silences them). See docs/api.md.\n",
-            SLM_SERVER_DEFAULT_PORT, SLM_SERVER_DEFAULT_MAX_TOKENS, SLM_SERVER_DEFAULT_TIMEOUT,
-            SLM_SERVER_DEFAULT_GRAMMAR_BUDGET);
+    fprintf(
+        f,
+        "Usage: slm serve [flags]\n"
+        "\n"
+        "Serves the models of the store (slm list) over HTTP until Ctrl-C:\n"
+        "  OpenAI  POST /v1/chat/completions /v1/completions /v1/embeddings, GET /v1/models\n"
+        "  Ollama  POST /api/chat /api/generate /api/embed /api/show /api/pull ...,\n"
+        "          GET /api/tags /api/ps\n"
+        "  GET /metrics (Prometheus), GET /health\n"
+        "\n"
+        "Network:\n"
+        "  --host H              address to bind (default 127.0.0.1)\n"
+        "  --port P              port (default %d; 0 = any free port)\n"
+        "  --api-key K           require 'Authorization: Bearer K' (default $SLM_API_KEY)\n"
+        "  --insecure            allow a non-loopback --host without an API key\n"
+        "Capacity:\n"
+        "  --parallel N          sequences generated at once per model (default 4)\n"
+        "  --ctx-size N          tokens per request, prompt + answer (default: the model's\n"
+        "                        training context, at most 4096)\n"
+        "  --threads N           CPU threads per model (default: idle physical cores)\n"
+        "  --batch-size N        tokens per decode step (default 512)\n"
+        "  --max-queue N         requests waiting per model before 429 (default 64)\n"
+        "  --max-contexts N      distinct adapter sets served at once per model (default 4)\n"
+        "  --kv-type T           KV cache type: f16 (default; flash attention) or f32 (twice\n"
+        "                        the memory; results independent of batch composition to\n"
+        "                        ~1e-6, for comparisons and tests)\n"
+        "  --memory-budget SIZE  weights + KV kept loaded, e.g. 8G (default 75%% of RAM)\n"
+        "  --keep-alive DUR      idle time before a model is unloaded, e.g. 5m, 1h, -1 =\n"
+        "                        forever (default 5m; requests may set keep_alive)\n"
+        "Limits (docs/security.md):\n"
+        "  --max-body SIZE       largest request body (default 8M); past it: 413\n"
+        "  --max-body-total SIZE request bodies held at once, all clients (default 64M);\n"
+        "                        past it: 503 with Retry-After\n"
+        "  --max-tokens N        most tokens one request may generate (default %d; 0 = no\n"
+        "                        cap beyond the context); asking for more: 400\n"
+        "  --max-connections N   open connections, all clients (default 1024); past it: 503\n"
+        "  --max-client-connections N  open connections from one address (default 256)\n"
+        "  --header-timeout S    seconds a client has to send a request's headers (default\n"
+        "                        30); past it: 408 and the connection is closed\n"
+        "  --request-timeout S   seconds a request may run (default %.0f; 0 = no limit);\n"
+        "                        past it: 504\n"
+        "  --grammar-budget S    seconds of JSON/schema/tool-constrained sampling one\n"
+        "                        request may use (default %.0f; 0 = no limit); past it: 504\n"
+        "Router:\n"
+        "  --router FILE         router.yaml: chat requests whose model names a route go\n"
+        "                        local first and escalate per its checks (docs/router.md);\n"
+        "                        other models are served as usual\n"
+        "Adapters:\n"
+        "  --lora FILE[:SCALE]   a LoRA adapter requests may apply with \"lora\": [{\"id\": N,\n"
+        "                        \"scale\": S}] (N counts --lora flags from 0; repeatable;\n"
+        "                        GET /lora-adapters lists them); requests may also name a\n"
+        "                        store model's adapters: [{\"name\": \"MODEL\", \"scale\": S}]\n"
+        "Tools:\n"
+        "  --tool-template FILE  Liquid template for tool prompts (default: built in per\n"
+        "                        model family, templates/tools/)\n"
+        "\n"
+        "Sizes take K, M, G (powers of 1024) or KB, MB, GB (powers of 1000). Request lines\n"
+        "are logged to stderr (SLM_LOG=warn silences them). See docs/api.md.\n",
+        SLM_SERVER_DEFAULT_PORT, SLM_SERVER_DEFAULT_MAX_TOKENS, SLM_SERVER_DEFAULT_TIMEOUT,
+        SLM_SERVER_DEFAULT_GRAMMAR_BUDGET);
 }
 
 enum {
@@ -96,6 +102,7 @@ enum {
     OPT_TOOL_TEMPLATE,
     OPT_KV_TYPE,
     OPT_ROUTER,
+    OPT_LORA,
     OPT_HELP,
 };
 
@@ -103,9 +110,44 @@ struct serve_args {
     struct slm_server_params sp;
     struct slm_pool_params pp;
     long long ctx_size;
-    const char *router_path;     /* --router */
+    const char *router_path;         /* --router */
+    struct slm_server_lora lora[16]; /* --lora */
+    char lora_path[16][1024];
+    size_t n_lora;
     struct slm_pull_params pull; /* POST /api/pull: settings from the environment */
 };
+
+/* --lora FILE[:SCALE]: the file must be a LoRA adapter (its fit to a model is checked when a
+ * request applies it). The scale is what GET /lora-adapters reports. */
+static int parse_lora(const char *arg, struct serve_args *a) {
+    if (a->n_lora == SLM_ARRAY_LEN(a->lora)) {
+        slm_cli_error("serve", "--lora: at most %zu adapters", SLM_ARRAY_LEN(a->lora));
+        return SLM_EXIT_USAGE;
+    }
+    char *val = a->lora_path[a->n_lora];
+    if ((size_t)snprintf(val, sizeof(a->lora_path[0]), "%s", arg) >= sizeof(a->lora_path[0])) {
+        slm_cli_error("serve", "--lora: the path is too long");
+        return SLM_EXIT_USAGE;
+    }
+    double scale = 1.0;
+    char *colon = strrchr(val, ':');
+    if (colon && !slm_file_exists(val)) {
+        *colon = '\0';
+        if (!slm_cli_float("serve", "--lora's scale", colon + 1, -100, 100, &scale)) {
+            return SLM_EXIT_USAGE;
+        }
+    }
+    struct slm_err err = {0};
+    int rc = slm_adapter_probe(val, &err);
+    if (rc != SLM_OK) {
+        slm_cli_error("serve", "--lora: %s", err.msg);
+        return rc == SLM_E_NOT_FOUND ? SLM_EXIT_NOT_FOUND : SLM_EXIT_USAGE;
+    }
+    a->lora[a->n_lora++] = (struct slm_server_lora){.path = val, .scale = (float)scale};
+    a->sp.lora = a->lora;
+    a->sp.n_lora = a->n_lora;
+    return SLM_EXIT_OK;
+}
 
 /* "8M", "512K", "2GB", "1048576" -> bytes. */
 static bool parse_size(const char *flag, const char *val, uint64_t *out) {
@@ -279,6 +321,7 @@ static int parse_one(int c, const char *val, struct serve_args *a) {
         break;
     case OPT_TOOL_TEMPLATE: a->sp.tool_template = val; break;
     case OPT_ROUTER: a->router_path = val; break;
+    case OPT_LORA: code = parse_lora(val, a); break;
     case OPT_KV_TYPE:
         if (strcmp(val, "f16") != 0 && strcmp(val, "f32") != 0) {
             slm_cli_error("serve", "--kv-type: expected f16 or f32, got '%s'", val);
@@ -316,6 +359,7 @@ static int parse_args(int argc, char **argv, struct serve_args *a) {
         {"tool-template", required_argument, NULL, OPT_TOOL_TEMPLATE},
         {"kv-type", required_argument, NULL, OPT_KV_TYPE},
         {"router", required_argument, NULL, OPT_ROUTER},
+        {"lora", required_argument, NULL, OPT_LORA},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };

@@ -318,6 +318,34 @@ int slm_gguf_read_info(const char *path, struct slm_model_info *out, struct slm_
 
 /* ---------------------------------------------------------------- adapters */
 
+int slm_adapter_probe(const char *path, struct slm_err *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        return slm_err_set(err, SLM_E_NOT_FOUND, "%s: %s", path, strerror(errno));
+    }
+    char magic[4];
+    size_t n = fread(magic, 1, 4, f);
+    fclose(f);
+    if (n != 4 || memcmp(magic, "GGUF", 4) != 0) {
+        return slm_err_set(err, SLM_E_INVALID, "%s: not a GGUF file", path);
+    }
+    struct gguf_init_params gp = {.no_alloc = true, .ctx = NULL};
+    struct gguf_context *g = gguf_init_from_file(path, gp);
+    if (!g) {
+        return slm_err_set(err, SLM_E_CORRUPT, "%s: GGUF header is damaged or truncated", path);
+    }
+    char type[32] = "model";
+    int64_t k = gguf_find_key(g, "general.type");
+    if (k >= 0 && gguf_get_kv_type(g, k) == GGUF_TYPE_STRING) {
+        snprintf(type, sizeof(type), "%s", gguf_get_val_str(g, k));
+    }
+    gguf_free(g);
+    if (strcmp(type, "adapter") != 0) {
+        return slm_err_set(err, SLM_E_INVALID, "%s: a GGUF %s, not a LoRA adapter", path, type);
+    }
+    return SLM_OK;
+}
+
 int slm_adapter_load(struct slm_model *model, const char *path, struct slm_adapter **out,
                      struct slm_err *err) {
     if (access(path, R_OK) != 0) {

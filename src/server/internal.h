@@ -116,6 +116,8 @@ struct slm_server {
     struct slm_liquid_template *tool_tmpl;      /* --tool-template, or NULL */
     struct slm_liquid_template *family_tmpl[8]; /* built-in, parsed at open */
     struct srv_watcher watcher;
+    struct slm_server_lora *lora; /* --lora, owned (paths too) */
+    size_t n_lora;
 };
 
 /* Per-request state (MHD's con_cls). */

@@ -664,9 +664,59 @@ static int parse_inputs(const json_t *v, const char *key, size_t max, struct srv
 
 /* ---------------------------------------------------------------- routes */
 
+/* "lora": [{"id": N, "scale": S} | {"name": "model", "scale": S}], scale 1 when absent. Ids
+ * are checked against the server's adapters when the request runs. */
+static int parse_lora(const json_t *body, struct srv_gen_req *g, struct srv_error *e) {
+    const json_t *l = field(body, "lora");
+    if (!l) {
+        return SLM_OK;
+    }
+    if (!json_is_array(l)) {
+        return srv_bad(e, "lora", "'lora' must be an array of {\"id\": N, \"scale\": S}");
+    }
+    if (json_array_size(l) > SRV_MAX_LORA_REQ) {
+        return srv_bad(e, "lora", "'lora' may list at most %d adapters", SRV_MAX_LORA_REQ);
+    }
+    size_t i;
+    const json_t *x;
+    json_array_foreach(l, i, x) {
+        const json_t *id = json_object_get(x, "id"), *name = json_object_get(x, "name");
+        const json_t *scale = json_object_get(x, "scale");
+        if (!json_is_object(x) || (!id == !name)) {
+            return srv_bad(e, "lora", "lora[%zu] must be an object with an \"id\" or a \"name\"",
+                           i);
+        }
+        if (id && (!json_is_integer(id) || json_integer_value(id) < 0 ||
+                   json_integer_value(id) > INT32_MAX)) {
+            return srv_bad(e, "lora", "lora[%zu].id must be a non-negative integer", i);
+        }
+        if (name && (!json_is_string(name) || json_string_length(name) == 0)) {
+            return srv_bad(e, "lora", "lora[%zu].name must be a model name", i);
+        }
+        if (scale && !json_is_number(scale)) {
+            return srv_bad(e, "lora", "lora[%zu].scale must be a number", i);
+        }
+        double sc = scale ? json_number_value(scale) : 1.0;
+        if (!isfinite(sc) || fabs(sc) > 100) {
+            return srv_bad(e, "lora", "lora[%zu].scale must be a number from -100 to 100", i);
+        }
+        if (sc == 0) {
+            continue;
+        }
+        g->lora[g->n_lora++] =
+            (struct srv_lora_req){.id = id ? (int32_t)json_integer_value(id) : -1,
+                                  .name = name ? json_string_value(name) : NULL,
+                                  .scale = (float)sc};
+    }
+    return SLM_OK;
+}
+
 static int common_openai(const json_t *body, struct srv_gen_req *g, struct srv_error *e) {
     int64_t n;
     int rc = openai_options(body, g, e);
+    if (rc == SLM_OK) {
+        rc = parse_lora(body, g, e);
+    }
     if (rc == SLM_OK) {
         rc = get_bool(body, "stream", false, &g->stream, e);
     }
@@ -793,6 +843,9 @@ static int parse_openai_embeddings(const json_t *body, struct srv_gen_req *g, st
 
 static int common_ollama(const json_t *body, struct srv_gen_req *g, struct srv_error *e) {
     int rc = ollama_options(body, g, e);
+    if (rc == SLM_OK) {
+        rc = parse_lora(body, g, e);
+    }
     if (rc == SLM_OK) {
         rc = get_bool(body, "stream", true, &g->stream, e);
     }

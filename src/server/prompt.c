@@ -133,6 +133,74 @@ static int grammar(struct srv_job *j, struct srv_error *e) {
     return SLM_OK;
 }
 
+/* Adds one adapter (`what` names it in errors) to the job's set. */
+static int add_adapter(struct srv_job *j, const char *path, float scale, const char *what,
+                       struct srv_error *e) {
+    const struct slm_server_backend *b = &j->srv->p.backend;
+    if (j->n_adapters == SRV_MAX_ADAPTERS) {
+        return srv_bad(e, "lora", "at most %d adapters apply to one request", SRV_MAX_ADAPTERS);
+    }
+    struct slm_err err = {0};
+    int rc = b->adapter(b->user, j->model, path, &j->adapters[j->n_adapters], &err);
+    if (rc == SLM_E_INVALID) {
+        return srv_bad(e, "lora", "%s does not fit model '%s': %s", what, j->model_name, err.msg);
+    }
+    if (rc != SLM_OK) {
+        return srv_fail(e, SLM_E_BACKEND, &err);
+    }
+    j->scales[j->n_adapters++] = scale;
+    return SLM_OK;
+}
+
+/* The request's "lora": the server's --lora adapters by id, a store model's adapters by
+ * name (each at its own scale times the request's). */
+static int request_adapters(struct srv_job *j, struct srv_error *e) {
+    struct slm_server *s = j->srv;
+    const struct srv_gen_req *g = j->g;
+    int rc = SLM_OK;
+    for (size_t i = 0; i < g->n_lora && rc == SLM_OK; i++) {
+        const struct srv_lora_req *l = &g->lora[i];
+        char what[160];
+        if (l->id >= 0) {
+            if ((size_t)l->id >= s->n_lora) {
+                return s->n_lora ? srv_bad(e, "lora",
+                                           "lora id %d is not one of the server's %zu adapters "
+                                           "(GET /lora-adapters lists them)",
+                                           (int)l->id, s->n_lora)
+                                 : srv_bad(e, "lora",
+                                           "lora id %d: the server has no adapters (start it "
+                                           "with slm serve --lora FILE)",
+                                           (int)l->id);
+            }
+            snprintf(what, sizeof(what), "lora id %d", (int)l->id);
+            rc = add_adapter(j, s->lora[l->id].path, l->scale, what, e);
+            continue;
+        }
+        struct slm_manifest *m = NULL;
+        struct slm_err err = {0};
+        pthread_mutex_lock(&s->store_lock);
+        rc = slm_store_resolve_flags(s->store, l->name, SLM_RESOLVE_STORE_ONLY, &m, &err);
+        pthread_mutex_unlock(&s->store_lock);
+        if (rc == SLM_E_NOT_FOUND || rc == SLM_E_INVALID) {
+            return srv_bad(e, "lora", "lora name '%s' is not a model of the store (slm list)",
+                           l->name);
+        }
+        if (rc != SLM_OK) {
+            return srv_fail(e, rc, &err);
+        }
+        if (m->n_adapters == 0) {
+            rc = srv_bad(e, "lora", "lora name '%s' has no adapters (slm show %s)", l->name,
+                         l->name);
+        }
+        for (size_t k = 0; k < m->n_adapters && rc == SLM_OK; k++) {
+            snprintf(what, sizeof(what), "the adapter of '%s'", l->name);
+            rc = add_adapter(j, m->adapters[k].path, l->scale * m->adapters[k].scale, what, e);
+        }
+        slm_manifest_free(m);
+    }
+    return rc;
+}
+
 static int acquire(struct srv_job *j, struct srv_error *e) {
     struct slm_server *s = j->srv;
     const struct slm_server_backend *b = &s->p.backend;
@@ -156,7 +224,7 @@ static int acquire(struct srv_job *j, struct srv_error *e) {
         j->scales[i] = t->adapter_scales[i];
         j->n_adapters = i + 1;
     }
-    return SLM_OK;
+    return request_adapters(j, e);
 }
 
 /* The prompt text of one input (or of the conversation), through the turn. */

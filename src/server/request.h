@@ -27,6 +27,8 @@ enum srv_kind {
 
 /* A generation or embedding request, parsed and checked. Strings and JSON
  * marked borrowed point into `body`. */
+#define SRV_MAX_LORA_REQ 8 /* "lora" entries one request may list */
+
 struct srv_gen_req {
     enum srv_api api;
     enum srv_kind kind;
@@ -62,6 +64,15 @@ struct srv_gen_req {
     int dimensions;          /* EMBED: 0 = all */
     bool load_only;          /* Ollama: no prompt/messages = load (or unload) the model */
     bool ignore_eos;         /* extension (as llama-server): never stop at end-of-generation */
+    /* llama-server's per-request "lora": [{"id": N, "scale": S}] over the adapters the server
+     * was started with (--lora), or {"name": MODEL, "scale": S} for the adapters of a model
+     * of the store. Entries of scale 0 are dropped (they change nothing). */
+    struct srv_lora_req {
+        int32_t id;       /* -1 when by name */
+        const char *name; /* borrowed from body, or NULL */
+        float scale;
+    } lora[SRV_MAX_LORA_REQ];
+    size_t n_lora;
 };
 
 enum srv_route_id {

@@ -198,6 +198,7 @@ enum route_kind {
     RK_CREATE,
     RK_COPY,
     RK_DELETE,
+    RK_LORA,
 };
 
 struct route {
@@ -232,6 +233,7 @@ static const struct route g_routes[] = {
     {"POST", "/api/create", RK_CREATE, 0, SRV_API_OLLAMA, false, false},
     {"POST", "/api/copy", RK_COPY, 0, SRV_API_OLLAMA, false, false},
     {"DELETE", "/api/delete", RK_DELETE, 0, SRV_API_OLLAMA, false, false},
+    {"GET", "/lora-adapters", RK_LORA, 0, SRV_API_OPENAI, false, false},
 };
 
 /* The route for method+url; *path_known says whether some method serves it. */
@@ -254,6 +256,21 @@ static const struct route *find_route(const char *method, const char *url, bool 
 
 static enum srv_api api_of_url(const char *url) {
     return strncmp(url, "/api/", 5) == 0 ? SRV_API_OLLAMA : SRV_API_OPENAI;
+}
+
+/* GET /lora-adapters: the --lora adapters as llama-server lists its own. */
+static enum MHD_Result lora_adapters(struct srv_conn *rc) {
+    const struct slm_server *s = rc->srv;
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < s->n_lora; i++) {
+        if (json_array_append_new(a, json_pack("{s:I,s:s,s:f,s:s,s:s}", "id", (json_int_t)i, "path",
+                                               s->lora[i].path, "scale", (double)s->lora[i].scale,
+                                               "task_name", "", "prompt_prefix", "")) != 0) {
+            json_decref(a);
+            a = NULL;
+        }
+    }
+    return srv_reply_json(rc, 200, a);
 }
 
 static enum MHD_Result dispatch(struct srv_conn *rc, const struct route *r, const char *url) {
@@ -290,6 +307,7 @@ static enum MHD_Result dispatch(struct srv_conn *rc, const struct route *r, cons
     case RK_CREATE: return srv_ollama_create(rc);
     case RK_COPY: return srv_ollama_copy(rc);
     case RK_DELETE: return srv_ollama_delete(rc);
+    case RK_LORA: return lora_adapters(rc);
     }
     return MHD_NO;
 }
@@ -675,12 +693,21 @@ int slm_server_open(const struct slm_server_params *params, struct slm_server **
     s->p.host = s->host;
     s->p.api_key = s->api_key;
     s->p.tool_template = NULL; /* not kept: parsed below */
+    s->p.lora = NULL;          /* copied below */
+    s->p.n_lora = 0;
+    s->lora = p.n_lora ? calloc(p.n_lora, sizeof(*s->lora)) : NULL;
+    for (size_t i = 0; s->lora && i < p.n_lora; i++) {
+        s->lora[i].scale = p.lora[i].scale;
+        s->lora[i].path = strdup(p.lora[i].path);
+        s->n_lora += s->lora[i].path != NULL;
+    }
     s->p.store_home = NULL;
     atomic_init(&s->stopping, false);
     atomic_init(&s->next_id, 1);
     atomic_init(&s->active, 0);
     atomic_init(&s->body_bytes, 0);
-    if (!s->host || (keyed && !s->api_key) || srv_metrics_init(&s->metrics) != SLM_OK) {
+    if (!s->host || (keyed && !s->api_key) || s->n_lora != p.n_lora ||
+        srv_metrics_init(&s->metrics) != SLM_OK) {
         rc = slm_err_set(err, SLM_E_NOMEM, "out of memory");
     }
     if (rc == SLM_OK) {
@@ -740,6 +767,10 @@ void slm_server_close(struct slm_server *s) {
     slm_store_close(s->store);
     srv_metrics_free(s->metrics);
     pthread_mutex_destroy(&s->store_lock);
+    for (size_t i = 0; i < s->n_lora; i++) {
+        free((char *)s->lora[i].path);
+    }
+    free(s->lora);
     free(s->host);
     free(s->api_key);
     free(s);
