@@ -60,6 +60,9 @@ static void put_label(struct emit *e, const char *s) {
             e->rc = e->rc == SLM_OK ? slm_buf_putc(e->out, ch == '\n' ? ' ' : ch) : e->rc;
         } else if (ch == '"') {
             put(e, "#quot;");
+        } else if (ch == '<' || ch == '>' || ch == '#') {
+            /* entity codes: Mermaid's HTML labels would read < and > as markup */
+            put(e, ch == '<' ? "#lt;" : ch == '>' ? "#gt;" : "#35;");
         } else if (ch == '\n' || ch == '\r') {
             put(e, " ");
         } else {

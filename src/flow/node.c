@@ -543,6 +543,20 @@ static int check_child_inputs(struct slm__flow_ctx *c, const json_t *obj, const 
     return SLM_OK;
 }
 
+/* Every key passed must be one of the sub-flow's input keys. */
+static int check_passed(struct slm__flow_ctx *c, const json_t *obj, const char *path,
+                        const struct slm_flow *child, const size_t *input, size_t n_input) {
+    for (size_t j = 0; j < n_input; j++) {
+        const char *name = c->flow->keys[input[j]].name;
+        size_t k = slm_flow_key_index(child, name);
+        if (k == SLM_FLOW_NONE || !child->keys[k].input) {
+            return slm_yaml_key_err(&c->v, obj, path, "input", "%s has no input key '%s'",
+                                    child->name, name);
+        }
+    }
+    return SLM_OK;
+}
+
 static int check_result(struct slm__flow_ctx *c, const json_t *obj, const char *path,
                         const struct slm_flow *child, char **result) {
     int rc = slm_yaml_get_str(&c->v, obj, path, "result", false, result);
@@ -565,6 +579,14 @@ static int parse_map(struct slm__flow_ctx *c, const json_t *obj, const char *pat
     }
     if (!m->as && !(m->as = strdup("item"))) {
         return SLM_E_NOMEM;
+    }
+    const json_t *type = c->flow->keys[m->over].schema.schema
+                             ? json_object_get(c->flow->keys[m->over].schema.schema, "type")
+                             : NULL;
+    if (json_is_string(type) && strcmp(json_string_value(type), "array") != 0) {
+        return slm_yaml_key_err(&c->v, obj, path, "over",
+                                "state key '%s' holds a %s, not a list (its schema says so)",
+                                c->flow->keys[m->over].name, json_string_value(type));
     }
     if (!has(obj, "flow")) {
         return node_err(c, path, "required: flow (the file run for each element)");
@@ -593,7 +615,8 @@ static int parse_subflow(struct slm__flow_ctx *c, const json_t *obj, const char 
     if ((rc = slm__flow_get_keys(c, obj, path, "input", &s->input, &s->n_input)) != SLM_OK ||
         (rc = slm__flow_load_child(c, obj, path, "flow", &s->flow)) != SLM_OK ||
         (rc = check_child_inputs(c, obj, path, "flow", s->flow, NULL, s->input, s->n_input)) !=
-            SLM_OK) {
+            SLM_OK ||
+        (rc = check_passed(c, obj, path, s->flow, s->input, s->n_input)) != SLM_OK) {
         return rc;
     }
     return check_result(c, obj, path, s->flow, &s->result);

@@ -516,6 +516,13 @@ Test(flow, subflows) {
     expect_err("state: {list: ~, a: ~}\nnodes:\n"
                "  m: {kind: map, over: list, flow: child.yaml, as: elem, output: a}\n",
                SLM_E_INVALID, "as: elem", "nodes.m.as: child has no input key 'elem'");
+    expect_err("state: {list: {type: string}, a: ~}\nnodes:\n"
+               "  m: {kind: map, over: list, flow: child.yaml, output: a}\n",
+               SLM_E_INVALID, "over: list",
+               "nodes.m.over: state key 'list' holds a string, not a list");
+    expect_err("state: {item: ~, q: ~, a: ~}\nnodes:\n"
+               "  f: {kind: flow, flow: child.yaml, input: [item, q], output: a}\n",
+               SLM_E_INVALID, "input: [item", "nodes.f.input: child has no input key 'q'");
     expect_err("state: {list: ~, a: ~}\nnodes:\n"
                "  m: {kind: map, over: list, flow: child.yaml, result: nope, output: a}\n",
                SLM_E_INVALID, "result", "nodes.m.result: child has no state key 'nope'");
@@ -580,17 +587,17 @@ Test(flow, diagrams) {
 Test(flow, diagram_escapes_conditions_and_keywords) {
     const char *text = HEAD "nodes:\n"
                             "  graph:\n    kind: branch\n    next:\n"
-                            "      - if: q == \"x\"\n        to: end\n      - to: end\n";
+                            "      - if: q == \"x\" and a > 1\n        to: end\n      - to: end\n";
     struct slm_flow *f = NULL;
     struct slm_err err;
     cr_assert_eq(parse(text, &f, &err), SLM_OK, "%s", err.msg);
     struct slm_buf b = {0};
     cr_assert_eq(slm_flow_diagram(f, SLM_FLOW_MERMAID, &b), SLM_OK);
-    cr_assert(strstr(slm_buf_cstr(&b), "n0 -->|\"q == #quot;x#quot;\"| __end__"), "%s",
+    cr_assert(strstr(slm_buf_cstr(&b), "n0 -->|\"q == #quot;x#quot; and a #gt; 1\"| __end__"), "%s",
               slm_buf_cstr(&b));
     slm_buf_clear(&b);
     cr_assert_eq(slm_flow_diagram(f, SLM_FLOW_DOT, &b), SLM_OK);
-    cr_assert(strstr(slm_buf_cstr(&b), "n0 -> __end__ [label=\"q == \\\"x\\\"\"];"), "%s",
+    cr_assert(strstr(slm_buf_cstr(&b), "n0 -> __end__ [label=\"q == \\\"x\\\" and a > 1\"];"), "%s",
               slm_buf_cstr(&b));
     slm_buf_free(&b);
     slm_flow_free(f);
