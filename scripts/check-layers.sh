@@ -37,9 +37,10 @@ declare -A uses=(
     [turn]="engine store liquid grammar base"
     [router]="turn engine liquid store grammar base"
     [tune]="turn engine liquid store grammar base"
-    [server]="tune router turn engine liquid store grammar base"
+    [flow]="router turn engine liquid store grammar base"
+    [server]="flow tune router turn engine liquid store grammar base"
     [eval]="tune router turn engine liquid store grammar base"
-    [cli]="server eval tune router turn engine liquid store grammar base"
+    [cli]="server flow eval tune router turn engine liquid store grammar base"
 )
 
 # ---------------------------------------------------------------- public headers
@@ -56,6 +57,7 @@ declare -A owner=(
     [tune.h]=tune
     [contract.h]=eval
     [eval.h]=eval
+    [flow.h]=flow
 )
 
 # ---------------------------------------------------------------- third-party headers

@@ -20,10 +20,10 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 APT_PACKAGES=(build-essential cmake pkg-config git ca-certificates nodejs npm jq
     libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev libpcre2-dev
     libyaml-dev libedit-dev libcriterion-dev
-    clang libclang-rt-14-dev clang-format cppcheck chromium)
+    clang libclang-rt-14-dev clang-format cppcheck chromium graphviz)
 
 BREW_PACKAGES=(cmake pkg-config git jq node libmicrohttpd curl jansson sqlite pcre2 libyaml
-    libedit criterion llvm)
+    libedit criterion llvm graphviz)
 
 ncpu() { nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2; }
 

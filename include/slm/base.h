@@ -99,6 +99,13 @@ bool slm_str_eq_nocase(struct slm_str a, struct slm_str b);
 bool slm_str_contains_nocase(struct slm_str hay, struct slm_str needle);
 /* strdup of a view; NULL on allocation failure. Caller frees. */
 char *slm_str_dup(struct slm_str s);
+/* Levenshtein distance between two NUL-terminated strings, for "did you
+ * mean" messages; strings longer than 40 bytes count as SIZE_MAX away. */
+size_t slm_edit_distance(const char *a, const char *b);
+/* The entry of `names` (`n` strings) closest to `name`, when at most
+ * `max_dist` edits away and not `name` itself; NULL otherwise. Borrowed from
+ * `names`. */
+const char *slm_closest_name(const char *name, const char *const *names, size_t n, size_t max_dist);
 
 /*
  * An owned, growable, NUL-terminated byte buffer with a hard cap.

@@ -99,7 +99,8 @@ int slm_yaml_key_err(struct slm_yaml_check *v, const json_t *obj, const char *pa
                      const char *fmt, ...) SLM_PRINTF(5, 6);
 /* out = path + "." + key (cut to cap). */
 void slm_yaml_subpath(char *out, size_t cap, const char *path, const char *key);
-/* SLM_E_INVALID naming the first key of `obj` not in the NULL-terminated `allowed`. */
+/* SLM_E_INVALID naming the first key of `obj` not in the NULL-terminated `allowed`,
+ * with the closest allowed key ("did you mean 'next'?") or the list of them. */
 int slm_yaml_check_keys(struct slm_yaml_check *v, const json_t *obj, const char *path,
                         const char *const *allowed);
 int slm_yaml_want_object(struct slm_yaml_check *v, const json_t *parent, const char *key,

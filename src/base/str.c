@@ -247,3 +247,39 @@ void slm_buf_consume(struct slm_buf *b, size_t n) {
     b->len -= n;
     b->ptr[b->len] = '\0';
 }
+
+size_t slm_edit_distance(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 40 || lb > 40) {
+        return SIZE_MAX;
+    }
+    size_t row[41];
+    for (size_t j = 0; j <= lb; j++) {
+        row[j] = j;
+    }
+    for (size_t i = 1; i <= la; i++) {
+        size_t prev = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cur = row[j];
+            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            row[j] = SLM_MIN(SLM_MIN(row[j] + 1, row[j - 1] + 1), prev + cost);
+            prev = cur;
+        }
+    }
+    return row[lb];
+}
+
+const char *slm_closest_name(const char *name, const char *const *names, size_t n,
+                             size_t max_dist) {
+    const char *best = NULL;
+    size_t best_d = max_dist + 1;
+    for (size_t i = 0; i < n; i++) {
+        size_t d = slm_edit_distance(name, names[i]);
+        if (d > 0 && d < best_d) {
+            best_d = d;
+            best = names[i];
+        }
+    }
+    return best;
+}

@@ -47,7 +47,8 @@ void slm_yaml_subpath(char *out, size_t cap, const char *path, const char *key) 
     }
 }
 
-/* Unknown keys are errors; the message lists what is allowed. */
+/* Unknown keys are errors; the message names the closest allowed key, or
+ * lists what is allowed. */
 int slm_yaml_check_keys(struct slm_yaml_check *v, const json_t *obj, const char *path,
                         const char *const *allowed) {
     const char *k;
@@ -58,6 +59,14 @@ int slm_yaml_check_keys(struct slm_yaml_check *v, const json_t *obj, const char 
             ok = strcmp(*a, k) == 0;
         }
         if (!ok) {
+            size_t n_allowed = 0;
+            while (allowed[n_allowed]) {
+                n_allowed++;
+            }
+            const char *near = slm_closest_name(k, allowed, n_allowed, 2);
+            if (near) {
+                return slm_yaml_key_err(v, obj, path, k, "unknown key (did you mean '%s'?)", near);
+            }
             char list[160] = "";
             size_t used = 0;
             for (const char *const *a = allowed; *a && used + 1 < sizeof(list); a++) {

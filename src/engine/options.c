@@ -84,29 +84,6 @@ const struct slm_option_desc *slm_option_find(const char *name) {
     return NULL;
 }
 
-/* Levenshtein distance, for "did you mean". Short strings only. */
-static size_t edit_distance(const char *a, const char *b) {
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 40 || lb > 40) {
-        return 99;
-    }
-    size_t row[41];
-    for (size_t j = 0; j <= lb; j++) {
-        row[j] = j;
-    }
-    for (size_t i = 1; i <= la; i++) {
-        size_t prev = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t cur = row[j];
-            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            row[j] = SLM_MIN(SLM_MIN(row[j] + 1, row[j - 1] + 1), prev + cost);
-            prev = cur;
-        }
-    }
-    return row[lb];
-}
-
 int slm_option_unknown(const char *name, struct slm_err *err) {
     for (size_t i = 0; i < SLM_ARRAY_LEN(g_unsupported); i++) {
         if (strcmp(name, g_unsupported[i]) == 0) {
@@ -117,7 +94,7 @@ int slm_option_unknown(const char *name, struct slm_err *err) {
     const char *best = NULL;
     size_t best_d = 3;
     for (const struct slm_option_desc *d = g_table; d->name; d++) {
-        size_t dist = edit_distance(name, d->name);
+        size_t dist = slm_edit_distance(name, d->name);
         if (dist < best_d) {
             best_d = dist;
             best = d->name;
