@@ -187,6 +187,10 @@ struct slm_sample_params {
     float presence_penalty;  /* 0 = off */
     float frequency_penalty; /* 0 = off */
     const char *grammar;     /* GBNF with a "root" rule, or NULL; borrowed */
+    /* llama.cpp's infill sampler after top-k/top-p/min-p (llama-server's "infill" in
+     * "samplers"): ends a fill-in-the-middle answer when end-of-generation is likely and
+     * merges candidates that share a prefix. */
+    bool infill;
 };
 
 #define SLM_SEED_RANDOM 0xFFFFFFFFu
@@ -306,6 +310,49 @@ int slm_generate(struct slm_ctx *ctx, const int32_t *prompt, size_t n_prompt,
  * past it with both numbers in the message. Caller frees *out. */
 int slm_tokenize_alloc(const struct slm_model *model, struct slm_str text, bool add_bos,
                        int32_t **out, size_t *n_out, size_t max, struct slm_err *err);
+
+/* ---------------------------------------------------------------- fill in the middle */
+
+#define SLM_FIM_MAX_TOKENS (1 << 20) /* tokens of one fill-in-the-middle prompt */
+
+/* A file of repository context (llama-server's input_extra). */
+struct slm_fim_chunk {
+    struct slm_str filename; /* NULL ptr = "tmp" */
+    struct slm_str text;
+};
+
+struct slm_fim_params {
+    struct slm_str prefix; /* the text before the cursor */
+    struct slm_str suffix; /* the text after it */
+    struct slm_str prompt; /* the start of the middle (llama.vim: the line up to the cursor) */
+    const struct slm_fim_chunk *extra; /* borrowed */
+    size_t n_extra;
+    /* The sizes llama-server cuts long inputs by: the prefix keeps its last 3/4 of n_batch
+     * tokens, the suffix its first n_batch/4 less the prompt, the extra context its last
+     * n_ctx - n_batch - 2 x n_predict. */
+    int32_t n_batch;   /* default 2048 */
+    int32_t n_predict; /* default -1 */
+    int32_t n_ctx;     /* default 4096 */
+    bool spm;          /* suffix before prefix (llama-server --spm-infill) */
+};
+
+/* Empty strings, no extra context, sizes as documented. */
+struct slm_fim_params slm_fim_params_default(void);
+
+/*
+ * The prompt llama-server's /infill decodes for these inputs, as a malloc'd
+ * token array (caller frees *out): [extra context] [BOS] FIM_PRE prefix
+ * prompt FIM_SUF suffix FIM_MID, with the model's FIM tokens (and its
+ * repository and file-separator tokens when it has them). SLM_E_UNSUPPORTED
+ * (the message names what is missing) for a model without FIM tokens,
+ * SLM_E_TOO_LARGE past SLM_FIM_MAX_TOKENS.
+ */
+int slm_fim_tokens(const struct slm_model *model, const struct slm_fim_params *params,
+                   int32_t **out, size_t *n_out, struct slm_err *err);
+
+/* 0 when the model has fill-in-the-middle tokens; otherwise writes (snprintf-style) what
+ * it lacks and returns the length. */
+size_t slm_fim_missing(const struct slm_model *model, char *out, size_t cap);
 
 /* ---------------------------------------------------------------- stop filter */
 

@@ -143,6 +143,9 @@ struct slm_server_params {
      * at open (paths too). */
     const struct slm_server_lora *lora;
     size_t n_lora;
+    /* `slm serve --model NAME`: the model of requests that name none (llama-server's
+     * clients, e.g. llama.vim's POST /infill). Borrowed; NULL = "model" is required. */
+    const char *default_model;
 };
 
 /* Defaults as documented above; `backend` is zeroed and must be set. */

@@ -40,6 +40,9 @@ static void usage(FILE *f) {
                "                           input, system, messages and --vars\n"
                "  --vars JSON|@FILE        variables for the template\n"
                "  --interactive            chat even when stdin is not a terminal (line by line)\n"
+               "  --suffix TEXT            fill in the middle: the prompt is the text before,\n"
+               "                           TEXT the text after (models with FIM tokens; the\n"
+               "                           prompt is built as llama-server's /infill builds it)\n"
                "  --ignore-eos             keep generating past end-of-sequence (benchmarks)\n"
                "  --token-ids              print generated token ids instead of text\n"
                "  --verbose                print load time and prompt/generation speed to stderr\n"
@@ -58,6 +61,7 @@ enum {
     OPT_ADAPTER,
     OPT_INTERACTIVE,
     OPT_IGNORE_EOS,
+    OPT_SUFFIX,
     OPT_TOKEN_IDS,
     OPT_VERBOSE,
     OPT_TEMPLATE,
@@ -74,6 +78,7 @@ struct run_args {
     const char *schema_file;
     const char *template_file;
     const char *vars;
+    const char *suffix; /* --suffix: fill in the middle */
     const char *adapter_args[SLM_TURN_MAX_ADAPTERS];
     char adapter_paths[SLM_TURN_MAX_ADAPTERS][1024]; /* FILE part of FILE:SCALE */
     size_t n_adapter_args;
@@ -94,6 +99,7 @@ static int parse_args(int argc, char **argv, struct run_args *a) {
         {"adapter", required_argument, NULL, OPT_ADAPTER},
         {"interactive", no_argument, NULL, OPT_INTERACTIVE},
         {"ignore-eos", no_argument, NULL, OPT_IGNORE_EOS},
+        {"suffix", required_argument, NULL, OPT_SUFFIX},
         {"token-ids", no_argument, NULL, OPT_TOKEN_IDS},
         {"verbose", no_argument, NULL, OPT_VERBOSE},
         {"template", required_argument, NULL, OPT_TEMPLATE},
@@ -139,6 +145,7 @@ static int parse_args(int argc, char **argv, struct run_args *a) {
             break;
         case OPT_INTERACTIVE: a->interactive = true; break;
         case OPT_IGNORE_EOS: a->ignore_eos = true; break;
+        case OPT_SUFFIX: a->suffix = optarg; break;
         case OPT_TOKEN_IDS: a->token_ids = true; break;
         case OPT_VERBOSE: a->verbose = true; break;
         case OPT_TEMPLATE: a->template_file = optarg; break;
@@ -391,6 +398,16 @@ static int run(int argc, char **argv) {
         slm_cli_error("run", "warning: --system and MESSAGE need chat formatting; this model has "
                              "no chat template (add --chat to use ChatML)");
     }
+    if (a.suffix && (interactive || a.template_file || a.format || a.schema_file)) {
+        slm_cli_error("run", "--suffix fills in the middle of one prompt: not with %s",
+                      interactive       ? "a chat"
+                      : a.template_file ? "--template"
+                                        : "--format/--json-schema");
+        code = SLM_EXIT_USAGE;
+        goto done;
+    }
+    s.suffix = a.suffix;
+    s.chat_format = s.chat_format && !a.suffix;
     s.token_ids = a.token_ids;
     s.ignore_eos = a.ignore_eos;
     s.verbose = a.verbose;

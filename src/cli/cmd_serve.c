@@ -24,6 +24,7 @@ static void usage(FILE *f) {
         "  OpenAI  POST /v1/chat/completions /v1/completions /v1/embeddings, GET /v1/models\n"
         "  Ollama  POST /api/chat /api/generate /api/embed /api/show /api/pull ...,\n"
         "          GET /api/tags /api/ps\n"
+        "  llama-server  POST /infill (fill in the middle), GET /lora-adapters\n"
         "  GET /metrics (Prometheus), GET /health\n"
         "\n"
         "Network:\n"
@@ -63,6 +64,9 @@ static void usage(FILE *f) {
         "  --router FILE         router.yaml: chat requests whose model names a route go\n"
         "                        local first and escalate per its checks (docs/router.md);\n"
         "                        other models are served as usual\n"
+        "Models:\n"
+        "  --model NAME          the model of requests that name none (llama-server's\n"
+        "                        clients, e.g. llama.vim and llama.vscode: POST /infill)\n"
         "Adapters:\n"
         "  --lora FILE[:SCALE]   a LoRA adapter requests may apply with \"lora\": [{\"id\": N,\n"
         "                        \"scale\": S}] (N counts --lora flags from 0; repeatable;\n"
@@ -103,6 +107,7 @@ enum {
     OPT_KV_TYPE,
     OPT_ROUTER,
     OPT_LORA,
+    OPT_MODEL,
     OPT_HELP,
 };
 
@@ -322,6 +327,7 @@ static int parse_one(int c, const char *val, struct serve_args *a) {
     case OPT_TOOL_TEMPLATE: a->sp.tool_template = val; break;
     case OPT_ROUTER: a->router_path = val; break;
     case OPT_LORA: code = parse_lora(val, a); break;
+    case OPT_MODEL: a->sp.default_model = val; break;
     case OPT_KV_TYPE:
         if (strcmp(val, "f16") != 0 && strcmp(val, "f32") != 0) {
             slm_cli_error("serve", "--kv-type: expected f16 or f32, got '%s'", val);
@@ -360,6 +366,7 @@ static int parse_args(int argc, char **argv, struct serve_args *a) {
         {"kv-type", required_argument, NULL, OPT_KV_TYPE},
         {"router", required_argument, NULL, OPT_ROUTER},
         {"lora", required_argument, NULL, OPT_LORA},
+        {"model", required_argument, NULL, OPT_MODEL},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };

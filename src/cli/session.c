@@ -168,9 +168,26 @@ int slm_session_turn(struct slm_session *s, const char *input, FILE *out, struct
     int32_t *toks = NULL;
     size_t n_toks = 0;
     slm_buf_clear(answer);
-    int rc = build_prompt(s, input, &prompt, &turn, err);
-    if (rc == SLM_OK) {
-        rc = slm_tokenize_alloc(s->model, slm_buf_str(&prompt), true, &toks, &n_toks, 0, err);
+    int rc = SLM_OK;
+    if (s->suffix) {
+        struct slm_fim_params fp = slm_fim_params_default();
+        fp.prefix = slm_str_c(input);
+        fp.suffix = slm_str_c(s->suffix);
+        fp.n_ctx = (int32_t)slm_ctx_n_ctx(s->ctx);
+        rc = slm_fim_tokens(s->model, &fp, &toks, &n_toks, err);
+        if (rc == SLM_E_UNSUPPORTED) {
+            char why[256];
+            memcpy(why, err ? err->msg : "", err ? sizeof(why) : 1);
+            rc = slm_err_set(err, SLM_E_UNSUPPORTED,
+                             "--suffix: this model cannot fill in the "
+                             "middle: %s",
+                             why);
+        }
+    } else {
+        rc = build_prompt(s, input, &prompt, &turn, err);
+        if (rc == SLM_OK) {
+            rc = slm_tokenize_alloc(s->model, slm_buf_str(&prompt), true, &toks, &n_toks, 0, err);
+        }
     }
     if (rc != SLM_OK) {
         goto done;

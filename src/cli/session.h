@@ -32,6 +32,7 @@ struct slm_session {
     bool token_ids; /* print ids instead of text */
     bool ignore_eos;
     bool verbose;
+    const char *suffix; /* fill in the middle after the input (slm_fim_tokens), or NULL */
     double t_load;
     struct slm_gen_stats last;
 };

@@ -38,6 +38,9 @@ int slm__chain_init(const struct slm_model *model, const struct slm_sample_param
         llama_sampler_chain_add(ch, g);
     }
     if (sp->temperature <= 0.0f) {
+        if (sp->infill) {
+            llama_sampler_chain_add(ch, llama_sampler_init_infill(model->vocab));
+        }
         llama_sampler_chain_add(ch, llama_sampler_init_greedy());
     } else {
         if (sp->top_k > 0) {
@@ -48,6 +51,9 @@ int slm__chain_init(const struct slm_model *model, const struct slm_sample_param
         }
         if (sp->min_p > 0.0f) {
             llama_sampler_chain_add(ch, llama_sampler_init_min_p(sp->min_p, 1));
+        }
+        if (sp->infill) {
+            llama_sampler_chain_add(ch, llama_sampler_init_infill(model->vocab));
         }
         llama_sampler_chain_add(ch, llama_sampler_init_temp(sp->temperature));
         uint32_t seed = sp->seed == SLM_SEED_RANDOM ? LLAMA_DEFAULT_SEED : sp->seed;

@@ -175,6 +175,8 @@ bool srv_addr_is_loopback(const struct sockaddr *sa);
  * when the body's "model" names a route (*handled set); otherwise returns
  * with *handled false and the usual path serves the request. */
 enum MHD_Result srv_router_chat(struct srv_conn *rc, bool *handled);
+/* llama-server's POST /infill (llama.c). */
+enum MHD_Result srv_llama_infill(struct srv_conn *rc);
 /* The routed requests' watcher: init at open (nothing started), free at close
  * once no request is in flight (joins the thread if it started). */
 void srv_watcher_init(struct srv_watcher *w);

@@ -66,6 +66,7 @@ int srv_job_submit(struct srv_job *j, struct srv_error *e) {
     memset(&j->rp, 0, sizeof(j->rp));
     j->rp.gen = slm_options_gen_params(&j->opt);
     j->rp.gen.sample.grammar = j->grammar;
+    j->rp.gen.sample.infill = j->g->fim.infill_sampler;
     j->rp.gen.logprobs = j->g->logprobs;
     j->rp.gen.n_top_logprobs = j->g->top_logprobs;
     j->rp.gen.ignore_eos = j->g->ignore_eos;

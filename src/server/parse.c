@@ -711,6 +711,155 @@ static int parse_lora(const json_t *body, struct srv_gen_req *g, struct srv_erro
     return SLM_OK;
 }
 
+/* A completion's "suffix" (OpenAI /v1/completions, Ollama /api/generate): the prompt is the
+ * text before the cursor, the suffix the text after it, and the answer fills the middle, as
+ * POST /infill does. One prompt only; not with echo or raw. */
+static int completion_suffix(const json_t *body, struct srv_gen_req *g, struct srv_error *e) {
+    const json_t *sfx = field(body, "suffix");
+    if (!sfx || json_is_null(sfx)) {
+        return SLM_OK;
+    }
+    if (!json_is_string(sfx)) {
+        return srv_bad(e, "suffix", "'suffix' must be a string");
+    }
+    if (json_string_length(sfx) == 0) {
+        return SLM_OK; /* nothing after the cursor: a plain completion */
+    }
+    size_t n_in = json_array_size(g->inputs);
+    const json_t *in = json_array_get(g->inputs, 0);
+    if (n_in > 1 || (in && !json_is_string(in))) {
+        return srv_bad(e, "suffix", "'suffix' takes one prompt string");
+    }
+    if (g->echo || g->raw) {
+        return srv_bad(e, "suffix", "'suffix' cannot be combined with '%s'",
+                       g->echo ? "echo" : "raw");
+    }
+    if (!in) { /* Ollama: an empty prompt before the suffix */
+        if (json_array_append_new(g->inputs, json_string("")) != 0) {
+            return srv_fail(e, SLM_E_NOMEM, NULL);
+        }
+        g->load_only = false;
+    }
+    g->fim.on = true;
+    g->fim.prefix = in ? slm_json_str(in) : slm_str_c("");
+    g->fim.suffix = slm_json_str(sfx);
+    g->fim.prompt = slm_str_c("");
+    return SLM_OK;
+}
+
+/* llama-server's POST /infill: input_prefix and input_suffix (required), input_extra,
+ * prompt, its sampling fields (n_predict, temperature, top_k, top_p, min_p, seed,
+ * repeat_penalty, repeat_last_n, stop), stream, n_indent, t_max_predict_ms,
+ * return_tokens, response_fields. cache_prompt (always on here), samplers, id_slot and
+ * t_max_prompt_ms are accepted and have no effect. */
+static int parse_llama_infill(const json_t *body, struct srv_gen_req *g, struct srv_error *e) {
+    g->kind = SRV_KIND_COMPLETION;
+    g->n = 1;
+    const json_t *pre = field(body, "input_prefix"), *suf = field(body, "input_suffix");
+    const json_t *prompt = field(body, "prompt"), *extra = field(body, "input_extra");
+    if (!pre || !json_is_string(pre)) {
+        return srv_bad(e, "input_prefix", "'input_prefix' is required: a string");
+    }
+    if (!suf || !json_is_string(suf)) {
+        return srv_bad(e, "input_suffix", "'input_suffix' is required: a string");
+    }
+    if (prompt && !json_is_string(prompt)) {
+        return srv_bad(e, "prompt", "'prompt' must be a string");
+    }
+    if (extra && !json_is_array(extra)) {
+        return srv_bad(e, "input_extra",
+                       "'input_extra' must be an array of {\"filename\": string, \"text\": "
+                       "string}");
+    }
+    if (json_array_size(extra) > SRV_MAX_FIM_EXTRA) {
+        return srv_bad(e, "input_extra", "'input_extra' may hold at most %d chunks",
+                       SRV_MAX_FIM_EXTRA);
+    }
+    size_t i;
+    const json_t *c;
+    json_array_foreach(extra, i, c) {
+        const json_t *t = json_object_get(c, "text"), *f = json_object_get(c, "filename");
+        if (!json_is_object(c) || !json_is_string(t)) {
+            return srv_bad(e, "input_extra", "input_extra[%zu] needs a \"text\" string", i);
+        }
+        if (f && !json_is_string(f)) {
+            return srv_bad(e, "input_extra", "input_extra[%zu].filename must be a string", i);
+        }
+    }
+    g->fim = (struct srv_fim){.on = true,
+                              .prefix = slm_json_str(pre),
+                              .suffix = slm_json_str(suf),
+                              .prompt = prompt ? slm_json_str(prompt) : slm_str_c(""),
+                              .extra = extra};
+    g->inputs = json_array();
+    if (!g->inputs || json_array_append_new(g->inputs, json_string("")) != 0) {
+        return srv_fail(e, SLM_E_NOMEM, NULL);
+    }
+    /* llama-server's defaults where the request is silent (slm's own are Ollama's: a
+     * repeat penalty of 1.1 would change the tokens). */
+    static const struct {
+        const char *name;
+        double value;
+        bool integer;
+    } defaults[] = {{"temperature", 0.8, false},    {"top_k", 40, true},
+                    {"top_p", 0.95, false},         {"min_p", 0.05, false},
+                    {"repeat_penalty", 1.0, false}, {"repeat_last_n", 64, true}};
+    for (i = 0; i < SLM_ARRAY_LEN(defaults); i++) {
+        json_t *v = defaults[i].integer ? json_integer((json_int_t)defaults[i].value)
+                                        : json_real(defaults[i].value);
+        if (!v || json_object_set_new(g->options, defaults[i].name, v) != 0) {
+            return srv_fail(e, SLM_E_NOMEM, NULL);
+        }
+    }
+    int rc = openai_options(body, g, e);
+    const json_t *np = field(body, "n_predict");
+    if (rc == SLM_OK && np && !json_is_null(np)) {
+        rc = put_option(g, "n_predict", "num_predict", (json_t *)np, e);
+    }
+    if (rc == SLM_OK) {
+        rc = parse_lora(body, g, e);
+    }
+    if (rc == SLM_OK) {
+        rc = get_bool(body, "stream", false, &g->stream, e);
+    }
+    int64_t indent = 0;
+    if (rc == SLM_OK) {
+        rc = get_int(body, "n_indent", 0, 0, 1 << 16, &indent, e);
+        g->fim.n_indent = (int)indent;
+    }
+    const json_t *tmax = field(body, "t_max_predict_ms");
+    if (rc == SLM_OK && tmax && (!json_is_number(tmax) || json_number_value(tmax) < 0)) {
+        rc = srv_bad(e, "t_max_predict_ms", "'t_max_predict_ms' must be a number of ms >= 0");
+    }
+    g->fim.t_max_predict_ms = tmax ? json_number_value(tmax) : 0;
+    if (rc == SLM_OK) {
+        rc = get_bool(body, "return_tokens", false, &g->fim.return_tokens, e);
+    }
+    const json_t *samplers = field(body, "samplers");
+    const json_t *sname;
+    json_array_foreach(samplers, i, sname) {
+        g->fim.infill_sampler |=
+            json_is_string(sname) && strcmp(json_string_value(sname), "infill") == 0;
+    }
+    const json_t *rf = field(body, "response_fields");
+    if (rc == SLM_OK && rf) {
+        const json_t *x;
+        json_array_foreach(rf, i, x) {
+            if (!json_is_string(x)) {
+                rf = NULL;
+            }
+        }
+        rc = json_is_array(rf)
+                 ? SLM_OK
+                 : srv_bad(e, "response_fields", "'response_fields' must be an array of strings");
+        g->fim.response_fields = rf;
+    }
+    if (rc == SLM_OK) {
+        rc = keep_alive(body, g, e);
+    }
+    return rc;
+}
+
 static int common_openai(const json_t *body, struct srv_gen_req *g, struct srv_error *e) {
     int64_t n;
     int rc = openai_options(body, g, e);
@@ -801,7 +950,7 @@ static int parse_openai_completion(const json_t *body, struct srv_gen_req *g, st
         rc = srv_bad(e, "best_of", "'best_of' other than n is not supported");
     }
     if (rc == SLM_OK) {
-        rc = refuse(body, "suffix", "slm does not fill in the middle", e);
+        rc = completion_suffix(body, g, e);
     }
     if (rc == SLM_OK && json_array_size(g->inputs) * (size_t)g->n > SRV_MAX_CHOICES) {
         rc = srv_bad(e, "n", "prompts x n must be at most %d", SRV_MAX_CHOICES);
@@ -915,7 +1064,7 @@ static int parse_ollama_generate(const json_t *body, struct srv_gen_req *g, stru
         rc = common_ollama(body, g, e);
     }
     if (rc == SLM_OK) {
-        rc = refuse(body, "suffix", "slm does not fill in the middle", e);
+        rc = completion_suffix(body, g, e);
     }
     if (rc == SLM_OK) {
         rc = refuse(body, "template",
@@ -989,11 +1138,14 @@ int srv_parse_request_doc(enum srv_route_id route, json_t *doc, struct srv_gen_r
     out->body = json_incref(doc);
     out->options = json_object();
     out->keep_alive_ms = SRV_KEEP_ALIVE_UNSET;
-    bool ollama = route >= SRV_R_OLLAMA_CHAT;
+    bool ollama = route >= SRV_R_OLLAMA_CHAT && route <= SRV_R_OLLAMA_EMBEDDINGS;
     out->api = ollama ? SRV_API_OLLAMA : SRV_API_OPENAI;
-    int rc = out->options
-                 ? get_model(doc, "model", out, e)
-                 : srv_error_set(e, SLM_E_NOMEM, 500, "server_error", NULL, "out of memory");
+    /* llama-server's clients name no model: the server's --model serves them. */
+    bool optional = route == SRV_R_LLAMA_INFILL && !field(doc, "model");
+    int rc = !out->options
+                 ? srv_error_set(e, SLM_E_NOMEM, 500, "server_error", NULL, "out of memory")
+             : optional ? SLM_OK
+                        : get_model(doc, "model", out, e);
     if (rc == SLM_OK) {
         switch (route) {
         case SRV_R_OPENAI_CHAT: rc = parse_openai_chat(doc, out, e); break;
@@ -1003,6 +1155,7 @@ int srv_parse_request_doc(enum srv_route_id route, json_t *doc, struct srv_gen_r
         case SRV_R_OLLAMA_GENERATE: rc = parse_ollama_generate(doc, out, e); break;
         case SRV_R_OLLAMA_EMBED: rc = parse_ollama_embed(doc, false, out, e); break;
         case SRV_R_OLLAMA_EMBEDDINGS: rc = parse_ollama_embed(doc, true, out, e); break;
+        case SRV_R_LLAMA_INFILL: rc = parse_llama_infill(doc, out, e); break;
         default: rc = srv_bad(e, NULL, "unknown route"); break;
         }
     }

@@ -42,7 +42,13 @@ int srv_model_not_found(struct srv_error *e, const char *name) {
 
 static int resolve(struct srv_job *j, struct srv_error *e) {
     struct slm_server *s = j->srv;
-    const char *name = j->g->model;
+    const char *name = j->g->model ? j->g->model : s->p.default_model;
+    if (!name) {
+        return srv_bad(e, "model",
+                       "'model' is required: the name of a model in the store (see GET "
+                       "/v1/models), or start the server with slm serve --model NAME for "
+                       "clients that name none");
+    }
     struct slm_err err = {0};
     struct slm_turn_params tp = slm_turn_params_default();
     tp.resolve_flags = SLM_RESOLVE_STORE_ONLY;
@@ -272,6 +278,37 @@ static int copy_ids(struct srv_job *j, const json_t *ids, int32_t **toks, size_t
     return SLM_OK;
 }
 
+/* A fill-in-the-middle prompt, as llama-server's /infill builds it (slm_fim_tokens): the
+ * model's template and system message do not apply. */
+static int fim_tokens(struct srv_job *j, int32_t **toks, size_t *n, struct srv_error *e) {
+    const struct srv_fim *f = &j->g->fim;
+    struct slm_fim_chunk extra[SRV_MAX_FIM_EXTRA];
+    size_t n_extra = 0;
+    size_t i;
+    const json_t *c;
+    json_array_foreach(f->extra, i, c) {
+        const json_t *name = json_object_get(c, "filename");
+        extra[n_extra++] =
+            (struct slm_fim_chunk){.filename = name ? slm_json_str(name) : SLM_STR_NULL,
+                                   .text = slm_json_str(json_object_get(c, "text"))};
+    }
+    struct slm_fim_params p = slm_fim_params_default();
+    p.prefix = f->prefix;
+    p.suffix = f->suffix;
+    p.prompt = f->prompt;
+    p.extra = extra;
+    p.n_extra = n_extra;
+    uint32_t n_ctx = srv_job_n_ctx(j);
+    p.n_ctx = n_ctx ? (int32_t)SLM_MIN(n_ctx, (uint32_t)INT32_MAX) : p.n_ctx;
+    struct slm_err err = {0};
+    int rc = slm_fim_tokens(j->model, &p, toks, n, &err);
+    if (rc == SLM_E_UNSUPPORTED) {
+        return srv_error_set(e, rc, 400, "invalid_request_error", "fim_unsupported",
+                             "model '%s' cannot fill in the middle: %s", j->model_name, err.msg);
+    }
+    return rc == SLM_OK ? SLM_OK : srv_fail(e, rc, &err);
+}
+
 static int fit(struct srv_job *j, struct srv_item *it, struct srv_error *e) {
     uint32_t n_ctx = srv_job_n_ctx(j);
     if (n_ctx == 0 || it->n_toks < n_ctx) {
@@ -324,10 +361,12 @@ static int build_items(struct srv_job *j, struct srv_error *e) {
         slm_buf_init(&text, SRV_MAX_PROMPT_TEXT);
         int32_t *toks = NULL;
         size_t n = 0;
-        if (g->kind == SRV_KIND_CHAT || json_is_string(in)) {
+        if (g->fim.on) {
+            rc = fim_tokens(j, &toks, &n, e);
+        } else if (g->kind == SRV_KIND_CHAT || json_is_string(in)) {
             rc = prompt_text(j, json_is_string(in) ? slm_json_str(in) : SLM_STR_NULL, &text, e);
         }
-        if (rc == SLM_OK) {
+        if (rc == SLM_OK && !g->fim.on) {
             rc = in && json_is_array(in) ? copy_ids(j, in, &toks, &n, e)
                                          : tokenize(j, slm_buf_str(&text), &toks, &n, e);
         }

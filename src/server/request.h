@@ -27,7 +27,8 @@ enum srv_kind {
 
 /* A generation or embedding request, parsed and checked. Strings and JSON
  * marked borrowed point into `body`. */
-#define SRV_MAX_LORA_REQ 8 /* "lora" entries one request may list */
+#define SRV_MAX_LORA_REQ 8     /* "lora" entries one request may list */
+#define SRV_MAX_FIM_EXTRA 1024 /* /infill input_extra chunks */
 
 struct srv_gen_req {
     enum srv_api api;
@@ -73,6 +74,18 @@ struct srv_gen_req {
         float scale;
     } lora[SRV_MAX_LORA_REQ];
     size_t n_lora;
+    /* Fill in the middle (POST /infill; "suffix" of /v1/completions and /api/generate): the
+     * prompt is slm_fim_tokens() of these, not a template's text. Borrowed from body. */
+    struct srv_fim {
+        bool on;
+        struct slm_str prefix, suffix, prompt;
+        const json_t *extra;           /* /infill input_extra: [{"filename", "text"}], or NULL */
+        int n_indent;                  /* /infill: stop at a line indented less (0 = off) */
+        double t_max_predict_ms;       /* /infill: after a newline, stop past this time (0 = off) */
+        bool return_tokens;            /* /infill: the reply lists the generated token ids */
+        const json_t *response_fields; /* /infill: keep only these paths ("timings/prompt_n") */
+        bool infill_sampler;           /* /infill: "infill" among "samplers" */
+    } fim;
 };
 
 enum srv_route_id {
@@ -83,6 +96,7 @@ enum srv_route_id {
     SRV_R_OLLAMA_GENERATE,
     SRV_R_OLLAMA_EMBED,
     SRV_R_OLLAMA_EMBEDDINGS,
+    SRV_R_LLAMA_INFILL, /* llama-server's POST /infill */
     SRV_R_COUNT_GEN,
 };
 

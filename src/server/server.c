@@ -234,6 +234,7 @@ static const struct route g_routes[] = {
     {"POST", "/api/copy", RK_COPY, 0, SRV_API_OLLAMA, false, false},
     {"DELETE", "/api/delete", RK_DELETE, 0, SRV_API_OLLAMA, false, false},
     {"GET", "/lora-adapters", RK_LORA, 0, SRV_API_OPENAI, false, false},
+    {"POST", "/infill", RK_GEN, SRV_R_LLAMA_INFILL, SRV_API_OPENAI, false, false},
 };
 
 /* The route for method+url; *path_known says whether some method serves it. */
@@ -296,6 +297,9 @@ static enum MHD_Result dispatch(struct srv_conn *rc, const struct route *r, cons
             if (handled) {
                 return res;
             }
+        }
+        if (r->gen == SRV_R_LLAMA_INFILL) {
+            return srv_llama_infill(rc);
         }
         return r->api == SRV_API_OLLAMA ? srv_ollama_generate(rc, r->gen)
                                         : srv_openai_generate(rc, r->gen);
