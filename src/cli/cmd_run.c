@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "cli/session.h"
 #include "slm/json.h"
+#include "slm/memory.h"
 
 #define STDIN_MAX ((size_t)64 << 20)
 
@@ -43,6 +44,8 @@ static void usage(FILE *f) {
                "  --ignore-eos             keep generating past end-of-sequence (benchmarks)\n"
                "  --token-ids              print generated token ids instead of text\n"
                "  --verbose                print load time and prompt/generation speed to stderr\n"
+               "  --force                  load the model even when the memory estimate says it\n"
+               "                           does not fit (slm show MODEL prints the estimate)\n"
                "\n"
                "Exit codes: 0 ok, 1 error, 2 bad usage, 3 model not found, 4 output incomplete or\n"
                "invalid (e.g. --max-tokens cut a JSON answer), 5 input does not fit the context,\n"
@@ -62,6 +65,7 @@ enum {
     OPT_VERBOSE,
     OPT_TEMPLATE,
     OPT_VARS,
+    OPT_FORCE,
     OPT_HELP,
     OPT_SAMPLING = 2000, /* + index in the option table */
 };
@@ -69,7 +73,7 @@ enum {
 struct run_args {
     const char *model;
     const char *system;
-    bool raw, chat, interactive, verbose, token_ids, ignore_eos;
+    bool raw, chat, interactive, verbose, token_ids, ignore_eos, force;
     const char *format;
     const char *schema_file;
     const char *template_file;
@@ -98,6 +102,7 @@ static int parse_args(int argc, char **argv, struct run_args *a) {
         {"verbose", no_argument, NULL, OPT_VERBOSE},
         {"template", required_argument, NULL, OPT_TEMPLATE},
         {"vars", required_argument, NULL, OPT_VARS},
+        {"force", no_argument, NULL, OPT_FORCE},
         {"help", no_argument, NULL, OPT_HELP},
     };
     struct option opts[64];
@@ -143,6 +148,7 @@ static int parse_args(int argc, char **argv, struct run_args *a) {
         case OPT_VERBOSE: a->verbose = true; break;
         case OPT_TEMPLATE: a->template_file = optarg; break;
         case OPT_VARS: a->vars = optarg; break;
+        case OPT_FORCE: a->force = true; break;
         case 'n':
         case '?':
         default:
@@ -296,6 +302,29 @@ static int set_vars(struct slm_session *s, const struct run_args *a, struct slm_
     return SLM_OK;
 }
 
+/* Will it fit? The estimate of slm/memory.h for the context the options ask for, against
+ * the memory available now; refused with the numbers unless --force. */
+static int check_fit(const struct slm_session *s, const struct run_args *a, struct slm_err *err) {
+    struct slm_mem_params mp = slm_mem_params_default();
+    mp.n_ctx = (uint32_t)SLM_MAX(s->opt.num_ctx, 0);
+    mp.n_batch = (uint32_t)SLM_MAX(s->opt.num_batch, 0);
+    mp.adapter_paths = (const char *const *)s->turn->adapter_paths;
+    mp.n_adapters = s->turn->n_adapters;
+    struct slm_mem_estimate est;
+    int rc = slm_mem_estimate(s->turn->manifest->model_path, &mp, &est, NULL, err);
+    if (rc != SLM_OK) {
+        return rc;
+    }
+    struct slm_mem_avail avail;
+    slm_mem_usable(&avail, NULL, NULL);
+    rc = slm_mem_check(a->model, &est, avail.available, err);
+    if (rc != SLM_OK && a->force) {
+        slm_cli_error("run", "warning: %s; loading anyway", err->msg);
+        return SLM_OK;
+    }
+    return rc;
+}
+
 /* Piped stdin is the context: "<stdin>\n\n<prompt>". */
 static int read_input(struct run_args *a, struct slm_buf *input, bool *interactive,
                       struct slm_err *err) {
@@ -375,6 +404,9 @@ static int run(int argc, char **argv) {
     }
     if (rc == SLM_OK) {
         rc = set_vars(&s, &a, &err);
+    }
+    if (rc == SLM_OK) {
+        rc = check_fit(&s, &a, &err);
     }
     if (rc == SLM_OK) {
         rc = slm_session_open(&s, &err);
