@@ -26,11 +26,11 @@
 
 /* What the model will be loaded with. Zero means the default of the context that uses it. */
 struct slm_mem_params {
-    uint32_t n_ctx;       /* KV cells in all (every sequence's); 0 = min(training context, 4096)
-                             times n_parallel, as slm_ctx_init and slm_sched_init pick */
-    int32_t n_parallel;   /* sequences, each with its own KV stream of n_ctx / n_parallel; 0 = 1 */
-    uint32_t n_batch;     /* tokens per decode; 0 = 512 (the physical batch is at most 512) */
-    bool kv_f32;          /* F32 KV cache (slm_ctx_params.kv_f32); default F16 */
+    uint32_t n_ctx;     /* KV cells in all (every sequence's); 0 = min(training context, 4096)
+                           times n_parallel, as slm_ctx_init and slm_sched_init pick */
+    int32_t n_parallel; /* sequences, each with its own KV stream of n_ctx / n_parallel; 0 = 1 */
+    uint32_t n_batch;   /* tokens per decode; 0 = 512 (the physical batch is at most 512) */
+    bool kv_f32;        /* F32 KV cache (slm_ctx_params.kv_f32); default F16 */
     const char *const *adapter_paths; /* LoRA adapter files (borrowed), counted by file size */
     size_t n_adapters;
 };
@@ -39,19 +39,19 @@ struct slm_mem_params slm_mem_params_default(void);
 
 /* The estimate, in bytes, part by part; `total` is their sum (saturating). */
 struct slm_mem_estimate {
-    uint32_t n_ctx;       /* KV cells as llama.cpp will make them (padded to 256 per stream) */
-    uint32_t n_ctx_seq;   /* cells per sequence */
+    uint32_t n_ctx;     /* KV cells as llama.cpp will make them (padded to 256 per stream) */
+    uint32_t n_ctx_seq; /* cells per sequence */
     int32_t n_parallel;
     uint32_t n_ubatch;
-    uint64_t baseline;    /* the process before any model: binary, libraries, threads */
-    uint64_t weights;     /* tensor data, each tensor at its own type */
-    uint64_t kv;          /* K and V of every layer for n_ctx cells */
-    uint64_t kv_per_cell; /* bytes of one cell over all layers (K + V) */
+    uint64_t baseline;      /* the process before any model: binary, libraries, threads */
+    uint64_t weights;       /* tensor data, each tensor at its own type */
+    uint64_t kv;            /* K and V of every layer for n_ctx cells */
+    uint64_t kv_per_cell;   /* bytes of one cell over all layers (K + V) */
     uint64_t attn_per_cell; /* compute bytes of one cell of a sequence's context */
-    uint64_t compute;     /* attention mask over n_ctx_seq cells + activations of n_ubatch tokens */
-    uint64_t output;      /* logits and sampler candidates of n_parallel rows */
-    uint64_t vocab;       /* the tokenizer's tables */
-    uint64_t adapters;    /* LoRA adapter files */
+    uint64_t compute;  /* attention mask over n_ctx_seq cells + activations of n_ubatch tokens */
+    uint64_t output;   /* logits and sampler candidates of n_parallel rows */
+    uint64_t vocab;    /* the tokenizer's tables */
+    uint64_t adapters; /* LoRA adapter files */
     uint64_t total;
 };
 
