@@ -60,7 +60,7 @@ static void size_context(const struct slm_model_info *info, const struct slm_mem
     n_ctx = pad_up(n_ctx, CTX_PAD);
     out->n_ctx_seq = pad_up(n_ctx / (uint64_t)out->n_parallel, CTX_PAD);
     uint64_t all = (uint64_t)out->n_ctx_seq * (uint64_t)out->n_parallel;
-    out->n_ctx = all > UINT32_MAX ? UINT32_MAX : (uint32_t)all;
+    out->n_ctx = all > UINT32_MAX ? UINT32_MAX / CTX_PAD * CTX_PAD : (uint32_t)all;
     /* Not capped by a small context as llama.cpp caps it: a few hundred tokens' activations
      * at most, and the parts that grow with the context stay linear in it (slm_mem_max_ctx). */
     uint32_t n_batch = p->n_batch ? p->n_batch : 512;
@@ -197,7 +197,8 @@ int slm_mem_check(const char *name, const struct slm_mem_estimate *e, uint64_t a
     if (m > 0 && m < e->n_ctx) {
         snprintf(hint, sizeof(hint), "--ctx-size %u or ", m);
     }
-    uint64_t rest = e->total - e->weights - e->kv;
+    uint64_t known = sat_add(e->weights, e->kv);
+    uint64_t rest = e->total > known ? e->total - known : 0;
     return slm_err_set(err, SLM_E_NOMEM,
                        "%s needs about %llu MiB (weights %llu, KV cache %llu for ctx %u, compute "
                        "and buffers %llu) but %llu MiB is available; try %sa smaller "
