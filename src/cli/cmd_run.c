@@ -10,7 +10,6 @@
 #include "cli/cli.h"
 #include "cli/session.h"
 #include "slm/json.h"
-#include "slm/memory.h"
 
 #define STDIN_MAX ((size_t)64 << 20)
 
@@ -302,29 +301,6 @@ static int set_vars(struct slm_session *s, const struct run_args *a, struct slm_
     return SLM_OK;
 }
 
-/* Will it fit? The estimate of slm/memory.h for the context the options ask for, against
- * the memory available now; refused with the numbers unless --force. */
-static int check_fit(const struct slm_session *s, const struct run_args *a, struct slm_err *err) {
-    struct slm_mem_params mp = slm_mem_params_default();
-    mp.n_ctx = (uint32_t)SLM_MAX(s->opt.num_ctx, 0);
-    mp.n_batch = (uint32_t)SLM_MAX(s->opt.num_batch, 0);
-    mp.adapter_paths = (const char *const *)s->turn->adapter_paths;
-    mp.n_adapters = s->turn->n_adapters;
-    struct slm_mem_estimate est;
-    int rc = slm_mem_estimate(s->turn->manifest->model_path, &mp, &est, NULL, err);
-    if (rc != SLM_OK) {
-        return rc;
-    }
-    struct slm_mem_avail avail;
-    slm_mem_usable(&avail, NULL, NULL);
-    rc = slm_mem_check(a->model, &est, avail.available, err);
-    if (rc != SLM_OK && a->force) {
-        slm_cli_error("run", "warning: %s; loading anyway", err->msg);
-        return SLM_OK;
-    }
-    return rc;
-}
-
 /* Piped stdin is the context: "<stdin>\n\n<prompt>". */
 static int read_input(struct run_args *a, struct slm_buf *input, bool *interactive,
                       struct slm_err *err) {
@@ -406,7 +382,9 @@ static int run(int argc, char **argv) {
         rc = set_vars(&s, &a, &err);
     }
     if (rc == SLM_OK) {
-        rc = check_fit(&s, &a, &err);
+        s.name = a.model;
+        s.force = a.force;
+        rc = slm_session_check_fit(&s, s.opt.num_ctx, s.opt.num_batch, NULL, &err);
     }
     if (rc == SLM_OK) {
         rc = slm_session_open(&s, &err);

@@ -49,6 +49,16 @@ contains "$out" "warning:" "--force"
 expect_exit 1 env SLM_MEMORY_AVAILABLE=1000 "$SLM" run "$MODEL" "Once" -n 2
 contains "$ERR" "try a smaller quantization" "refusal"
 
+# The chat's /set parameter num_ctx makes a new context: checked the same way, with the
+# current context's memory counted as coming back. Refused, the old context stays.
+total512=$("$SLM" show "$MODEL" --json --ctx-size 512 | jq '.memory.total')
+out=$(printf '/set parameter num_ctx 1000000\n/set parameter num_ctx 1024\n/bye\n' |
+    SLM_MEMORY_AVAILABLE=$total512 "$SLM" run "$MODEL" --interactive --ctx-size 512 -n 2 2>&1) ||
+    fail "chat exited $?: $out"
+contains "$out" "Error: $MODEL needs about" "chat /set parameter num_ctx 1000000"
+contains "$out" "for ctx 1000192" "chat /set parameter num_ctx 1000000"
+contains "$out" "Set parameter 'num_ctx' to '1024'" "chat /set parameter num_ctx 1024"
+
 # --- slm serve: the pool refuses a model larger than its budget (503 with the
 # numbers), and loads it with --force.
 make_stories tiny
