@@ -47,7 +47,7 @@ declare -A uses=(
 # The module each include/slm/ header belongs to: written down here once.
 declare -A owner=(
     [base.h]=base [json.h]=base [yaml.h]=base [svg.h]=base [sys.h]=base [sync.h]=base
-    [engine.h]=engine [options.h]=engine [sched.h]=engine [score.h]=engine
+    [engine.h]=engine [memory.h]=engine [options.h]=engine [sched.h]=engine [score.h]=engine
     [grammar.h]=grammar
     [liquid.h]=liquid
     [store.h]=store

@@ -63,6 +63,9 @@ struct slm_model_info {
     int32_t n_head_kv;
     int32_t n_vocab;
     int32_t n_tensors;
+    int32_t n_ff;          /* feed-forward width; 0 when unknown (or varies by layer) */
+    int32_t n_embd_head_k; /* key width of one head; 0 = n_embd / n_head */
+    int32_t n_embd_head_v; /* value width of one head; 0 = n_embd / n_head */
     bool has_chat_template;
 };
 

@@ -130,10 +130,14 @@ void slm_sched_get_stats(struct slm_sched *s, struct slm_sched_stats *out);
 struct slm_pool;
 
 struct slm_pool_params {
-    uint64_t memory_budget;        /* bytes of model weights + KV allowed loaded; 0 = 75% of RAM */
+    uint64_t memory_budget;        /* bytes the loaded models may need (slm/memory.h's estimate,
+                                      less the process itself); 0 = the memory available when
+                                      the pool starts (slm_mem_usable) */
     int64_t default_keep_alive_ms; /* idle time before unloading; 0 = default 5 minutes;
                                       <0 = forever */
     struct slm_sched_params sched;
+    bool force; /* load a model that needs more than the whole budget when it is alone;
+                   without it such a model is refused with SLM_E_NOMEM (slm_mem_check) */
 };
 
 struct slm_pool_params slm_pool_params_default(void);
@@ -144,7 +148,10 @@ void slm_pool_free(struct slm_pool *pool);
  * Returns the scheduler of the model at `path` (loading it, and unloading the
  * least recently used idle models when the budget requires), pinned until
  * slm_pool_release(). `keep_alive_ms` updates the model's idle timeout
- * (-2 = leave as is; 0 = unload as soon as released).
+ * (-2 = leave as is; 0 = unload as soon as released). SLM_E_NOMEM, with
+ * slm_mem_check's message, when the model needs more than the whole budget
+ * (and the pool is not forced); SLM_E_LIMIT when it would fit but models in
+ * use hold the room.
  */
 int slm_pool_acquire(struct slm_pool *pool, const char *path, int64_t keep_alive_ms,
                      struct slm_sched **sched, struct slm_model **model, struct slm_err *err);

@@ -8,6 +8,7 @@
 #define SLM_SYS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 /* MSG_NOSIGNAL where the system has it; elsewhere 0 (the programs that write to sockets ignore
@@ -42,5 +43,26 @@ double slm_cpus_busy(int ms);
 int slm_default_threads(void);
 /* Pure: `physical` less the CPUs `busy` (a CPU half busy or more counts), at least 1. */
 int slm_threads_for(int physical, double busy);
+
+/* ---------------------------------------------------------------- memory */
+
+/* Memory this process may still use, for "will it fit?" (slm/memory.h). */
+struct slm_mem_avail {
+    uint64_t available; /* bytes that can be used now without swapping or hitting a limit */
+    uint64_t total;     /* bytes of RAM, or the cgroup's limit when that is lower */
+    char source[48];    /* where `available` came from: "MemAvailable", "cgroup v2 memory.max",
+                           "cgroup v1 limit", "physical memory", "SLM_MEMORY_AVAILABLE" */
+};
+
+/*
+ * Fills `out` with the memory available now. Linux: /proc/meminfo's MemAvailable, lowered to
+ * the room left under the process's cgroup limit (v2 memory.max - memory.current, v1
+ * memory.limit_in_bytes - memory.usage_in_bytes) when there is one. Elsewhere the physical
+ * memory (sysconf), which overstates what is free. The environment variable
+ * SLM_MEMORY_AVAILABLE=BYTES replaces the answer (tests; a user who knows better); a value
+ * that is not a whole number of bytes is ignored. Always succeeds (0); out->available is 0
+ * only when nothing could be read.
+ */
+int slm_mem_available(struct slm_mem_avail *out);
 
 #endif /* SLM_SYS_H */

@@ -17,6 +17,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "slm/base.h"
@@ -200,4 +201,130 @@ int slm_default_threads(void) {
     int n = threads;
     pthread_mutex_unlock(&mu);
     return n;
+}
+
+/* ---------------------------------------------------------------- memory */
+
+#if defined(__linux__)
+/* The number that starts `s` (after blanks), times 1024 when it is followed by "kB"; false when
+ * `s` holds no number. */
+static bool parse_amount(const char *s, uint64_t *out) {
+    while (*s == ' ' || *s == '\t') {
+        s++;
+    }
+    size_t n = 0;
+    while (s[n] >= '0' && s[n] <= '9') {
+        n++;
+    }
+    uint64_t v;
+    if (n == 0 || slm_parse_u64(slm_str_n(s, n), &v) != SLM_OK) {
+        return false;
+    }
+    const char *unit = s + n;
+    while (*unit == ' ') {
+        unit++;
+    }
+    if (strncmp(unit, "kB", 2) == 0) {
+        v = v > UINT64_MAX / 1024 ? UINT64_MAX : v * 1024;
+    }
+    *out = v;
+    return true;
+}
+
+/* The value of `key` in a "Key: value" file (/proc/meminfo), or of the whole file when `key` is
+ * NULL (cgroup files hold one number, or "max"). False when absent or not a number. */
+static bool read_value(const char *path, const char *key, uint64_t *out) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return false;
+    }
+    char line[256];
+    bool ok = false;
+    size_t klen = key ? strlen(key) : 0;
+    while (!ok && fgets(line, sizeof(line), f)) {
+        if (!key) {
+            ok = parse_amount(line, out);
+            break;
+        }
+        if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+            ok = parse_amount(line + klen + 1, out);
+        }
+    }
+    fclose(f);
+    return ok;
+}
+
+/* This process's cgroup v2 folder under /sys/fs/cgroup ("0::/PATH" in /proc/self/cgroup). */
+static bool cgroup2_dir(char *out, size_t cap) {
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    if (!f) {
+        return false;
+    }
+    char line[1024];
+    bool ok = false;
+    while (!ok && fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "0::", 3) == 0) {
+            line[strcspn(line, "\n")] = '\0';
+            int n = snprintf(out, cap, "/sys/fs/cgroup%s", strcmp(line + 3, "/") ? line + 3 : "");
+            ok = n > 0 && (size_t)n < cap;
+        }
+    }
+    fclose(f);
+    return ok;
+}
+
+/* Lowers out->available (and total) to the room left under a cgroup limit, if any. */
+static void apply_cgroup(struct slm_mem_avail *out) {
+    char dir[1100], path[1200];
+    uint64_t limit = 0, used = 0;
+    const char *source = NULL;
+    if (cgroup2_dir(dir, sizeof(dir))) {
+        snprintf(path, sizeof(path), "%s/memory.max", dir);
+        if (read_value(path, NULL, &limit)) { /* "max" is not a number: no limit */
+            snprintf(path, sizeof(path), "%s/memory.current", dir);
+            source = read_value(path, NULL, &used) ? "cgroup v2 memory.max" : NULL;
+        }
+    } else if (read_value("/sys/fs/cgroup/memory/memory.limit_in_bytes", NULL, &limit) &&
+               read_value("/sys/fs/cgroup/memory/memory.usage_in_bytes", NULL, &used)) {
+        source = "cgroup v1 limit"; /* "no limit" reads as a huge number, above RAM */
+    }
+    if (!source || limit >= out->total) {
+        return;
+    }
+    uint64_t room = limit > used ? limit - used : 0;
+    out->total = limit;
+    if (room < out->available) {
+        out->available = room;
+        snprintf(out->source, sizeof(out->source), "%s", source);
+    }
+}
+#endif
+
+int slm_mem_available(struct slm_mem_avail *out) {
+    memset(out, 0, sizeof(*out));
+    long pages = sysconf(_SC_PHYS_PAGES);
+    long size = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && size > 0) {
+        out->total = (uint64_t)pages * (uint64_t)size;
+        out->available = out->total;
+        snprintf(out->source, sizeof(out->source), "physical memory");
+    }
+#if defined(__linux__)
+    uint64_t v;
+    if (read_value("/proc/meminfo", "MemTotal", &v)) {
+        out->total = v;
+    }
+    if (read_value("/proc/meminfo", "MemAvailable", &v)) {
+        out->available = v;
+        snprintf(out->source, sizeof(out->source), "MemAvailable");
+    }
+    apply_cgroup(out);
+#endif
+    const char *env = getenv("SLM_MEMORY_AVAILABLE");
+    uint64_t forced;
+    if (env && *env && slm_parse_u64(slm_str_c(env), &forced) == SLM_OK) {
+        out->available = forced;
+        snprintf(out->source, sizeof(out->source), "SLM_MEMORY_AVAILABLE");
+    }
+    return 0;
 }

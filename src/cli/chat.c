@@ -104,6 +104,19 @@ static void show(struct slm_session *s, const char *what) {
     }
 }
 
+/* Whether the context that `name` = `value` asks for fits, the current one's memory counted
+ * as available (it is freed first). A bad value passes: setting it reports the error. */
+static bool fits_with(const struct slm_session *s, const char *name, const char *value,
+                      struct slm_err *err) {
+    struct slm_options trial = s->opt; /* shallow: only the context's numbers are set on it */
+    struct slm_mem_estimate now;
+    if (slm_options_set_text(&trial, name, value, NULL) != SLM_OK ||
+        slm_session_estimate(s, s->opt.num_ctx, s->opt.num_batch, &now, NULL) != SLM_OK) {
+        return true;
+    }
+    return slm_session_check_fit(s, trial.num_ctx, trial.num_batch, &now, err) == SLM_OK;
+}
+
 static void set_parameter(struct slm_session *s, char *args) {
     char *sp = strchr(args, ' ');
     if (!sp) {
@@ -114,14 +127,18 @@ static void set_parameter(struct slm_session *s, char *args) {
     const char *name = args;
     const char *value = sp + 1;
     struct slm_err err = {0};
+    const struct slm_option_desc *d = slm_option_find(name);
+    bool ctx_change = d && (strcmp(d->name, "num_ctx") == 0 || strcmp(d->name, "num_thread") == 0 ||
+                            strcmp(d->name, "num_batch") == 0);
+    if (ctx_change && !fits_with(s, name, value, &err)) {
+        printf("Error: %s\n", err.msg);
+        return;
+    }
     int rc = slm_options_set_text(&s->opt, name, value, &err);
     if (rc != SLM_OK) {
         printf("Error: %s\n", err.msg);
         return;
     }
-    const struct slm_option_desc *d = slm_option_find(name);
-    bool ctx_change = d && (strcmp(d->name, "num_ctx") == 0 || strcmp(d->name, "num_thread") == 0 ||
-                            strcmp(d->name, "num_batch") == 0);
     if (ctx_change && slm_session_reload_ctx(s, &err) != SLM_OK) {
         printf("Error: %s\n", err.msg);
         return;

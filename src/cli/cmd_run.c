@@ -46,6 +46,8 @@ static void usage(FILE *f) {
                "  --ignore-eos             keep generating past end-of-sequence (benchmarks)\n"
                "  --token-ids              print generated token ids instead of text\n"
                "  --verbose                print load time and prompt/generation speed to stderr\n"
+               "  --force                  load the model even when the memory estimate says it\n"
+               "                           does not fit (slm show MODEL prints the estimate)\n"
                "\n"
                "Exit codes: 0 ok, 1 error, 2 bad usage, 3 model not found, 4 output incomplete or\n"
                "invalid (e.g. --max-tokens cut a JSON answer), 5 input does not fit the context,\n"
@@ -66,6 +68,7 @@ enum {
     OPT_VERBOSE,
     OPT_TEMPLATE,
     OPT_VARS,
+    OPT_FORCE,
     OPT_HELP,
     OPT_SAMPLING = 2000, /* + index in the option table */
 };
@@ -73,7 +76,7 @@ enum {
 struct run_args {
     const char *model;
     const char *system;
-    bool raw, chat, interactive, verbose, token_ids, ignore_eos;
+    bool raw, chat, interactive, verbose, token_ids, ignore_eos, force;
     const char *format;
     const char *schema_file;
     const char *template_file;
@@ -104,6 +107,7 @@ static int parse_args(int argc, char **argv, struct run_args *a) {
         {"verbose", no_argument, NULL, OPT_VERBOSE},
         {"template", required_argument, NULL, OPT_TEMPLATE},
         {"vars", required_argument, NULL, OPT_VARS},
+        {"force", no_argument, NULL, OPT_FORCE},
         {"help", no_argument, NULL, OPT_HELP},
     };
     struct option opts[64];
@@ -150,6 +154,7 @@ static int parse_args(int argc, char **argv, struct run_args *a) {
         case OPT_VERBOSE: a->verbose = true; break;
         case OPT_TEMPLATE: a->template_file = optarg; break;
         case OPT_VARS: a->vars = optarg; break;
+        case OPT_FORCE: a->force = true; break;
         case 'n':
         case '?':
         default:
@@ -382,6 +387,11 @@ static int run(int argc, char **argv) {
     }
     if (rc == SLM_OK) {
         rc = set_vars(&s, &a, &err);
+    }
+    if (rc == SLM_OK) {
+        s.name = a.model;
+        s.force = a.force;
+        rc = slm_session_check_fit(&s, s.opt.num_ctx, s.opt.num_batch, NULL, &err);
     }
     if (rc == SLM_OK) {
         rc = slm_session_open(&s, &err);

@@ -43,7 +43,12 @@ static void usage(FILE *f) {
         "  --kv-type T           KV cache type: f16 (default; flash attention) or f32 (twice\n"
         "                        the memory; results independent of batch composition to\n"
         "                        ~1e-6, for comparisons and tests)\n"
-        "  --memory-budget SIZE  weights + KV kept loaded, e.g. 8G (default 75%% of RAM)\n"
+        "  --memory-budget SIZE  memory the loaded models may need (weights, KV cache,\n"
+        "                        buffers: the estimate slm show prints), e.g. 8G (default:\n"
+        "                        the memory available at start); least recently used idle\n"
+        "                        models are unloaded to make room\n"
+        "  --force               load a model even when it needs more than the whole budget\n"
+        "                        (default: refuse it with 503 and the numbers)\n"
         "  --keep-alive DUR      idle time before a model is unloaded, e.g. 5m, 1h, -1 =\n"
         "                        forever (default 5m; requests may set keep_alive)\n"
         "Limits (docs/security.md):\n"
@@ -108,6 +113,7 @@ enum {
     OPT_ROUTER,
     OPT_LORA,
     OPT_MODEL,
+    OPT_FORCE,
     OPT_HELP,
 };
 
@@ -248,6 +254,7 @@ static int parse_one(int c, const char *val, struct serve_args *a) {
         break;
     case OPT_API_KEY: a->sp.api_key = val; break;
     case OPT_INSECURE: a->sp.insecure = true; break;
+    case OPT_FORCE: a->pp.force = true; break;
     case OPT_PARALLEL:
         code = parse_int_flag("--parallel", val, 1, 128, &v);
         a->pp.sched.n_parallel = (int32_t)v;
@@ -367,6 +374,7 @@ static int parse_args(int argc, char **argv, struct serve_args *a) {
         {"router", required_argument, NULL, OPT_ROUTER},
         {"lora", required_argument, NULL, OPT_LORA},
         {"model", required_argument, NULL, OPT_MODEL},
+        {"force", no_argument, NULL, OPT_FORCE},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };

@@ -12,6 +12,37 @@
 #include "slm/grammar.h"
 #include "slm/json.h"
 
+int slm_session_estimate(const struct slm_session *s, int32_t num_ctx, int32_t num_batch,
+                         struct slm_mem_estimate *out, struct slm_err *err) {
+    struct slm_mem_params mp = slm_mem_params_default();
+    mp.n_ctx = (uint32_t)SLM_MAX(num_ctx, 0);
+    mp.n_batch = (uint32_t)SLM_MAX(num_batch, 0);
+    mp.adapter_paths = (const char *const *)s->turn->adapter_paths;
+    mp.n_adapters = s->turn->n_adapters;
+    return slm_mem_estimate(s->turn->manifest->model_path, &mp, out, NULL, err);
+}
+
+int slm_session_check_fit(const struct slm_session *s, int32_t num_ctx, int32_t num_batch,
+                          const struct slm_mem_estimate *loaded, struct slm_err *err) {
+    struct slm_mem_estimate est;
+    int rc = slm_session_estimate(s, num_ctx, num_batch, &est, err);
+    if (rc != SLM_OK) {
+        return rc;
+    }
+    struct slm_mem_avail avail;
+    slm_mem_usable(&avail, NULL, NULL);
+    uint64_t have = avail.available;
+    if (loaded && have + loaded->total >= have) {
+        have += loaded->total; /* what this process holds now is reused */
+    }
+    rc = slm_mem_check(s->name ? s->name : s->turn->manifest->model_path, &est, have, err);
+    if (rc != SLM_OK && s->force) {
+        slm_cli_error("run", "warning: %s; loading anyway", err->msg);
+        return SLM_OK;
+    }
+    return rc;
+}
+
 int slm_session_reload_ctx(struct slm_session *s, struct slm_err *err) {
     slm_ctx_free(s->ctx);
     s->ctx = NULL;

@@ -11,6 +11,7 @@
 
 #include "slm/engine.h"
 #include "slm/liquid.h"
+#include "slm/memory.h"
 #include "slm/options.h"
 #include "slm/store.h"
 #include "slm/turn.h"
@@ -33,6 +34,8 @@ struct slm_session {
     bool ignore_eos;
     bool verbose;
     const char *suffix; /* fill in the middle after the input (slm_fim_tokens), or NULL */
+    bool force;         /* load even when the memory estimate says it does not fit */
+    const char *name;   /* the model as the user named it (messages); borrowed */
     double t_load;
     struct slm_gen_stats last;
 };
@@ -41,6 +44,16 @@ struct slm_session {
  * already set. Prints nothing; errors go to err. */
 int slm_session_open(struct slm_session *s, struct slm_err *err);
 void slm_session_close(struct slm_session *s);
+/* Will it fit? slm/memory.h's estimate for the turn's model and adapters with a context of
+ * `num_ctx` and `num_batch` (0: defaults) against the memory available now. `loaded`, when
+ * not NULL, is the estimate of what this session holds already (a context being replaced:
+ * its memory comes back). SLM_E_NOMEM with slm_mem_check's message when it does not fit;
+ * with s->force that message is printed as a warning and SLM_OK returned. */
+int slm_session_check_fit(const struct slm_session *s, int32_t num_ctx, int32_t num_batch,
+                          const struct slm_mem_estimate *loaded, struct slm_err *err);
+/* slm_session_check_fit's estimate alone. */
+int slm_session_estimate(const struct slm_session *s, int32_t num_ctx, int32_t num_batch,
+                         struct slm_mem_estimate *out, struct slm_err *err);
 /* Re-creates the context (after num_ctx / num_thread / num_batch change). */
 int slm_session_reload_ctx(struct slm_session *s, struct slm_err *err);
 

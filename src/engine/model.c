@@ -288,6 +288,12 @@ int slm_gguf_read_info(const char *path, struct slm_model_info *out, struct slm_
     out->n_head = kv_count(g, key);
     snprintf(key, sizeof(key), "%s.attention.head_count_kv", out->arch);
     out->n_head_kv = kv_count(g, key);
+    snprintf(key, sizeof(key), "%s.feed_forward_length", out->arch);
+    out->n_ff = kv_count(g, key);
+    snprintf(key, sizeof(key), "%s.attention.key_length", out->arch);
+    out->n_embd_head_k = kv_count(g, key);
+    snprintf(key, sizeof(key), "%s.attention.value_length", out->arch);
+    out->n_embd_head_v = kv_count(g, key);
     int64_t tk = gguf_find_key(g, "tokenizer.ggml.tokens");
     if (tk >= 0 && gguf_get_kv_type(g, tk) == GGUF_TYPE_ARRAY) {
         size_t n = gguf_get_arr_n(g, tk);

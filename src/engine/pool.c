@@ -1,8 +1,10 @@
 /*
  * engine/pool.c - the model pool: loads a model (and starts its scheduler)
  * on first acquire, pins it while acquired, unloads it after keep_alive idle,
- * and keeps weights + KV under a memory budget by unloading the least
- * recently used idle models first. Adapters are cached per model.
+ * and keeps what each model needs (slm/memory.h's estimate) under a memory
+ * budget by unloading the least recently used idle models first; a model that
+ * cannot fit even alone is refused (unless forced). Adapters are cached per
+ * model.
  *
  * Threads: everything is under the pool's mutex except loading and
  * unloading, which happen outside it (an entry being loaded is marked, and
@@ -10,13 +12,13 @@
  * models whose keep-alive ran out.
  */
 #include "slm/sched.h"
+#include "slm/memory.h"
 #include "slm/sync.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "engine/internal.h"
 
@@ -64,45 +66,21 @@ struct slm_pool_params slm_pool_params_default(void) {
     };
 }
 
-static uint64_t ram_bytes(void) {
-    long pages = sysconf(_SC_PHYS_PAGES);
-    long size = sysconf(_SC_PAGESIZE);
-    if (pages <= 0 || size <= 0) {
-        return (uint64_t)8 << 30;
-    }
-    return (uint64_t)pages * (uint64_t)size;
-}
-
-/* Weights plus one context's KV cache (F16 K and V), from the GGUF header. */
-static int estimate_bytes(const struct slm_pool *pool, const char *path, uint64_t *out,
-                          struct slm_err *err) {
-    struct slm_model_info info;
-    int rc = slm_gguf_read_info(path, &info, NULL, err);
+/* The one estimate (slm/memory.h) with the scheduler's context, less the process itself,
+ * which is running already: what loading `path` adds. */
+static int estimate_bytes(const struct slm_pool *pool, const char *path,
+                          struct slm_mem_estimate *est, uint64_t *out, struct slm_err *err) {
+    const struct slm_sched_params *sp = &pool->p.sched;
+    struct slm_mem_params mp = slm_mem_params_default();
+    mp.n_parallel = sp->n_parallel > 0 ? sp->n_parallel : 4;
+    mp.n_ctx = sp->n_ctx;
+    mp.n_batch = sp->n_batch;
+    mp.kv_f32 = sp->kv_f32;
+    int rc = slm_mem_estimate(path, &mp, est, NULL, err);
     if (rc != SLM_OK) {
         return rc;
     }
-    struct slm_sched_params sp = pool->p.sched;
-    int32_t n_par = sp.n_parallel > 0 ? sp.n_parallel : 4;
-    uint64_t n_ctx = sp.n_ctx;
-    if (n_ctx == 0) {
-        int32_t t = info.n_ctx_train;
-        n_ctx = (uint64_t)(t > 0 && t < 4096 ? t : 4096) * (uint64_t)n_par;
-    }
-    uint64_t n_head = info.n_head > 0 ? (uint64_t)info.n_head : 1;
-    uint64_t n_head_kv = info.n_head_kv > 0 ? (uint64_t)info.n_head_kv : n_head;
-    uint64_t kv_dim = (uint64_t)SLM_MAX(info.n_embd, 0) / n_head * n_head_kv;
-    /* Header values are the file's word: a product that wraps would make a
-     * huge model look small. Saturate instead (it then does not fit). */
-    uint64_t kv = 4, factors[] = {(uint64_t)SLM_MAX(info.n_layer, 0), n_ctx, kv_dim};
-    for (size_t i = 0; i < SLM_ARRAY_LEN(factors); i++) {
-        if (__builtin_mul_overflow(kv, factors[i], &kv)) {
-            kv = UINT64_MAX;
-            break;
-        }
-    }
-    if (__builtin_add_overflow(info.size_bytes, kv, out)) {
-        *out = UINT64_MAX;
-    }
+    *out = est->total - est->baseline;
     return SLM_OK;
 }
 
@@ -197,7 +175,9 @@ int slm_pool_init(const struct slm_pool_params *p, struct slm_pool **out, struct
     }
     pool->p = p ? *p : slm_pool_params_default();
     if (pool->p.memory_budget == 0) {
-        pool->p.memory_budget = ram_bytes() / 4 * 3;
+        struct slm_mem_avail avail;
+        slm_mem_usable(&avail, NULL, NULL);
+        pool->p.memory_budget = avail.available;
     }
     if (pool->p.default_keep_alive_ms == 0) {
         pool->p.default_keep_alive_ms = DEFAULT_KEEP_ALIVE_MS;
@@ -257,7 +237,7 @@ static bool make_room(struct slm_pool *pool, uint64_t need, struct pool_model **
             }
         }
         if (!lru) {
-            /* A model larger than the budget still loads when it is alone. */
+            /* A model larger than the budget (--force) still loads when it is alone. */
             return pool->models == NULL;
         }
         unlink_model(pool, lru);
@@ -298,6 +278,7 @@ int slm_pool_acquire(struct slm_pool *pool, const char *path, int64_t keep_alive
         return slm_err_set(err, SLM_E_TOO_LARGE, "model path is too long");
     }
     uint64_t need = 0;
+    struct slm_mem_estimate est;
     bool estimated = false;
     pthread_mutex_lock(&pool->mu);
     for (;;) {
@@ -319,9 +300,13 @@ int slm_pool_acquire(struct slm_pool *pool, const char *path, int64_t keep_alive
         }
         /* Reading the header is file I/O: not under the lock. */
         pthread_mutex_unlock(&pool->mu);
-        int rc = estimate_bytes(pool, path, &need, err);
+        int rc = estimate_bytes(pool, path, &est, &need, err);
         if (rc != SLM_OK) {
             return rc;
+        }
+        /* What cannot fit even alone is refused before anything is unloaded for it. */
+        if (need > pool->p.memory_budget && !pool->p.force) {
+            return slm_mem_check(path, &est, pool->p.memory_budget + est.baseline, err);
         }
         estimated = true;
         pthread_mutex_lock(&pool->mu);

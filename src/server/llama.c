@@ -55,8 +55,8 @@ static size_t fim_cut(const struct srv_job *j, const struct srv_item *it) {
 
 struct llama_reply {
     struct srv_job *j;
-    size_t cut;    /* SIZE_MAX: no cut */
-    bool limited;  /* stopped by n_indent or t_max_predict_ms */
+    size_t cut;   /* SIZE_MAX: no cut */
+    bool limited; /* stopped by n_indent or t_max_predict_ms */
 };
 
 /* Applies the cut once it appears: cancels the request and remembers where. */

@@ -36,6 +36,10 @@ int srv_fail(struct srv_error *e, int rc, const struct slm_err *err) {
     case SLM_E_TIMEOUT: return srv_error_set(e, rc, 504, "server_error", "timeout", "%s", msg);
     case SLM_E_ABORTED:
         return srv_error_set(e, rc, 503, "server_error", "shutting_down", "%s", msg);
+    case SLM_E_NOMEM:
+        /* A model that does not fit (slm_mem_check's message names the numbers), or an
+         * allocation that failed: the server is up, this request cannot be served. */
+        return srv_error_set(e, rc, 503, "server_error", "insufficient_memory", "%s", msg);
     case SLM_E_UPSTREAM:
         return srv_error_set(e, rc, 502, "server_error", "upstream_error", "%s", msg);
     default: return srv_error_set(e, rc, 500, "server_error", NULL, "%s", msg);

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "slm/json.h"
+#include "slm/memory.h"
 #include "store/internal.h"
 
 #define DEFAULT_ENDPOINT "https://huggingface.co"
@@ -871,6 +872,42 @@ static int resolve_target(struct pull *pl, const struct slm_source *src, struct 
     return SLM_OK;
 }
 
+/* Will it fit? Before the download only the file's size is known: the weights and the
+ * process (slm/memory.h with no header facts), a floor under what the model needs. */
+static void warn_fit_size(struct pull *pl, uint64_t size) {
+    if (size == 0) {
+        return;
+    }
+    struct slm_model_info info = {.size_bytes = size};
+    struct slm_mem_estimate est;
+    slm_mem_estimate_info(&info, NULL, 0, &est);
+    struct slm_mem_avail avail;
+    slm_mem_usable(&avail, NULL, NULL);
+    if (est.total > avail.available) {
+        note(pl,
+             "warning: %s will not fit: its weights and the process need at least %llu MiB "
+             "(the KV cache comes on top) but %llu MiB is available; downloading anyway",
+             pl->file, (unsigned long long)(est.total >> 20),
+             (unsigned long long)(avail.available >> 20));
+    }
+}
+
+/* After it: the whole estimate for the default context, from the stored file's header. */
+static void warn_fit_model(struct pull *pl, const char *digest) {
+    char blob[PATH_MAX];
+    slm_store_blob_path(pl->store, digest + 7, blob, sizeof(blob));
+    struct slm_mem_estimate est;
+    struct slm_err e = {0};
+    if (slm_mem_estimate(blob, NULL, &est, NULL, &e) != SLM_OK) {
+        return; /* not a model slm can read: running it will say why */
+    }
+    struct slm_mem_avail avail;
+    slm_mem_usable(&avail, NULL, NULL);
+    if (slm_mem_check(pl->res->name, &est, avail.available, &e) != SLM_OK) {
+        note(pl, "warning: %s", e.msg);
+    }
+}
+
 int slm_pull(struct slm_store *store, const char *text, const struct slm_pull_params *params,
              struct slm_pull_result *result, struct slm_err *err) {
     pthread_once(&g_curl_once, curl_init_once);
@@ -952,6 +989,7 @@ int slm_pull(struct slm_store *store, const char *text, const struct slm_pull_pa
         slm__store_unlock(&lock);
         return rc;
     }
+    warn_fit_size(&pl, t.size);
     char hex[65];
     uint64_t size = 0;
     int fd;
@@ -975,6 +1013,7 @@ int slm_pull(struct slm_store *store, const char *text, const struct slm_pull_pa
     }
     slm__store_unlock(&lock);
     if (rc == SLM_OK) {
+        warn_fit_model(&pl, digest);
         memcpy(pl.res->digest, digest, sizeof(digest));
         pl.res->size = size;
         pl.res->verified = expect[0] != '\0';

@@ -35,6 +35,17 @@ out=$("$SLM" pull hf.co/acme/tiny-GGUF:Q4_K_M)
 contains "$out" "already present" "second pull"
 grep -q "resolve/main" "$FAKE_LOG" && fail "second pull downloaded again"
 
+# A model that cannot fit (docs/memory.md) is pulled with a warning, not refused.
+# (its own store: the model counts below stay as they are)
+fit_home=$(mktemp -d /tmp/slm-e2e-home-XXXXXX)
+err=$(SLM_HOME=$fit_home SLM_MEMORY_AVAILABLE=2097152 "$SLM" pull hf.co/acme/tiny-GGUF:Q4_K_L 2>&1 >/dev/null) ||
+    fail "pull refused a model that does not fit: $err"
+contains "$err" "warning: tiny-Q4_K_L.gguf will not fit" "pull under a 2 MiB limit"
+contains "$err" "2 MiB is available" "pull under a 2 MiB limit"
+err=$(SLM_HOME=$fit_home SLM_MEMORY_AVAILABLE=2097152 "$SLM" pull hf.co/acme/tiny-GGUF:Q4_K_L 2>&1 >/dev/null)
+case "$err" in *"will not fit"*) fail "warned about a model already present: $err" ;; esac
+rm -rf "$fit_home"
+
 # Case-insensitive quant, a file by path (in a sub-folder), no tag = Q4_K_M.
 "$SLM" pull hf.co/acme/tiny-GGUF:q8_0 >/dev/null
 "$SLM" pull hf.co/acme/tiny-GGUF/sub/deep-F16.gguf >/dev/null

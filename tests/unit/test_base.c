@@ -363,3 +363,24 @@ Test(sys, threads_leave_the_busy_cpus_to_their_work) {
     int d = slm_default_threads();
     cr_assert(d >= 1 && d <= p);
 }
+
+/* The memory available: the system's answer, and the override the tests use. */
+Test(sys, memory_available_reads_the_system_and_the_override) {
+    unsetenv("SLM_MEMORY_AVAILABLE");
+    struct slm_mem_avail a;
+    cr_assert_eq(slm_mem_available(&a), 0);
+    cr_assert_gt(a.total, 0);
+    cr_assert_gt(a.available, 0);
+    cr_assert(a.available <= a.total, "%llu > %llu", (unsigned long long)a.available,
+              (unsigned long long)a.total);
+    cr_assert_neq(a.source[0], '\0');
+    setenv("SLM_MEMORY_AVAILABLE", "123456789", 1);
+    cr_assert_eq(slm_mem_available(&a), 0);
+    cr_assert_eq(a.available, 123456789);
+    cr_assert_str_eq(a.source, "SLM_MEMORY_AVAILABLE");
+    /* Not a whole number of bytes: ignored, the system's answer stands. */
+    setenv("SLM_MEMORY_AVAILABLE", "12G", 1);
+    cr_assert_eq(slm_mem_available(&a), 0);
+    cr_assert_str_neq(a.source, "SLM_MEMORY_AVAILABLE");
+    unsetenv("SLM_MEMORY_AVAILABLE");
+}

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "slm/engine.h"
+#include "slm/memory.h"
 #include "slm/options.h"
 #include "engine/sample.h"
 #include <gguf.h>
@@ -382,4 +383,121 @@ Test(model, gguf_info_counts_are_never_negative) {
     cr_assert_eq(info.n_layer, 0);
     cr_assert_eq(info.n_embd, 64);
     unlink(path);
+}
+
+/* ---------------------------------------------------------------- memory estimate */
+
+/* SmolLM2-135M's shape (llama.cpp's load log for it at ctx 512: KV buffer 11.25 MiB). */
+static struct slm_model_info smollm_shape(void) {
+    return (struct slm_model_info){.size_bytes = 143025766,
+                                   .n_ctx_train = 8192,
+                                   .n_embd = 576,
+                                   .n_layer = 30,
+                                   .n_head = 9,
+                                   .n_head_kv = 3,
+                                   .n_vocab = 49152,
+                                   .n_ff = 1536};
+}
+
+Test(memory, kv_cache_matches_llama_cpp_and_contexts_pad_as_it_does) {
+    struct slm_model_info info = smollm_shape();
+    struct slm_mem_params p = slm_mem_params_default();
+    struct slm_mem_estimate e;
+    p.n_ctx = 512;
+    slm_mem_estimate_info(&info, &p, 0, &e);
+    cr_assert_eq(e.kv, (uint64_t)11796480); /* 11.25 MiB */
+    cr_assert_eq(e.kv_per_cell, 30u * 3 * (64 + 64) * 2);
+    cr_assert_eq(e.weights, info.size_bytes);
+    cr_assert_eq(e.total, e.baseline + e.weights + e.kv + e.compute + e.output + e.vocab);
+    /* 300 cells become 512 (padded to 256); 4 streams of 1000 cells: 1024 / 4 = 256 each. */
+    p.n_ctx = 300;
+    slm_mem_estimate_info(&info, &p, 0, &e);
+    cr_assert_eq(e.n_ctx, 512);
+    p.n_ctx = 1000;
+    p.n_parallel = 4;
+    slm_mem_estimate_info(&info, &p, 0, &e);
+    cr_assert_eq(e.n_ctx_seq, 256);
+    cr_assert_eq(e.n_ctx, 1024);
+    cr_assert_eq(e.output, 4u * 49152 * 16);
+    /* The default context: the training context capped at 4096, per sequence. */
+    p = slm_mem_params_default();
+    slm_mem_estimate_info(&info, &p, 1000, &e);
+    cr_assert_eq(e.n_ctx, 4096);
+    cr_assert_eq(e.adapters, 1000);
+    /* F32 doubles the cache and adds the KQ scores flash attention would not make. */
+    struct slm_mem_estimate f;
+    p.kv_f32 = true;
+    slm_mem_estimate_info(&info, &p, 1000, &f);
+    cr_assert_eq(f.kv, 2 * e.kv);
+    cr_assert_gt(f.compute, e.compute);
+}
+
+Test(memory, hostile_headers_saturate_instead_of_wrapping) {
+    struct slm_model_info info = smollm_shape();
+    info.n_layer = INT32_MAX;
+    info.n_head_kv = INT32_MAX;
+    info.n_head = 1;
+    info.n_embd = INT32_MAX;
+    struct slm_mem_params p = slm_mem_params_default();
+    p.n_ctx = UINT32_MAX;
+    struct slm_mem_estimate e;
+    slm_mem_estimate_info(&info, &p, UINT64_MAX, &e);
+    cr_assert_eq(e.total, UINT64_MAX);
+    struct slm_err err;
+    cr_assert_eq(slm_mem_check("big", &e, (uint64_t)1 << 40, &err), SLM_E_NOMEM);
+    cr_assert_eq(slm_mem_max_ctx(&e, (uint64_t)1 << 40), 0);
+}
+
+Test(memory, the_refusal_names_the_numbers_and_a_context_that_fits) {
+    struct slm_model_info info = smollm_shape();
+    struct slm_mem_params p = slm_mem_params_default();
+    p.n_ctx = 8192;
+    struct slm_mem_estimate e;
+    slm_mem_estimate_info(&info, &p, 0, &e);
+    uint64_t avail = e.total - e.kv / 2;
+    struct slm_err err;
+    cr_assert_eq(slm_mem_check("smollm", &e, e.total, &err), SLM_OK);
+    cr_assert_eq(slm_mem_check("smollm", &e, avail, &err), SLM_E_NOMEM);
+    uint32_t m = slm_mem_max_ctx(&e, avail);
+    cr_assert(m >= 2048 && m < 8192 && m % 256 == 0, "max ctx %u", m);
+    char want[64];
+    snprintf(want, sizeof(want), "try --ctx-size %u or a smaller quantization", m);
+    cr_assert(strstr(err.msg, want), "%s", err.msg);
+    cr_assert(strstr(err.msg, "smollm needs about "), "%s", err.msg);
+    cr_assert(strstr(err.msg, "KV cache 180 for ctx 8192"), "%s", err.msg);
+    cr_assert(strstr(err.msg, "or --force"), "%s", err.msg);
+    /* The suggested context fits; 256 more cells do not. */
+    struct slm_mem_estimate at;
+    p.n_ctx = m;
+    slm_mem_estimate_info(&info, &p, 0, &at);
+    cr_assert_leq(at.total, avail);
+    p.n_ctx = m + 256;
+    slm_mem_estimate_info(&info, &p, 0, &at);
+    cr_assert_gt(at.total, avail);
+    /* Too little for any context: no --ctx-size advice. */
+    cr_assert_eq(slm_mem_check("smollm", &e, e.weights, &err), SLM_E_NOMEM);
+    cr_assert_null(strstr(err.msg, "--ctx-size"), "%s", err.msg);
+}
+
+/* The header read for the estimate agrees with the loaded model. */
+Test(memory, estimate_from_the_file_matches_the_loaded_model) {
+    char path[4096];
+    test_model_find("any", path, sizeof(path));
+    struct slm_model *m;
+    struct slm_err err;
+    cr_assert_eq(slm_model_load(path, NULL, &m, &err), SLM_OK, "%s", err.msg);
+    struct slm_model_info loaded, read;
+    slm_model_get_info(m, &loaded);
+    slm_model_free(m);
+    struct slm_mem_estimate e;
+    cr_assert_eq(slm_mem_estimate(path, NULL, &e, &read, &err), SLM_OK, "%s", err.msg);
+    cr_assert_eq(e.weights, loaded.size_bytes);
+    cr_assert_eq(read.n_layer, loaded.n_layer);
+    cr_assert_gt(read.n_ff, 0);
+    const char *missing[] = {"/nonexistent/adapter.gguf"};
+    struct slm_mem_params p = slm_mem_params_default();
+    p.adapter_paths = missing;
+    p.n_adapters = 1;
+    cr_assert_eq(slm_mem_estimate(path, &p, &e, NULL, &err), SLM_E_NOT_FOUND);
+    cr_assert(strstr(err.msg, "adapter.gguf"), "%s", err.msg);
 }
