@@ -407,9 +407,9 @@ static void find_match(const struct slm_sched *s, struct sctx *c, const int32_t 
  * A sequence id for a new request. Candidates are the ids that keep the
  * active ones consecutive: a free id between two active ones first, else one
  * just below or above the active range, else (nothing active) any. Among the
- * candidates: the cached best match itself (its prefix is used in place),
- * else an empty one, else the least recently used cache entry. Free ids
- * further out keep their cache entries.
+ * candidates: the cached best match itself (its prefix is used in place)
+ * when the match is SHARE_MIN_COPY tokens or half the entry, else an empty one, else the least
+ * recently used cache entry. Free ids further out keep their cache entries.
  */
 static struct seq *claim_seq(struct sctx *c, struct match *m) {
     int32_t lo = c->n_seq, hi = -1;
@@ -434,7 +434,9 @@ static struct seq *claim_seq(struct sctx *c, struct match *m) {
         if (seq_active(q)) {
             continue;
         }
-        if (q == m->src && m->now >= SHARE_MIN_COPY) {
+        /* In place when the match is long, or is most of what the entry
+         * holds (an editor's next keystroke): little else is lost. */
+        if (q == m->src && (m->now >= SHARE_MIN_COPY || 2 * m->now >= q->n_past)) {
             return q;
         }
         if (q->state == SEQ_EMPTY) {
