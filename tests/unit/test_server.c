@@ -188,8 +188,16 @@ Test(server_parse, completions_and_embeddings_inputs) {
     cr_assert(g.logprobs);
     cr_assert_eq(g.top_logprobs, 2);
     srv_gen_req_free(&g);
-    parse_fails(SRV_R_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"a\",\"suffix\":\"z\"}",
-                400, "suffix");
+    parse_ok(SRV_R_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"a\",\"suffix\":\"z\"}", &g);
+    cr_assert(g.fim.on);
+    cr_assert_eq(g.fim.prefix.len, 1);
+    cr_assert_eq(g.fim.suffix.ptr[0], 'z');
+    srv_gen_req_free(&g);
+    parse_fails(SRV_R_OPENAI_COMPLETIONS,
+                "{\"model\":\"m\",\"prompt\":[\"a\",\"b\"],\"suffix\":\"z\"}", 400,
+                "one prompt string");
+    parse_fails(SRV_R_OPENAI_COMPLETIONS,
+                "{\"model\":\"m\",\"prompt\":\"a\",\"suffix\":\"z\",\"echo\":true}", 400, "echo");
     parse_fails(SRV_R_OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":[[1],[-2]]}", 400,
                 "token id");
     parse_fails(SRV_R_OPENAI_COMPLETIONS,
@@ -797,4 +805,52 @@ Test(server_create, refuses_files_and_quotes) {
         slm_buf_free(&mf);
         json_decref(body);
     }
+}
+
+/* llama-server's /infill body, as llama.vim sends it (no model). */
+Test(server_parse, infill_and_lora) {
+    struct srv_gen_req g;
+    parse_ok(SRV_R_LLAMA_INFILL,
+             "{\"input_prefix\":\"def f():\\n\",\"input_suffix\":\"\\n\",\"prompt\":\"  x\","
+             "\"input_extra\":[{\"text\":\"y = 1\\n\",\"filename\":\"a.py\",\"time\":1}],"
+             "\"n_predict\":16,\"n_indent\":4,\"samplers\":[\"top_k\",\"infill\"],"
+             "\"t_max_predict_ms\":250,\"response_fields\":[\"content\"],\"return_tokens\":true,"
+             "\"lora\":[{\"id\":1,\"scale\":0.5},{\"name\":\"tuned\"},{\"id\":0,\"scale\":0}]}",
+             &g);
+    cr_assert(g.fim.on);
+    cr_assert_null(g.model);
+    cr_assert_eq(g.kind, SRV_KIND_COMPLETION);
+    cr_assert_eq(g.fim.n_indent, 4);
+    cr_assert(g.fim.infill_sampler);
+    cr_assert(g.fim.return_tokens);
+    cr_assert_float_eq(g.fim.t_max_predict_ms, 250.0, 1e-9);
+    cr_assert_eq(json_array_size(g.fim.extra), 1);
+    cr_assert_eq(json_integer_value(json_object_get(g.options, "num_predict")), 16);
+    /* llama-server's sampling defaults where the request is silent */
+    cr_assert_float_eq(json_number_value(json_object_get(g.options, "repeat_penalty")), 1.0, 1e-9);
+    cr_assert_eq(g.n_lora, 2, "a scale-0 entry is dropped");
+    cr_assert_eq(g.lora[0].id, 1);
+    cr_assert_float_eq(g.lora[0].scale, 0.5f, 1e-6);
+    cr_assert_str_eq(g.lora[1].name, "tuned");
+    cr_assert_float_eq(g.lora[1].scale, 1.0f, 1e-6);
+    srv_gen_req_free(&g);
+    parse_fails(SRV_R_LLAMA_INFILL, "{\"input_suffix\":\"b\"}", 400, "input_prefix");
+    parse_fails(SRV_R_LLAMA_INFILL, "{\"input_prefix\":\"a\"}", 400, "input_suffix");
+    parse_fails(
+        SRV_R_LLAMA_INFILL,
+        "{\"input_prefix\":\"a\",\"input_suffix\":\"b\",\"input_extra\":[{\"filename\":\"x\"}]}",
+        400, "text");
+    parse_fails(SRV_R_LLAMA_INFILL,
+                "{\"input_prefix\":\"a\",\"input_suffix\":\"b\",\"response_fields\":\"content\"}",
+                400, "response_fields");
+    parse_fails(SRV_R_OPENAI_CHAT,
+                "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+                "\"lora\":[{\"id\":-1}]}",
+                400, "non-negative");
+    parse_fails(SRV_R_OPENAI_CHAT,
+                "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+                "\"lora\":[{\"id\":0,\"scale\":1e9}]}",
+                400, "scale");
+    parse_fails(SRV_R_OLLAMA_GENERATE,
+                "{\"model\":\"m\",\"prompt\":\"a\",\"suffix\":\"b\",\"raw\":true}", 400, "raw");
 }
