@@ -570,7 +570,7 @@ static bool search_layout(struct slm_scorer *s, struct search *q, size_t n) {
 static void search_note_exact(struct search *q, size_t k) {
     q->exact[k] = true;
     if (q->best == q->n_cand || q->logp[k] > q->logp[q->best] ||
-        (q->logp[k] == q->logp[q->best] && k < q->best)) {
+        (k < q->best && q->logp[k] == q->logp[q->best])) {
         q->best = k;
     }
 }
