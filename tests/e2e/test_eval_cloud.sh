@@ -115,7 +115,8 @@ sed -i "s|$BIG|http://127.0.0.1:$FAKE_PORT/v1|" suite.yaml
 BIG=http://127.0.0.1:$FAKE_PORT/v1
 "$SLM" eval suite.yaml --threads 1 -q --cache killed.db --concurrency 2 >/dev/null 2>&1 &
 victim=$!
-for _ in $(seq 100); do
+# Up to 30 s: on a loaded machine the run takes a while to load its local candidate.
+for _ in $(seq 600); do
     [ "$(calls big.log)" -ge 6 ] && break
     sleep 0.05
 done
