@@ -6,13 +6,14 @@
 #   bench/run_server.sh [--concurrency "1 4 16"] [--prompt 128] [--gen 64]
 #                       [--parallel 16] [--threads 2] [--quant Q8_0] [--reps 3]
 #                       [--burst-prefix 1000] [--burst-tail 30] [--no-burst]
+#                       [--slm-flag FLAG]...   (extra flags for slm serve, e.g. --batch-size=1024)
 #
 # Throughput: for each concurrency C, max(8, 2C) streamed POST /v1/completions
 # requests go out, at most C at a time; each has its own random prompt of
 # `prompt` token ids (new ones for every run, so no server answers from its
 # prompt cache) and generates `gen` tokens (greedy, end-of-generation
 # ignored). Measured by the client: generated tokens per second over the run,
-# time to first token and latency (p50, p95).
+# time to first token and latency (p50, p95, p99).
 #
 #   llama-server  -np 16 -c 16384 -t 2       slm serve --parallel 16 --ctx-size 1024 --threads 2
 #
@@ -49,6 +50,7 @@ reps=3
 burst_prefix=1000
 burst_tail=30
 burst=1
+slm_flags=()
 
 usage() {
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
@@ -64,6 +66,7 @@ while [ $# -gt 0 ]; do
     --gen) gen=${2:?}; shift 2 ;;
     --parallel) parallel=${2:?}; shift 2 ;;
     --threads) threads=${2:?}; shift 2 ;;
+    --slm-flag) slm_flags+=("${2:?}"); shift 2 ;;
     --quant) quant=${2:?}; shift 2 ;;
     --reps) reps=${2:?}; shift 2 ;;
     -h | --help) usage; exit 0 ;;
@@ -113,7 +116,8 @@ start_servers() { # tokens per slot -> slm_port, peer_port
     local slot=$1 n=${#pids[@]}
     bench_log "slm serve --parallel $parallel --ctx-size $slot --threads $threads"
     SLM_LOG=warn "$SLM_BIN" serve --port 0 --parallel "$parallel" --ctx-size "$slot" \
-        --threads "$threads" --keep-alive -1 >"$BENCH_TMP/slm.out.$n" 2>"$BENCH_TMP/slm.err.$n" &
+        --threads "$threads" --keep-alive -1 ${slm_flags[@]+"${slm_flags[@]}"} \
+        >"$BENCH_TMP/slm.out.$n" 2>"$BENCH_TMP/slm.err.$n" &
     pids+=($!)
     for _ in $(seq 1 200); do
         grep -q 'http://' "$BENCH_TMP/slm.out.$n" && break
@@ -141,7 +145,7 @@ stop_servers() {
 # The two servers take turns (slm, llama-server, slm, ...), so that other load
 # on the machine falls on both alike; each metric is the median over reps.
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-metrics="tok_s ttft_p50_ms ttft_p95_ms lat_p50_ms lat_p95_ms"
+metrics="tok_s ttft_p50_ms ttft_p95_ms ttft_p99_ms lat_p50_ms lat_p95_ms lat_p99_ms"
 declare -A res
 start_servers $((prompt + gen + 16 > 1024 ? prompt + gen + 16 : 1024))
 for c in $concurrency; do

@@ -15,7 +15,8 @@ With --shared-prefix N every request's prompt starts with the same N random
 ids (new for each seed: a prefix no server has seen) followed by its own P ids:
 the classification workload, one few-shot template and many inputs.
 
-Prints one line: wall_s= tok_s= ttft_mean_ms= ttft_p50_ms= ttft_p95_ms= lat_p50_ms= lat_p95_ms=
+Prints one line: wall_s= tok_s= ttft_mean_ms= ttft_p50_ms= ttft_p95_ms= ttft_p99_ms=
+lat_p50_ms= lat_p95_ms= lat_p99_ms=
 (tok_s = R x G / wall time). Checks first that a whole (non-streamed) answer
 has exactly G tokens.
 """
@@ -106,9 +107,9 @@ def main():
     ttft = [o[0] * 1e3 for o in out]
     lat = [o[1] * 1e3 for o in out]
     print("wall_s=%.3f tok_s=%.1f ttft_mean_ms=%.1f ttft_p50_ms=%.1f ttft_p95_ms=%.1f "
-          "lat_p50_ms=%.1f lat_p95_ms=%.1f"
+          "ttft_p99_ms=%.1f lat_p50_ms=%.1f lat_p95_ms=%.1f lat_p99_ms=%.1f"
           % (wall, a.requests * a.gen / wall, sum(ttft) / len(ttft), pct(ttft, 50), pct(ttft, 95),
-             pct(lat, 50), pct(lat, 95)))
+             pct(ttft, 99), pct(lat, 50), pct(lat, 95), pct(lat, 99)))
 
 
 if __name__ == "__main__":

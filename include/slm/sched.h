@@ -31,12 +31,15 @@
 struct slm_sched;
 struct slm_request;
 
+#define SLM_SCHED_DEFAULT_BATCH 2048u
+
 struct slm_sched_params {
     int32_t n_parallel;    /* sequences per context; 0 = 4 */
     uint32_t n_ctx;        /* KV cells per context, shared by its sequences; 0 = n_parallel * 4096
                               capped at the training context x n_parallel. One sequence (prompt +
                               output) holds at most n_ctx / n_parallel tokens. */
-    uint32_t n_batch;      /* tokens per decode; 0 = 512 */
+    uint32_t n_batch;      /* tokens per decode; 0 = SLM_SCHED_DEFAULT_BATCH (2048; llama.cpp
+                              splits it in ubatches of 512) */
     int32_t n_threads;     /* 0 = physical cores */
     uint32_t max_queue;    /* requests waiting for a sequence; 0 = 64. Past it: SLM_E_LIMIT */
     uint32_t max_contexts; /* distinct adapter sets alive at once; 0 = 4 */
