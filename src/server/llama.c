@@ -55,8 +55,9 @@ static size_t fim_cut(const struct srv_job *j, const struct srv_item *it) {
 
 struct llama_reply {
     struct srv_job *j;
-    size_t cut;   /* SIZE_MAX: no cut */
-    bool limited; /* stopped by n_indent or t_max_predict_ms */
+    size_t cut;    /* SIZE_MAX: no cut */
+    bool limited;  /* stopped by n_indent or t_max_predict_ms */
+    int32_t n_gen; /* tokens read so far (the stream's tokens_predicted) */
 };
 
 /* Applies the cut once it appears: cancels the request and remembers where. */
@@ -204,12 +205,13 @@ static int llama_step(struct srv_stream *st) {
         }
     }
     apply_cut(lr);
+    lr->n_gen += (int32_t)it->n_fresh;
     size_t upto = SLM_MIN(text_len(lr), j->finished ? it->text.len : srv_job_releasable(j, it));
     if (rc == SLM_OK && upto > it->sent) {
         rc = sse(&st->out, json_pack("{s:i,s:o,s:[],s:b,s:i,s:i,s:i}", "index", 0, "content",
                                      srv_json_text(it->text.ptr + it->sent, upto - it->sent),
                                      "tokens", "stop", false, "id_slot", 0, "tokens_predicted",
-                                     it->stats.n_gen, "tokens_evaluated", it->stats.n_prompt));
+                                     lr->n_gen, "tokens_evaluated", (int)it->n_toks));
         it->sent = upto;
     }
     if (rc == SLM_OK && j->finished) {

@@ -790,7 +790,8 @@ static int parse_llama_infill(const json_t *body, struct srv_gen_req *g, struct 
                               .prefix = slm_json_str(pre),
                               .suffix = slm_json_str(suf),
                               .prompt = prompt ? slm_json_str(prompt) : slm_str_c(""),
-                              .extra = extra};
+                              .extra = extra,
+                              .llama_api = true};
     g->inputs = json_array();
     if (!g->inputs || json_array_append_new(g->inputs, json_string("")) != 0) {
         return srv_fail(e, SLM_E_NOMEM, NULL);

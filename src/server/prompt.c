@@ -77,7 +77,10 @@ static int options(struct srv_job *j, struct srv_error *e) {
     }
     int32_t cap = j->srv->p.max_tokens;
     if (cap > 0 && j->opt.num_predict > cap) {
-        return srv_bad(e, j->g->api == SRV_API_OLLAMA ? "options.num_predict" : "max_tokens",
+        const char *param = j->g->api == SRV_API_OLLAMA ? "options.num_predict"
+                            : j->g->fim.llama_api       ? "n_predict"
+                                                        : "max_tokens";
+        return srv_bad(e, param,
                        "at most %d tokens can be generated per request on this server (asked "
                        "for %d)",
                        cap, j->opt.num_predict);

@@ -85,6 +85,7 @@ struct srv_gen_req {
         bool return_tokens;            /* /infill: the reply lists the generated token ids */
         const json_t *response_fields; /* /infill: keep only these paths ("timings/prompt_n") */
         bool infill_sampler;           /* /infill: "infill" among "samplers" */
+        bool llama_api;                /* the request came as llama-server's /infill */
     } fim;
 };
 

@@ -60,6 +60,11 @@ streamed=$(sed -n 's/^data: //p' "$W/sse" | jq -rj 'select(.stop == false) | .co
 [ "$streamed" = "$(jq -r .content <<<"$full")" ] || fail "streamed '$streamed' vs whole '$(jq -r .content <<<"$full")'"
 [ "$(sed -n 's/^data: //p' "$W/sse" | tail -n 1 | jq -r '.stop, .stop_type' | tr '\n' ' ')" = "true limit " ] ||
     fail "the stream's last event: $(tail -n 2 "$W/sse")"
+# tokens_predicted counts up in the events, to the final's 8; tokens_evaluated is the prompt's.
+[ "$(sed -n 's/^data: //p' "$W/sse" | jq -s '[.[] | select(.stop == false) | .tokens_predicted] | (. == sort) and .[-1] <= 8 and .[-1] >= 1')" = true ] ||
+    fail "tokens_predicted in the events: $(cat "$W/sse")"
+[ "$(sed -n 's/^data: //p' "$W/sse" | jq -s '(map(.tokens_evaluated) | unique | length) == 1')" = true ] ||
+    fail "tokens_evaluated in the events: $(cat "$W/sse")"
 
 # n_indent: no line after the first may start less indented, but a cut one left as its indent.
 for seed in 1 2 3; do
@@ -88,6 +93,8 @@ contains "$(err '{"model": "stories", "input_prefix": "a", "input_suffix": "b"}'
 contains "$(err '{"input_suffix": "b"}')" "400 'input_prefix' is required" "no prefix"
 contains "$(err '{"input_prefix": "a", "input_suffix": "b", "input_extra": [{"filename": "x"}]}')" "400 input_extra[0] needs a \"text\" string" "bad extra"
 contains "$(err '{"input_prefix": "a", "input_suffix": "b", "response_fields": [1]}')" "400 'response_fields' must be an array of strings" "bad fields"
+[ "$(curl -s "$URL/infill" -d '{"input_prefix": "a", "input_suffix": "b", "n_predict": 100000}' | jq -r .error.param)" = n_predict ] ||
+    fail "a too large n_predict should name n_predict"
 
 # "suffix" on the OpenAI and Ollama routes: the same prompt as /infill's.
 i=$(curl -sf "$URL/infill" -d '{"input_prefix": "x = ", "input_suffix": "\ny = 2\n", "n_predict": 6, "temperature": 0}' | jq -r .content)
