@@ -355,6 +355,15 @@ struct srv_stream {
     void *ctx;
 };
 
+/* Appends one SSE event, "data: <v>\n\n", to `out`; takes ownership of v (NULL: SLM_E_NOMEM). */
+int srv_sse_event(struct slm_buf *out, json_t *v);
+
+/* One poll of a streaming step: reads what is new (waiting up to SRV_POLL_MS) and, while
+ * the job runs, looks at the client, the server and the clock. SLM_E_ABORTED when the
+ * client left (the stream just ends); e->status set when the step must send e as its last
+ * event; otherwise what srv_job_poll returned. */
+int srv_stream_poll(struct srv_job *j, bool *changed, struct srv_error *e);
+
 /* Queues a streamed reply (chunked) of `content_type`, produced by `step`.
  * Takes ownership of ctx (freed with free_ctx) even on failure. */
 enum MHD_Result srv_reply_stream(struct srv_conn *rc, const char *content_type,

@@ -171,17 +171,6 @@ static json_t *final_json(struct llama_reply *lr, bool streamed) {
     return only_fields(res, j->g->fim.response_fields);
 }
 
-static int sse(struct slm_buf *out, json_t *v) {
-    if (!v) {
-        return SLM_E_NOMEM;
-    }
-    int rc = slm_buf_puts(out, "data: ");
-    rc = rc == SLM_OK ? srv_json_dump(v, out) : rc;
-    rc = rc == SLM_OK ? slm_buf_puts(out, "\n\n") : rc;
-    json_decref(v);
-    return rc;
-}
-
 static void llama_reply_free(void *ctx) {
     struct llama_reply *lr = ctx;
     srv_job_free(lr->j);
@@ -192,23 +181,19 @@ static int llama_step(struct srv_stream *st) {
     struct llama_reply *lr = st->ctx;
     struct srv_job *j = lr->j;
     struct srv_item *it = &j->items[0];
-    bool changed = false;
-    int rc = srv_job_poll(j, SRV_POLL_MS, &changed);
-    if (rc == SLM_OK && !j->finished) {
-        struct srv_error e = {0};
-        if (srv_job_check_alive(j, &e) != SLM_OK) {
-            if (e.status == 499) {
-                return SLM_E_ABORTED;
-            }
-            st->finished = true;
-            return sse(&st->out, srv_error_json(SRV_API_OPENAI, &e));
-        }
+    bool changed;
+    struct srv_error e = {0};
+    int rc = srv_stream_poll(j, &changed, &e);
+    if (rc == SLM_OK && e.status) {
+        st->finished = true;
+        return srv_sse_event(&st->out, srv_error_json(SRV_API_OPENAI, &e));
     }
     apply_cut(lr);
     lr->n_gen += (int32_t)it->n_fresh;
     size_t upto = SLM_MIN(text_len(lr), j->finished ? it->text.len : srv_job_releasable(j, it));
     if (rc == SLM_OK && upto > it->sent) {
-        rc = sse(&st->out, json_pack("{s:i,s:o,s:[],s:b,s:i,s:i,s:i}", "index", 0, "content",
+        rc = srv_sse_event(&st->out,
+                           json_pack("{s:i,s:o,s:[],s:b,s:i,s:i,s:i}", "index", 0, "content",
                                      srv_json_text(it->text.ptr + it->sent, upto - it->sent),
                                      "tokens", "stop", false, "id_slot", 0, "tokens_predicted",
                                      lr->n_gen, "tokens_evaluated", (int)it->n_toks));
@@ -216,10 +201,9 @@ static int llama_step(struct srv_stream *st) {
     }
     if (rc == SLM_OK && j->finished) {
         st->finished = true;
-        struct srv_error e = {0};
         rc = srv_job_item_error(j, &e) == SLM_OK || lr->limited
-                 ? sse(&st->out, final_json(lr, true))
-                 : sse(&st->out, srv_error_json(SRV_API_OPENAI, &e));
+                 ? srv_sse_event(&st->out, final_json(lr, true))
+                 : srv_sse_event(&st->out, srv_error_json(SRV_API_OPENAI, &e));
     }
     return rc;
 }

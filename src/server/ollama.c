@@ -190,17 +190,12 @@ static int emit_end(struct srv_job *j, struct slm_buf *out) {
 static int ollama_step(struct srv_stream *st) {
     struct srv_job *j = st->ctx;
     struct srv_item *it = &j->items[0];
-    bool changed = false;
-    int rc = srv_job_poll(j, SRV_POLL_MS, &changed);
-    if (rc == SLM_OK && !j->finished) {
-        struct srv_error e = {0};
-        if (srv_job_check_alive(j, &e) != SLM_OK) {
-            if (e.status == 499) {
-                return SLM_E_ABORTED;
-            }
-            st->finished = true;
-            return ndjson(&st->out, srv_error_json(SRV_API_OLLAMA, &e));
-        }
+    bool changed;
+    struct srv_error e = {0};
+    int rc = srv_stream_poll(j, &changed, &e);
+    if (rc == SLM_OK && e.status) {
+        st->finished = true;
+        return ndjson(&st->out, srv_error_json(SRV_API_OLLAMA, &e));
     }
     if (rc == SLM_OK && changed && !it->done) {
         size_t upto = srv_job_releasable(j, it);

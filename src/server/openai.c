@@ -188,17 +188,6 @@ static json_t *whole_answer(struct srv_job *j, enum srv_route_id route, struct s
 
 /* ---------------------------------------------------------------- streams */
 
-static int sse(struct slm_buf *out, json_t *v) {
-    if (!v) {
-        return SLM_E_NOMEM;
-    }
-    int rc = slm_buf_puts(out, "data: ");
-    rc = rc == SLM_OK ? srv_json_dump(v, out) : rc;
-    rc = rc == SLM_OK ? slm_buf_puts(out, "\n\n") : rc;
-    json_decref(v);
-    return rc;
-}
-
 static json_t *chunk(struct srv_job *j, bool chat, json_t *choice) {
     json_t *choices = choice ? json_pack("[o]", choice) : json_array();
     return json_pack("{s:s,s:s,s:I,s:s,s:s,s:o}", "id", j->id, "object",
@@ -260,7 +249,7 @@ static int emit_delta(struct oai_stream *os, struct srv_item *it, size_t upto,
     }
     it->role_sent = true;
     it->sent = upto;
-    return sse(out, chunk(j, os->chat, choice));
+    return srv_sse_event(out, chunk(j, os->chat, choice));
 }
 
 /* The end of one item: leftover content, tool calls, finish_reason. */
@@ -277,19 +266,20 @@ static int emit_end(struct oai_stream *os, struct srv_item *it, struct slm_buf *
         if (json_array_size(calls)) {
             if (rest.len) {
                 json_t *d = json_pack("{s:o}", "content", srv_json_text(rest.ptr, rest.len));
-                rc = sse(out, chunk(j, true,
-                                    json_pack("{s:i,s:o,s:n,s:n}", "index", it->index, "delta", d,
-                                              "logprobs", "finish_reason")));
+                rc = srv_sse_event(out, chunk(j, true,
+                                              json_pack("{s:i,s:o,s:n,s:n}", "index", it->index,
+                                                        "delta", d, "logprobs", "finish_reason")));
             }
             json_t *d = json_pack("{s:o}", "tool_calls", openai_tool_calls(calls, true));
             if (!it->role_sent) {
                 json_object_set_new(d, "role", json_string("assistant"));
                 it->role_sent = true;
             }
-            rc = rc == SLM_OK ? sse(out, chunk(j, true,
-                                               json_pack("{s:i,s:o,s:n,s:n}", "index", it->index,
-                                                         "delta", d, "logprobs", "finish_reason")))
-                              : rc;
+            rc = rc == SLM_OK
+                     ? srv_sse_event(out, chunk(j, true,
+                                                json_pack("{s:i,s:o,s:n,s:n}", "index", it->index,
+                                                          "delta", d, "logprobs", "finish_reason")))
+                     : rc;
             it->sent = it->text.len;
             finish = "tool_calls";
         }
@@ -306,11 +296,11 @@ static int emit_end(struct oai_stream *os, struct srv_item *it, struct slm_buf *
     if (choice && srv_job_check_json(j, it, &err) == SLM_E_INCOMPLETE) {
         json_object_set_new(choice, "error", incomplete_note());
     }
-    return rc == SLM_OK ? sse(out, chunk(j, os->chat, choice)) : rc;
+    return rc == SLM_OK ? srv_sse_event(out, chunk(j, os->chat, choice)) : rc;
 }
 
 static int emit_error(struct slm_buf *out, const struct srv_error *e) {
-    return sse(out, srv_error_json(SRV_API_OPENAI, e));
+    return srv_sse_event(out, srv_error_json(SRV_API_OPENAI, e));
 }
 
 static int emit_finish(struct oai_stream *os, struct slm_buf *out) {
@@ -330,7 +320,7 @@ static int emit_finish(struct oai_stream *os, struct slm_buf *out) {
         if (rc == SLM_OK && j->g->include_usage) {
             json_t *c = chunk(j, os->chat, NULL);
             json_object_set_new(c, "usage", usage(j));
-            rc = sse(out, c);
+            rc = srv_sse_event(out, c);
         }
     }
     return rc == SLM_OK ? slm_buf_puts(out, "data: [DONE]\n\n") : rc;
@@ -339,18 +329,13 @@ static int emit_finish(struct oai_stream *os, struct slm_buf *out) {
 static int oai_step(struct srv_stream *st) {
     struct oai_stream *os = st->ctx;
     struct srv_job *j = os->j;
-    bool changed = false;
-    int rc = srv_job_poll(j, SRV_POLL_MS, &changed);
-    if (rc == SLM_OK && !j->finished) {
-        struct srv_error e = {0};
-        if (srv_job_check_alive(j, &e) != SLM_OK) {
-            if (e.status == 499) {
-                return SLM_E_ABORTED;
-            }
-            st->finished = true;
-            rc = emit_error(&st->out, &e);
-            return rc == SLM_OK ? slm_buf_puts(&st->out, "data: [DONE]\n\n") : rc;
-        }
+    bool changed;
+    struct srv_error e = {0};
+    int rc = srv_stream_poll(j, &changed, &e);
+    if (rc == SLM_OK && e.status) {
+        st->finished = true;
+        rc = emit_error(&st->out, &e);
+        return rc == SLM_OK ? slm_buf_puts(&st->out, "data: [DONE]\n\n") : rc;
     }
     for (size_t i = 0; rc == SLM_OK && changed && i < j->n_items; i++) {
         struct srv_item *it = &j->items[i];

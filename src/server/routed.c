@@ -164,11 +164,14 @@ static int to_sse(const json_t *resp, bool include_usage, struct slm_buf *out) {
                             json_pack("[{s:O,s:{},s:n,s:O}]", "index", json_object_get(c, "index"),
                                       "delta", "logprobs", "finish_reason",
                                       fin ? fin : json_string("stop")));
-        rc = rc == SLM_OK ? slm_buf_puts(out, "data: ") : rc;
-        rc = rc == SLM_OK ? srv_json_dump(first, out) : rc;
-        rc = rc == SLM_OK ? slm_buf_puts(out, "\n\ndata: ") : rc;
-        rc = rc == SLM_OK ? srv_json_dump(last, out) : rc;
-        rc = rc == SLM_OK ? slm_buf_puts(out, "\n\n") : rc;
+        if (rc == SLM_OK) {
+            rc = srv_sse_event(out, first);
+            first = NULL;
+        }
+        if (rc == SLM_OK) {
+            rc = srv_sse_event(out, last);
+            last = NULL;
+        }
         json_decref(first);
         json_decref(last);
     }
@@ -176,10 +179,7 @@ static int to_sse(const json_t *resp, bool include_usage, struct slm_buf *out) {
         json_t *u = json_deep_copy(base);
         json_object_set_new(u, "choices", json_array());
         json_object_set(u, "usage", usage);
-        rc = slm_buf_puts(out, "data: ");
-        rc = rc == SLM_OK ? srv_json_dump(u, out) : rc;
-        rc = rc == SLM_OK ? slm_buf_puts(out, "\n\n") : rc;
-        json_decref(u);
+        rc = srv_sse_event(out, u);
     }
     rc = rc == SLM_OK ? slm_buf_puts(out, "data: [DONE]\n\n") : rc;
     json_decref(choices);

@@ -72,3 +72,23 @@ enum MHD_Result srv_reply_stream(struct srv_conn *rc, const char *content_type,
     MHD_destroy_response(r);
     return ok;
 }
+
+int srv_sse_event(struct slm_buf *out, json_t *v) {
+    if (!v) {
+        return SLM_E_NOMEM;
+    }
+    int rc = slm_buf_puts(out, "data: ");
+    rc = rc == SLM_OK ? srv_json_dump(v, out) : rc;
+    rc = rc == SLM_OK ? slm_buf_puts(out, "\n\n") : rc;
+    json_decref(v);
+    return rc;
+}
+
+int srv_stream_poll(struct srv_job *j, bool *changed, struct srv_error *e) {
+    *changed = false;
+    int rc = srv_job_poll(j, SRV_POLL_MS, changed);
+    if (rc == SLM_OK && !j->finished && srv_job_check_alive(j, e) != SLM_OK) {
+        return e->status == 499 ? SLM_E_ABORTED : SLM_OK;
+    }
+    return rc;
+}
