@@ -207,12 +207,7 @@ int slm_session_turn(struct slm_session *s, const char *input, FILE *out, struct
         fp.n_ctx = (int32_t)slm_ctx_n_ctx(s->ctx);
         rc = slm_fim_tokens(s->model, &fp, &toks, &n_toks, err);
         if (rc == SLM_E_UNSUPPORTED) {
-            char why[256];
-            memcpy(why, err ? err->msg : "", err ? sizeof(why) : 1);
-            rc = slm_err_set(err, SLM_E_UNSUPPORTED,
-                             "--suffix: this model cannot fill in the "
-                             "middle: %s",
-                             why);
+            slm_err_prefix(err, "--suffix: this model cannot fill in the middle");
         }
     } else {
         rc = build_prompt(s, input, &prompt, &turn, err);

@@ -69,9 +69,11 @@ struct slm_model_params slm_model_params_default(void) {
     return (struct slm_model_params){.n_gpu_layers = -1, .vocab_only = false};
 }
 
-/* Distinguishes "not a GGUF" and "unknown architecture" from other failures
- * so the user gets the right message. */
-static int diagnose_load_failure(const char *path, struct slm_err *err) {
+/* Reads `path`'s GGUF header without the tensors: general.architecture into
+ * arch ("" when absent) and general.type into type ("model" when absent).
+ * SLM_E_NOT_FOUND, SLM_E_INVALID ("not a GGUF <what>"), SLM_E_CORRUPT. */
+static int read_gguf_kind(const char *path, const char *what, char arch[64], char type[32],
+                          struct slm_err *err) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         return slm_err_set(err, SLM_E_NOT_FOUND, "%s: %s", path, strerror(errno));
@@ -80,23 +82,36 @@ static int diagnose_load_failure(const char *path, struct slm_err *err) {
     size_t n = fread(magic, 1, 4, f);
     fclose(f);
     if (n != 4 || memcmp(magic, "GGUF", 4) != 0) {
-        return slm_err_set(err, SLM_E_INVALID, "%s: not a GGUF model file", path);
+        return slm_err_set(err, SLM_E_INVALID, "%s: not a GGUF %s", path, what);
     }
     struct gguf_init_params gp = {.no_alloc = true, .ctx = NULL};
     struct gguf_context *g = gguf_init_from_file(path, gp);
     if (!g) {
         return slm_err_set(err, SLM_E_CORRUPT, "%s: GGUF header is damaged or truncated", path);
     }
-    char arch[64] = "";
+    snprintf(arch, 64, "%s", "");
+    snprintf(type, 32, "%s", "model");
     int64_t k = gguf_find_key(g, "general.architecture");
     if (k >= 0 && gguf_get_kv_type(g, k) == GGUF_TYPE_STRING) {
-        snprintf(arch, sizeof(arch), "%s", gguf_get_val_str(g, k));
+        snprintf(arch, 64, "%s", gguf_get_val_str(g, k));
     }
-    int64_t type_k = gguf_find_key(g, "general.type");
-    bool adapter = type_k >= 0 && gguf_get_kv_type(g, type_k) == GGUF_TYPE_STRING &&
-                   strcmp(gguf_get_val_str(g, type_k), "adapter") == 0;
+    k = gguf_find_key(g, "general.type");
+    if (k >= 0 && gguf_get_kv_type(g, k) == GGUF_TYPE_STRING) {
+        snprintf(type, 32, "%s", gguf_get_val_str(g, k));
+    }
     gguf_free(g);
-    if (adapter) {
+    return SLM_OK;
+}
+
+/* Distinguishes "not a GGUF" and "unknown architecture" from other failures
+ * so the user gets the right message. */
+static int diagnose_load_failure(const char *path, struct slm_err *err) {
+    char arch[64], type[32];
+    int rc = read_gguf_kind(path, "model file", arch, type, err);
+    if (rc != SLM_OK) {
+        return rc;
+    }
+    if (strcmp(type, "adapter") == 0) {
         return slm_err_set(err, SLM_E_INVALID,
                            "%s: this is a LoRA adapter, not a model (use it with --adapter)", path);
     }
@@ -325,31 +340,12 @@ int slm_gguf_read_info(const char *path, struct slm_model_info *out, struct slm_
 /* ---------------------------------------------------------------- adapters */
 
 int slm_adapter_probe(const char *path, struct slm_err *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        return slm_err_set(err, SLM_E_NOT_FOUND, "%s: %s", path, strerror(errno));
+    char arch[64], type[32];
+    int rc = read_gguf_kind(path, "file", arch, type, err);
+    if (rc == SLM_OK && strcmp(type, "adapter") != 0) {
+        rc = slm_err_set(err, SLM_E_INVALID, "%s: a GGUF %s, not a LoRA adapter", path, type);
     }
-    char magic[4];
-    size_t n = fread(magic, 1, 4, f);
-    fclose(f);
-    if (n != 4 || memcmp(magic, "GGUF", 4) != 0) {
-        return slm_err_set(err, SLM_E_INVALID, "%s: not a GGUF file", path);
-    }
-    struct gguf_init_params gp = {.no_alloc = true, .ctx = NULL};
-    struct gguf_context *g = gguf_init_from_file(path, gp);
-    if (!g) {
-        return slm_err_set(err, SLM_E_CORRUPT, "%s: GGUF header is damaged or truncated", path);
-    }
-    char type[32] = "model";
-    int64_t k = gguf_find_key(g, "general.type");
-    if (k >= 0 && gguf_get_kv_type(g, k) == GGUF_TYPE_STRING) {
-        snprintf(type, sizeof(type), "%s", gguf_get_val_str(g, k));
-    }
-    gguf_free(g);
-    if (strcmp(type, "adapter") != 0) {
-        return slm_err_set(err, SLM_E_INVALID, "%s: a GGUF %s, not a LoRA adapter", path, type);
-    }
-    return SLM_OK;
+    return rc;
 }
 
 int slm_adapter_load(struct slm_model *model, const char *path, struct slm_adapter **out,

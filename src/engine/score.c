@@ -362,6 +362,33 @@ static void trie_add(struct slm_scorer *s, struct trie *t, size_t k, const int32
     t->depth = path;
 }
 
+/* Sets batch row r to trie node nd at its position after the prompt, in the
+ * sequences of every candidate through it, with logits. */
+static void batch_row(struct llama_batch *b, int32_t r, const struct node *nd, size_t n_prompt) {
+    b->token[r] = nd->tok;
+    b->pos[r] = (llama_pos)(n_prompt + nd->depth);
+    b->n_seq_id[r] = (int32_t)(nd->seq_hi - nd->seq_lo + 1);
+    for (uint32_t q = nd->seq_lo; q <= nd->seq_hi; q++) {
+        b->seq_id[r][q - nd->seq_lo] = (llama_seq_id)q;
+    }
+    b->logits[r] = true;
+}
+
+/* Path nodes the next candidate `c` (path nodes long) shares with the last
+ * one added to t (candidates come in token order). */
+static size_t shared_path(const struct slm_scorer *s, const struct trie *t,
+                          const int32_t *const *cand, const int32_t *c, size_t path) {
+    size_t shared = 0;
+    if (t->n_cand > 0) {
+        const int32_t *prev = cand[s->chunk[t->n_cand - 1]];
+        size_t most = SLM_MIN(t->depth, path);
+        while (shared < most && prev[shared] == c[shared]) {
+            shared++;
+        }
+    }
+    return shared;
+}
+
 /* Decodes a chunk's trie in one batch and adds the log-probs of each of its
  * candidates' tokens after the first to logp. A node's log-sum-exp is
  * computed once for every candidate through it; the sums run in token order,
@@ -376,14 +403,7 @@ static int trie_decode(struct slm_scorer *s, const struct trie *t, size_t n_prom
     struct llama_batch *b = &s->batch;
     b->n_tokens = (int32_t)t->n_nodes;
     for (size_t i = 0; i < t->n_nodes; i++) {
-        const struct node *nd = &s->nodes[i];
-        b->token[i] = nd->tok;
-        b->pos[i] = (llama_pos)(n_prompt + nd->depth);
-        b->n_seq_id[i] = (int32_t)(nd->seq_hi - nd->seq_lo + 1);
-        for (uint32_t q = nd->seq_lo; q <= nd->seq_hi; q++) {
-            b->seq_id[i][q - nd->seq_lo] = (llama_seq_id)q;
-        }
-        b->logits[i] = true;
+        batch_row(b, (int32_t)i, &s->nodes[i], n_prompt);
     }
     s->stats.n_cand_decoded += t->n_nodes;
     s->stats.n_chunks++;
@@ -427,14 +447,8 @@ static int score_rest(struct slm_scorer *s, size_t n_prompt, const int32_t *cons
     size_t room = SLM_MIN(s->n_ctx - n_prompt, (size_t)s->n_batch);
     struct trie t = {0};
     for (size_t i = 0; i < n && rc == SLM_OK; i++) {
-        size_t k = s->order[i], path = cand_len[k] - 1, shared = 0;
-        if (t.n_cand > 0) {
-            const int32_t *prev = cand[s->chunk[t.n_cand - 1]];
-            size_t most = SLM_MIN(t.depth, path);
-            while (shared < most && prev[shared] == cand[k][shared]) {
-                shared++;
-            }
-        }
+        size_t k = s->order[i], path = cand_len[k] - 1;
+        size_t shared = shared_path(s, &t, cand, cand[k], path);
         if (t.n_cand > 0 && (t.n_cand + 1 >= s->n_seq || t.n_nodes + path - shared > room)) {
             rc = trie_decode(s, &t, n_prompt, cand, cand_len, logp, err);
             t = (struct trie){0};
@@ -516,14 +530,8 @@ static bool search_layout(struct slm_scorer *s, struct search *q, size_t n) {
     size_t room = SLM_MIN(s->n_ctx - q->n_prompt, (size_t)s->n_batch);
     struct trie *t = &q->t;
     for (size_t i = 0; i < n; i++) {
-        size_t k = s->order[i], path = q->cand_len[k] - 1, shared = 0;
-        if (t->n_cand > 0) {
-            const int32_t *prev = q->cand[s->chunk[t->n_cand - 1]];
-            size_t most = SLM_MIN(t->depth, path);
-            while (shared < most && prev[shared] == q->cand[k][shared]) {
-                shared++;
-            }
-        }
+        size_t k = s->order[i], path = q->cand_len[k] - 1;
+        size_t shared = shared_path(s, t, q->cand, q->cand[k], path);
         if (t->n_cand + 1 >= s->n_seq || t->n_nodes + path - shared > room) {
             return false;
         }
@@ -656,14 +664,7 @@ static int search_decode(struct slm_scorer *s, struct search *q, size_t n_pick,
     struct llama_batch *b = &s->batch;
     b->n_tokens = (int32_t)n_pick;
     for (size_t r = 0; r < n_pick; r++) {
-        const struct node *nd = &s->nodes[s->pick[r]];
-        b->token[r] = nd->tok;
-        b->pos[r] = (llama_pos)(q->n_prompt + nd->depth);
-        b->n_seq_id[r] = (int32_t)(nd->seq_hi - nd->seq_lo + 1);
-        for (uint32_t sq = nd->seq_lo; sq <= nd->seq_hi; sq++) {
-            b->seq_id[r][sq - nd->seq_lo] = (llama_seq_id)sq;
-        }
-        b->logits[r] = true;
+        batch_row(b, (int32_t)r, &s->nodes[s->pick[r]], q->n_prompt);
     }
     s->stats.n_cand_decoded += n_pick;
     s->stats.n_chunks++;
